@@ -1,0 +1,28 @@
+//! `arch hashmap NAME`: the Pithos hashmap JSON of an object.
+
+use super::{Context, Status, parse_object_name};
+use crate::services::names::ObjectName;
+use crate::services::objects;
+use std::io::Write;
+
+/// Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  arch hashmap images/debian.raw | jq '.hashes | length'")]
+pub struct Args {
+    #[arg(value_parser = parse_object_name)]
+    pub name: ObjectName,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let map = objects::hashmap(&repo, &args.name)?;
+    // The hashmap is data: the same JSON document with or without --json.
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        serde_json::to_writer_pretty(&mut out, &map)?;
+    } else {
+        serde_json::to_writer(&mut out, &map)?;
+    }
+    writeln!(out)?;
+    Ok(Status::Ok)
+}

@@ -1,0 +1,114 @@
+//! The CLI edge: one module per command (parse -> call the library -> render), the shared
+//! context (repository discovery, output mode, progress) and exit codes.
+
+pub mod cp;
+pub mod get;
+pub mod hashmap;
+pub mod info;
+pub mod init;
+pub mod ls;
+pub mod meta;
+pub mod mv;
+pub mod output;
+pub mod progress_bar;
+pub mod put;
+pub mod rm;
+
+use crate::cli::{Cli, Command};
+use crate::repo::Repository;
+use clap::Parser;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a check found problems.
+pub const EXIT_PROBLEMS: u8 = 1;
+/// Exit code: usage or operational error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// A check ran and found problems (exit 1).
+    Problems,
+}
+
+/// What every command gets: global options and the way to the repository.
+pub struct Context {
+    pub repo_arg: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub show_progress: bool,
+}
+
+impl Context {
+    fn from_cli(cli: &Cli) -> Context {
+        Context {
+            repo_arg: cli.repo.clone(),
+            json: cli.json,
+            quiet: cli.quiet,
+            show_progress: !cli.json
+                && !cli.quiet
+                && !cli.no_progress
+                && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Opens the repository named by `-R`/`ARCH_REPO`, else found from the current directory.
+    pub fn repo(&self) -> anyhow::Result<Repository> {
+        let cwd = std::env::current_dir()?;
+        Ok(Repository::discover(self.repo_arg.as_deref(), &cwd)?)
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    let ctx = Context::from_cli(&cli);
+    match run(&ctx, &cli.command) {
+        Ok(Status::Ok) => ExitCode::from(EXIT_OK),
+        Ok(Status::Problems) => ExitCode::from(EXIT_PROBLEMS),
+        Err(err) => output::report_error(&ctx, &err),
+    }
+}
+
+fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Put(a) => put::run(ctx, a),
+        Command::Get(a) => get::run(ctx, a),
+        Command::Ls(a) => ls::run(ctx, a),
+        Command::Info(a) => info::run(ctx, a),
+        Command::Meta(a) => meta::run(ctx, a),
+        Command::Cp(a) => cp::run(ctx, a),
+        Command::Mv(a) => mv::run(ctx, a),
+        Command::Rm(a) => rm::run(ctx, a),
+        Command::Hashmap(a) => hashmap::run(ctx, a),
+    }
+}
+
+/// Parses `KEY=VALUE` (clap value parser).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+/// Parses a size like `10G` (clap value parser).
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    crate::units::parse_size(s)
+}
+
+/// Parses `container/object` (clap value parser).
+pub fn parse_object_name(s: &str) -> Result<crate::services::names::ObjectName, String> {
+    crate::services::names::ObjectName::parse(s).map_err(|e| e.to_string())
+}

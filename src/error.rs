@@ -1,0 +1,121 @@
+//! The library's typed errors: each says what failed, on what, and what to do about it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a library operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no arch repository found in {start} or any parent directory; run `arch init DIR`, pass `-R DIR`, or set ARCH_REPO"
+    )]
+    NoRepository { start: PathBuf },
+    #[error("{path} is not an arch repository (no arch.toml); run `arch init {path}` to create one")]
+    NotARepository { path: PathBuf },
+    #[error("{path} is already an arch repository; use it as it is, or init a different directory")]
+    AlreadyARepository { path: PathBuf },
+    #[error("{path} exists and is not empty; init a new or empty directory")]
+    DirectoryNotEmpty { path: PathBuf },
+    #[error("repository {path} uses {what}; {fix}")]
+    UnsupportedRepository {
+        path: PathBuf,
+        what: String,
+        fix: String,
+    },
+    #[error("invalid name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("{kind} '{name}' not found{}", suggestion_text(.suggestion))]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("{kind} '{name}' already exists; {fix}")]
+    AlreadyExists {
+        kind: &'static str,
+        name: String,
+        fix: String,
+    },
+    #[error("cannot read source {path}: {source}; check the path and its permissions")]
+    SourceUnreadable { path: PathBuf, source: io::Error },
+    #[error(
+        "corrupted block {hash} at offset {offset} of {resource}: stored data does not match its hash; run `arch fsck --read-data`"
+    )]
+    CorruptBlock {
+        hash: String,
+        offset: u64,
+        resource: String,
+    },
+    #[error(
+        "missing block {hash} at offset {offset} of {resource}; the repository is damaged, run `arch fsck`"
+    )]
+    MissingBlock {
+        hash: String,
+        offset: u64,
+        resource: String,
+    },
+    #[error("damaged repository file {path}: {reason}; run `arch fsck`")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "no space left on the device while writing {path}; free space and retry (nothing was committed)"
+    )]
+    NoSpace { path: PathBuf },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{resource} is in use by another arch process; retry when it has finished")]
+    Busy { resource: String },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn suggestion_text(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!("; did you mean '{s}'?"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with the operation and path; ENOSPC becomes [`Error::NoSpace`].
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
+        let path = path.as_ref().to_path_buf();
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            return Error::NoSpace { path };
+        }
+        Error::Io { op, path, source }
+    }
+
+    /// An invalid-argument error with a message that already names the fix.
+    pub fn invalid(msg: impl Into<String>) -> Error {
+        Error::Invalid(msg.into())
+    }
+
+    /// Stable snake_case name of the error kind, for `--json` error documents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoRepository { .. } => "no_repository",
+            Error::NotARepository { .. } => "not_a_repository",
+            Error::AlreadyARepository { .. } => "already_a_repository",
+            Error::DirectoryNotEmpty { .. } => "directory_not_empty",
+            Error::UnsupportedRepository { .. } => "unsupported_repository",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::SourceUnreadable { .. } => "source_unreadable",
+            Error::CorruptBlock { .. } => "corrupt_block",
+            Error::MissingBlock { .. } => "missing_block",
+            Error::Corrupt { .. } => "corrupt",
+            Error::NoSpace { .. } => "no_space",
+            Error::Invalid(_) => "invalid_argument",
+            Error::Busy { .. } => "busy",
+            Error::Io { .. } => "io",
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! A repository on disk: finding and opening it, its configuration, its locks, and
+//! transactions on its metadata catalog.
+//!
+//! Layout (see docs/FORMAT.md): `arch.toml`, `blocks/`, `maps/`, `meta/catalog.json`,
+//! `locks/`, `tmp/`. `arch.toml` is written last at init: its presence marks a repository.
+
+pub mod catalog;
+pub mod config;
+pub mod lock;
+pub mod records;
+
+use crate::error::{Error, Result};
+use crate::storage::Backend;
+use crate::storage::fsutil::{atomic_write, sync_dir};
+use crate::storage::local::{LocalBackend, TMP_DIR};
+use catalog::Catalog;
+use config::Config;
+use lock::FileLock;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "arch.toml";
+pub const META_DIR: &str = "meta";
+pub const CATALOG_FILE: &str = "meta/catalog.json";
+pub const LOCKS_DIR: &str = "locks";
+/// Shared by every operation that writes or reads block data; exclusive for gc and repair,
+/// so garbage collection never runs while an operation has unreferenced blocks in flight.
+pub const DATA_LOCK: &str = "locks/data.lock";
+/// Exclusive for each read-modify-write of the catalog.
+pub const CATALOG_LOCK: &str = "locks/catalog.lock";
+
+/// An open repository.
+pub struct Repository {
+    root: PathBuf,
+    config: Config,
+    backend: LocalBackend,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Repository {
+    /// Creates a repository in `dir` (created if missing). Refused when `dir` is already a
+    /// repository or is a non-empty directory.
+    pub fn init(dir: &Path, block_size: u64) -> Result<Repository> {
+        let config = Config::new(block_size)?;
+        if dir.join(CONFIG_FILE).exists() {
+            return Err(Error::AlreadyARepository {
+                path: dir.to_path_buf(),
+            });
+        }
+        match fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() && !is_leftover_skeleton(dir) {
+                    return Err(Error::DirectoryNotEmpty {
+                        path: dir.to_path_buf(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+            }
+            Err(e) => return Err(Error::io("read directory", dir, e)),
+        }
+        LocalBackend::create_layout(dir)?;
+        for sub in [META_DIR, LOCKS_DIR] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(|e| Error::io("create directory", &p, e))?;
+        }
+        let tmp = dir.join(TMP_DIR);
+        atomic_write(&tmp, &dir.join(CATALOG_FILE), &Catalog::default().encode())?;
+        for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, TMP_DIR] {
+            sync_dir(&dir.join(sub))?;
+        }
+        // Last: the marker that makes the directory a repository.
+        atomic_write(&tmp, &dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        Repository::open(dir)
+    }
+
+    /// Opens the repository rooted at `root`.
+    pub fn open(root: &Path) -> Result<Repository> {
+        let cfg_path = root.join(CONFIG_FILE);
+        let text = match fs::read_to_string(&cfg_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotARepository {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(Error::io("read", &cfg_path, e)),
+        };
+        let config = Config::parse(root, &text)?;
+        let locks = root.join(LOCKS_DIR);
+        if !locks.is_dir() {
+            fs::create_dir_all(&locks).map_err(|e| Error::io("create directory", &locks, e))?;
+        }
+        Ok(Repository {
+            root: root.to_path_buf(),
+            config,
+            backend: LocalBackend::new(root),
+        })
+    }
+
+    /// Finds the repository: `explicit` (from `-R` or `ARCH_REPO`) when given, else `start`
+    /// and its parents, as git does.
+    pub fn discover(explicit: Option<&Path>, start: &Path) -> Result<Repository> {
+        if let Some(dir) = explicit {
+            return Repository::open(dir);
+        }
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            if d.join(CONFIG_FILE).is_file() {
+                return Repository::open(d);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NoRepository {
+            start: start.to_path_buf(),
+        })
+    }
+
+    /// Root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.config.block_size as u32
+    }
+
+    /// The configuration read from `arch.toml`.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The block and map store.
+    pub fn backend(&self) -> &dyn Backend {
+        &self.backend
+    }
+
+    /// The local backend (paths of blocks and maps, for integrity checks).
+    pub fn local_backend(&self) -> &LocalBackend {
+        &self.backend
+    }
+
+    /// Directory for temporary files (same filesystem as the store).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP_DIR)
+    }
+
+    /// Shared data lock: held while an operation writes or reads blocks.
+    pub fn lock_data_shared(&self) -> Result<FileLock> {
+        lock::lock_shared(&self.root.join(DATA_LOCK))
+    }
+
+    /// Exclusive data lock: no other operation touches blocks while it is held.
+    pub fn lock_data_exclusive(&self) -> Result<FileLock> {
+        lock::lock_exclusive(&self.root.join(DATA_LOCK))
+    }
+
+    /// Reads the catalog as last committed. Needs no lock: commits are atomic renames.
+    pub fn read_catalog(&self) -> Result<Catalog> {
+        let path = self.root.join(CATALOG_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::Corrupt {
+                    path,
+                    reason: "the catalog is missing".into(),
+                });
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        Catalog::decode(&path, &bytes)
+    }
+
+    /// Runs `change` on the catalog under the exclusive catalog lock and commits the result
+    /// atomically. When `change` fails, nothing is written; when it changes nothing, the file
+    /// is left untouched.
+    pub fn transact<T>(&self, change: impl FnOnce(&mut Catalog) -> Result<T>) -> Result<T> {
+        let _lock = lock::lock_exclusive(&self.root.join(CATALOG_LOCK))?;
+        let before = self.read_catalog()?;
+        let mut after = before.clone();
+        let out = change(&mut after)?;
+        if after != before {
+            atomic_write(
+                &self.tmp_dir(),
+                &self.root.join(CATALOG_FILE),
+                &after.encode(),
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+/// True when `dir` holds only what an interrupted `arch init` leaves (no `arch.toml`, and only
+/// the skeleton directories and an empty catalog), so init may be retried there.
+fn is_leftover_skeleton(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let known = ["blocks", "maps", META_DIR, LOCKS_DIR, TMP_DIR];
+    entries.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        known.contains(&name.as_ref())
+            && walkdir::WalkDir::new(e.path())
+                .into_iter()
+                .flatten()
+                .all(|w| w.file_type().is_dir() || w.path().ends_with(CATALOG_FILE))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_then_open_and_discover_from_a_subdirectory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        Repository::init(&root, 4096).unwrap();
+        let sub = root.join("meta");
+        let repo = Repository::discover(None, &sub).unwrap();
+        assert_eq!(repo.root(), root);
+        assert_eq!(repo.block_size(), 4096);
+    }
+
+    #[test]
+    fn init_refuses_a_repository_and_a_non_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init(dir.path(), 4096).unwrap();
+        assert!(matches!(
+            Repository::init(dir.path(), 4096),
+            Err(Error::AlreadyARepository { .. })
+        ));
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("file"), b"x").unwrap();
+        assert!(matches!(
+            Repository::init(other.path(), 4096),
+            Err(Error::DirectoryNotEmpty { .. })
+        ));
+    }
+
+    #[test]
+    fn failed_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path(), 4096).unwrap();
+        let before = fs::read(dir.path().join(CATALOG_FILE)).unwrap();
+        let r: Result<()> = repo.transact(|c| {
+            c.volumes.clear();
+            Err(Error::invalid("no"))
+        });
+        assert!(r.is_err());
+        assert_eq!(fs::read(dir.path().join(CATALOG_FILE)).unwrap(), before);
+    }
+}

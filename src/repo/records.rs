@@ -1,0 +1,72 @@
+//! The persistent metadata records kept in the catalog: objects (with their optional image
+//! registration) and volumes. Services give them meaning; this module only defines their shape.
+
+use crate::storage::MapId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A read-only resource as the object service sees it.
+///
+/// Invariants: `map` names a stored map whose size is `bytes` and whose top hash is `hash`;
+/// `uuid` is unique among objects and is kept on overwrite and move.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub uuid: String,
+    pub bytes: u64,
+    /// Pithos object hash (hex).
+    pub hash: String,
+    pub map: MapId,
+    pub block_size: u32,
+    pub content_type: String,
+    /// 1 on create; +1 each time the data is replaced.
+    pub version: u64,
+    /// RFC 3339 UTC.
+    pub created: String,
+    /// RFC 3339 UTC; changes with data or metadata.
+    pub modified: String,
+    /// User metadata (free key/value pairs).
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Image-service metadata; present when the object is registered as an Image or Snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRecord>,
+}
+
+/// Image-service (Glance/Plankton) metadata of an object. Id, size and checksum are not stored:
+/// they are the object's uuid, bytes and hash, so they can never disagree with the data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// Display name.
+    pub name: String,
+    pub owner: String,
+    /// SAVING | AVAILABLE | ERROR (images), CREATING | AVAILABLE | ERROR (snapshots).
+    pub status: String,
+    /// diskdump | extdump | ntfsdump.
+    pub disk_format: String,
+    /// aki | ari | ami | bare | ovf.
+    pub container_format: String,
+    pub is_public: bool,
+    /// The snapshot marker (set together with the EXCLUDE_ALL_TASKS=yes property).
+    pub is_snapshot: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Properties, keys upper-case.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A read-write thin clone of a read-only resource.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub size: u64,
+    /// `image:<id>` | `snapshot:<id>` | `object:<uuid>`.
+    pub source: String,
+    /// The immutable map the volume reads through where it has no private block.
+    pub base_map: MapId,
+    /// Private blocks live under the current epoch; a snapshot starts a new one.
+    pub epoch: u64,
+    pub created_at: String,
+    #[serde(default)]
+    pub status: String,
+}

@@ -1,0 +1,6 @@
+//! The services: objects, images (and later volumes) over one block store. Each operation
+//! returns a report and never prints.
+
+pub mod images;
+pub mod names;
+pub mod objects;

@@ -1,0 +1,501 @@
+//! The object service (Swift/Pithos semantics): put, get, list, info, metadata, copy, move,
+//! remove and the Pithos hashmap of `container/object` resources.
+
+use super::images::{ImageView, image_view, resource_kind};
+use super::names::{ObjectName, closest};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::catalog::Catalog;
+use crate::repo::records::ObjectRecord;
+use crate::storage::export::{Sink, export};
+use crate::storage::ingest::{Source, ingest};
+use crate::storage::{BlockMap, MapId};
+use crate::time::now_rfc3339;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Content type when none is given.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Options of [`put`].
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub meta: Vec<(String, String)>,
+}
+
+/// What [`put`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutReport {
+    pub name: String,
+    pub uuid: String,
+    pub version: u64,
+    pub bytes: u64,
+    pub hash: String,
+    pub blocks: u64,
+    /// Blocks that were new to the store and written.
+    pub blocks_written: u64,
+    pub bytes_written: u64,
+    pub zero_blocks: u64,
+    /// False when an existing object was replaced.
+    pub created: bool,
+}
+
+/// Full description of an object (`arch info`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub container: String,
+    pub object: String,
+    /// object | image | snapshot.
+    pub kind: String,
+    pub uuid: String,
+    pub bytes: u64,
+    pub hash: String,
+    pub block_size: u32,
+    pub blocks: u64,
+    pub content_type: String,
+    pub version: u64,
+    pub created: String,
+    pub modified: String,
+    pub meta: BTreeMap<String, String>,
+    pub image: Option<ImageView>,
+}
+
+/// A container and what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerEntry {
+    pub name: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectEntry {
+    pub name: String,
+    pub kind: String,
+    pub bytes: u64,
+    pub hash: String,
+    pub content_type: String,
+    pub modified: String,
+    pub uuid: String,
+}
+
+/// The Pithos hashmap document, field for field as kamaki prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Hashmap {
+    pub block_hash: String,
+    pub block_size: u32,
+    pub bytes: u64,
+    pub hashes: Vec<String>,
+}
+
+/// Validates a metadata key (non-empty, no `=`, no NUL).
+pub fn validate_meta_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(Error::invalid(format!(
+            "invalid metadata key '{key}': keys are non-empty and contain no `=` or NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// Looks up an object, with a closest-name suggestion when it is missing.
+pub fn find<'a>(catalog: &'a Catalog, name: &ObjectName) -> Result<&'a ObjectRecord> {
+    let full = name.full();
+    catalog.objects.get(&full).ok_or_else(|| not_found(catalog, &full))
+}
+
+fn not_found(catalog: &Catalog, full: &str) -> Error {
+    Error::NotFound {
+        kind: "object",
+        name: full.to_string(),
+        suggestion: closest(full, catalog.objects.keys().map(String::as_str)),
+    }
+}
+
+/// Imports `source` as object `name`. Over an existing object: replaces data, content type
+/// and user metadata; keeps uuid, creation time and image registration; bumps the version.
+///
+/// Crash safety: blocks, then the map, are durable before the catalog names them; the catalog
+/// switches to the new version in one atomic rename, so a reader sees the old or new version.
+pub fn put(
+    repo: &Repository,
+    source: Source,
+    name: &ObjectName,
+    opts: &PutOptions,
+    progress: &dyn Progress,
+) -> Result<PutReport> {
+    for (k, _) in &opts.meta {
+        validate_meta_key(k)?;
+    }
+    let _data = repo.lock_data_shared()?;
+    let ingested = ingest(repo.backend(), repo.block_size(), source, progress)?;
+    progress.finish();
+    let full = name.full();
+    let now = now_rfc3339();
+    let meta: BTreeMap<String, String> = opts
+        .meta
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
+    let hash = ingested.map.top_hash().to_hex();
+    let (uuid, version, created) = repo.transact(|cat| {
+        let previous = cat.objects.get(&full).cloned();
+        let record = ObjectRecord {
+            uuid: previous
+                .as_ref()
+                .map(|p| p.uuid.clone())
+                .unwrap_or_else(new_uuid),
+            bytes: ingested.map.size,
+            hash: hash.clone(),
+            map: ingested.map_id,
+            block_size: repo.block_size(),
+            content_type: opts
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            created: previous
+                .as_ref()
+                .map_or_else(|| now.clone(), |p| p.created.clone()),
+            modified: now.clone(),
+            meta: meta.clone(),
+            image: previous.as_ref().and_then(|p| p.image.clone()),
+        };
+        let out = (record.uuid.clone(), record.version, previous.is_none());
+        cat.objects.insert(full.clone(), record);
+        Ok(out)
+    })?;
+    Ok(PutReport {
+        name: full,
+        uuid,
+        version,
+        bytes: ingested.map.size,
+        hash,
+        blocks: ingested.map.hashes.len() as u64,
+        blocks_written: ingested.blocks_written,
+        bytes_written: ingested.bytes_written,
+        zero_blocks: ingested.zero_blocks,
+        created,
+    })
+}
+
+/// Reads the map of an object record.
+pub fn load_map(repo: &Repository, full: &str, rec: &ObjectRecord) -> Result<BlockMap> {
+    read_map_of(repo, full, &rec.map)
+}
+
+/// Reads a map that `resource` references; a missing map is repository damage.
+pub fn read_map_of(repo: &Repository, resource: &str, id: &MapId) -> Result<BlockMap> {
+    repo.backend().read_map(id)?.ok_or_else(|| Error::Corrupt {
+        path: repo.local_backend().map_path(id),
+        reason: format!("map of {resource} is missing"),
+    })
+}
+
+/// What [`get`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct GetReport {
+    pub name: String,
+    pub bytes: u64,
+    pub hash: String,
+    pub verified: bool,
+}
+
+/// Writes the content of object `name` to `sink`, verifying every block unless `verify` is
+/// false.
+pub fn get(
+    repo: &Repository,
+    name: &ObjectName,
+    sink: Sink<'_>,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<GetReport> {
+    // Lock before reading the catalog, so gc cannot drop blocks of the version we read.
+    let _data = repo.lock_data_shared()?;
+    let catalog = repo.read_catalog()?;
+    let rec = find(&catalog, name)?;
+    let full = name.full();
+    let map = load_map(repo, &full, rec)?;
+    progress.set_total(map.size);
+    export(repo.backend(), &map, &full, verify, sink, progress)?;
+    progress.finish();
+    Ok(GetReport {
+        name: full,
+        bytes: rec.bytes,
+        hash: rec.hash.clone(),
+        verified: verify,
+    })
+}
+
+/// Containers with their object counts and sizes (containers exist while they hold objects).
+pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
+    let catalog = repo.read_catalog()?;
+    let mut out: BTreeMap<String, ContainerEntry> = BTreeMap::new();
+    for (full, rec) in &catalog.objects {
+        let container = full.split('/').next().unwrap_or_default().to_string();
+        let e = out.entry(container.clone()).or_insert(ContainerEntry {
+            name: container,
+            count: 0,
+            bytes: 0,
+        });
+        e.count += 1;
+        e.bytes += rec.bytes;
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Objects of `container` whose object part starts with `prefix`, in name order.
+pub fn list_objects(repo: &Repository, container: &str, prefix: &str) -> Result<Vec<ObjectEntry>> {
+    if let Err(reason) = super::names::validate_container(container) {
+        return Err(Error::InvalidName {
+            name: container.to_string(),
+            reason,
+        });
+    }
+    let catalog = repo.read_catalog()?;
+    let start = format!("{container}/{prefix}");
+    let entries: Vec<ObjectEntry> = catalog
+        .objects
+        .range(start.clone()..)
+        .take_while(|(k, _)| k.starts_with(&start))
+        .map(|(k, rec)| ObjectEntry {
+            name: k.clone(),
+            kind: resource_kind(rec).into(),
+            bytes: rec.bytes,
+            hash: rec.hash.clone(),
+            content_type: rec.content_type.clone(),
+            modified: rec.modified.clone(),
+            uuid: rec.uuid.clone(),
+        })
+        .collect();
+    if entries.is_empty() && prefix.is_empty() {
+        let prefix = format!("{container}/");
+        if !catalog.objects.keys().any(|k| k.starts_with(&prefix)) {
+            let containers: Vec<String> = catalog
+                .objects
+                .keys()
+                .filter_map(|k| k.split('/').next().map(String::from))
+                .collect();
+            return Err(Error::NotFound {
+                kind: "container",
+                name: container.to_string(),
+                suggestion: closest(container, containers.iter().map(String::as_str)),
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// Describes one object.
+pub fn info(repo: &Repository, name: &ObjectName) -> Result<ObjectInfo> {
+    let catalog = repo.read_catalog()?;
+    let rec = find(&catalog, name)?;
+    Ok(describe(name, rec))
+}
+
+/// The [`ObjectInfo`] of a record.
+pub fn describe(name: &ObjectName, rec: &ObjectRecord) -> ObjectInfo {
+    let full = name.full();
+    ObjectInfo {
+        kind: resource_kind(rec).into(),
+        image: image_view(&full, rec),
+        name: full,
+        container: name.container.clone(),
+        object: name.object.clone(),
+        uuid: rec.uuid.clone(),
+        bytes: rec.bytes,
+        hash: rec.hash.clone(),
+        block_size: rec.block_size,
+        blocks: rec.bytes.div_ceil(rec.block_size as u64),
+        content_type: rec.content_type.clone(),
+        version: rec.version,
+        created: rec.created.clone(),
+        modified: rec.modified.clone(),
+        meta: rec.meta.clone(),
+    }
+}
+
+/// Sets (empty value: deletes) and unsets user metadata; returns the resulting metadata.
+pub fn update_meta(
+    repo: &Repository,
+    name: &ObjectName,
+    set: &[(String, String)],
+    unset: &[String],
+) -> Result<BTreeMap<String, String>> {
+    for (k, _) in set {
+        validate_meta_key(k)?;
+    }
+    for k in unset {
+        validate_meta_key(k)?;
+    }
+    repo.transact(|cat| {
+        let full = name.full();
+        if !cat.objects.contains_key(&full) {
+            return Err(not_found(cat, &full));
+        }
+        let rec = cat.objects.get_mut(&full).expect("checked above");
+        if set.is_empty() && unset.is_empty() {
+            return Ok(rec.meta.clone());
+        }
+        for (k, v) in set {
+            if v.is_empty() {
+                rec.meta.remove(k);
+            } else {
+                rec.meta.insert(k.clone(), v.clone());
+            }
+        }
+        for k in unset {
+            rec.meta.remove(k);
+        }
+        rec.modified = now_rfc3339();
+        Ok(rec.meta.clone())
+    })
+}
+
+/// What [`copy`] or [`rename`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferReport {
+    pub source: String,
+    pub destination: String,
+    pub uuid: String,
+    pub bytes: u64,
+    pub hash: String,
+    /// True when an existing destination was replaced (`--force`).
+    pub replaced: bool,
+}
+
+fn check_destination(cat: &Catalog, dst: &str, force: bool, verb: &str) -> Result<bool> {
+    let exists = cat.objects.contains_key(dst);
+    if exists && !force {
+        return Err(Error::AlreadyExists {
+            kind: "object",
+            name: dst.to_string(),
+            fix: format!("pass --force to {verb} over it, or choose another name"),
+        });
+    }
+    Ok(exists)
+}
+
+/// Copies `src` to `dst` by sharing its map: no block and no map is written.
+///
+/// A new destination gets a new uuid and no image registration. Copying over an existing
+/// destination (`force`) is an overwrite of it: the destination keeps its uuid and image
+/// registration and its version is bumped, as with `put`.
+pub fn copy(
+    repo: &Repository,
+    src: &ObjectName,
+    dst: &ObjectName,
+    force: bool,
+) -> Result<TransferReport> {
+    let (s, d) = (src.full(), dst.full());
+    repo.transact(|cat| {
+        let source = find(cat, src)?.clone();
+        if s == d {
+            return Err(Error::invalid(format!(
+                "source and destination are both '{s}'; choose another destination"
+            )));
+        }
+        let replaced = check_destination(cat, &d, force, "copy")?;
+        let now = now_rfc3339();
+        let previous = cat.objects.get(&d).cloned();
+        let record = ObjectRecord {
+            uuid: previous
+                .as_ref()
+                .map_or_else(new_uuid, |p| p.uuid.clone()),
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            created: previous.as_ref().map_or_else(|| now.clone(), |p| p.created.clone()),
+            modified: now,
+            image: previous.and_then(|p| p.image),
+            ..source
+        };
+        let report = TransferReport {
+            source: s.clone(),
+            destination: d.clone(),
+            uuid: record.uuid.clone(),
+            bytes: record.bytes,
+            hash: record.hash.clone(),
+            replaced,
+        };
+        cat.objects.insert(d.clone(), record);
+        Ok(report)
+    })
+}
+
+/// Renames `src` to `dst`, keeping its uuid and image registration. With `force`, an existing
+/// destination is replaced (its record is dropped; its blocks are left to gc).
+pub fn rename(
+    repo: &Repository,
+    src: &ObjectName,
+    dst: &ObjectName,
+    force: bool,
+) -> Result<TransferReport> {
+    let (s, d) = (src.full(), dst.full());
+    repo.transact(|cat| {
+        find(cat, src)?;
+        if s == d {
+            return Err(Error::invalid(format!(
+                "source and destination are both '{s}'; choose another destination"
+            )));
+        }
+        let replaced = check_destination(cat, &d, force, "move")?;
+        let mut record = cat.objects.remove(&s).expect("found above");
+        record.modified = now_rfc3339();
+        let report = TransferReport {
+            source: s.clone(),
+            destination: d.clone(),
+            uuid: record.uuid.clone(),
+            bytes: record.bytes,
+            hash: record.hash.clone(),
+            replaced,
+        };
+        cat.objects.insert(d.clone(), record);
+        Ok(report)
+    })
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoveReport {
+    pub name: String,
+    pub uuid: String,
+    pub kind: String,
+    pub bytes: u64,
+}
+
+/// Removes an object record (and with it any image registration). Its blocks stay until
+/// `arch gc` finds them unreferenced.
+pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
+    repo.transact(|cat| {
+        let rec = find(cat, name)?.clone();
+        cat.objects.remove(&name.full());
+        Ok(RemoveReport {
+            name: name.full(),
+            uuid: rec.uuid.clone(),
+            kind: resource_kind(&rec).into(),
+            bytes: rec.bytes,
+        })
+    })
+}
+
+/// The Pithos hashmap of an object.
+pub fn hashmap(repo: &Repository, name: &ObjectName) -> Result<Hashmap> {
+    let catalog = repo.read_catalog()?;
+    let rec = find(&catalog, name)?;
+    let map = load_map(repo, &name.full(), rec)?;
+    Ok(Hashmap {
+        block_hash: repo.config().hash.clone(),
+        block_size: map.block_size,
+        bytes: map.size,
+        hashes: map.hashes.iter().map(|h| h.to_hex()).collect(),
+    })
+}
+
+/// A fresh random (v4) uuid.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

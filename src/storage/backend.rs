@@ -1,0 +1,47 @@
+//! The storage trait: content-addressed blocks and immutable maps, nothing else.
+//!
+//! Services (objects, images, volumes) talk to storage only through [`Backend`], so a remote
+//! object-store backend can replace the local directory without touching them.
+
+use super::hash::BlockHash;
+use super::map::{BlockMap, MapId};
+use crate::error::Result;
+
+/// A store of content-addressed blocks and maps.
+///
+/// Invariants every implementation keeps:
+/// - a block is stored as its bytes with trailing zeros stripped, under the sha256 of those
+///   bytes; the all-zero block is never stored;
+/// - a stored block or map is never modified, only deleted (by garbage collection);
+/// - a block or map becomes visible only once it is durable.
+pub trait Backend: Send + Sync {
+    /// True when the block is present.
+    fn has_block(&self, hash: &BlockHash) -> Result<bool>;
+    /// Reads the stored (stripped) bytes of a block into `buf` (cleared first).
+    /// Returns false when the block is missing.
+    fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool>;
+    /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
+    fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;
+    /// Removes a block (garbage collection only).
+    fn delete_block(&self, hash: &BlockHash) -> Result<()>;
+    /// Calls `f` for every stored block with its stored length.
+    fn for_each_block(&self, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()>;
+
+    /// Stores a map durably and returns its id (sha256 of its encoding). Idempotent.
+    fn put_map(&self, map: &BlockMap) -> Result<MapId>;
+    /// Reads and decodes a map; returns None when it is missing.
+    fn read_map(&self, id: &MapId) -> Result<Option<BlockMap>>;
+    /// Removes a map (garbage collection only).
+    fn delete_map(&self, id: &MapId) -> Result<()>;
+    /// Calls `f` for every stored map id.
+    fn for_each_map(&self, f: &mut dyn FnMut(MapId) -> Result<()>) -> Result<()>;
+}
+
+/// Blocks staged for one operation. Dropping a batch without committing discards them.
+pub trait BlockBatch: Send + Sync {
+    /// Stages the stripped bytes of a block. Returns false, writing nothing, when the block is
+    /// already stored or already staged in this batch.
+    fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool>;
+    /// Makes every staged block durable, then visible. After an error nothing staged is visible.
+    fn commit(self: Box<Self>) -> Result<()>;
+}

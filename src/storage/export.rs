@@ -1,0 +1,201 @@
+//! Streaming export: reads a map's blocks on all cores, verifies each against its hash, and
+//! writes them in order. Zero blocks cost no read; into a file they become holes.
+//!
+//! Memory bound: at most `2 * threads + 2` blocks are in flight, as for ingest.
+
+use super::backend::Backend;
+use super::hash::BlockHash;
+use super::ingest::{pipeline_depth, worker_threads};
+use super::map::BlockMap;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+
+/// Where exported bytes go.
+pub enum Sink<'a> {
+    /// A regular file written with positional writes; zero blocks are left as holes and the
+    /// file is sized at the end. The file must be empty when export starts.
+    File(&'a File),
+    /// A stream (stdout, a pipe): every byte is written, zeros included.
+    Stream(&'a mut dyn Write),
+}
+
+struct Job {
+    index: usize,
+    hash: BlockHash,
+    len: usize,
+    buf: Vec<u8>,
+}
+
+/// Writes the content described by `map` to `sink`. `resource` names it in error messages.
+///
+/// With `verify`, each block is hashed before any of its bytes are written: a corrupt block
+/// stops the export with [`Error::CorruptBlock`] naming its hash and offset.
+pub fn export(
+    backend: &dyn Backend,
+    map: &BlockMap,
+    resource: &str,
+    verify: bool,
+    mut sink: Sink<'_>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let threads = worker_threads();
+    let window = pipeline_depth(threads);
+    let bs = map.block_size as u64;
+    let n = map.hashes.len();
+    let (job_tx, job_rx) = channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = channel::<(usize, Result<Vec<u8>>)>();
+    let mut free: Vec<Vec<u8>> = Vec::new();
+    let zeros = vec![0u8; map.block_size as usize];
+
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..threads {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || read_worker(job_rx, done_tx, backend, verify, bs, resource));
+        }
+        drop(done_tx);
+        let result = (|| -> Result<()> {
+            let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+            let mut next_dispatch = 0usize;
+            let mut in_flight = 0usize;
+            for next_write in 0..n {
+                while next_dispatch < n && in_flight < window {
+                    let hash = map.hashes[next_dispatch];
+                    if !hash.is_zero() {
+                        job_tx
+                            .send(Job {
+                                index: next_dispatch,
+                                hash,
+                                len: map.block_len(next_dispatch),
+                                buf: free.pop().unwrap_or_default(),
+                            })
+                            .expect("readers alive");
+                        in_flight += 1;
+                    }
+                    next_dispatch += 1;
+                }
+                let len = map.block_len(next_write);
+                let offset = next_write as u64 * bs;
+                if map.hashes[next_write].is_zero() {
+                    if let Sink::Stream(w) = &mut sink {
+                        w.write_all(&zeros[..len]).map_err(|e| stream_error(e, offset))?;
+                    }
+                    progress.advance(len as u64);
+                    continue;
+                }
+                let buf = loop {
+                    if let Some(buf) = pending.remove(&next_write) {
+                        break buf;
+                    }
+                    let (index, res) = done_rx.recv().expect("readers alive");
+                    in_flight -= 1;
+                    pending.insert(index, res?);
+                };
+                match &mut sink {
+                    Sink::File(f) => f
+                        .write_all_at(&buf[..len], offset)
+                        .map_err(|e| Error::io("write", "output file", e))?,
+                    Sink::Stream(w) => w.write_all(&buf[..len]).map_err(|e| stream_error(e, offset))?,
+                }
+                progress.advance(len as u64);
+                free.push(buf);
+            }
+            match &mut sink {
+                Sink::File(f) => f
+                    .set_len(map.size)
+                    .map_err(|e| Error::io("resize", "output file", e)),
+                Sink::Stream(w) => w.flush().map_err(|e| stream_error(e, map.size)),
+            }
+        })();
+        drop(job_tx);
+        result
+    })
+}
+
+fn stream_error(e: std::io::Error, offset: u64) -> Error {
+    Error::io(
+        "write output at offset",
+        std::path::PathBuf::from(offset.to_string()),
+        e,
+    )
+}
+
+fn read_worker(
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    done: std::sync::mpsc::Sender<(usize, Result<Vec<u8>>)>,
+    backend: &dyn Backend,
+    verify: bool,
+    block_size: u64,
+    resource: &str,
+) {
+    loop {
+        let job = match jobs.lock().unwrap().recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let mut buf = job.buf;
+        let offset = job.index as u64 * block_size;
+        let result = read_one(backend, &job.hash, job.len, verify, &mut buf)
+            .map_err(|e| e.with_location(&job.hash, offset, resource))
+            .map(|()| buf);
+        let _ = done.send((job.index, result));
+    }
+}
+
+/// Why a block could not be read whole.
+pub enum BlockFault {
+    Missing,
+    Corrupt,
+    Other(Error),
+}
+
+impl BlockFault {
+    /// The user-facing error for this fault at `offset` of `resource`.
+    pub fn with_location(self, hash: &BlockHash, offset: u64, resource: &str) -> Error {
+        match self {
+            BlockFault::Missing => Error::MissingBlock {
+                hash: hash.to_hex(),
+                offset,
+                resource: resource.to_string(),
+            },
+            BlockFault::Corrupt => Error::CorruptBlock {
+                hash: hash.to_hex(),
+                offset,
+                resource: resource.to_string(),
+            },
+            BlockFault::Other(e) => e,
+        }
+    }
+}
+
+/// Reads block `hash` into `buf`, zero-padded to `len` bytes, verifying it when asked.
+pub fn read_one(
+    backend: &dyn Backend,
+    hash: &BlockHash,
+    len: usize,
+    verify: bool,
+    buf: &mut Vec<u8>,
+) -> Result<(), BlockFault> {
+    if hash.is_zero() {
+        buf.clear();
+        buf.resize(len, 0);
+        return Ok(());
+    }
+    match backend.read_block(hash, buf) {
+        Ok(true) => {}
+        Ok(false) => return Err(BlockFault::Missing),
+        Err(e) => return Err(BlockFault::Other(e)),
+    }
+    if buf.len() > len || (verify && BlockHash::of_bytes(buf) != *hash) {
+        return Err(BlockFault::Corrupt);
+    }
+    buf.resize(len, 0);
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The local-directory backend: `blocks/XX/<hash>` and `maps/XX/<id>` under a repository root.
+
+use super::backend::{Backend, BlockBatch};
+use super::fsutil::{sync_dir, sync_filesystem, sync_parent};
+use super::hash::BlockHash;
+use super::map::{BlockMap, MapId};
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Names of the directories the backend owns under the repository root.
+pub const BLOCKS_DIR: &str = "blocks";
+pub const MAPS_DIR: &str = "maps";
+pub const TMP_DIR: &str = "tmp";
+
+/// Blocks and maps stored as files in a local directory.
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend over an existing repository root.
+    pub fn new(root: &Path) -> LocalBackend {
+        LocalBackend {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Creates the directory skeleton: `blocks/00..ff`, `maps/00..ff`, `tmp/`.
+    pub fn create_layout(root: &Path) -> Result<()> {
+        for top in [BLOCKS_DIR, MAPS_DIR] {
+            for shard in 0..=255u8 {
+                let dir = root.join(top).join(format!("{shard:02x}"));
+                fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            }
+        }
+        let tmp = root.join(TMP_DIR);
+        fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))
+    }
+
+    /// Path of a block file.
+    pub fn block_path(&self, hash: &BlockHash) -> PathBuf {
+        shard_path(&self.root.join(BLOCKS_DIR), hash)
+    }
+
+    /// Path of a map file.
+    pub fn map_path(&self, id: &MapId) -> PathBuf {
+        shard_path(&self.root.join(MAPS_DIR), id)
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP_DIR)
+    }
+}
+
+fn shard_path(top: &Path, hash: &BlockHash) -> PathBuf {
+    let hex = hash.to_hex();
+    top.join(&hex[..2]).join(hex)
+}
+
+fn temp_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Visits `top/XX/<64 hex>` files, skipping anything not named like a hash.
+fn for_each_hash_file(
+    top: &Path,
+    f: &mut dyn FnMut(BlockHash, u64) -> Result<()>,
+) -> Result<()> {
+    let shards = fs::read_dir(top).map_err(|e| Error::io("list", top, e))?;
+    let mut shard_dirs: Vec<PathBuf> = shards.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    shard_dirs.sort();
+    for shard in shard_dirs {
+        if !shard.is_dir() {
+            continue;
+        }
+        let entries = fs::read_dir(&shard).map_err(|e| Error::io("list", &shard, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &shard, e))?;
+            let name = entry.file_name();
+            let Some(hash) = name.to_str().and_then(|n| n.parse::<BlockHash>().ok()) else {
+                continue;
+            };
+            let len = entry
+                .metadata()
+                .map_err(|e| Error::io("stat", entry.path(), e))?
+                .len();
+            f(hash, len)?;
+        }
+    }
+    Ok(())
+}
+
+impl Backend for LocalBackend {
+    fn has_block(&self, hash: &BlockHash) -> Result<bool> {
+        let p = self.block_path(hash);
+        match fs::symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("stat", &p, e)),
+        }
+    }
+
+    fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        let p = self.block_path(hash);
+        let mut f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("open", &p, e)),
+        };
+        f.read_to_end(buf).map_err(|e| Error::io("read", &p, e))?;
+        Ok(true)
+    }
+
+    fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
+        let dir = self.tmp_dir().join(temp_name("batch"));
+        fs::create_dir(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        Ok(Box::new(LocalBatch {
+            blocks_dir: self.root.join(BLOCKS_DIR),
+            backend_root: self.root.clone(),
+            dir,
+            staged: Mutex::new(HashSet::new()),
+            committed: false,
+        }))
+    }
+
+    fn delete_block(&self, hash: &BlockHash) -> Result<()> {
+        let p = self.block_path(hash);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &p, e)),
+        }
+    }
+
+    fn for_each_block(&self, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()> {
+        for_each_hash_file(&self.root.join(BLOCKS_DIR), f)
+    }
+
+    fn put_map(&self, map: &BlockMap) -> Result<MapId> {
+        let bytes = map.encode();
+        let id = BlockHash::of_bytes(&bytes);
+        let dest = self.map_path(&id);
+        if dest.exists() {
+            return Ok(id);
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+        }
+        super::fsutil::atomic_write(&self.tmp_dir(), &dest, &bytes)?;
+        Ok(id)
+    }
+
+    fn read_map(&self, id: &MapId) -> Result<Option<BlockMap>> {
+        let p = self.map_path(id);
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &p, e)),
+        };
+        if BlockHash::of_bytes(&bytes) != *id {
+            return Err(Error::Corrupt {
+                path: p,
+                reason: "map content does not match its name (sha256)".into(),
+            });
+        }
+        BlockMap::decode(&bytes).map(Some).map_err(|e| Error::Corrupt {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+
+    fn delete_map(&self, id: &MapId) -> Result<()> {
+        let p = self.map_path(id);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &p, e)),
+        }
+    }
+
+    fn for_each_map(&self, f: &mut dyn FnMut(MapId) -> Result<()>) -> Result<()> {
+        for_each_hash_file(&self.root.join(MAPS_DIR), &mut |id, _| f(id))
+    }
+}
+
+/// A batch staged in `tmp/batch-<pid>-<uuid>/`. Commit order: syncfs (staged data durable),
+/// rename each file into `blocks/XX/`, syncfs (renames durable), remove the batch directory.
+/// A crash before the renames leaves only the batch directory (garbage); a crash during them
+/// leaves complete, durable blocks that no map references yet (garbage until referenced).
+struct LocalBatch {
+    blocks_dir: PathBuf,
+    backend_root: PathBuf,
+    dir: PathBuf,
+    staged: Mutex<HashSet<BlockHash>>,
+    committed: bool,
+}
+
+impl BlockBatch for LocalBatch {
+    fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool> {
+        if shard_path(&self.blocks_dir, hash).exists() {
+            return Ok(false);
+        }
+        if !self.staged.lock().unwrap().insert(*hash) {
+            return Ok(false);
+        }
+        let p = self.dir.join(hash.to_hex());
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&p)?;
+            f.write_all(stored)
+        };
+        if let Err(e) = write() {
+            self.staged.lock().unwrap().remove(hash);
+            let _ = fs::remove_file(&p);
+            return Err(Error::io("write block", &p, e));
+        }
+        Ok(true)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let staged: Vec<BlockHash> = self.staged.lock().unwrap().iter().copied().collect();
+        if !staged.is_empty() {
+            sync_filesystem(&self.dir)?;
+            for hash in &staged {
+                let dest = shard_path(&self.blocks_dir, hash);
+                let src = self.dir.join(hash.to_hex());
+                if let Err(e) = fs::rename(&src, &dest) {
+                    if e.kind() != ErrorKind::NotFound {
+                        return Err(Error::io("rename block into", &dest, e));
+                    }
+                    let parent = dest.parent().unwrap();
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io("create directory", parent, e))?;
+                    fs::rename(&src, &dest).map_err(|e| Error::io("rename block into", &dest, e))?;
+                }
+            }
+            sync_filesystem(&self.backend_root)?;
+        }
+        self.committed = true;
+        let _ = fs::remove_dir(&self.dir);
+        let _ = sync_parent(&self.dir);
+        Ok(())
+    }
+}
+
+impl Drop for LocalBatch {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+            let _ = sync_dir(self.dir.parent().unwrap_or(Path::new(".")));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The storage layer: content-addressed blocks, immutable maps, and the streaming pipelines
+//! that move bytes in and out. It knows nothing about objects, images or volumes.
+
+pub mod backend;
+pub mod export;
+pub mod fsutil;
+pub mod hash;
+pub mod ingest;
+pub mod local;
+pub mod map;
+
+pub use backend::{Backend, BlockBatch};
+pub use hash::{BlockHash, top_hash};
+pub use map::{BlockMap, MapId};
