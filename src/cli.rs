@@ -16,7 +16,13 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Repository directory (default: $ARCH_REPO, else the current directory or a parent).
-    #[arg(short = 'R', long = "repo", global = true, env = "ARCH_REPO", value_name = "DIR")]
+    #[arg(
+        short = 'R',
+        long = "repo",
+        global = true,
+        env = "ARCH_REPO",
+        value_name = "DIR"
+    )]
     pub repo: Option<PathBuf>,
     /// Print one JSON document on stdout instead of tables.
     #[arg(long, global = true)]

@@ -13,7 +13,9 @@ pub enum Error {
         "no arch repository found in {start} or any parent directory; run `arch init DIR`, pass `-R DIR`, or set ARCH_REPO"
     )]
     NoRepository { start: PathBuf },
-    #[error("{path} is not an arch repository (no arch.toml); run `arch init {path}` to create one")]
+    #[error(
+        "{path} is not an arch repository (no arch.toml); run `arch init {path}` to create one"
+    )]
     NotARepository { path: PathBuf },
     #[error("{path} is already an arch repository; use it as it is, or init a different directory")]
     AlreadyARepository { path: PathBuf },

@@ -22,7 +22,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let report = objects::copy(&repo, &args.src, &args.dst, args.force)?;
     emit(ctx, &report, |out| {
-        writeln!(out, "copied {} -> {} ({})", report.source, report.destination, report.uuid)
+        writeln!(
+            out,
+            "copied {} -> {} ({})",
+            report.source, report.destination, report.uuid
+        )
     })?;
     Ok(Status::Ok)
 }

@@ -37,10 +37,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let verify = !args.no_verify;
     let Some(path) = &args.output else {
         if ctx.json {
-            return Err(Error::invalid(
-                "--json needs -o FILE: stdout carries the object's bytes",
-            )
-            .into());
+            return Err(
+                Error::invalid("--json needs -o FILE: stdout carries the object's bytes").into(),
+            );
         }
         let progress = progress_bar::for_context(ctx, "get", None);
         let stdout = std::io::stdout();
@@ -60,7 +59,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     };
     let report = write_file_atomically(path, args.force, |file| {
         let progress = progress_bar::for_context(ctx, "get", None);
-        let r = objects::get(&repo, &args.name, Sink::File(file), verify, progress.as_ref());
+        let r = objects::get(
+            &repo,
+            &args.name,
+            Sink::File(file),
+            verify,
+            progress.as_ref(),
+        );
         progress.finish();
         r
     })?;

@@ -8,7 +8,9 @@ use crate::units::format_size;
 
 /// Show an object's system fields, user metadata and image/snapshot view.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash")]
+#[command(
+    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash"
+)]
 pub struct Args {
     /// Object `container/object`.
     #[arg(value_parser = parse_object_name)]
@@ -23,9 +25,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             ("name", info.name.clone()),
             ("kind", info.kind.clone()),
             ("uuid", info.uuid.clone()),
-            ("size", format!("{} ({} bytes)", format_size(info.bytes), info.bytes)),
+            (
+                "size",
+                format!("{} ({} bytes)", format_size(info.bytes), info.bytes),
+            ),
             ("hash", info.hash.clone()),
-            ("blocks", format!("{} x {}", info.blocks, format_size(info.block_size as u64))),
+            (
+                "blocks",
+                format!("{} x {}", info.blocks, format_size(info.block_size as u64)),
+            ),
             ("content type", info.content_type.clone()),
             ("version", info.version.to_string()),
             ("created", info.created.clone()),

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 /// List containers (no argument) or the objects of CONTAINER whose names start with PREFIX.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  arch ls\n  arch ls images -l\n  arch ls images/debian/ --json")]
+#[command(
+    after_help = "Examples:\n  arch ls\n  arch ls images -l\n  arch ls images/debian/ --json"
+)]
 pub struct Args {
     /// `CONTAINER` or `CONTAINER/PREFIX`.
     pub path: Option<String>,
@@ -46,7 +48,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 .iter()
                 .map(|c| vec![c.name.clone(), c.count.to_string(), format_size(c.bytes)])
                 .collect();
-            writeln!(out, "{}", table(&["container", "objects", "size"], rows, &[1, 2]))
+            writeln!(
+                out,
+                "{}",
+                table(&["container", "objects", "size"], rows, &[1, 2])
+            )
         })?;
         return Ok(Status::Ok);
     };

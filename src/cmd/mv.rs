@@ -22,7 +22,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let report = objects::rename(&repo, &args.src, &args.dst, args.force)?;
     emit(ctx, &report, |out| {
-        writeln!(out, "moved {} -> {} ({})", report.source, report.destination, report.uuid)
+        writeln!(
+            out,
+            "moved {} -> {} ({})",
+            report.source, report.destination, report.uuid
+        )
     })?;
     Ok(Status::Ok)
 }

@@ -84,7 +84,11 @@ pub fn report_error(ctx: &Context, err: &anyhow::Error) -> ExitCode {
         .map_or("error", |e| e.kind());
     if ctx.json {
         let doc = serde_json::json!({ "error": { "kind": kind, "message": message } });
-        let _ = writeln!(io::stdout(), "{}", serde_json::to_string_pretty(&doc).unwrap());
+        let _ = writeln!(
+            io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap()
+        );
     }
     let _ = writeln!(io::stderr(), "arch: error: {message}");
     ExitCode::from(EXIT_ERROR)

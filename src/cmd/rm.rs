@@ -17,7 +17,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let report = objects::remove(&repo, &args.name)?;
     emit(ctx, &report, |out| {
-        writeln!(out, "removed {} {} ({})", report.kind, report.name, report.uuid)
+        writeln!(
+            out,
+            "removed {} {} ({})",
+            report.kind, report.name, report.uuid
+        )
     })?;
     Ok(Status::Ok)
 }

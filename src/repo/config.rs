@@ -114,8 +114,11 @@ mod tests {
 
     #[test]
     fn newer_format_is_named() {
-        let err = Config::parse(Path::new("/r"), "format = 2\nblock_size = 4096\nhash = \"sha256\"")
-            .unwrap_err();
+        let err = Config::parse(
+            Path::new("/r"),
+            "format = 2\nblock_size = 4096\nhash = \"sha256\"",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
 

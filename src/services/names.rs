@@ -114,16 +114,7 @@ mod tests {
     #[test]
     fn invalid_names() {
         for s in [
-            "",
-            "noslash",
-            "/c/o",
-            "c/",
-            "/o",
-            "c/../x",
-            "c/./x",
-            "./x",
-            "c//x",
-            "c/x\0y",
+            "", "noslash", "/c/o", "c/", "/o", "c/../x", "c/./x", "./x", "c//x", "c/x\0y",
         ] {
             assert!(ObjectName::parse(s).is_err(), "{s:?} accepted");
         }

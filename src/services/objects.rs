@@ -105,7 +105,10 @@ pub fn validate_meta_key(key: &str) -> Result<()> {
 /// Looks up an object, with a closest-name suggestion when it is missing.
 pub fn find<'a>(catalog: &'a Catalog, name: &ObjectName) -> Result<&'a ObjectRecord> {
     let full = name.full();
-    catalog.objects.get(&full).ok_or_else(|| not_found(catalog, &full))
+    catalog
+        .objects
+        .get(&full)
+        .ok_or_else(|| not_found(catalog, &full))
 }
 
 fn not_found(catalog: &Catalog, full: &str) -> Error {
@@ -404,11 +407,11 @@ pub fn copy(
         let now = now_rfc3339();
         let previous = cat.objects.get(&d).cloned();
         let record = ObjectRecord {
-            uuid: previous
-                .as_ref()
-                .map_or_else(new_uuid, |p| p.uuid.clone()),
+            uuid: previous.as_ref().map_or_else(new_uuid, |p| p.uuid.clone()),
             version: previous.as_ref().map_or(1, |p| p.version + 1),
-            created: previous.as_ref().map_or_else(|| now.clone(), |p| p.created.clone()),
+            created: previous
+                .as_ref()
+                .map_or_else(|| now.clone(), |p| p.created.clone()),
             modified: now,
             image: previous.and_then(|p| p.image),
             ..source

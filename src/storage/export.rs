@@ -85,7 +85,8 @@ pub fn export(
                 let offset = next_write as u64 * bs;
                 if map.hashes[next_write].is_zero() {
                     if let Sink::Stream(w) = &mut sink {
-                        w.write_all(&zeros[..len]).map_err(|e| stream_error(e, offset))?;
+                        w.write_all(&zeros[..len])
+                            .map_err(|e| stream_error(e, offset))?;
                     }
                     progress.advance(len as u64);
                     continue;
@@ -102,7 +103,9 @@ pub fn export(
                     Sink::File(f) => f
                         .write_all_at(&buf[..len], offset)
                         .map_err(|e| Error::io("write", "output file", e))?,
-                    Sink::Stream(w) => w.write_all(&buf[..len]).map_err(|e| stream_error(e, offset))?,
+                    Sink::Stream(w) => w
+                        .write_all(&buf[..len])
+                        .map_err(|e| stream_error(e, offset))?,
                 }
                 progress.advance(len as u64);
                 free.push(buf);

@@ -20,7 +20,8 @@ pub fn atomic_write(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(f);
         fs::rename(&tmp, dest).map_err(|e| Error::io("rename into", dest, e))?;
@@ -43,7 +44,8 @@ pub fn sync_parent(path: &Path) -> Result<()> {
 /// fsyncs a directory.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+    f.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Flushes every dirty page and inode of the filesystem holding `path` (Linux `syncfs`).

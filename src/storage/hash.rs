@@ -157,8 +157,14 @@ mod tests {
 
     #[test]
     fn trailing_zeros_do_not_count() {
-        assert_eq!(BlockHash::of_block(b"hello"), BlockHash::of_block(b"hello\0\0\0"));
-        assert_ne!(BlockHash::of_block(b"hello"), BlockHash::of_block(b"\0hello"));
+        assert_eq!(
+            BlockHash::of_block(b"hello"),
+            BlockHash::of_block(b"hello\0\0\0")
+        );
+        assert_ne!(
+            BlockHash::of_block(b"hello"),
+            BlockHash::of_block(b"\0hello")
+        );
         assert_eq!(strip_trailing_zeros(b"a\0b\0\0\0\0\0\0\0\0\0"), b"a\0b");
         assert_eq!(strip_trailing_zeros(&[0u8; 17]), b"");
     }

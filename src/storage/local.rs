@@ -70,10 +70,7 @@ fn temp_name(prefix: &str) -> String {
 }
 
 /// Visits `top/XX/<64 hex>` files, skipping anything not named like a hash.
-fn for_each_hash_file(
-    top: &Path,
-    f: &mut dyn FnMut(BlockHash, u64) -> Result<()>,
-) -> Result<()> {
+fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()> {
     let shards = fs::read_dir(top).map_err(|e| Error::io("list", top, e))?;
     let mut shard_dirs: Vec<PathBuf> = shards.filter_map(|e| e.ok().map(|e| e.path())).collect();
     shard_dirs.sort();
@@ -172,10 +169,12 @@ impl Backend for LocalBackend {
                 reason: "map content does not match its name (sha256)".into(),
             });
         }
-        BlockMap::decode(&bytes).map(Some).map_err(|e| Error::Corrupt {
-            path: p,
-            reason: e.to_string(),
-        })
+        BlockMap::decode(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: p,
+                reason: e.to_string(),
+            })
     }
 
     fn delete_map(&self, id: &MapId) -> Result<()> {
@@ -239,7 +238,8 @@ impl BlockBatch for LocalBatch {
                     let parent = dest.parent().unwrap();
                     fs::create_dir_all(parent)
                         .map_err(|e| Error::io("create directory", parent, e))?;
-                    fs::rename(&src, &dest).map_err(|e| Error::io("rename block into", &dest, e))?;
+                    fs::rename(&src, &dest)
+                        .map_err(|e| Error::io("rename block into", &dest, e))?;
                 }
             }
             sync_filesystem(&self.backend_root)?;

@@ -151,7 +151,11 @@ mod tests {
         BlockMap {
             block_size: 4096,
             size: 4096 * 2 + 7,
-            hashes: vec![BlockHash::of_bytes(b"a"), BlockHash::ZERO, BlockHash::of_bytes(b"c")],
+            hashes: vec![
+                BlockHash::of_bytes(b"a"),
+                BlockHash::ZERO,
+                BlockHash::of_bytes(b"c"),
+            ],
         }
     }
 
@@ -173,7 +177,10 @@ mod tests {
         assert_eq!(BlockMap::decode(&bad), Err(MapDecodeError::BadMagic));
         let mut bad = enc.clone();
         bad[12..16].copy_from_slice(&3000u32.to_le_bytes());
-        assert_eq!(BlockMap::decode(&bad), Err(MapDecodeError::BadBlockSize(3000)));
+        assert_eq!(
+            BlockMap::decode(&bad),
+            Err(MapDecodeError::BadBlockSize(3000))
+        );
     }
 
     #[test]

@@ -1,0 +1,5 @@
+//! Integration tests: one test binary (fast to link) whose modules each drive the real `arch`
+//! binary in per-test temp directories.
+
+mod objects;
+mod util;

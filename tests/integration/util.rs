@@ -1,0 +1,157 @@
+//! Test harness: every test gets its own temp directory with a fresh repository and drives the
+//! real `arch` binary in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temp directory holding a repository at `root` and room for scratch files.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl TestRepo {
+    /// A new repository with the given block size (e.g. "4K", "4M").
+    pub fn with_block_size(bs: &str) -> TestRepo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("repo");
+        let out = Command::new(bin())
+            .args(["init", "--block-size", bs])
+            .arg(&root)
+            .output()
+            .expect("run arch init");
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        TestRepo { dir, root }
+    }
+
+    /// A repository with 4 KiB blocks (small and fast for tests).
+    pub fn new() -> TestRepo {
+        TestRepo::with_block_size("4K")
+    }
+
+    /// A path for a scratch file in the temp directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a scratch file and returns its path.
+    pub fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// `arch -R <repo> args...` with stdin closed.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("-R").arg(&self.root).env_remove("ARCH_REPO");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs arch with `args`.
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        self.cmd().args(args).output().expect("run arch")
+    }
+
+    /// Runs arch with `args`, feeding `input` on stdin.
+    pub fn run_stdin<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn arch");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs arch, asserts exit 0, returns stdout.
+    pub fn ok<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "arch {:?} failed ({:?}): {}",
+            args.iter()
+                .map(|a| a.as_ref().to_owned())
+                .collect::<Vec<_>>(),
+            out.status.code(),
+            stderr(&out)
+        );
+        out.stdout
+    }
+
+    /// Runs arch with `--json`, asserts exit 0, parses stdout.
+    pub fn json<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> serde_json::Value {
+        let mut all: Vec<std::ffi::OsString> = vec!["--json".into()];
+        all.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        let out = self.ok(&all);
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out)))
+    }
+
+    /// Runs arch, asserts it fails with exit code `code`, returns stderr.
+    pub fn fails<S: AsRef<std::ffi::OsStr>>(&self, code: i32, args: &[S]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "expected exit {code}; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        stderr(&out)
+    }
+
+    /// Every file under the repository with its length and content hash, sorted: equal
+    /// snapshots mean the repository was not changed.
+    pub fn snapshot(&self) -> Vec<(String, u64, String)> {
+        tree_snapshot(&self.root)
+    }
+}
+
+/// Path of the arch binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_arch")
+}
+
+/// Lossy stderr text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Files under `root` (lock files excluded: taking a lock may create one) with their sizes
+/// and sha256.
+pub fn tree_snapshot(root: &Path) -> Vec<(String, u64, String)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        if rel.starts_with("locks/") {
+            continue;
+        }
+        let data = std::fs::read(e.path()).unwrap();
+        let h = arch::storage::BlockHash::of_bytes(&data).to_hex();
+        out.push((rel, data.len() as u64, h));
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
