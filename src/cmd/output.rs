@@ -26,8 +26,17 @@ pub fn emit<T: Serialize>(
     Ok(())
 }
 
+/// Renders a borderless table: no leading space, two spaces between columns, no trailing
+/// whitespace.
+fn finish(mut t: Table) -> String {
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t.trim_fmt()
+}
+
 /// A borderless table with a header row, numeric columns right-aligned.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>, right_aligned: &[usize]) -> Table {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right_aligned: &[usize]) -> String {
     let mut t = Table::new();
     t.load_style(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
@@ -42,18 +51,18 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right_aligned: &[usize]) -
             }
         }));
     }
-    t
+    finish(t)
 }
 
 /// Key/value lines for `info`-style output.
-pub fn key_values(rows: &[(&str, String)]) -> Table {
+pub fn key_values(rows: &[(&str, String)]) -> String {
     let mut t = Table::new();
     t.load_style(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
     for (k, v) in rows {
         t.add_row(vec![Cell::new(format!("{k}:")), Cell::new(v)]);
     }
-    t
+    finish(t)
 }
 
 /// Prints an error and returns its exit code. A broken pipe (e.g. `arch get x | head`) is

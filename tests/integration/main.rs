@@ -1,5 +1,6 @@
 //! Integration tests: one test binary (fast to link) whose modules each drive the real `arch`
 //! binary in per-test temp directories.
 
+mod crash;
 mod objects;
 mod util;

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""arch benchmark: runs arch beside its peers on the same data, in one go, and prints ratio
+tables; with --write it rewrites docs/BENCHMARKS.md.
+
+Each timing is the median of --reps runs (wall clock); peak RSS comes from wait4(). Ratios
+are arch time / peer time (below 1.0: arch is faster). Absolute times drift on shared
+machines; the ratios are what to read.
+
+Usage: bench/run [--reps N] [--dir DIR] [--suite NAME ...] [--write]
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCH = ROOT / "target" / "release" / "arch"
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+def run_once(cmd, env=None, stdout=None):
+    """Runs cmd (list, or str for the shell); returns (seconds, peak RSS in KiB)."""
+    shell = isinstance(cmd, str)
+    out = open(os.devnull, "wb") if stdout is None else stdout
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, shell=shell, stdout=out, stderr=subprocess.PIPE,
+                         env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({p.returncode}): {cmd}\n{err}")
+    return elapsed, usage.ru_maxrss
+
+
+def measure(cmd, reps, setup=None, env=None):
+    """Median time and max RSS over reps runs; setup() runs untimed before each."""
+    times, rss = [], 0
+    for _ in range(reps):
+        if setup:
+            setup()
+        t, r = run_once(cmd, env=env)
+        times.append(t)
+        rss = max(rss, r)
+    return statistics.median(times), rss
+
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def rm(*paths):
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+def arch(repo, *args):
+    return [str(ARCH), "-R", str(repo), "-q", *args]
+
+
+def fresh_repo(repo, block_size="4M"):
+    rm(repo)
+    subprocess.run([str(ARCH), "init", "-q", "--block-size", block_size, str(repo)], check=True)
+
+
+def make_random(path, size):
+    if not path.exists() or path.stat().st_size != size:
+        sh(f"head -c {size} /dev/urandom > {path}")
+
+
+def make_sparse(path, size, data):
+    """`size` bytes with `data` bytes of random data spread in 4 MiB extents."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    rm(path)
+    extents = data // (4 * MiB)
+    stride = size // extents
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for i in range(extents):
+            f.seek(i * stride)
+            f.write(os.urandom(4 * MiB))
+
+
+class Table:
+    def __init__(self, title):
+        self.title, self.rows = title, []
+
+    def row(self, op, arch_result, peer, peer_result, note=""):
+        (at, ar), (pt, pr) = arch_result, peer_result
+        self.rows.append((op, at, ar, peer, pt, pr, at / pt if pt > 0 else float("inf"), note))
+
+    def markdown(self):
+        lines = [f"### {self.title}", "",
+                 "| operation | arch | peer | peer time | ratio arch/peer | arch peak RSS | peer peak RSS | note |",
+                 "|---|---:|---|---:|---:|---:|---:|---|"]
+        for op, at, ar, peer, pt, pr, ratio, note in self.rows:
+            lines.append(f"| {op} | {at:.3f} s | {peer} | {pt:.3f} s | **{ratio:.2f}** | "
+                         f"{ar / 1024:.0f} MiB | {pr / 1024:.0f} MiB | {note} |")
+        return "\n".join(lines) + "\n"
+
+
+def suite_objects(work, reps):
+    """Issue 2: put / dedup put / get against cp, sha256sum, cat and friends."""
+    tables = []
+    datasets = [
+        ("1 GiB random", work / "random-1g.bin", lambda p: make_random(p, GiB)),
+        ("4 GiB sparse, 1 GiB data", work / "sparse-4g.bin", lambda p: make_sparse(p, 4 * GiB, GiB)),
+    ]
+    repo, out = work / "repo-objects", work / "out.bin"
+    for label, src, make in datasets:
+        make(src)
+        t = Table(f"Objects: {label}")
+        put_new = measure(arch(repo, "put", str(src), "bench/x"), reps,
+                          setup=lambda: fresh_repo(repo))
+        peers = [
+            ("cp", ["cp", str(src), str(out)], lambda: rm(out)),
+            ("cp && sync", f"cp {src} {out} && sync", lambda: rm(out)),
+            ("sha256sum", ["sha256sum", str(src)], None),
+            ("qemu-img convert -O qcow2", ["qemu-img", "convert", "-O", "qcow2", str(src), str(out)],
+             lambda: rm(out)),
+        ]
+        if have("restic"):
+            rrepo = work / "restic-repo"
+            env = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(rrepo)}
+
+            def restic_setup(rrepo=rrepo, env=env):
+                rm(rrepo)
+                subprocess.run(["restic", "init", "-q"], check=True, env={**os.environ, **env},
+                               stdout=subprocess.DEVNULL)
+            peers.append(("restic backup", ["restic", "backup", "-q", str(src)], restic_setup, env))
+        if have("borg"):
+            brepo = work / "borg-repo"
+            env = {"BORG_PASSPHRASE": "", "BORG_REPO": str(brepo)}
+
+            def borg_setup(brepo=brepo, env=env):
+                rm(brepo)
+                subprocess.run(["borg", "init", "-e", "none", str(brepo)], check=True,
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+            peers.append(("borg create", ["borg", "create", f"{brepo}::a", str(src)], borg_setup, env))
+        for peer in peers:
+            name, cmd, setup = peer[:3]
+            env = peer[3] if len(peer) > 3 else None
+            t.row("put (new data, durable)", put_new, name, measure(cmd, reps, setup=setup, env=env))
+        fresh_repo(repo)
+        run_once(arch(repo, "put", str(src), "bench/x"))
+        again = measure(arch(repo, "put", str(src), "bench/y"), reps)
+        t.row("put again (dedup)", again, "sha256sum", measure(["sha256sum", str(src)], reps))
+        if have("openssl"):
+            t.row("put again (dedup)", again, "openssl dgst -sha256",
+                  measure(["openssl", "dgst", "-sha256", str(src)], reps))
+        get_file = measure(arch(repo, "get", "bench/x", "-o", str(out), "--force"), reps,
+                           setup=lambda: rm(out))
+        t.row("get -o FILE (verified)", get_file, "cat > FILE", measure(f"cat {src} > {out}", reps,
+                                                                       setup=lambda: rm(out)))
+        t.row("get -o FILE (verified)", get_file, "cp --sparse=always",
+              measure(["cp", "--sparse=always", str(src), str(out)], reps, setup=lambda: rm(out)))
+        t.row("get -o FILE (verified)", get_file, "qemu-img convert -O raw",
+              measure(["qemu-img", "convert", "-O", "raw", str(src), str(out)], reps,
+                      setup=lambda: rm(out)))
+        get_pipe = measure(f"{ARCH} -R {repo} get bench/x | cat > /dev/null", reps)
+        t.row("get | pipe (verified)", get_pipe, "cat | pipe",
+              measure(f"cat {src} | cat > /dev/null", reps))
+        get_nv = measure(f"{ARCH} -R {repo} get --no-verify bench/x | cat > /dev/null", reps)
+        t.row("get --no-verify | pipe", get_nv, "cat | pipe",
+              measure(f"cat {src} | cat > /dev/null", reps))
+        rm(out)
+        tables.append(t)
+    return tables
+
+
+SUITES = {"objects": suite_objects}
+
+
+def versions():
+    def first_line(cmd):
+        try:
+            r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except Exception:
+            return "not installed"
+    tools = {"cp": "cp --version", "sha256sum": "sha256sum --version", "cat": "cat --version",
+             "openssl": "openssl version", "qemu-img": "qemu-img --version",
+             "restic": "restic version", "borg": "borg --version", "arch": f"{ARCH} --version"}
+    return {k: first_line(v) if (k == "arch" or have(k)) else "not installed"
+            for k, v in tools.items()}
+
+
+def machine():
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=ROOT / "target" / "bench")
+    ap.add_argument("--suite", action="append", choices=sorted(SUITES))
+    ap.add_argument("--write", action="store_true", help="rewrite docs/BENCHMARKS.md")
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    fs = subprocess.run(["df", "-T", str(args.dir)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
+    header = [
+        "# Benchmarks", "",
+        "Generated by `bench/run --write` (median of "
+        f"{args.reps} runs; ratio = arch time / peer time, below 1 means arch is faster).", "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- Machine: {machine()}",
+        f"- Bench directory filesystem: {fs} (page cache warm: data files are re-read from memory)",
+        "- Peers: " + "; ".join(f"{k}: {v}" for k, v in versions().items()), "",
+        "arch put is durable (it syncs the filesystem before committing); plain `cp` is not, so",
+        "`cp && sync` is the like-for-like peer. Verified get hashes every block (sha256 on all",
+        "cores); `get --no-verify` shows the I/O path alone.", "",
+    ]
+    body = []
+    for name in args.suite or sorted(SUITES):
+        for table in SUITES[name](args.dir, args.reps):
+            text = table.markdown()
+            print(text, flush=True)
+            body.append(text)
+    if args.write:
+        (ROOT / "docs" / "BENCHMARKS.md").write_text("\n".join(header) + "\n" + "\n".join(body))
+        print("wrote docs/BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
