@@ -50,4 +50,7 @@ pub enum Command {
     Mv(cmd::mv::Args),
     Rm(cmd::rm::Args),
     Hashmap(cmd::hashmap::Args),
+    Fsck(cmd::fsck::Args),
+    Gc(cmd::gc::Args),
+    Du(cmd::du::Args),
 }

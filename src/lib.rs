@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod integrity;
 pub mod progress;
 pub mod repo;
 pub mod services;

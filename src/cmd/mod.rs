@@ -2,6 +2,9 @@
 //! context (repository discovery, output mode, progress) and exit codes.
 
 pub mod cp;
+pub mod du;
+pub mod fsck;
+pub mod gc;
 pub mod get;
 pub mod hashmap;
 pub mod info;
@@ -93,6 +96,9 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Mv(a) => mv::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
         Command::Hashmap(a) => hashmap::run(ctx, a),
+        Command::Fsck(a) => fsck::run(ctx, a),
+        Command::Gc(a) => gc::run(ctx, a),
+        Command::Du(a) => du::run(ctx, a),
     }
 }
 

@@ -91,6 +91,9 @@ fn concurrent_puts_and_gets_on_one_repository() {
         assert_eq!(&r.ok(&["get", &format!("c/own{i}")]), d);
     }
     let shared = r.ok(&["get", "c/shared"]);
-    assert!(datas.contains(&shared), "c/shared is not any writer's whole content");
+    assert!(
+        datas.contains(&shared),
+        "c/shared is not any writer's whole content"
+    );
     assert_eq!(r.json(&["info", "c/shared"])["version"], 12);
 }

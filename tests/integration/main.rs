@@ -2,5 +2,6 @@
 //! binary in per-test temp directories.
 
 mod crash;
+mod integrity;
 mod objects;
 mod util;

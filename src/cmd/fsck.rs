@@ -1,0 +1,81 @@
+//! `arch fsck [--read-data] [--repair]`: check the repository; exit 1 when damaged.
+
+use super::output::{emit, key_values, table};
+use super::{Context, Status};
+use crate::integrity::fsck::{FsckOptions, fsck};
+use crate::units::format_size;
+
+/// Check that every resource's map and blocks are present (and intact with --read-data).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch fsck\n  arch fsck --read-data --json\n  arch fsck --repair\n\nExit codes: 0 no damage (garbage may exist: `arch gc` removes it), 1 damage found, 2 error."
+)]
+pub struct Args {
+    /// Rehash every stored block and report corrupted ones with the resources using them.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Remove what is provably garbage (temporary files of interrupted operations); never
+    /// anything a resource references.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = fsck(
+        &repo,
+        FsckOptions {
+            read_data: args.read_data,
+            repair: args.repair,
+        },
+    )?;
+    emit(ctx, &report, |out| {
+        for line in &report.repaired {
+            writeln!(out, "repair: {line}")?;
+        }
+        let g = &report.garbage;
+        writeln!(
+            out,
+            "{}",
+            key_values(&[
+                ("objects", report.objects.to_string()),
+                ("volumes", report.volumes.to_string()),
+                ("maps", report.maps.to_string()),
+                (
+                    "blocks",
+                    format!("{} ({})", report.blocks, format_size(report.stored_bytes))
+                ),
+                ("blocks rehashed", report.blocks_read.to_string()),
+                (
+                    "garbage",
+                    format!(
+                        "{} blocks ({}), {} maps, {} temp entries",
+                        g.unreferenced_blocks,
+                        format_size(g.unreferenced_bytes),
+                        g.unreferenced_maps,
+                        g.temp_entries
+                    )
+                ),
+            ])
+        )?;
+        if report.clean() {
+            writeln!(out, "no damage found")
+        } else {
+            let rows = report
+                .problems
+                .iter()
+                .map(|p| vec![p.kind.clone(), p.resources.join(" "), p.message.clone()])
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                table(&["problem", "resources", "detail"], rows, &[])
+            )
+        }
+    })?;
+    Ok(if report.clean() {
+        Status::Ok
+    } else {
+        Status::Problems
+    })
+}

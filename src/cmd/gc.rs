@@ -1,0 +1,54 @@
+//! `arch gc [--dry-run]`: remove blocks, maps and temporary files no resource needs.
+
+use super::output::{emit, key_values};
+use super::{Context, Status};
+use crate::integrity::gc::gc;
+use crate::units::format_size;
+
+/// Free the space of deleted objects and volumes, superseded versions and dropped blocks.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch gc --dry-run\n  arch gc --json | jq .bytes_freed\n\nSafe while other arch commands run: it waits for running writers and holds new ones back."
+)]
+pub struct Args {
+    /// Report what would be freed without removing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = gc(&repo, args.dry_run)?;
+    emit(ctx, &report, |out| {
+        let verb = if report.dry_run {
+            "would free"
+        } else {
+            "freed"
+        };
+        writeln!(
+            out,
+            "{}",
+            key_values(&[
+                (
+                    verb,
+                    format!(
+                        "{} blocks ({}), {} maps, {} temp entries",
+                        report.blocks_freed,
+                        format_size(report.bytes_freed),
+                        report.maps_freed,
+                        report.temp_entries_removed
+                    )
+                ),
+                (
+                    "kept",
+                    format!(
+                        "{} blocks ({})",
+                        report.blocks_kept,
+                        format_size(report.bytes_kept)
+                    )
+                ),
+            ])
+        )
+    })?;
+    Ok(Status::Ok)
+}

@@ -1,0 +1,251 @@
+//! `fsck`: checks that every record references a present, consistent map, that every
+//! referenced block is present (and, with `read_data`, intact), and counts the garbage that
+//! gc or `--repair` removes.
+
+use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, remove_path, temp_entries};
+use crate::error::{Error, Result};
+use crate::repo::{CATALOG_LOCK, Repository, lock};
+use crate::storage::{BlockHash, BlockMap, MapId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Options of [`fsck`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsckOptions {
+    /// Rehash every stored block.
+    pub read_data: bool,
+    /// Remove what is provably garbage (temporary files of interrupted operations).
+    pub repair: bool,
+}
+
+/// One piece of damage.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// missing_map | corrupt_map | map_mismatch | missing_block | corrupt_block
+    pub kind: String,
+    /// The hash or path concerned.
+    pub subject: String,
+    /// Resources affected (`object:<name>`, `volume:<name>`).
+    pub resources: Vec<String>,
+    pub message: String,
+}
+
+/// Things no resource needs: safe to delete, and removed by `arch gc`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Garbage {
+    pub unreferenced_blocks: u64,
+    pub unreferenced_bytes: u64,
+    pub unreferenced_maps: u64,
+    /// Entries of `tmp/`: left by interrupted operations (or in use by a running one).
+    pub temp_entries: u64,
+}
+
+/// What fsck found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FsckReport {
+    pub objects: u64,
+    pub volumes: u64,
+    pub maps: u64,
+    /// Stored blocks.
+    pub blocks: u64,
+    pub stored_bytes: u64,
+    /// Blocks rehashed (with `read_data`).
+    pub blocks_read: u64,
+    pub problems: Vec<Problem>,
+    pub garbage: Garbage,
+    /// What `repair` removed.
+    pub repaired: Vec<String>,
+}
+
+impl FsckReport {
+    /// True when nothing is damaged (garbage is not damage).
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the repository. Reads only, unless `opts.repair`.
+pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
+    let mut repaired = Vec::new();
+    if opts.repair {
+        // Exclusive data lock: no operation has files in tmp/ in flight; the catalog lock
+        // keeps metadata commits (which stage in tmp/) out while we clean.
+        let _data = repo.lock_data_exclusive()?;
+        let _cat = lock::lock_exclusive(&repo.root().join(CATALOG_LOCK))?;
+        for entry in temp_entries(repo)? {
+            remove_path(&entry)?;
+            repaired.push(format!("removed {}", entry.display()));
+        }
+    }
+    let _data = repo.lock_data_shared()?;
+    let mut problems = Vec::new();
+    let catalog = match repo.read_catalog() {
+        Ok(c) => c,
+        Err(Error::Corrupt { path, reason }) => {
+            // Without the catalog nothing else can be checked: report it as the damage.
+            problems.push(Problem {
+                kind: "corrupt_catalog".into(),
+                subject: path.display().to_string(),
+                resources: vec![],
+                message: format!("{}: {reason}", path.display()),
+            });
+            return Ok(FsckReport {
+                objects: 0,
+                volumes: 0,
+                maps: 0,
+                blocks: 0,
+                stored_bytes: 0,
+                blocks_read: 0,
+                problems,
+                garbage: Garbage::default(),
+                repaired,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let maps = referenced_maps(&catalog);
+    let (loaded, bad) = load_maps(repo, &maps);
+    for (id, why) in &bad {
+        let missing = why == "missing";
+        problems.push(Problem {
+            kind: if missing {
+                "missing_map"
+            } else {
+                "corrupt_map"
+            }
+            .into(),
+            subject: id.to_hex(),
+            resources: maps[id].clone(),
+            message: format!("map {id}: {why}"),
+        });
+    }
+    let by_id: BTreeMap<MapId, &BlockMap> = loaded.iter().map(|(id, m)| (*id, m)).collect();
+    for (name, rec) in &catalog.objects {
+        let Some(map) = by_id.get(&rec.map) else {
+            continue;
+        };
+        let top = map.top_hash().to_hex();
+        if map.size != rec.bytes || top != rec.hash || map.block_size != repo.block_size() {
+            problems.push(Problem {
+                kind: "map_mismatch".into(),
+                subject: rec.map.to_hex(),
+                resources: vec![format!("object:{name}")],
+                message: format!(
+                    "object {name} records {} bytes, hash {}, but its map has {} bytes, hash {top}",
+                    rec.bytes, rec.hash, map.size
+                ),
+            });
+        }
+    }
+    let live = live_blocks(&loaded);
+    let mut stored: Vec<(BlockHash, u64)> = Vec::new();
+    repo.backend().for_each_block(&mut |h, len| {
+        stored.push((h, len));
+        Ok(())
+    })?;
+    stored.sort_unstable();
+    let present = HashSet32::from_iter(stored.iter().map(|(h, _)| *h));
+    let users = |h: &BlockHash| -> Vec<String> {
+        let mut out: Vec<String> = loaded
+            .iter()
+            .filter(|(_, m)| m.hashes.contains(h))
+            .flat_map(|(id, _)| maps[id].iter().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let mut reported_missing = std::collections::HashSet::new();
+    for (_, m) in &loaded {
+        for h in &m.hashes {
+            if !h.is_zero() && !present.contains(h) && reported_missing.insert(*h) {
+                problems.push(Problem {
+                    kind: "missing_block".into(),
+                    subject: h.to_hex(),
+                    resources: users(h),
+                    message: format!("block {h} is referenced but missing"),
+                });
+            }
+        }
+    }
+    let mut blocks_read = 0;
+    if opts.read_data {
+        let corrupt = rehash_all(repo, &stored)?;
+        blocks_read = stored.len() as u64;
+        for h in corrupt {
+            let resources = users(&h);
+            let message = if resources.is_empty() {
+                format!("block {h} is corrupt (unreferenced: gc removes it)")
+            } else {
+                format!("block {h} is corrupt: its content does not match its hash")
+            };
+            problems.push(Problem {
+                kind: "corrupt_block".into(),
+                subject: h.to_hex(),
+                resources,
+                message,
+            });
+        }
+    }
+    let mut garbage = Garbage::default();
+    for (h, len) in &stored {
+        if !live.contains(h) {
+            garbage.unreferenced_blocks += 1;
+            garbage.unreferenced_bytes += len;
+        }
+    }
+    let mut all_maps = 0;
+    repo.backend().for_each_map(&mut |id| {
+        all_maps += 1;
+        if !maps.contains_key(&id) {
+            garbage.unreferenced_maps += 1;
+        }
+        Ok(())
+    })?;
+    garbage.temp_entries = temp_entries(repo)?.len() as u64;
+    Ok(FsckReport {
+        objects: catalog.objects.len() as u64,
+        volumes: catalog.volumes.len() as u64,
+        maps: all_maps,
+        blocks: stored.len() as u64,
+        stored_bytes: stored.iter().map(|(_, l)| l).sum(),
+        blocks_read,
+        problems,
+        garbage,
+        repaired,
+    })
+}
+
+/// Rehashes every stored block on all cores; returns the corrupt ones.
+fn rehash_all(repo: &Repository, stored: &[(BlockHash, u64)]) -> Result<Vec<BlockHash>> {
+    let threads = crate::storage::ingest::worker_threads();
+    let chunk = stored.len().div_ceil(threads).max(1);
+    let max_len = repo.block_size() as usize;
+    let results: Vec<Result<Vec<BlockHash>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = stored
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<Vec<BlockHash>> {
+                    let mut buf = Vec::with_capacity(max_len);
+                    let mut bad = Vec::new();
+                    for (h, _) in part {
+                        let present = repo.backend().read_block(h, &mut buf)?;
+                        if present && (buf.len() > max_len || BlockHash::of_bytes(&buf) != *h) {
+                            bad.push(*h);
+                        }
+                    }
+                    Ok(bad)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rehash thread"))
+            .collect()
+    });
+    let mut bad = Vec::new();
+    for r in results {
+        bad.extend(r?);
+    }
+    Ok(bad)
+}

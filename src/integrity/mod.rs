@@ -1,0 +1,7 @@
+//! Integrity and space: fsck (find damage and garbage), gc (mark and sweep), du (who uses
+//! what). These sit beside the services: they read the catalog and the store directly.
+
+pub mod du;
+pub mod fsck;
+pub mod gc;
+mod refs;

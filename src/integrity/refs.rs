@@ -1,0 +1,99 @@
+//! What the catalog references: every map of every resource, and from them the set of live
+//! blocks, kept as a sorted vector (32 bytes per block, no per-entry allocation).
+
+use crate::error::Result;
+use crate::repo::Repository;
+use crate::repo::catalog::Catalog;
+use crate::storage::{BlockHash, BlockMap, MapId};
+use std::collections::BTreeMap;
+
+/// A resource that references a map: `object:<name>` or `volume:<name>`.
+pub type ResourceName = String;
+
+/// Every referenced map with the resources that reference it.
+pub fn referenced_maps(catalog: &Catalog) -> BTreeMap<MapId, Vec<ResourceName>> {
+    let mut maps: BTreeMap<MapId, Vec<ResourceName>> = BTreeMap::new();
+    for (name, rec) in &catalog.objects {
+        maps.entry(rec.map)
+            .or_default()
+            .push(format!("object:{name}"));
+    }
+    for (name, vol) in &catalog.volumes {
+        maps.entry(vol.base_map)
+            .or_default()
+            .push(format!("volume:{name}"));
+    }
+    maps
+}
+
+/// A sorted, deduplicated set of block hashes.
+#[derive(Default)]
+pub struct HashSet32(Vec<BlockHash>);
+
+impl HashSet32 {
+    /// Builds the set from any hashes (zero hashes excluded: they are never stored).
+    pub fn from_iter(hashes: impl IntoIterator<Item = BlockHash>) -> HashSet32 {
+        let mut v: Vec<BlockHash> = hashes.into_iter().filter(|h| !h.is_zero()).collect();
+        v.sort_unstable();
+        v.dedup();
+        HashSet32(v)
+    }
+
+    pub fn contains(&self, h: &BlockHash) -> bool {
+        self.0.binary_search(h).is_ok()
+    }
+}
+
+/// Loads each referenced map that is present and decodes; missing or damaged ones are
+/// returned apart so callers can report them.
+pub fn load_maps(
+    repo: &Repository,
+    maps: &BTreeMap<MapId, Vec<ResourceName>>,
+) -> (Vec<(MapId, BlockMap)>, Vec<(MapId, String)>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for id in maps.keys() {
+        match repo.backend().read_map(id) {
+            Ok(Some(m)) => ok.push((*id, m)),
+            Ok(None) => bad.push((*id, "missing".to_string())),
+            Err(e) => bad.push((*id, e.to_string())),
+        }
+    }
+    (ok, bad)
+}
+
+/// The live blocks: every non-zero hash of every referenced, readable map.
+pub fn live_blocks(maps: &[(MapId, BlockMap)]) -> HashSet32 {
+    HashSet32::from_iter(maps.iter().flat_map(|(_, m)| m.hashes.iter().copied()))
+}
+
+/// Lists the entries of `tmp/` (leftovers of interrupted operations, or in use right now).
+pub fn temp_entries(repo: &Repository) -> Result<Vec<std::path::PathBuf>> {
+    let dir = repo.tmp_dir();
+    let mut out = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                out.push(e.path());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(crate::Error::io("list", &dir, e)),
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes a file or a directory tree; a path already gone is fine.
+pub fn remove_path(path: &std::path::Path) -> Result<()> {
+    let r = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::Error::io("remove", path, e)),
+    }
+}

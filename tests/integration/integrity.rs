@@ -1,0 +1,209 @@
+//! fsck, gc and du through the CLI: clean repositories, garbage, every kind of damage, and
+//! gc running beside writers.
+
+use crate::util::{TestRepo, pseudo_random};
+
+fn put(r: &TestRepo, name: &str, data: &[u8]) -> serde_json::Value {
+    let p = r.file("src", data);
+    r.json(&["put", p.to_str().unwrap(), name])
+}
+
+fn block_path(r: &TestRepo, hash: &str) -> std::path::PathBuf {
+    r.root.join("blocks").join(&hash[..2]).join(hash)
+}
+
+#[test]
+fn fresh_and_busy_repositories_are_clean() {
+    let r = TestRepo::new();
+    assert_eq!(r.json(&["fsck"])["problems"], serde_json::json!([]));
+    put(&r, "c/a", &pseudo_random(30_000, 1));
+    put(&r, "c/b", &pseudo_random(30_000, 1));
+    let report = r.json(&["fsck", "--read-data"]);
+    assert_eq!(report["problems"], serde_json::json!([]));
+    assert_eq!(report["blocks_read"], 8);
+    assert_eq!(report["garbage"]["unreferenced_blocks"], 0);
+}
+
+#[test]
+fn rm_leaves_garbage_that_gc_frees_and_nothing_else() {
+    let r = TestRepo::new();
+    let keep = pseudo_random(20_000, 2);
+    put(&r, "c/keep", &keep);
+    put(&r, "c/gone", &pseudo_random(20_000, 3));
+    // A superseded version is garbage too.
+    put(&r, "c/keep2", &pseudo_random(8192, 4));
+    put(&r, "c/keep2", &pseudo_random(8192, 5));
+    r.ok(&["rm", "c/gone"]);
+    let f = r.json(&["fsck"]);
+    assert_eq!(f["problems"], serde_json::json!([]));
+    assert_eq!(f["garbage"]["unreferenced_blocks"], 5 + 2);
+    assert_eq!(f["garbage"]["unreferenced_maps"], 2);
+    let before = r.snapshot();
+    let dry = r.json(&["gc", "--dry-run"]);
+    assert_eq!(dry["blocks_freed"], 7);
+    assert_eq!(r.snapshot(), before, "dry run changed the repository");
+    let g = r.json(&["gc"]);
+    assert_eq!(g["blocks_freed"], 7);
+    assert_eq!(g["maps_freed"], 2);
+    assert_eq!(g["bytes_freed"], 20_000 + 8192);
+    let f = r.json(&["fsck", "--read-data"]);
+    assert_eq!(f["garbage"]["unreferenced_blocks"], 0);
+    assert_eq!(r.ok(&["get", "c/keep"]), keep);
+    assert_eq!(r.json(&["gc"])["blocks_freed"], 0);
+}
+
+#[test]
+fn flipped_byte_is_found_by_read_data_with_its_users() {
+    let r = TestRepo::new();
+    put(&r, "c/a", &pseudo_random(3 * 4096, 6));
+    r.ok(&["cp", "c/a", "c/b"]);
+    let h = r.json(&["hashmap", "c/a"])["hashes"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = block_path(&r, &h);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&p, bytes).unwrap();
+    r.ok(&["fsck"]); // presence only: still exit 0
+    let out = r.run(&["--json", "fsck", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p0 = &report["problems"][0];
+    assert_eq!(p0["kind"], "corrupt_block");
+    assert_eq!(p0["subject"], h);
+    assert_eq!(
+        p0["resources"],
+        serde_json::json!(["object:c/a", "object:c/b"])
+    );
+    // gc never removes a referenced block, even a corrupt one.
+    r.ok(&["gc"]);
+    assert!(p.exists());
+}
+
+#[test]
+fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
+    let r = TestRepo::new();
+    put(&r, "c/a", &pseudo_random(3 * 4096, 7));
+    let h = r.json(&["hashmap", "c/a"])["hashes"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(block_path(&r, &h)).unwrap();
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "missing_block");
+    assert_eq!(report["problems"][0]["subject"], h);
+
+    let r = TestRepo::new();
+    put(&r, "c/a", &pseudo_random(3 * 4096, 8));
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let map = catalog["objects"]["c/a"]["map"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let map_path = r.root.join("maps").join(&map[..2]).join(&map);
+    let bytes = std::fs::read(&map_path).unwrap();
+    std::fs::write(&map_path, &bytes[..bytes.len() - 5]).unwrap();
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "corrupt_map");
+    let err = r.fails(2, &["get", "c/a"]);
+    assert!(err.contains("damaged") && err.contains("fsck"), "{err}");
+    let err = r.fails(2, &["gc"]);
+    assert!(err.contains("fsck"), "{err}");
+
+    let r = TestRepo::new();
+    std::fs::write(
+        r.root.join("meta/catalog.json"),
+        b"{\"format\": 1, \"objects\": [",
+    )
+    .unwrap();
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "corrupt_catalog");
+    let err = r.fails(2, &["ls"]);
+    assert!(err.contains("catalog.json"), "{err}");
+}
+
+#[test]
+fn temp_leftovers_are_garbage_and_repair_removes_only_them() {
+    let r = TestRepo::new();
+    let data = pseudo_random(10_000, 9);
+    put(&r, "c/a", &data);
+    std::fs::create_dir(r.root.join("tmp/batch-1-dead")).unwrap();
+    std::fs::write(r.root.join("tmp/batch-1-dead/x"), b"partial").unwrap();
+    std::fs::write(r.root.join("tmp/write-1-dead"), b"partial").unwrap();
+    let f = r.json(&["fsck"]);
+    assert_eq!(f["garbage"]["temp_entries"], 2);
+    let fixed = r.json(&["fsck", "--repair"]);
+    assert_eq!(fixed["repaired"].as_array().unwrap().len(), 2);
+    assert_eq!(fixed["garbage"]["temp_entries"], 0);
+    assert_eq!(r.ok(&["get", "c/a"]), data);
+}
+
+#[test]
+fn du_counts_unique_and_shared_bytes() {
+    let r = TestRepo::new();
+    let shared = pseudo_random(4 * 4096, 10);
+    put(&r, "c/a", &shared);
+    let mut b = shared.clone();
+    b.extend(pseudo_random(4096, 11));
+    b.extend(vec![0u8; 4096]);
+    put(&r, "c/b", &b);
+    let d = r.json(&["du"]);
+    let rows = d["resources"].as_array().unwrap();
+    let a = rows.iter().find(|x| x["resource"] == "object:c/a").unwrap();
+    let bb = rows.iter().find(|x| x["resource"] == "object:c/b").unwrap();
+    assert_eq!(a["unique_bytes"], 0);
+    assert_eq!(a["shared_bytes"], 4 * 4096);
+    assert_eq!(bb["unique_bytes"], 4096);
+    assert_eq!(bb["logical_bytes"], 6 * 4096);
+    assert_eq!(d["stored_bytes"], 5 * 4096);
+    let ratio = d["dedup_ratio"].as_f64().unwrap();
+    assert!((ratio - 10.0 / 5.0).abs() < 1e-9, "{ratio}");
+    let one = r.json(&["du", "c/b"]);
+    assert_eq!(one["resources"].as_array().unwrap().len(), 1);
+    r.fails(2, &["du", "c/zz"]);
+}
+
+#[test]
+fn gc_beside_concurrent_puts_never_loses_a_block() {
+    let r = TestRepo::new();
+    let datas: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(200_000, 20 + i)).collect();
+    let paths: Vec<_> = datas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| r.file(&format!("d{i}"), d))
+        .collect();
+    std::thread::scope(|s| {
+        for (i, p) in paths.iter().enumerate() {
+            let r = &r;
+            s.spawn(move || {
+                for round in 0..4 {
+                    r.ok(&["put", p.to_str().unwrap(), &format!("c/{i}")]);
+                    if round % 2 == 0 {
+                        r.ok(&["rm", &format!("c/{i}")]);
+                    }
+                }
+            });
+        }
+        let r = &r;
+        s.spawn(move || {
+            for _ in 0..6 {
+                r.ok(&["gc"]);
+            }
+        });
+    });
+    r.ok(&["gc"]);
+    let f = r.json(&["fsck", "--read-data"]);
+    assert_eq!(f["problems"], serde_json::json!([]));
+    assert_eq!(f["garbage"]["unreferenced_blocks"], 0);
+    for (i, d) in datas.iter().enumerate() {
+        assert_eq!(&r.ok(&["get", &format!("c/{i}")]), d, "c/{i} lost data");
+    }
+}
