@@ -44,12 +44,15 @@ impl HashSet32 {
     }
 }
 
+/// Maps that were read and decoded, with their ids.
+pub type LoadedMaps = Vec<(MapId, BlockMap)>;
+
 /// Loads each referenced map that is present and decodes; missing or damaged ones are
 /// returned apart so callers can report them.
 pub fn load_maps(
     repo: &Repository,
     maps: &BTreeMap<MapId, Vec<ResourceName>>,
-) -> (Vec<(MapId, BlockMap)>, Vec<(MapId, String)>) {
+) -> (LoadedMaps, Vec<(MapId, String)>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for id in maps.keys() {
