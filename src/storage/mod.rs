@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod export;
+pub mod fault;
 pub mod fsutil;
 pub mod hash;
 pub mod ingest;
