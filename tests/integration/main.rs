@@ -2,6 +2,7 @@
 //! binary in per-test temp directories.
 
 mod crash;
+mod faults;
 mod integrity;
 mod objects;
 mod util;
