@@ -97,3 +97,32 @@ fn concurrent_puts_and_gets_on_one_repository() {
     );
     assert_eq!(r.json(&["info", "c/shared"])["version"], 12);
 }
+
+#[test]
+fn gc_killed_at_any_instant_loses_nothing_referenced() {
+    let r = TestRepo::new();
+    let keep: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(400_000, 50 + i)).collect();
+    for (i, d) in keep.iter().enumerate() {
+        let p = r.file("k", d);
+        r.ok(&["put", p.to_str().unwrap(), &format!("c/keep{i}")]);
+    }
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for trial in 0..15u64 {
+        // New garbage every trial: put then remove.
+        let p = r.file("g", &pseudo_random(400_000, 1000 + trial));
+        r.ok(&["put", p.to_str().unwrap(), "c/garbage"]);
+        r.ok(&["rm", "c/garbage"]);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        run_and_kill(&r, &["gc"], Duration::from_micros(rng % 60_000));
+        let f = r.json(&["fsck"]);
+        assert_eq!(f["problems"], serde_json::json!([]), "trial {trial}");
+        for (i, d) in keep.iter().enumerate() {
+            assert_eq!(&r.ok(&["get", &format!("c/keep{i}")]), d, "trial {trial}");
+        }
+    }
+    r.ok(&["gc"]);
+    let f = r.json(&["fsck", "--read-data"]);
+    assert_eq!(f["garbage"]["unreferenced_blocks"], 0);
+}
