@@ -186,7 +186,48 @@ def suite_objects(work, reps):
     return tables
 
 
-SUITES = {"objects": suite_objects}
+def suite_integrity(work, reps):
+    """Issue 5: gc and fsck --read-data on a repository of 100k blocks (4 KiB blocks)."""
+    t = Table("Integrity: 100k blocks (400 MiB, 4 KiB blocks), half of it garbage for gc")
+    repo = work / "repo-integrity"
+    a, b = work / "int-a.bin", work / "int-b.bin"
+    make_random(a, 200 * MiB)
+    make_random(b, 200 * MiB)
+
+    def populate():
+        fresh_repo(repo, "4K")
+        run_once(arch(repo, "put", str(a), "c/a"))
+        run_once(arch(repo, "put", str(b), "c/b"))
+        run_once(arch(repo, "rm", "c/b"))
+    gc = measure(arch(repo, "gc"), reps, setup=populate)
+    populate()
+    fsck = measure(arch(repo, "fsck", "--read-data"), reps)
+    if have("restic"):
+        rrepo = work / "restic-integrity"
+        env = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(rrepo)}
+        full_env = {**os.environ, **env}
+
+        def rpopulate():
+            rm(rrepo)
+            subprocess.run(["restic", "init", "-q"], check=True, env=full_env, stdout=subprocess.DEVNULL)
+            subprocess.run(["restic", "backup", "-q", "--tag", "a", str(a)], check=True, env=full_env,
+                           stdout=subprocess.DEVNULL)
+            subprocess.run(["restic", "backup", "-q", "--tag", "b", str(b)], check=True, env=full_env,
+                           stdout=subprocess.DEVNULL)
+            subprocess.run(["restic", "forget", "-q", "--tag", "b"], check=True, env=full_env,
+                           stdout=subprocess.DEVNULL)
+        t.row("gc (sweep 50k of 100k blocks)", gc, "restic prune",
+              measure(["restic", "prune", "-q"], reps, setup=rpopulate, env=env))
+        rpopulate()
+        t.row("fsck --read-data", fsck, "restic check --read-data",
+              measure(["restic", "check", "-q", "--read-data"], reps, env=env))
+    else:
+        t.row("fsck --read-data", fsck, "sha256sum of the same data",
+              measure(["sha256sum", str(a)], reps))
+    return [t]
+
+
+SUITES = {"objects": suite_objects, "integrity": suite_integrity}
 
 
 def versions():
