@@ -9,6 +9,7 @@ pub mod hash;
 pub mod ingest;
 pub mod local;
 pub mod map;
+mod roundtrip;
 
 pub use backend::{Backend, BlockBatch};
 pub use hash::{BlockHash, top_hash};
