@@ -53,4 +53,5 @@ pub enum Command {
     Fsck(cmd::fsck::Args),
     Gc(cmd::gc::Args),
     Du(cmd::du::Args),
+    Image(cmd::image::Args),
 }

@@ -41,6 +41,15 @@ pub enum Error {
         name: String,
         fix: String,
     },
+    #[error(
+        "{kind} reference '{name}' is ambiguous: it matches {}; use a full id or the object name",
+        .candidates.join(", ")
+    )]
+    Ambiguous {
+        kind: &'static str,
+        name: String,
+        candidates: Vec<String>,
+    },
     #[error("cannot read source {path}: {source}; check the path and its permissions")]
     SourceUnreadable { path: PathBuf, source: io::Error },
     #[error(
@@ -110,6 +119,7 @@ impl Error {
             Error::InvalidName { .. } => "invalid_name",
             Error::NotFound { .. } => "not_found",
             Error::AlreadyExists { .. } => "already_exists",
+            Error::Ambiguous { .. } => "ambiguous",
             Error::SourceUnreadable { .. } => "source_unreadable",
             Error::CorruptBlock { .. } => "corrupt_block",
             Error::MissingBlock { .. } => "missing_block",

@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod gc;
 pub mod get;
 pub mod hashmap;
+pub mod image;
 pub mod info;
 pub mod init;
 pub mod ls;
@@ -99,6 +100,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Du(a) => du::run(ctx, a),
+        Command::Image(a) => image::run(ctx, a),
     }
 }
 

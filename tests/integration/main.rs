@@ -3,6 +3,7 @@
 
 mod crash;
 mod faults;
+mod images;
 mod integrity;
 mod objects;
 mod util;

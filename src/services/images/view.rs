@@ -1,5 +1,5 @@
-//! The image service's view of an object (Glance/Plankton field names). Registration and
-//! the image <-> snapshot flag change `meta/` only.
+//! The image view of an object: Glance/Plankton field names, computed from the object record
+//! so that id, size and checksum can never disagree with the data.
 
 use crate::repo::records::ObjectRecord;
 use serde::Serialize;
