@@ -98,9 +98,9 @@ pub fn run_mark(ctx: &Context, args: &MarkArgs) -> anyhow::Result<Status> {
     let report = images::mark(&repo, &args.reference, args.mark_as == MarkAs::Snapshot)?;
     emit(ctx, &report, |out| {
         let state = if report.changed {
-            "is now"
+            "is now a"
         } else {
-            "was already"
+            "was already a"
         };
         writeln!(
             out,
