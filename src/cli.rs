@@ -54,4 +54,7 @@ pub enum Command {
     Gc(cmd::gc::Args),
     Du(cmd::du::Args),
     Image(cmd::image::Args),
+    Clone(cmd::clone::Args),
+    Snapshot(cmd::snapshot::Args),
+    Volume(cmd::volume::Args),
 }

@@ -1,6 +1,7 @@
 //! The CLI edge: one module per command (parse -> call the library -> render), the shared
 //! context (repository discovery, output mode, progress) and exit codes.
 
+pub mod clone;
 pub mod cp;
 pub mod du;
 pub mod fsck;
@@ -17,6 +18,8 @@ pub mod output;
 pub mod progress_bar;
 pub mod put;
 pub mod rm;
+pub mod snapshot;
+pub mod volume;
 
 use crate::cli::{Cli, Command};
 use crate::repo::Repository;
@@ -101,6 +104,9 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Gc(a) => gc::run(ctx, a),
         Command::Du(a) => du::run(ctx, a),
         Command::Image(a) => image::run(ctx, a),
+        Command::Clone(a) => clone::run(ctx, a),
+        Command::Snapshot(a) => snapshot::run(ctx, a),
+        Command::Volume(a) => volume::run(ctx, a),
     }
 }
 

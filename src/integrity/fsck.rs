@@ -2,9 +2,10 @@
 //! referenced block is present (and, with `read_data`, intact), and counts the garbage that
 //! gc or `--repair` removes.
 
-use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, remove_path, temp_entries};
+use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, temp_entries};
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
+use crate::storage::fsutil::remove_path;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use serde::Serialize;
 use std::collections::BTreeMap;

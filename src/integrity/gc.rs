@@ -8,10 +8,11 @@
 //! that were already referenced when gc read the catalog, so nothing they need is swept.
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 
-use super::refs::{live_blocks, load_maps, referenced_maps, remove_path, temp_entries};
+use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries};
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::MapId;
+use crate::storage::fsutil::remove_path;
 use serde::Serialize;
 
 /// What gc removed (or, with `dry_run`, would remove).

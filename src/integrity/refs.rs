@@ -86,17 +86,3 @@ pub fn temp_entries(repo: &Repository) -> Result<Vec<std::path::PathBuf>> {
     out.sort();
     Ok(out)
 }
-
-/// Removes a file or a directory tree; a path already gone is fine.
-pub fn remove_path(path: &std::path::Path) -> Result<()> {
-    let r = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::Error::io("remove", path, e)),
-    }
-}

@@ -27,6 +27,8 @@ pub const LOCKS_DIR: &str = "locks";
 /// Shared by every operation that writes or reads block data; exclusive for gc and repair,
 /// so garbage collection never runs while an operation has unreferenced blocks in flight.
 pub const DATA_LOCK: &str = "locks/data.lock";
+/// Private blocks of volumes: `volumes/<id>/<epoch>/<index>`.
+pub const VOLUMES_DIR: &str = "volumes";
 /// Exclusive for each read-modify-write of the catalog.
 pub const CATALOG_LOCK: &str = "locks/catalog.lock";
 
@@ -70,13 +72,13 @@ impl Repository {
             Err(e) => return Err(Error::io("read directory", dir, e)),
         }
         LocalBackend::create_layout(dir)?;
-        for sub in [META_DIR, LOCKS_DIR] {
+        for sub in [META_DIR, LOCKS_DIR, VOLUMES_DIR] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(|e| Error::io("create directory", &p, e))?;
         }
         let tmp = dir.join(TMP_DIR);
         atomic_write(&tmp, &dir.join(CATALOG_FILE), &Catalog::default().encode())?;
-        for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, TMP_DIR] {
+        for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR] {
             sync_dir(&dir.join(sub))?;
         }
         // Last: the marker that makes the directory a repository.
@@ -156,6 +158,26 @@ impl Repository {
         self.root.join(TMP_DIR)
     }
 
+    /// The private directory of volume `id` (holding one sub-directory per epoch).
+    pub fn volume_dir(&self, id: &str) -> PathBuf {
+        self.root.join(VOLUMES_DIR).join(id)
+    }
+
+    /// Exclusive lock of volume `id`: held by whatever changes its content or metadata.
+    pub fn lock_volume_exclusive(&self, id: &str) -> Result<FileLock> {
+        lock::lock_exclusive(&self.volume_lock_path(id))
+    }
+
+    /// Shared lock of volume `id`: held by readers, so no snapshot moves blocks under them.
+    pub fn lock_volume_shared(&self, id: &str) -> Result<FileLock> {
+        lock::lock_shared(&self.volume_lock_path(id))
+    }
+
+    /// `locks/volume-<id>.lock`.
+    pub fn volume_lock_path(&self, id: &str) -> PathBuf {
+        self.root.join(LOCKS_DIR).join(format!("volume-{id}.lock"))
+    }
+
     /// Shared data lock: held while an operation writes or reads blocks.
     pub fn lock_data_shared(&self) -> Result<FileLock> {
         lock::lock_shared(&self.root.join(DATA_LOCK))
@@ -207,7 +229,7 @@ fn is_leftover_skeleton(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    let known = ["blocks", "maps", META_DIR, LOCKS_DIR, TMP_DIR];
+    let known = ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR];
     entries.flatten().all(|e| {
         let name = e.file_name();
         let name = name.to_string_lossy();

@@ -55,18 +55,41 @@ pub struct ImageRecord {
     pub properties: BTreeMap<String, String>,
 }
 
-/// A read-write thin clone of a read-only resource.
+/// A read-write thin copy-on-write clone of a read-only resource.
+///
+/// Its content at block `i` is: the private block file `volumes/<id>/<epoch>/<i>` when it
+/// exists, else block `i` of `base_map` (zeros past the map's end). Invariants: `base_map` is
+/// an immutable stored map with at most `ceil(size / block_size)` blocks, none of them holding
+/// data at or past `size`; private files of other epochs, or at indexes past the end, are
+/// garbage that no read consults.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VolumeRecord {
+    /// Random uuid; names the volume's private directory, so it never changes.
     pub id: String,
     pub size: u64,
-    /// `image:<id>` | `snapshot:<id>` | `object:<uuid>`.
-    pub source: String,
+    pub block_size: u32,
+    /// `image:<id>` | `snapshot:<id>` | `object:<uuid>`; None for an imported volume.
+    pub source: Option<String>,
+    /// The source object's name at clone time (informational; the object may move or go).
+    pub source_object: Option<String>,
     /// The immutable map the volume reads through where it has no private block.
     pub base_map: MapId,
-    /// Private blocks live under the current epoch; a snapshot starts a new one.
+    /// Private blocks live under the current epoch; each snapshot starts a new one.
     pub epoch: u64,
     pub created_at: String,
-    #[serde(default)]
+    pub modified_at: String,
+    /// `available`.
     pub status: String,
+    /// Customization tasks run when the volume was cloned or customized, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customization: Vec<TaskRecord>,
+}
+
+/// What happened to one customization task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub task: String,
+    /// `ran` | `excluded` | `skipped`.
+    pub status: String,
+    pub detail: String,
 }

@@ -1,6 +1,7 @@
-//! The services: objects, images (and later volumes) over one block store. Each operation
+//! The services: objects, images and volumes over one block store. Each operation
 //! returns a report and never prints.
 
 pub mod images;
 pub mod names;
 pub mod objects;
+pub mod volumes;

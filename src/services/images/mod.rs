@@ -111,7 +111,7 @@ fn check_display_name(name: &str) -> Result<()> {
 }
 
 /// The owner recorded for new images: the invoking user's name.
-fn current_owner() -> String {
+pub fn current_owner() -> String {
     std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())

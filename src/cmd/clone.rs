@@ -1,0 +1,47 @@
+//! `arch clone SOURCE VOLUME`: a thin copy-on-write volume from a read-only resource.
+
+use super::output::{emit, key_values};
+use super::{Context, Status, parse_size_arg};
+use crate::services::volumes::{self, CloneOptions};
+use crate::units::format_size;
+
+/// Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF).
+/// Only metadata is written; the clone shares every block with its source.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore"
+)]
+pub struct Args {
+    /// Object `container/object`, or an image id (prefix), or a display name.
+    pub source: String,
+    /// Name of the new volume.
+    pub volume: String,
+    /// Size of the volume (default: the source's size; never smaller). E.g. 20G.
+    #[arg(long, value_parser = parse_size_arg)]
+    pub size: Option<u64>,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let opts = CloneOptions { size: args.size };
+    let report = volumes::clone(&repo, &args.source, &args.volume, &opts)?;
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "{}",
+            key_values(&[
+                ("volume", report.volume.clone()),
+                ("id", report.id.clone()),
+                (
+                    "size",
+                    format!("{} ({} bytes)", format_size(report.size), report.size)
+                ),
+                (
+                    "source",
+                    format!("{} ({})", report.source.object, report.source.kind)
+                ),
+            ])
+        )
+    })?;
+    Ok(Status::Ok)
+}

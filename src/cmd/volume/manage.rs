@@ -1,0 +1,156 @@
+//! `arch volume ls|info|rm|resize`: volume metadata and lifecycle.
+
+use crate::cmd::output::{emit, key_values, table};
+use crate::cmd::{Context, Status, parse_size_arg};
+use crate::services::volumes::{self, VolumeInfo};
+use crate::units::format_size;
+use serde::Serialize;
+
+/// List volumes with their size, source and private block count.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch volume ls\n  arch volume ls --json | jq -r '.volumes[].name'"
+)]
+pub struct LsArgs {}
+
+/// Show a volume: size, source, private/shared/zero blocks, customization, times.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch volume info vm1\n  arch volume info vm1 --json | jq .private_blocks"
+)]
+pub struct InfoArgs {
+    /// The volume.
+    pub volume: String,
+}
+
+/// Remove a volume and free its private blocks (shared blocks are left to `arch gc`).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  arch volume rm vm1")]
+pub struct RmArgs {
+    /// The volume.
+    pub volume: String,
+}
+
+/// Grow a volume (the new tail reads as zeros); shrinking needs --allow-shrink.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch volume resize vm1 40G\n  arch volume resize vm1 1G --allow-shrink"
+)]
+pub struct ResizeArgs {
+    /// The volume.
+    pub volume: String,
+    /// New size, e.g. 40G.
+    #[arg(value_parser = parse_size_arg)]
+    pub size: u64,
+    /// Allow a smaller size (drops the data past it).
+    #[arg(long)]
+    pub allow_shrink: bool,
+}
+
+#[derive(Serialize)]
+struct LsReport {
+    volumes: Vec<VolumeInfo>,
+}
+
+pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = LsReport {
+        volumes: volumes::list(&repo)?,
+    };
+    emit(ctx, &report, |out| {
+        let rows = report
+            .volumes
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    format_size(v.size),
+                    v.private_blocks.to_string(),
+                    v.source_object.clone().unwrap_or_else(|| "-".into()),
+                    v.created_at.clone(),
+                ]
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            table(
+                &["name", "size", "private", "source", "created"],
+                rows,
+                &[1, 2]
+            )
+        )
+    })?;
+    Ok(Status::Ok)
+}
+
+pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let v = volumes::info(&repo, &args.volume)?;
+    emit(ctx, &v, |out| {
+        let mut rows = vec![
+            ("name", v.name.clone()),
+            ("id", v.id.clone()),
+            (
+                "size",
+                format!("{} ({} bytes)", format_size(v.size), v.size),
+            ),
+            ("status", v.status.clone()),
+            (
+                "source",
+                v.source.clone().unwrap_or_else(|| "imported".into()),
+            ),
+            (
+                "source object",
+                v.source_object.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "blocks",
+                format!(
+                    "{} x {}: {} private, {} shared, {} zero",
+                    v.blocks,
+                    format_size(v.block_size as u64),
+                    v.private_blocks,
+                    v.shared_blocks,
+                    v.zero_blocks
+                ),
+            ),
+            ("epoch", v.epoch.to_string()),
+            ("created", v.created_at.clone()),
+            ("modified", v.modified_at.clone()),
+        ];
+        for t in &v.customization {
+            rows.push(("task", format!("{} {} {}", t.task, t.status, t.detail)));
+        }
+        writeln!(out, "{}", key_values(&rows))
+    })?;
+    Ok(Status::Ok)
+}
+
+pub fn run_rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = volumes::remove(&repo, &args.volume)?;
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "removed volume {} ({} private blocks freed)",
+            report.volume, report.private_blocks_freed
+        )
+    })?;
+    Ok(Status::Ok)
+}
+
+pub fn run_resize(ctx: &Context, args: &ResizeArgs) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = volumes::resize(&repo, &args.volume, args.size, args.allow_shrink)?;
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "volume {}: {} -> {}",
+            report.volume,
+            format_size(report.old_size),
+            format_size(report.new_size)
+        )
+    })?;
+    Ok(Status::Ok)
+}

@@ -1,0 +1,411 @@
+//! The volume service (Cinder/Archipelago semantics): thin copy-on-write clones of read-only
+//! resources, their block I/O, snapshots back into read-only resources, resize, removal,
+//! import and export.
+//!
+//! Lock order, everywhere: volume lock, then the shared data lock, then the catalog lock.
+
+pub mod blockio;
+mod resize;
+mod snapshot;
+pub mod transfer;
+
+pub use resize::resize;
+pub use snapshot::{SnapshotReport, snapshot};
+
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::repo::catalog::Catalog;
+use crate::repo::lock::FileLock;
+use crate::repo::records::{TaskRecord, VolumeRecord};
+use crate::services::images::{Among, resolve, resource_kind};
+use crate::services::names::{closest, validate_container};
+use crate::services::objects::{new_uuid, read_map_of};
+use crate::time::now_rfc3339;
+use blockio::{VolumeBlocks, WriteStats, list_private};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Status of a volume ready for use.
+pub const STATUS_AVAILABLE: &str = "available";
+
+/// Validates a volume name: the container-name rules (no `/`, no NUL, 1-255 bytes).
+pub fn validate_volume_name(name: &str) -> Result<()> {
+    validate_container(name).map_err(|reason| Error::InvalidName {
+        name: name.to_string(),
+        reason: reason.replace("container", "volume name"),
+    })
+}
+
+/// Looks up a volume by name, suggesting the closest one when missing.
+pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
+    cat.volumes.get(name).ok_or_else(|| Error::NotFound {
+        kind: "volume",
+        name: name.to_string(),
+        suggestion: closest(name, cat.volumes.keys().map(String::as_str)),
+    })
+}
+
+/// A volume opened for I/O, with its lock held.
+pub struct OpenVolume<'a> {
+    pub name: String,
+    pub record: VolumeRecord,
+    pub blocks: VolumeBlocks<'a>,
+    _lock: FileLock,
+    _data: FileLock,
+}
+
+impl OpenVolume<'_> {
+    /// Refuses a range that does not lie inside the volume.
+    pub fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        let size = self.record.size;
+        if offset > size || len > size - offset {
+            return Err(Error::invalid(format!(
+                "range {offset}..{} is past the end of volume '{}' ({size} bytes); \
+                 keep offset + length <= {size}, or grow it with `arch volume resize`",
+                offset.saturating_add(len),
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The directory of the current epoch of a volume.
+pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> PathBuf {
+    repo.volume_dir(&rec.id).join(rec.epoch.to_string())
+}
+
+/// Opens volume `name` for I/O: exclusive lock for writers, shared for readers.
+pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVolume<'a>> {
+    let id = find(&repo.read_catalog()?, name)?.id.clone();
+    let lock = if write {
+        repo.lock_volume_exclusive(&id)?
+    } else {
+        repo.lock_volume_shared(&id)?
+    };
+    let data = repo.lock_data_shared()?;
+    // Re-read under the lock: the record may have changed (snapshot, resize) while we waited.
+    let cat = repo.read_catalog()?;
+    let record = find(&cat, name)?.clone();
+    if record.id != id {
+        return Err(Error::Busy {
+            resource: format!("volume '{name}' (replaced while waiting)"),
+        });
+    }
+    let base = read_map_of(repo, &format!("volume {name}"), &record.base_map)?;
+    let blocks = VolumeBlocks::new(
+        repo.backend(),
+        base,
+        epoch_dir(repo, &record),
+        repo.tmp_dir(),
+        format!("volume {name}"),
+    );
+    Ok(OpenVolume {
+        name: name.to_string(),
+        record,
+        blocks,
+        _lock: lock,
+        _data: data,
+    })
+}
+
+/// Options of [`clone`].
+#[derive(Debug, Clone, Default)]
+pub struct CloneOptions {
+    /// Volume size; defaults to the source size and may not be smaller.
+    pub size: Option<u64>,
+}
+
+/// The read-only resource a clone starts from.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneSource {
+    /// The object `container/object`.
+    pub object: String,
+    /// object | image | snapshot.
+    pub kind: String,
+    /// `image:<id>` | `snapshot:<id>` | `object:<uuid>`.
+    pub source: String,
+    /// Image properties (empty for a plain object).
+    #[serde(skip)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// What [`clone`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneReport {
+    pub volume: String,
+    pub id: String,
+    pub size: u64,
+    pub source: CloneSource,
+    /// Maps written: the clone shares the source's immutable map.
+    pub maps_written: u64,
+    pub blocks_written: u64,
+}
+
+/// Resolves a clone SOURCE to a read-only resource; a volume gets the fix (snapshot first).
+pub fn resolve_source(cat: &Catalog, source: &str) -> Result<CloneSource> {
+    if cat.volumes.contains_key(source) && !cat.objects.contains_key(source) {
+        return Err(Error::invalid(format!(
+            "'{source}' is a volume; volumes are not cloned directly. Snapshot it first: \
+             arch snapshot {source} NAME && arch clone snapshots/NAME NEW_VOLUME"
+        )));
+    }
+    let object = resolve(cat, source, Among::Resources)?;
+    let rec = &cat.objects[&object];
+    let kind = resource_kind(rec);
+    Ok(CloneSource {
+        source: format!("{kind}:{}", rec.uuid),
+        kind: kind.to_string(),
+        properties: rec
+            .image
+            .as_ref()
+            .map(|i| i.properties.clone())
+            .unwrap_or_default(),
+        object,
+    })
+}
+
+/// Creates volume `name` as a thin clone of `source` (an object name or an image REF).
+/// Cost: one catalog commit; no block and no map is written (the volume reads through the
+/// source's immutable map).
+pub fn clone(
+    repo: &Repository,
+    source: &str,
+    name: &str,
+    opts: &CloneOptions,
+) -> Result<CloneReport> {
+    validate_volume_name(name)?;
+    repo.transact(|cat| {
+        let src = resolve_source(cat, source)?;
+        if cat.volumes.contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "volume",
+                name: name.to_string(),
+                fix: "choose another name, or remove it with `arch volume rm`".into(),
+            });
+        }
+        let rec = &cat.objects[&src.object];
+        let size = opts.size.unwrap_or(rec.bytes);
+        if size < rec.bytes {
+            return Err(Error::invalid(format!(
+                "--size {size} is smaller than the source '{}' ({} bytes); a clone may only be \
+                 the same size or larger",
+                src.object, rec.bytes
+            )));
+        }
+        let now = now_rfc3339();
+        let record = VolumeRecord {
+            id: new_uuid(),
+            size,
+            block_size: rec.block_size,
+            source: Some(src.source.clone()),
+            source_object: Some(src.object.clone()),
+            base_map: rec.map,
+            epoch: 1,
+            created_at: now.clone(),
+            modified_at: now,
+            status: STATUS_AVAILABLE.into(),
+            customization: Vec::new(),
+        };
+        let report = CloneReport {
+            volume: name.to_string(),
+            id: record.id.clone(),
+            size,
+            source: src,
+            maps_written: 0,
+            blocks_written: 0,
+        };
+        cat.volumes.insert(name.to_string(), record);
+        Ok(report)
+    })
+}
+
+/// Records the customization outcome of a volume.
+pub fn record_customization(repo: &Repository, name: &str, tasks: Vec<TaskRecord>) -> Result<()> {
+    repo.transact(|cat| {
+        let v = cat
+            .volumes
+            .get_mut(name)
+            .ok_or_else(|| Error::invalid(format!("volume '{name}' vanished")))?;
+        v.customization = tasks;
+        v.modified_at = now_rfc3339();
+        Ok(())
+    })
+}
+
+/// One volume in a listing or `info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub id: String,
+    pub size: u64,
+    pub block_size: u32,
+    pub status: String,
+    pub source: Option<String>,
+    pub source_object: Option<String>,
+    pub created_at: String,
+    pub modified_at: String,
+    pub epoch: u64,
+    pub blocks: u64,
+    /// Blocks held privately by the volume (written since its clone or last snapshot).
+    pub private_blocks: u64,
+    /// Blocks read through the shared base map.
+    pub shared_blocks: u64,
+    /// Blocks that read as zeros and are stored nowhere.
+    pub zero_blocks: u64,
+    pub customization: Vec<TaskRecord>,
+}
+
+fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
+    let base = read_map_of(repo, &format!("volume {name}"), &rec.base_map)?;
+    let blocks = rec.size.div_ceil(rec.block_size as u64);
+    let private = list_private(&epoch_dir(repo, rec))?;
+    let private_blocks = private.range(..blocks).count() as u64;
+    let shared_blocks = (0..blocks)
+        .filter(|i| !private.contains(i))
+        .filter(|&i| base.hashes.get(i as usize).is_some_and(|h| !h.is_zero()))
+        .count() as u64;
+    Ok(VolumeInfo {
+        name: name.to_string(),
+        id: rec.id.clone(),
+        size: rec.size,
+        block_size: rec.block_size,
+        status: rec.status.clone(),
+        source: rec.source.clone(),
+        source_object: rec.source_object.clone(),
+        created_at: rec.created_at.clone(),
+        modified_at: rec.modified_at.clone(),
+        epoch: rec.epoch,
+        blocks,
+        private_blocks,
+        shared_blocks,
+        zero_blocks: blocks - private_blocks - shared_blocks,
+        customization: rec.customization.clone(),
+    })
+}
+
+/// Every volume, in name order.
+pub fn list(repo: &Repository) -> Result<Vec<VolumeInfo>> {
+    let cat = repo.read_catalog()?;
+    cat.volumes
+        .iter()
+        .map(|(name, rec)| describe(repo, name, rec))
+        .collect()
+}
+
+/// One volume.
+pub fn info(repo: &Repository, name: &str) -> Result<VolumeInfo> {
+    let cat = repo.read_catalog()?;
+    describe(repo, name, find(&cat, name)?)
+}
+
+/// Reads `len` bytes at `offset` of volume `name`, handing them to `sink` in pieces of at
+/// most one block, in order.
+pub fn read(
+    repo: &Repository,
+    name: &str,
+    offset: u64,
+    len: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let vol = open(repo, name, false)?;
+    vol.check_range(offset, len)?;
+    let bs = vol.blocks.block_size();
+    let mut buf = vec![0u8; bs as usize];
+    let mut pos = offset;
+    while pos < offset + len {
+        let n = (bs - pos % bs).min(offset + len - pos) as usize;
+        vol.blocks.read_at(pos, &mut buf[..n])?;
+        sink(&buf[..n])?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// What [`write`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteReport {
+    pub volume: String,
+    pub offset: u64,
+    pub bytes: u64,
+    #[serde(flatten)]
+    pub stats: WriteStats,
+}
+
+/// Writes the bytes `next_chunk` yields at `offset` of volume `name`, `total` bytes in all
+/// (checked against the volume's end before anything is written).
+pub fn write(
+    repo: &Repository,
+    name: &str,
+    offset: u64,
+    total: u64,
+    next_chunk: &mut dyn FnMut(&mut Vec<u8>) -> Result<usize>,
+) -> Result<WriteReport> {
+    let mut vol = open(repo, name, true)?;
+    vol.check_range(offset, total)?;
+    let mut stats = WriteStats::default();
+    let mut buf = Vec::new();
+    let mut pos = offset;
+    while pos < offset + total {
+        let n = next_chunk(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let n = n.min((offset + total - pos) as usize);
+        let s = vol.blocks.write_at(pos, &buf[..n])?;
+        stats.blocks_copied += s.blocks_copied;
+        stats.blocks_allocated += s.blocks_allocated;
+        stats.blocks_in_place += s.blocks_in_place;
+        stats.blocks_skipped += s.blocks_skipped;
+        pos += n as u64;
+    }
+    vol.blocks.finish()?;
+    Ok(WriteReport {
+        volume: name.to_string(),
+        offset,
+        bytes: pos - offset,
+        stats,
+    })
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoveReport {
+    pub volume: String,
+    pub id: String,
+    pub private_blocks_freed: u64,
+}
+
+/// Removes a volume: its record, then its private blocks. Shared blocks stay for gc.
+///
+/// Crash safety: the record goes first (one atomic commit); a crash before the directory is
+/// gone leaves an orphan directory that fsck reports as garbage and gc removes.
+pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
+    let id = find(&repo.read_catalog()?, name)?.id.clone();
+    let _lock = repo.lock_volume_exclusive(&id)?;
+    repo.transact(|cat| {
+        if find(cat, name)?.id != id {
+            return Err(Error::Busy {
+                resource: format!("volume '{name}' (replaced while waiting)"),
+            });
+        }
+        cat.volumes.remove(name);
+        Ok(())
+    })?;
+    let dir = repo.volume_dir(&id);
+    let freed = count_private_files(&dir);
+    crate::storage::fsutil::remove_path(&dir)?;
+    Ok(RemoveReport {
+        volume: name.to_string(),
+        id,
+        private_blocks_freed: freed,
+    })
+}
+
+fn count_private_files(dir: &std::path::Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .count() as u64
+}

@@ -1,0 +1,183 @@
+//! Snapshot of a volume: its private blocks are hashed into the content-addressed store, a new
+//! map freezes the volume's content as a new object registered as a Snapshot, and the volume
+//! moves to a new epoch so its next write to any block is copy-on-write again.
+//!
+//! Crash safety: blocks (one batch), then the map, are durable before the single catalog
+//! commit that adds the object and switches the volume to the new map and epoch. Until that
+//! commit the volume still reads its old epoch; after it, the old epoch directory is garbage,
+//! removed at once (or by gc after a crash).
+
+use super::blockio::read_private;
+use super::open;
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::repo::records::{ImageRecord, ObjectRecord};
+use crate::services::images::properties::{EXCLUDE_ALL_TASKS, SOURCE_VOLUME};
+use crate::services::images::{self, CONTAINER_FORMATS, DISK_FORMATS, current_owner};
+use crate::services::names::ObjectName;
+use crate::services::objects::{DEFAULT_CONTENT_TYPE, new_uuid};
+use crate::storage::fsutil::remove_path;
+use crate::storage::ingest::worker_threads;
+use crate::storage::{BlockHash, BlockMap};
+use crate::time::now_rfc3339;
+use serde::Serialize;
+use std::sync::Mutex;
+
+/// What [`snapshot`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotReport {
+    pub volume: String,
+    /// The new object `container/name`.
+    pub object: String,
+    /// Image id of the snapshot (= the object's uuid).
+    pub id: String,
+    pub bytes: u64,
+    pub hash: String,
+    /// Private blocks hashed (those written since the last snapshot).
+    pub blocks_hashed: u64,
+    /// Of those, blocks new to the store (the rest were deduplicated).
+    pub blocks_stored: u64,
+    /// The volume's epoch from now on.
+    pub epoch: u64,
+}
+
+/// Freezes volume `name` as object `container/snapshot_name`, registered as a Snapshot whose
+/// properties name the source volume (and carry the source image's properties).
+pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<SnapshotReport> {
+    let full = target.full();
+    let exists = |cat: &crate::repo::catalog::Catalog| {
+        cat.objects
+            .contains_key(&full)
+            .then(|| Error::AlreadyExists {
+                kind: "object",
+                name: full.clone(),
+                fix: "choose another snapshot name".into(),
+            })
+    };
+    if let Some(e) = exists(&repo.read_catalog()?) {
+        return Err(e);
+    }
+    let vol = open(repo, name, true)?;
+    let rec = vol.record.clone();
+    let bs = rec.block_size as u64;
+    let blocks = rec.size.div_ceil(bs);
+    let private: Vec<u64> = vol
+        .blocks
+        .private_indexes()?
+        .range(..blocks)
+        .copied()
+        .collect();
+
+    let mut hashes = vol.blocks.base().hashes.clone();
+    hashes.resize(blocks as usize, BlockHash::ZERO);
+    let batch = repo.backend().begin_batch()?;
+    let stored = Mutex::new(0u64);
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::with_capacity(private.len()));
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..worker_threads().min(private.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    let mut buf = Vec::new();
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap();
+                            let i = *n;
+                            *n += 1;
+                            i
+                        };
+                        let Some(&index) = private.get(i) else {
+                            return Ok(());
+                        };
+                        read_private(&vol.blocks.private_path(index), bs as usize, &mut buf)?;
+                        // Only the bytes inside the volume belong to the snapshot.
+                        let len = (rec.size - index * bs).min(bs) as usize;
+                        let data = crate::storage::hash::strip_trailing_zeros(&buf[..len]);
+                        let hash = BlockHash::of_bytes(data);
+                        if !hash.is_zero() && batch.stage(&hash, data)? {
+                            *stored.lock().unwrap() += 1;
+                        }
+                        results.lock().unwrap().push((index, hash));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("hash worker panicked")?;
+        }
+        Ok(())
+    })?;
+    batch.commit()?;
+    for (index, hash) in results.into_inner().unwrap() {
+        hashes[index as usize] = hash;
+    }
+    let map = BlockMap {
+        block_size: rec.block_size,
+        size: rec.size,
+        hashes,
+    };
+    let map_id = repo.backend().put_map(&map)?;
+    let hash = map.top_hash().to_hex();
+    let now = now_rfc3339();
+    let old_epoch_dir = super::epoch_dir(repo, &rec);
+    let (id, epoch) = repo.transact(|cat| {
+        if let Some(e) = exists(cat) {
+            return Err(e);
+        }
+        let mut properties = rec
+            .source_object
+            .as_ref()
+            .and_then(|o| cat.objects.get(o))
+            .and_then(|o| o.image.as_ref())
+            .map(|i| i.properties.clone())
+            .unwrap_or_default();
+        properties.insert(SOURCE_VOLUME.into(), name.to_string());
+        properties.insert("SOURCE_VOLUME_ID".into(), rec.id.clone());
+        properties.insert(EXCLUDE_ALL_TASKS.into(), "yes".into());
+        let uuid = new_uuid();
+        cat.objects.insert(
+            full.clone(),
+            ObjectRecord {
+                uuid: uuid.clone(),
+                bytes: rec.size,
+                hash: hash.clone(),
+                map: map_id,
+                block_size: rec.block_size,
+                content_type: DEFAULT_CONTENT_TYPE.into(),
+                version: 1,
+                created: now.clone(),
+                modified: now.clone(),
+                meta: Default::default(),
+                image: Some(ImageRecord {
+                    name: target.object.clone(),
+                    owner: current_owner(),
+                    status: images::STATUS_AVAILABLE.into(),
+                    disk_format: DISK_FORMATS[0].into(),
+                    container_format: CONTAINER_FORMATS[3].into(),
+                    is_public: false,
+                    is_snapshot: true,
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                    properties,
+                }),
+            },
+        );
+        let v = cat.volumes.get_mut(name).expect("volume is locked");
+        v.base_map = map_id;
+        v.epoch += 1;
+        v.modified_at = now.clone();
+        Ok((uuid, v.epoch))
+    })?;
+    // The old epoch is now garbage: nothing reads it any more.
+    remove_path(&old_epoch_dir)?;
+    Ok(SnapshotReport {
+        volume: name.to_string(),
+        object: full,
+        id,
+        bytes: rec.size,
+        hash,
+        blocks_hashed: private.len() as u64,
+        blocks_stored: stored.into_inner().unwrap(),
+        epoch,
+    })
+}

@@ -1,0 +1,305 @@
+//! Import of disk images as new volumes and export of volumes to files: raw natively (sparse,
+//! zero blocks as holes), every other format through `qemu-img`.
+
+use super::blockio::read_private;
+use super::{STATUS_AVAILABLE, open, validate_volume_name};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::records::VolumeRecord;
+use crate::services::objects::new_uuid;
+use crate::storage::export::{Sink, export};
+use crate::storage::fsutil::write_file_atomically;
+use crate::storage::ingest::{Source, ingest};
+use crate::storage::{BlockHash, BlockMap};
+use crate::time::now_rfc3339;
+use serde::Serialize;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Formats `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Raw,
+    Qcow2,
+}
+
+/// What [`export_volume`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub volume: String,
+    pub path: PathBuf,
+    pub format: ExportFormat,
+    pub bytes: u64,
+    pub private_blocks: u64,
+}
+
+/// Writes the content of volume `name` to `dest` (atomically; an existing file only with
+/// `force`). Raw output is sparse; qcow2 is converted from a sparse raw temporary by qemu-img.
+pub fn export_volume(
+    repo: &Repository,
+    name: &str,
+    dest: &Path,
+    format: ExportFormat,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<ExportReport> {
+    let vol = open(repo, name, false)?;
+    let size = vol.record.size;
+    let bs = vol.record.block_size as u64;
+    let blocks = size.div_ceil(bs);
+    let private: Vec<u64> = vol
+        .blocks
+        .private_indexes()?
+        .range(..blocks)
+        .copied()
+        .collect();
+    // The shared part through the parallel verified exporter, private blocks masked out ...
+    let mut hashes = vol.blocks.base().hashes.clone();
+    hashes.resize(blocks as usize, BlockHash::ZERO);
+    for &i in &private {
+        hashes[i as usize] = BlockHash::ZERO;
+    }
+    let shared = BlockMap {
+        block_size: vol.record.block_size,
+        size,
+        hashes,
+    };
+    let write_raw = |file: &File| -> Result<()> {
+        progress.set_total(size);
+        export(
+            repo.backend(),
+            &shared,
+            &format!("volume {name}"),
+            true,
+            Sink::File(file),
+            progress,
+        )?;
+        // ... then the private blocks on top, their zero pages left as holes.
+        let mut buf = Vec::new();
+        for &i in &private {
+            read_private(&vol.blocks.private_path(i), bs as usize, &mut buf)?;
+            let len = (size - i * bs).min(bs) as usize;
+            for (p, page) in buf[..len].chunks(4096).enumerate() {
+                if page.iter().any(|&b| b != 0) {
+                    file.write_all_at(page, i * bs + (p * 4096) as u64)
+                        .map_err(|e| Error::io("write", dest, e))?;
+                }
+            }
+        }
+        progress.finish();
+        Ok(())
+    };
+    match format {
+        ExportFormat::Raw => write_file_atomically(dest, force, write_raw)?,
+        ExportFormat::Qcow2 => {
+            // `dest` stays untouched until the converted file is durable and renamed over it.
+            if dest.exists() && !force {
+                return Err(Error::AlreadyExists {
+                    kind: "file",
+                    name: dest.display().to_string(),
+                    fix: "pass --force to replace it, or choose another -o".into(),
+                });
+            }
+            let raw = sibling_temp(dest, "raw");
+            let qcow = sibling_temp(dest, "qcow2");
+            let result = (|| {
+                let f = File::create(&raw).map_err(|e| Error::io("create", &raw, e))?;
+                write_raw(&f)?;
+                drop(f);
+                qemu_img(&[
+                    "convert".as_ref(),
+                    "-f".as_ref(),
+                    "raw".as_ref(),
+                    "-O".as_ref(),
+                    "qcow2".as_ref(),
+                    raw.as_os_str(),
+                    qcow.as_os_str(),
+                ])?;
+                File::open(&qcow)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io("fsync", &qcow, e))?;
+                std::fs::rename(&qcow, dest).map_err(|e| Error::io("rename to", dest, e))?;
+                crate::storage::fsutil::sync_parent(dest)
+            })();
+            let _ = std::fs::remove_file(&raw);
+            let _ = std::fs::remove_file(&qcow);
+            result?
+        }
+    }
+    Ok(ExportReport {
+        volume: name.to_string(),
+        path: dest.to_path_buf(),
+        format,
+        bytes: size,
+        private_blocks: private.len() as u64,
+    })
+}
+
+/// A temporary path beside `dest`.
+fn sibling_temp(dest: &Path, tag: &str) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.arch-{tag}-{}", std::process::id()))
+}
+
+/// Runs `qemu-img` and returns its stdout; its stderr becomes the error message.
+pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
+    let out = Command::new("qemu-img").args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::invalid(
+                "qemu-img is not installed; install it (Debian/Ubuntu: apt install qemu-utils) \
+                 or use raw images",
+            )
+        } else {
+            Error::io("run", "qemu-img", e)
+        }
+    })?;
+    if !out.status.success() {
+        return Err(Error::invalid(format!(
+            "qemu-img failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// What [`import_volume`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub volume: String,
+    pub id: String,
+    pub path: PathBuf,
+    /// The input format (given, or detected by qemu-img).
+    pub format: String,
+    pub size: u64,
+    pub blocks_written: u64,
+    pub zero_blocks: u64,
+}
+
+/// The format of a disk image as qemu-img detects it; raw when qemu-img is not installed.
+fn detect_format(path: &Path) -> Result<String> {
+    let out = match qemu_img(&["info".as_ref(), "--output=json".as_ref(), path.as_os_str()]) {
+        Ok(out) => out,
+        Err(Error::Invalid(m)) if m.starts_with("qemu-img is not installed") => {
+            return Ok("raw".into());
+        }
+        Err(Error::Invalid(m)) => {
+            return Err(Error::invalid(format!(
+                "cannot read {}: {m}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| Error::invalid(format!("unexpected qemu-img info output: {e}")))?;
+    Ok(v["format"].as_str().unwrap_or("raw").to_string())
+}
+
+/// Imports the disk image `path` as new volume `name`: content-addressed and deduplicated
+/// like `put`. Raw is read natively (holes skipped); other formats are converted to a sparse
+/// raw temporary by qemu-img first.
+pub fn import_volume(
+    repo: &Repository,
+    path: &Path,
+    name: &str,
+    format: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<ImportReport> {
+    validate_volume_name(name)?;
+    let exists = || Error::AlreadyExists {
+        kind: "volume",
+        name: name.to_string(),
+        fix: "choose another name, or remove it with `arch volume rm`".into(),
+    };
+    if repo.read_catalog()?.volumes.contains_key(name) {
+        return Err(exists());
+    }
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Error::SourceUnreadable {
+            path: path.to_path_buf(),
+            source: e,
+        });
+    }
+    let format = match format {
+        Some(f) => f.to_ascii_lowercase(),
+        None => detect_format(path)?,
+    };
+    let _data = repo.lock_data_shared()?;
+    let converted = (format != "raw").then(|| {
+        repo.tmp_dir()
+            .join(format!("import-{}-{}", std::process::id(), new_uuid()))
+    });
+    let result = (|| {
+        let input = match &converted {
+            Some(tmp) => {
+                qemu_img(&[
+                    "convert".as_ref(),
+                    "-f".as_ref(),
+                    format.as_ref(),
+                    "-O".as_ref(),
+                    "raw".as_ref(),
+                    path.as_os_str(),
+                    tmp.as_os_str(),
+                ])
+                .map_err(|e| Error::invalid(format!("cannot import {}: {e}", path.display())))?;
+                tmp.clone()
+            }
+            None => path.to_path_buf(),
+        };
+        let file = File::open(&input).map_err(|e| Error::SourceUnreadable {
+            path: input.clone(),
+            source: e,
+        })?;
+        ingest(
+            repo.backend(),
+            repo.block_size(),
+            Source::File { file, path: input },
+            progress,
+        )
+    })();
+    if let Some(tmp) = &converted {
+        let _ = std::fs::remove_file(tmp);
+    }
+    let ingested = result?;
+    progress.finish();
+    let now = now_rfc3339();
+    let id = new_uuid();
+    repo.transact(|cat| {
+        if cat.volumes.contains_key(name) {
+            return Err(exists());
+        }
+        cat.volumes.insert(
+            name.to_string(),
+            VolumeRecord {
+                id: id.clone(),
+                size: ingested.map.size,
+                block_size: repo.block_size(),
+                source: None,
+                source_object: None,
+                base_map: ingested.map_id,
+                epoch: 1,
+                created_at: now.clone(),
+                modified_at: now,
+                status: STATUS_AVAILABLE.into(),
+                customization: Vec::new(),
+            },
+        );
+        Ok(())
+    })?;
+    Ok(ImportReport {
+        volume: name.to_string(),
+        id,
+        path: path.to_path_buf(),
+        format,
+        size: ingested.map.size,
+        blocks_written: ingested.blocks_written,
+        zero_blocks: ingested.zero_blocks,
+    })
+}
