@@ -7,3 +7,4 @@ mod images;
 mod integrity;
 mod objects;
 mod util;
+mod volumes;

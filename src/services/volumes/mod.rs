@@ -38,6 +38,12 @@ pub fn validate_volume_name(name: &str) -> Result<()> {
 
 /// Looks up a volume by name, suggesting the closest one when missing.
 pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
+    if !cat.volumes.contains_key(name) && cat.objects.contains_key(name) {
+        return Err(Error::invalid(format!(
+            "'{name}' is a read-only object, not a volume; clone it into a volume first: \
+             arch clone {name} NEW_VOLUME"
+        )));
+    }
     cat.volumes.get(name).ok_or_else(|| Error::NotFound {
         kind: "volume",
         name: name.to_string(),

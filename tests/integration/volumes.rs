@@ -1,0 +1,390 @@
+//! Volumes through the CLI: the full image -> volume -> snapshot -> image workflow,
+//! copy-on-write accounting, resize, import/export checked by qemu-img, concurrency of
+//! writers, and bad input leaving the repository unchanged.
+
+use crate::util::{TestRepo, pseudo_random};
+use std::process::{Command, Stdio};
+
+/// A 4 KiB-block repository holding `images/disk.raw`: 64 KiB of data, a 32 KiB hole, and
+/// 32 KiB more data.
+fn repo_with_disk() -> (TestRepo, Vec<u8>) {
+    let r = TestRepo::new();
+    let mut disk = pseudo_random(64 << 10, 1);
+    disk.extend(vec![0u8; 32 << 10]);
+    disk.extend(pseudo_random(32 << 10, 2));
+    let p = r.file("disk.raw", &disk);
+    r.ok(&["put", p.to_str().unwrap(), "images/disk.raw"]);
+    (r, disk)
+}
+
+fn write(r: &TestRepo, vol: &str, offset: u64, data: &[u8]) -> serde_json::Value {
+    let out = r.run_stdin(
+        &[
+            "--json",
+            "volume",
+            "write",
+            vol,
+            "--offset",
+            &offset.to_string(),
+        ],
+        data,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn read_all(r: &TestRepo, vol: &str) -> Vec<u8> {
+    r.ok(&["volume", "read", vol, "--offset", "0"])
+}
+
+#[test]
+fn full_workflow_image_clone_write_snapshot_clone_mark_unregister() {
+    let (r, disk) = repo_with_disk();
+    let image_hash = r.json(&["info", "images/disk.raw"])["hash"].clone();
+    r.ok(&[
+        "image",
+        "register",
+        "images/disk.raw",
+        "--name",
+        "Disk",
+        "-p",
+        "OSFAMILY=linux",
+    ]);
+    let clone = r.json(&["clone", "Disk", "vm1", "--size", "160K"]);
+    assert_eq!(clone["maps_written"], 0);
+    assert_eq!(clone["source"]["kind"], "image");
+
+    let mut expected = disk.clone();
+    expected.resize(160 << 10, 0);
+    assert_eq!(
+        read_all(&r, "vm1"),
+        expected,
+        "a fresh clone reads as its source"
+    );
+
+    let patch = pseudo_random(10_000, 3);
+    write(&r, "vm1", 5000, &patch);
+    expected[5000..15_000].copy_from_slice(&patch);
+    write(&r, "vm1", 150 << 10, b"tail");
+    expected[(150 << 10)..(150 << 10) + 4].copy_from_slice(b"tail");
+    assert_eq!(read_all(&r, "vm1"), expected);
+
+    let snap = r.json(&["snapshot", "vm1", "vm1-s1"]);
+    assert_eq!(snap["object"], "snapshots/vm1-s1");
+    assert_eq!(
+        snap["blocks_hashed"], 4,
+        "only the written blocks are hashed"
+    );
+    let snap_info = r.json(&["image", "info", "snapshots/vm1-s1"]);
+    assert_eq!(snap_info["is_snapshot"], true);
+    assert_eq!(snap_info["properties"]["SOURCE_VOLUME"], "vm1");
+    assert_eq!(
+        snap_info["properties"]["OSFAMILY"], "linux",
+        "source image properties carried"
+    );
+
+    // The volume stays writable; the snapshot does not move with it.
+    write(&r, "vm1", 0, b"after the snapshot");
+    r.ok(&["clone", "snapshots/vm1-s1", "vm2"]);
+    assert_eq!(
+        read_all(&r, "vm2"),
+        expected,
+        "the snapshot clone reads vm1 at snapshot time"
+    );
+
+    r.ok(&["image", "mark", "snapshots/vm1-s1", "image"]);
+    r.ok(&["image", "unregister", "snapshots/vm1-s1"]);
+    assert_eq!(r.ok(&["get", "snapshots/vm1-s1"]), expected);
+    let export = r.path("vm2.raw");
+    r.ok(&["volume", "export", "vm2", "-o", export.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&export).unwrap(),
+        r.ok(&["get", "snapshots/vm1-s1"])
+    );
+
+    // Nothing done to the clones changed the image.
+    assert_eq!(r.json(&["info", "images/disk.raw"])["hash"], image_hash);
+    assert_eq!(r.ok(&["get", "images/disk.raw"]), disk);
+    let fsck = r.json(&["fsck", "--read-data"]);
+    assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
+}
+
+#[test]
+fn copy_on_write_copies_once_and_never_for_zero_blocks() {
+    let (r, _) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    let first = write(&r, "v", 100, b"x");
+    assert_eq!(first["blocks_copied"], 1);
+    let second = write(&r, "v", 200, b"y");
+    assert_eq!(
+        (
+            second["blocks_copied"].as_u64(),
+            second["blocks_in_place"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    // 64K..96K is a hole in the source: zeros over it cost nothing, data allocates.
+    let zeros = write(&r, "v", 68 << 10, &[0u8; 4096]);
+    assert_eq!(zeros["blocks_skipped"], 1);
+    let data = write(&r, "v", 68 << 10, b"z");
+    assert_eq!(
+        (
+            data["blocks_allocated"].as_u64(),
+            data["blocks_copied"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    // A write spanning two blocks at an odd offset.
+    let span = write(&r, "v", 4096 * 3 - 7, &[9u8; 20]);
+    assert_eq!(span["blocks_copied"], 2);
+    let info = r.json(&["volume", "info", "v"]);
+    assert_eq!(info["private_blocks"], 4);
+    assert_eq!(info["blocks"], 32);
+    assert_eq!(
+        info["zero_blocks"].as_u64().unwrap() + info["shared_blocks"].as_u64().unwrap(),
+        28
+    );
+    let got = r.ok(&[
+        "volume",
+        "read",
+        "v",
+        "--offset",
+        &(4096 * 3 - 7).to_string(),
+        "--length",
+        "20",
+    ]);
+    assert_eq!(got, vec![9u8; 20]);
+}
+
+#[test]
+fn resize_grows_with_zeros_and_shrinks_only_when_allowed() {
+    let (r, disk) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    let before = r.snapshot();
+    let err = r.fails(2, &["volume", "resize", "v", "10000"]);
+    assert!(err.contains("--allow-shrink"), "{err}");
+    assert_eq!(r.snapshot(), before);
+    r.ok(&["volume", "resize", "v", "10000", "--allow-shrink"]);
+    assert_eq!(read_all(&r, "v"), disk[..10_000]);
+    r.ok(&["volume", "resize", "v", "200K"]);
+    let mut want = disk[..10_000].to_vec();
+    want.resize(200 << 10, 0);
+    assert_eq!(
+        read_all(&r, "v"),
+        want,
+        "the grown tail reads as zeros, old data does not return"
+    );
+    r.ok(&["snapshot", "v", "s"]);
+    assert_eq!(r.ok(&["get", "snapshots/s"]), want);
+}
+
+#[test]
+fn export_qcow2_passes_qemu_img_and_import_dedups() {
+    let (r, disk) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v", "--size", "1M"]);
+    write(&r, "v", 300 << 10, b"written");
+    let raw = r.path("v.raw");
+    let qcow = r.path("v.qcow2");
+    r.ok(&["volume", "export", "v", "-o", raw.to_str().unwrap()]);
+    r.ok(&[
+        "volume",
+        "export",
+        "v",
+        "-o",
+        qcow.to_str().unwrap(),
+        "--format",
+        "qcow2",
+    ]);
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&qcow)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let cmp = Command::new("qemu-img")
+        .arg("compare")
+        .arg(&raw)
+        .arg(&qcow)
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stdout)
+    );
+    let meta = std::fs::metadata(&raw).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(meta.blocks() * 512 < meta.len() / 2, "raw export is sparse");
+    assert_eq!(&std::fs::read(&raw).unwrap()[..disk.len()], &disk[..]);
+
+    // Exporting onto an existing file needs --force.
+    let err = r.fails(2, &["volume", "export", "v", "-o", raw.to_str().unwrap()]);
+    assert!(err.contains("--force"), "{err}");
+
+    let imported = r.json(&["volume", "import", qcow.to_str().unwrap(), "w"]);
+    assert_eq!(imported["format"], "qcow2");
+    assert_eq!(
+        imported["blocks_written"], 1,
+        "only the written block is new"
+    );
+    assert_eq!(read_all(&r, "w"), std::fs::read(&raw).unwrap());
+
+    // A corrupt image: qemu-img's own message comes through, nothing is created.
+    let bad = r.file(
+        "bad.qcow2",
+        b"QFI\xfb\0\0\0\x03garbage that is no qcow2 header",
+    );
+    let before = r.snapshot();
+    let err = r.fails(
+        2,
+        &[
+            "volume",
+            "import",
+            bad.to_str().unwrap(),
+            "x",
+            "--format",
+            "qcow2",
+        ],
+    );
+    assert!(err.contains("qemu-img"), "{err}");
+    assert_eq!(r.snapshot(), before);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let (r, _) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    let before = r.snapshot();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["clone", "images/nope", "x"], "not found"),
+        (vec!["clone", "v", "x"], "Snapshot it first"),
+        (vec!["clone", "images/disk.raw", "v"], "already exists"),
+        (vec!["clone", "images/disk.raw", "a/b"], "invalid name"),
+        (
+            vec!["clone", "images/disk.raw", "x", "--size", "1K"],
+            "smaller than the source",
+        ),
+        (
+            vec!["clone", "images/disk.raw", "x", "--size", "12Q"],
+            "size",
+        ),
+        (
+            vec!["volume", "read", "v", "--offset", "128K", "--length", "1"],
+            "past the end",
+        ),
+        (
+            vec!["volume", "read", "vv", "--offset", "0"],
+            "did you mean 'v'",
+        ),
+        (vec!["volume", "resize", "v", "0x"], "size"),
+        (vec!["volume", "rm", "nope"], "not found"),
+        (
+            vec!["volume", "import", "/nonexistent/disk.raw", "x"],
+            "/nonexistent/disk.raw",
+        ),
+        (vec!["snapshot", "nope", "s"], "not found"),
+        (vec!["image", "register", "v", "--name", "V"], "is a volume"),
+        (
+            vec![
+                "volume",
+                "write",
+                "images/disk.raw",
+                "--offset",
+                "0",
+                "/dev/null",
+            ],
+            "read-only object",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = r.fails(2, &args);
+        assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
+        assert_eq!(r.snapshot(), before, "{args:?} changed the repository");
+    }
+    // A write past the end is refused before any byte is written.
+    let out = r.run_stdin(
+        &["volume", "write", "v", "--offset", "130000"],
+        &[1u8; 2000],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+    assert_eq!(r.snapshot(), before);
+    r.ok(&["snapshot", "v", "s"]);
+    let snap = r.snapshot();
+    let err = r.fails(2, &["snapshot", "v", "s"]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(r.snapshot(), snap);
+}
+
+#[test]
+fn rm_frees_private_blocks_and_leaves_the_source() {
+    let (r, disk) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    write(&r, "v", 0, &pseudo_random(3 * 4096, 9));
+    let rm = r.json(&["volume", "rm", "v"]);
+    assert_eq!(rm["private_blocks_freed"], 3);
+    let left: Vec<_> = walkdir::WalkDir::new(r.root.join("volumes"))
+        .min_depth(1)
+        .into_iter()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(r.ok(&["get", "images/disk.raw"]), disk);
+    assert!(
+        r.json(&["volume", "ls"])["volumes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn concurrent_writers_of_one_volume_are_serialized() {
+    let (r, _) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    // Eight processes each write their own pattern over the same two blocks.
+    let children: Vec<_> = (0..8u8)
+        .map(|i| {
+            let mut c = r.cmd();
+            c.args(["volume", "write", "v", "--offset", "2048"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(&[i + 1; 4096])
+                .unwrap();
+            child
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Serialized writes leave one writer's whole pattern, never a mix.
+    let got = r.ok(&[
+        "volume", "read", "v", "--offset", "2048", "--length", "4096",
+    ]);
+    assert!(
+        got.iter().all(|&b| b == got[0]) && got[0] >= 1,
+        "interleaved writes: {:?}",
+        &got[..16]
+    );
+    let fsck = r.json(&["fsck"]);
+    assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
+}
