@@ -415,3 +415,6 @@ fn count_private_files(dir: &std::path::Path) -> u64 {
         .filter(|e| e.file_type().is_file())
         .count() as u64
 }
+
+#[cfg(test)]
+mod model_tests;
