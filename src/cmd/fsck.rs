@@ -14,7 +14,7 @@ pub struct Args {
     /// Rehash every stored block and report corrupted ones with the resources using them.
     #[arg(long)]
     pub read_data: bool,
-    /// Remove what is provably garbage (temporary files of interrupted operations); never
+    /// Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never
     /// anything a resource references.
     #[arg(long)]
     pub repair: bool,
@@ -49,11 +49,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     "garbage",
                     format!(
-                        "{} blocks ({}), {} maps, {} temp entries",
+                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
                         g.unreferenced_blocks,
                         format_size(g.unreferenced_bytes),
                         g.unreferenced_maps,
-                        g.temp_entries
+                        g.temp_entries,
+                        g.volume_entries,
+                        format_size(g.volume_bytes),
+                        g.stale_locks
                     )
                 ),
             ])

@@ -32,11 +32,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     verb,
                     format!(
-                        "{} blocks ({}), {} maps, {} temp entries",
+                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
                         report.blocks_freed,
                         format_size(report.bytes_freed),
                         report.maps_freed,
-                        report.temp_entries_removed
+                        report.temp_entries_removed,
+                        report.volume_entries_removed,
+                        format_size(report.volume_bytes_freed),
+                        report.stale_locks_removed
                     )
                 ),
                 (

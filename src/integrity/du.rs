@@ -28,9 +28,11 @@ pub struct DuReport {
     pub resources: Vec<ResourceUsage>,
     /// Sum of logical sizes of all resources.
     pub logical_bytes: u64,
-    /// Bytes of all stored blocks (garbage included).
+    /// Bytes of all stored blocks and private volume blocks (garbage included).
     pub stored_bytes: u64,
-    /// Bytes of stored blocks no resource references (gc frees them).
+    /// Bytes of the volumes' private blocks (included in `stored_bytes`).
+    pub private_bytes: u64,
+    /// Bytes no resource references: blocks and private-block files (gc frees them).
     pub garbage_bytes: u64,
     /// logical / stored (referenced) bytes; zero blocks count as logical but not stored.
     pub dedup_ratio: f64,
@@ -61,9 +63,23 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
         let set = distinct(by_id[&rec.map]);
         resources.push((format!("object:{name}"), rec.bytes, set));
     }
+    let volumes = super::volume_files::scan(repo, &catalog)?;
+    let mut private_bytes: HashMap<String, u64> = HashMap::new();
     for (name, vol) in &catalog.volumes {
-        let set = distinct(by_id[&vol.base_map]);
+        // The blocks a volume still reads through its base map: not overridden by a private
+        // block, inside the volume.
+        let private = volumes.private.get(name).cloned().unwrap_or_default();
+        let blocks = vol.size.div_ceil(vol.block_size as u64) as usize;
+        let set = by_id[&vol.base_map]
+            .hashes
+            .iter()
+            .take(blocks)
+            .enumerate()
+            .filter(|(i, h)| !h.is_zero() && !private.indexes.contains(&(*i as u64)))
+            .map(|(_, h)| *h)
+            .collect();
         resources.push((format!("volume:{name}"), vol.size, set));
+        private_bytes.insert(format!("volume:{name}"), private.bytes);
     }
     let mut refcount: HashMap<BlockHash, u32> = HashMap::new();
     for (_, _, set) in &resources {
@@ -101,8 +117,10 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
         if !wanted(resource) {
             continue;
         }
-        let mut stored = 0;
-        let mut unique = 0;
+        // Private blocks belong to their volume alone.
+        let own = private_bytes.get(resource).copied().unwrap_or(0);
+        let mut stored = own;
+        let mut unique = own;
         for h in set {
             let len = sizes.get(h).copied().unwrap_or(0);
             stored += len;
@@ -122,13 +140,16 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
         .keys()
         .map(|h| sizes.get(h).copied().unwrap_or(0))
         .sum();
-    let stored_total: u64 = sizes.values().sum();
+    let all_private: u64 = private_bytes.values().sum();
+    let referenced = referenced + all_private;
+    let stored_total: u64 = sizes.values().sum::<u64>() + all_private + volumes.garbage_bytes;
     let logical: u64 = resources.iter().map(|(_, l, _)| l).sum();
     Ok(DuReport {
         resources: out,
         logical_bytes: logical,
         stored_bytes: stored_total,
         garbage_bytes: stored_total - referenced,
+        private_bytes: all_private,
         dedup_ratio: if referenced == 0 {
             1.0
         } else {

@@ -3,6 +3,7 @@
 //! gc or `--repair` removes.
 
 use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, temp_entries};
+use super::volume_files;
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
@@ -39,6 +40,12 @@ pub struct Garbage {
     pub unreferenced_maps: u64,
     /// Entries of `tmp/`: left by interrupted operations (or in use by a running one).
     pub temp_entries: u64,
+    /// Private-block files and directories no volume reads (removed volumes, old epochs,
+    /// blocks past a volume's end).
+    pub volume_entries: u64,
+    pub volume_bytes: u64,
+    /// Lock files of volumes that no longer exist.
+    pub stale_locks: u64,
 }
 
 /// What fsck found.
@@ -76,6 +83,18 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         for entry in temp_entries(repo)? {
             remove_path(&entry)?;
             repaired.push(format!("removed {}", entry.display()));
+        }
+        if let Ok(catalog) = repo.read_catalog() {
+            let found = volume_files::scan(repo, &catalog)?;
+            for path in &found.garbage {
+                remove_path(path)?;
+                repaired.push(format!("removed {}", path.display()));
+            }
+            for path in &found.stale_locks {
+                if volume_files::remove_stale_lock(path)? {
+                    repaired.push(format!("removed stale lock {}", path.display()));
+                }
+            }
         }
     }
     let _data = repo.lock_data_shared()?;
@@ -204,6 +223,41 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         Ok(())
     })?;
     garbage.temp_entries = temp_entries(repo)?.len() as u64;
+    let volumes = volume_files::scan(repo, &catalog)?;
+    for (name, path, reason) in &volumes.damaged {
+        problems.push(Problem {
+            kind: "damaged_private_block".into(),
+            subject: path.display().to_string(),
+            resources: vec![format!("volume:{name}")],
+            message: format!("volume {name}: {reason}"),
+        });
+    }
+    if opts.read_data {
+        for (name, private) in &volumes.private {
+            let rec = &catalog.volumes[name];
+            let dir = crate::services::volumes::epoch_dir(repo, rec);
+            let mut buf = Vec::new();
+            for i in &private.indexes {
+                let path = dir.join(i.to_string());
+                if let Err(e) = crate::services::volumes::blockio::read_private(
+                    &path,
+                    rec.block_size as usize,
+                    &mut buf,
+                ) {
+                    problems.push(Problem {
+                        kind: "unreadable_private_block".into(),
+                        subject: path.display().to_string(),
+                        resources: vec![format!("volume:{name}")],
+                        message: format!("volume {name}: {e}"),
+                    });
+                }
+                blocks_read += 1;
+            }
+        }
+    }
+    garbage.volume_entries = volumes.garbage.len() as u64;
+    garbage.volume_bytes = volumes.garbage_bytes;
+    garbage.stale_locks = volumes.stale_locks.len() as u64;
     Ok(FsckReport {
         objects: catalog.objects.len() as u64,
         volumes: catalog.volumes.len() as u64,

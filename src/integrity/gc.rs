@@ -9,6 +9,7 @@
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 
 use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries};
+use super::volume_files;
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::MapId;
@@ -23,6 +24,10 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub maps_freed: u64,
     pub temp_entries_removed: u64,
+    /// Private-block files and directories no volume reads.
+    pub volume_entries_removed: u64,
+    pub volume_bytes_freed: u64,
+    pub stale_locks_removed: u64,
     pub blocks_kept: u64,
     pub bytes_kept: u64,
 }
@@ -76,6 +81,21 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
         }
         Ok(())
     })?;
+    // Volume garbage: decided on the catalog read above; volume operations that could make
+    // new private files all hold the shared data lock, which our exclusive lock keeps out.
+    let volumes = volume_files::scan(repo, &catalog)?;
+    for path in &volumes.garbage {
+        if !dry_run {
+            remove_path(path)?;
+        }
+        report.volume_entries_removed += 1;
+    }
+    report.volume_bytes_freed = volumes.garbage_bytes;
+    for path in &volumes.stale_locks {
+        if dry_run || volume_files::remove_stale_lock(path)? {
+            report.stale_locks_removed += 1;
+        }
+    }
     {
         let _cat = lock::lock_exclusive(&repo.root().join(CATALOG_LOCK))?;
         for entry in temp_entries(repo)? {

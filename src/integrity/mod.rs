@@ -5,3 +5,4 @@ pub mod du;
 pub mod fsck;
 pub mod gc;
 mod refs;
+pub mod volume_files;

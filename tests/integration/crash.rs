@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Runs `arch args` and kills it after `delay`; returns whether it finished first.
-fn run_and_kill(r: &TestRepo, args: &[&str], delay: Duration) -> bool {
+pub fn run_and_kill(r: &TestRepo, args: &[&str], delay: Duration) -> bool {
     let mut child = r
         .cmd()
         .args(args)

@@ -207,3 +207,114 @@ fn gc_beside_concurrent_puts_never_loses_a_block() {
         assert_eq!(&r.ok(&["get", &format!("c/{i}")]), d, "c/{i} lost data");
     }
 }
+
+#[test]
+fn volume_garbage_is_found_by_fsck_and_removed_by_gc() {
+    let r = TestRepo::new();
+    let p = r.file("d", &pseudo_random(64 << 10, 4));
+    r.ok(&["put", p.to_str().unwrap(), "images/d"]);
+    r.ok(&["clone", "images/d", "v"]);
+    let w = r.file("w", &pseudo_random(8192, 5));
+    r.ok(&["volume", "write", "v", "--offset", "0", w.to_str().unwrap()]);
+    let content = r.ok(&["volume", "read", "v", "--offset", "0"]);
+    let id = r.json(&["volume", "info", "v"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vdir = r.root.join("volumes").join(&id);
+    // What interrupted operations leave: a removed volume's directory, an old epoch, a block
+    // past the end, a lock of a removed volume.
+    std::fs::create_dir_all(r.root.join("volumes/0000-gone/1")).unwrap();
+    std::fs::write(r.root.join("volumes/0000-gone/1/0"), vec![1u8; 4096]).unwrap();
+    std::fs::create_dir_all(vdir.join("0")).unwrap();
+    std::fs::write(vdir.join("0/3"), vec![2u8; 4096]).unwrap();
+    std::fs::write(vdir.join("1/999"), vec![3u8; 4096]).unwrap();
+    std::fs::write(r.root.join("locks/volume-0000-gone.lock"), b"").unwrap();
+    let f = r.json(&["fsck"]);
+    assert_eq!(
+        f["problems"],
+        serde_json::json!([]),
+        "garbage is not damage"
+    );
+    assert_eq!(f["garbage"]["volume_entries"], 3);
+    assert_eq!(f["garbage"]["stale_locks"], 1);
+    let du = r.json(&["du", "v"]);
+    assert!(
+        du["resources"][0]["unique_bytes"].as_u64().unwrap() >= 8192,
+        "private blocks count as the volume's own: {du}"
+    );
+    let gc = r.json(&["gc"]);
+    assert_eq!(gc["volume_entries_removed"], 3);
+    assert_eq!(gc["stale_locks_removed"], 1);
+    let f = r.json(&["fsck", "--read-data"]);
+    assert_eq!(f["garbage"]["volume_entries"], 0);
+    assert_eq!(f["garbage"]["stale_locks"], 0);
+    assert_eq!(r.ok(&["volume", "read", "v", "--offset", "0"]), content);
+
+    // A truncated private block is damage, named with its volume.
+    std::fs::write(vdir.join("1/0"), b"short").unwrap();
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f["problems"][0]["kind"], "damaged_private_block");
+    assert_eq!(f["problems"][0]["resources"][0], "volume:v");
+    let err = r.fails(2, &["volume", "read", "v", "--offset", "0"]);
+    assert!(err.contains("private block"), "{err}");
+}
+
+#[test]
+fn concurrent_puts_clones_snapshots_removals_and_gc() {
+    let r = TestRepo::new();
+    let base = pseudo_random(256 << 10, 6);
+    let p = r.file("base", &base);
+    r.ok(&["put", p.to_str().unwrap(), "images/base"]);
+    std::thread::scope(|s| {
+        for worker in 0..3 {
+            let r = &r;
+            s.spawn(move || {
+                for round in 0..4 {
+                    let vol = format!("w{worker}r{round}");
+                    r.ok(&["clone", "images/base", &vol]);
+                    let data = r.file(
+                        &format!("in{worker}"),
+                        &pseudo_random(20_000, worker * 10 + round),
+                    );
+                    r.ok(&[
+                        "volume",
+                        "write",
+                        &vol,
+                        "--offset",
+                        "5000",
+                        data.to_str().unwrap(),
+                    ]);
+                    r.ok(&["snapshot", &vol, &vol]);
+                    let obj = r.file(&format!("obj{worker}"), &pseudo_random(50_000, 99 + round));
+                    r.ok(&["put", obj.to_str().unwrap(), &format!("c/{vol}")]);
+                    r.ok(&["get", &format!("snapshots/{vol}")]);
+                    if round % 2 == 0 {
+                        r.ok(&["volume", "rm", &vol]);
+                        r.ok(&["rm", &format!("c/{vol}")]);
+                    }
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..6 {
+                r.ok(&["gc"]);
+            }
+        });
+    });
+    let f = r.json(&["fsck", "--read-data"]);
+    assert_eq!(f["problems"], serde_json::json!([]), "{f}");
+    for worker in 0..3u64 {
+        for round in 0..4u64 {
+            let vol = format!("w{worker}r{round}");
+            let mut want = base.clone();
+            want[5000..25_000].copy_from_slice(&pseudo_random(20_000, worker * 10 + round));
+            assert_eq!(r.ok(&["get", &format!("snapshots/{vol}")]), want, "{vol}");
+            if round % 2 == 1 {
+                assert_eq!(r.ok(&["volume", "read", &vol, "--offset", "0"]), want);
+            }
+        }
+    }
+}

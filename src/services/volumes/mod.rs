@@ -389,6 +389,7 @@ pub struct RemoveReport {
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let id = find(&repo.read_catalog()?, name)?.id.clone();
     let _lock = repo.lock_volume_exclusive(&id)?;
+    let _data = repo.lock_data_shared()?;
     repo.transact(|cat| {
         if find(cat, name)?.id != id {
             return Err(Error::Busy {
@@ -401,6 +402,8 @@ pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let dir = repo.volume_dir(&id);
     let freed = count_private_files(&dir);
     crate::storage::fsutil::remove_path(&dir)?;
+    // Safe while we hold it: every locker re-checks the record after locking.
+    crate::storage::fsutil::remove_path(&repo.volume_lock_path(&id))?;
     Ok(RemoveReport {
         volume: name.to_string(),
         id,

@@ -1,0 +1,132 @@
+//! The files volumes own outside the block store: private blocks under `volumes/` and the
+//! per-volume lock files. Classifies each as live, damaged or garbage against the catalog.
+
+use crate::error::{Error, Result};
+use crate::repo::catalog::Catalog;
+use crate::repo::{LOCKS_DIR, Repository, VOLUMES_DIR};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Private blocks of one live volume.
+#[derive(Debug, Clone, Default)]
+pub struct PrivateBlocks {
+    /// Indexes of the live private blocks (current epoch, inside the volume).
+    pub indexes: BTreeSet<u64>,
+    /// Bytes they occupy on disk (holes not counted).
+    pub bytes: u64,
+}
+
+/// What [`scan`] found.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeScan {
+    /// Live private blocks by volume name.
+    pub private: BTreeMap<String, PrivateBlocks>,
+    /// Damaged live private blocks: (volume, path, reason).
+    pub damaged: Vec<(String, PathBuf, String)>,
+    /// Files and directories no volume reads: directories of removed volumes, epochs before
+    /// the current one (left by an interrupted snapshot), blocks past a volume's end.
+    pub garbage: Vec<PathBuf>,
+    pub garbage_bytes: u64,
+    /// Lock files of volumes that no longer exist.
+    pub stale_locks: Vec<PathBuf>,
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::io("list", dir, e))?;
+        out.push((e.file_name().to_string_lossy().into_owned(), e.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Bytes a file or tree occupies on disk.
+fn disk_usage(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// Scans `volumes/` and the volume lock files against `catalog`.
+pub fn scan(repo: &Repository, catalog: &Catalog) -> Result<VolumeScan> {
+    let mut out = VolumeScan::default();
+    let by_id: BTreeMap<&str, (&String, &crate::repo::records::VolumeRecord)> = catalog
+        .volumes
+        .iter()
+        .map(|(name, v)| (v.id.as_str(), (name, v)))
+        .collect();
+    let garbage = |out: &mut VolumeScan, p: PathBuf| {
+        out.garbage_bytes += disk_usage(&p);
+        out.garbage.push(p);
+    };
+    for (id, dir) in read_dir_sorted(&repo.root().join(VOLUMES_DIR))? {
+        let Some((name, rec)) = by_id.get(id.as_str()) else {
+            garbage(&mut out, dir);
+            continue;
+        };
+        let blocks = rec.size.div_ceil(rec.block_size as u64);
+        out.private.entry((*name).clone()).or_default();
+        for (epoch, epoch_dir) in read_dir_sorted(&dir)? {
+            if epoch != rec.epoch.to_string() {
+                garbage(&mut out, epoch_dir);
+                continue;
+            }
+            for (file, path) in read_dir_sorted(&epoch_dir)? {
+                let index = file.parse::<u64>().ok().filter(|i| *i < blocks);
+                let Some(index) = index else {
+                    garbage(&mut out, path);
+                    continue;
+                };
+                let meta = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+                if !meta.is_file() || meta.len() != rec.block_size as u64 {
+                    out.damaged.push((
+                        (*name).clone(),
+                        path,
+                        format!(
+                            "private block {index} is {} bytes, not one block of {}",
+                            meta.len(),
+                            rec.block_size
+                        ),
+                    ));
+                    continue;
+                }
+                let live = out.private.get_mut(*name).expect("inserted above");
+                live.indexes.insert(index);
+                live.bytes += meta.blocks() * 512;
+            }
+        }
+    }
+    for (file, path) in read_dir_sorted(&repo.root().join(LOCKS_DIR))? {
+        let id = file
+            .strip_prefix("volume-")
+            .and_then(|f| f.strip_suffix(".lock"));
+        if id.is_some_and(|id| !by_id.contains_key(id)) {
+            out.stale_locks.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes a stale volume lock file unless some process holds it right now.
+pub fn remove_stale_lock(path: &Path) -> Result<bool> {
+    match crate::repo::lock::try_lock_exclusive(path)? {
+        Some(_held) => {
+            crate::storage::fsutil::remove_path(path)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
