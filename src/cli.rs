@@ -57,4 +57,6 @@ pub enum Command {
     Clone(cmd::clone::Args),
     Snapshot(cmd::snapshot::Args),
     Volume(cmd::volume::Args),
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
 }

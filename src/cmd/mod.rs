@@ -6,6 +6,7 @@ pub mod cp;
 pub mod du;
 pub mod fsck;
 pub mod gc;
+pub mod generate;
 pub mod get;
 pub mod hashmap;
 pub mod image;
@@ -107,6 +108,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Clone(a) => clone::run(ctx, a),
         Command::Snapshot(a) => snapshot::run(ctx, a),
         Command::Volume(a) => volume::run(ctx, a),
+        Command::Generate(a) => generate::run(ctx, a),
     }
 }
 

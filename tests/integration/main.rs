@@ -7,5 +7,6 @@ mod faults;
 mod images;
 mod integrity;
 mod objects;
+mod packaging;
 mod util;
 mod volumes;

@@ -1,0 +1,373 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_arch_global_optspecs
+    string join \n R/repo= json q/quiet no-progress h/help V/version
+end
+
+function __fish_arch_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_arch_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_arch_using_subcommand
+    set -l cmd (__fish_arch_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c arch -n "__fish_arch_needs_command" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_needs_command" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_needs_command" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_needs_command" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_needs_command" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_needs_command" -f -a "init" -d 'Create a repository in DIR (created if missing; must be empty)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "put" -d 'Store a file (or stdin with `-`) as object NAME; replaces its data if it exists'
+complete -c arch -n "__fish_arch_needs_command" -f -a "get" -d 'Write object NAME to stdout or to a file (zero blocks become holes in a file)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "ls" -d 'List containers (no argument) or the objects of CONTAINER whose names start with PREFIX'
+complete -c arch -n "__fish_arch_needs_command" -f -a "info" -d 'Show an object\'s system fields, user metadata and image/snapshot view'
+complete -c arch -n "__fish_arch_needs_command" -f -a "meta" -d 'Show or change an object\'s user metadata (an empty value deletes a key)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "cp" -d 'Copy object SRC to DST: a new uuid, the same blocks, no data copied'
+complete -c arch -n "__fish_arch_needs_command" -f -a "mv" -d 'Move object SRC to DST, keeping its uuid and image registration'
+complete -c arch -n "__fish_arch_needs_command" -f -a "rm" -d 'Remove object NAME (with any image registration). Space is reclaimed by `arch gc`'
+complete -c arch -n "__fish_arch_needs_command" -f -a "hashmap" -d 'Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "fsck" -d 'Check that every resource\'s map and blocks are present (and intact with --read-data)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "gc" -d 'Free the space of deleted objects and volumes, superseded versions and dropped blocks'
+complete -c arch -n "__fish_arch_needs_command" -f -a "du" -d 'Show space use: per resource and for the whole repository, with the deduplication ratio'
+complete -c arch -n "__fish_arch_needs_command" -f -a "image" -d 'Register objects as images or snapshots and manage their metadata (metadata only: no data is ever copied)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "clone" -d 'Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF). Only metadata is written; the clone shares every block with its source'
+complete -c arch -n "__fish_arch_needs_command" -f -a "snapshot" -d 'Freeze VOLUME\'s current content as the object CONTAINER/NAME, registered as a Snapshot. Only blocks written since the last snapshot are hashed; the volume stays writable'
+complete -c arch -n "__fish_arch_needs_command" -f -a "volume" -d 'Read, write, list, inspect, resize, remove, import and export volumes'
+complete -c arch -n "__fish_arch_needs_command" -f -a "generate" -d 'Generate shell completions or man pages (for packagers; the results are committed)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand init" -l block-size -d 'Block size: a power of two from 4K to 64M' -r
+complete -c arch -n "__fish_arch_using_subcommand init" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand init" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand init" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand init" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand put" -l content-type -d 'Content type (default application/octet-stream)' -r
+complete -c arch -n "__fish_arch_using_subcommand put" -l meta -d 'User metadata KEY=VALUE (repeatable)' -r
+complete -c arch -n "__fish_arch_using_subcommand put" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand put" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand put" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand put" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand put" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand put" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand get" -s o -l output -d 'Output file (default: stdout). Written to a temporary name and renamed when complete' -r -F
+complete -c arch -n "__fish_arch_using_subcommand get" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand get" -l force -d 'Replace FILE if it exists'
+complete -c arch -n "__fish_arch_using_subcommand get" -l no-verify -d 'Skip verifying blocks against their hashes'
+complete -c arch -n "__fish_arch_using_subcommand get" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand get" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand get" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand get" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand get" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand ls" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand ls" -s l -l long -d 'Long listing: kind, size, modified time and hash'
+complete -c arch -n "__fish_arch_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand ls" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand ls" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand info" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand info" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand info" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand info" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand info" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand info" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand meta" -l set -d 'Set KEY=VALUE (repeatable; an empty VALUE deletes KEY)' -r
+complete -c arch -n "__fish_arch_using_subcommand meta" -l unset -d 'Remove KEY (repeatable)' -r
+complete -c arch -n "__fish_arch_using_subcommand meta" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand meta" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand meta" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand meta" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand meta" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand meta" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand cp" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand cp" -l force -d 'Overwrite DST if it exists (it keeps its uuid, as with put)'
+complete -c arch -n "__fish_arch_using_subcommand cp" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand cp" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand cp" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand cp" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand cp" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand mv" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand mv" -l force -d 'Replace DST if it exists'
+complete -c arch -n "__fish_arch_using_subcommand mv" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand mv" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand mv" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand mv" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand mv" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand rm" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand rm" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand rm" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand rm" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand rm" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand fsck" -l read-data -d 'Rehash every stored block and report corrupted ones with the resources using them'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -l repair -d 'Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never anything a resource references'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand gc" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand gc" -l dry-run -d 'Report what would be freed without removing anything'
+complete -c arch -n "__fish_arch_using_subcommand gc" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand gc" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand gc" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand gc" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand du" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand du" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand du" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand du" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand du" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand du" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "register" -d 'Register the object NAME as an image (id = object uuid, checksum = object hash). Registering again updates the same image. Only metadata is written'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "unregister" -d 'Remove the image registration; the object stays, byte-identical'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "ls" -d 'List registered images (snapshots with --snapshots, both with --all)'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "info" -d 'Show an image or snapshot'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "modify" -d 'Change an image\'s display name, properties or visibility'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "mark" -d 'Turn an image into a snapshot or a snapshot back into an image (metadata only)'
+complete -c arch -n "__fish_arch_using_subcommand image; and not __fish_seen_subcommand_from register unregister ls info modify mark help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l name -d 'Display name of the image' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l disk-format -d 'diskdump (default), extdump or ntfsdump' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l container-format -d 'bare (default), aki, ari, ami or ovf' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -s p -l property -d 'Property KEY=VALUE (repeatable; keys are case-insensitive, stored upper-case)' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l size -d 'Expected size in bytes; refused unless it matches the object' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l checksum -d 'Expected checksum (object hash, hex); refused unless it matches the object' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l public -d 'Make the image public'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l private -d 'Make the image private (the default for new images)'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l snapshot -d 'Register directly as a snapshot (EXCLUDE_ALL_TASKS=yes, no customization on clone)'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from register" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from unregister" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l property -d 'Only those whose property KEY equals VALUE (repeatable; keys are case-insensitive)' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l status -d 'Only those with this status (saving, creating, available, error)' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l snapshots -d 'List snapshots instead of images'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l all -d 'List images and snapshots'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from info" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l name -d 'New display name' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -s p -l property -d 'Set property KEY=VALUE (repeatable)' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l property-del -d 'Delete property KEY (repeatable)' -r
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l public -d 'Make the image public'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l private -d 'Make the image private'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from modify" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from mark" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "register" -d 'Register the object NAME as an image (id = object uuid, checksum = object hash). Registering again updates the same image. Only metadata is written'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "unregister" -d 'Remove the image registration; the object stays, byte-identical'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List registered images (snapshots with --snapshots, both with --all)'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "info" -d 'Show an image or snapshot'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "modify" -d 'Change an image\'s display name, properties or visibility'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "mark" -d 'Turn an image into a snapshot or a snapshot back into an image (metadata only)'
+complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand clone" -l size -d 'Size of the volume (default: the source\'s size; never smaller). E.g. 20G' -r
+complete -c arch -n "__fish_arch_using_subcommand clone" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand clone" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand clone" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand clone" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand clone" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand clone" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -l container -d 'Container of the snapshot object' -r
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand snapshot" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "write" -d 'Write SRC (a file, `-` or stdin by default) into VOLUME at OFFSET, copy-on-write'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "read" -d 'Read LENGTH bytes of VOLUME at OFFSET to stdout or FILE'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "ls" -d 'List volumes with their size, source and private block count'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "info" -d 'Show a volume: size, source, private/shared/zero blocks, customization, times'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "rm" -d 'Remove a volume and free its private blocks (shared blocks are left to `arch gc`)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "resize" -d 'Grow a volume (the new tail reads as zeros); shrinking needs --allow-shrink'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "export" -d 'Write a volume to FILE: raw (sparse, zero blocks as holes) or qcow2 (via qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "import" -d 'Import a disk image as a new volume (raw natively; qcow2, vmdk, vdi... through qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and not __fish_seen_subcommand_from write read ls info rm resize export import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -l offset -d 'Byte offset (suffixes K, M, G... allowed)' -r
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l offset -d 'Byte offset' -r
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l length -d 'Bytes to read (default: to the end of the volume)' -r
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s o -l output -d 'Write to FILE (atomically) instead of stdout' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l force -d 'Replace an existing FILE'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from info" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from rm" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -l allow-shrink -d 'Allow a smaller size (drops the data past it)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from resize" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s o -l output -d 'Output file (written atomically)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -l format -d 'Output format' -r -f -a "raw\t''
+qcow2\t''"
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -l force -d 'Replace an existing FILE'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l format -d 'Input format (default: detected by qemu-img, raw when qemu-img is missing)' -r
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "write" -d 'Write SRC (a file, `-` or stdin by default) into VOLUME at OFFSET, copy-on-write'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "read" -d 'Read LENGTH bytes of VOLUME at OFFSET to stdout or FILE'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List volumes with their size, source and private block count'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "info" -d 'Show a volume: size, source, private/shared/zero blocks, customization, times'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Remove a volume and free its private blocks (shared blocks are left to `arch gc`)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "resize" -d 'Grow a volume (the new tail reads as zeros); shrinking needs --allow-shrink'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a volume to FILE: raw (sparse, zero blocks as holes) or qcow2 (via qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "import" -d 'Import a disk image as a new volume (raw natively; qcow2, vmdk, vdi... through qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -f -a "completions" -d 'bash (`arch.bash`), zsh (`_arch`) and fish (`arch.fish`) completions into DIR'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -f -a "man" -d '`arch.1` and one page per subcommand (`arch-image-register.1`, ...) into DIR'
+complete -c arch -n "__fish_arch_using_subcommand generate; and not __fish_seen_subcommand_from completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from completions" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from man" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "completions" -d 'bash (`arch.bash`), zsh (`_arch`) and fish (`arch.fish`) completions into DIR'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "man" -d '`arch.1` and one page per subcommand (`arch-image-register.1`, ...) into DIR'
+complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "init" -d 'Create a repository in DIR (created if missing; must be empty)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "put" -d 'Store a file (or stdin with `-`) as object NAME; replaces its data if it exists'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "get" -d 'Write object NAME to stdout or to a file (zero blocks become holes in a file)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "ls" -d 'List containers (no argument) or the objects of CONTAINER whose names start with PREFIX'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "info" -d 'Show an object\'s system fields, user metadata and image/snapshot view'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "meta" -d 'Show or change an object\'s user metadata (an empty value deletes a key)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "cp" -d 'Copy object SRC to DST: a new uuid, the same blocks, no data copied'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "mv" -d 'Move object SRC to DST, keeping its uuid and image registration'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "rm" -d 'Remove object NAME (with any image registration). Space is reclaimed by `arch gc`'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "hashmap" -d 'Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "fsck" -d 'Check that every resource\'s map and blocks are present (and intact with --read-data)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "gc" -d 'Free the space of deleted objects and volumes, superseded versions and dropped blocks'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "du" -d 'Show space use: per resource and for the whole repository, with the deduplication ratio'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "image" -d 'Register objects as images or snapshots and manage their metadata (metadata only: no data is ever copied)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "clone" -d 'Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF). Only metadata is written; the clone shares every block with its source'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "snapshot" -d 'Freeze VOLUME\'s current content as the object CONTAINER/NAME, registered as a Snapshot. Only blocks written since the last snapshot are hashed; the volume stays writable'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "volume" -d 'Read, write, list, inspect, resize, remove, import and export volumes'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "generate" -d 'Generate shell completions or man pages (for packagers; the results are committed)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "register" -d 'Register the object NAME as an image (id = object uuid, checksum = object hash). Registering again updates the same image. Only metadata is written'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "unregister" -d 'Remove the image registration; the object stays, byte-identical'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "ls" -d 'List registered images (snapshots with --snapshots, both with --all)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "info" -d 'Show an image or snapshot'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "modify" -d 'Change an image\'s display name, properties or visibility'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "mark" -d 'Turn an image into a snapshot or a snapshot back into an image (metadata only)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "write" -d 'Write SRC (a file, `-` or stdin by default) into VOLUME at OFFSET, copy-on-write'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "read" -d 'Read LENGTH bytes of VOLUME at OFFSET to stdout or FILE'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "ls" -d 'List volumes with their size, source and private block count'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "info" -d 'Show a volume: size, source, private/shared/zero blocks, customization, times'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "rm" -d 'Remove a volume and free its private blocks (shared blocks are left to `arch gc`)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "resize" -d 'Grow a volume (the new tail reads as zeros); shrinking needs --allow-shrink'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "export" -d 'Write a volume to FILE: raw (sparse, zero blocks as holes) or qcow2 (via qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from volume" -f -a "import" -d 'Import a disk image as a new volume (raw natively; qcow2, vmdk, vdi... through qemu-img)'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "completions" -d 'bash (`arch.bash`), zsh (`_arch`) and fish (`arch.fish`) completions into DIR'
+complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "man" -d '`arch.1` and one page per subcommand (`arch-image-register.1`, ...) into DIR'
