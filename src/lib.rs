@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod customize;
 pub mod error;
 pub mod integrity;
 pub mod progress;

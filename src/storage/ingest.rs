@@ -289,7 +289,7 @@ impl BlockReader {
 
 /// The offset of the first data byte at or after `offset` (Linux SEEK_DATA); `u64::MAX` when
 /// only a hole follows. None when the filesystem cannot tell (then everything is read).
-fn seek_data(file: &File, offset: u64) -> Option<u64> {
+pub fn seek_data(file: &File, offset: u64) -> Option<u64> {
     // SAFETY: lseek on a valid descriptor; the file position is unused (reads are positional).
     let r = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, libc::SEEK_DATA) };
     if r >= 0 {

@@ -13,7 +13,7 @@ pub const SOURCE_VOLUME: &str = "SOURCE_VOLUME";
 /// Operating-system families snf-image knows.
 pub const OS_FAMILIES: &[&str] = &["linux", "windows", "freebsd", "netbsd", "openbsd"];
 /// Password hashing methods (crypt(3) schemes).
-pub const PASSWD_HASHING_METHODS: &[&str] = &["md5", "sha256", "sha512"];
+pub const PASSWD_HASHING_METHODS: &[&str] = &["sha256", "sha512"];
 
 /// Longest accepted property key and value, in bytes.
 const MAX_KEY_LEN: usize = 255;

@@ -1,0 +1,555 @@
+//! The customization tasks, in snf-image order. Each returns what it did, or an error that
+//! names it.
+
+use super::CustomizeOptions;
+use super::disk::{grow_last_partition, read_table};
+use super::guest::{Guest, Stat, is_ext, resize_filesystem};
+use super::tools::run;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a task did.
+pub enum Outcome {
+    Ran(String),
+    Skipped(String),
+}
+
+/// One task: its snf-image name, whether it works on the root filesystem's files (excluded by
+/// EXCLUDE_MOUNTED_TASKS), and its body.
+pub struct Task {
+    pub name: &'static str,
+    pub mounted: bool,
+    pub run: fn(&mut Ctx) -> Result<Outcome>,
+}
+
+/// Every task, in the order they run.
+pub const TASKS: &[Task] = &[
+    Task {
+        name: "FixPartitionTable",
+        mounted: false,
+        run: fix_partition_table,
+    },
+    Task {
+        name: "FilesystemResizeUnmounted",
+        mounted: false,
+        run: filesystem_resize,
+    },
+    Task {
+        name: "AddSwap",
+        mounted: true,
+        run: add_swap,
+    },
+    Task {
+        name: "AssignHostname",
+        mounted: true,
+        run: assign_hostname,
+    },
+    Task {
+        name: "ChangeMachineId",
+        mounted: true,
+        run: change_machine_id,
+    },
+    Task {
+        name: "ChangePassword",
+        mounted: true,
+        run: change_password,
+    },
+    Task {
+        name: "DeleteSSHKeys",
+        mounted: true,
+        run: delete_ssh_keys,
+    },
+    Task {
+        name: "SELinuxAutorelabel",
+        mounted: true,
+        run: selinux_autorelabel,
+    },
+    Task {
+        name: "EnforcePersonality",
+        mounted: true,
+        run: enforce_personality,
+    },
+];
+
+const ROOT_FILE: Stat = Stat {
+    mode: 0o100644,
+    uid: 0,
+    gid: 0,
+};
+
+/// Shared state of one customization run.
+pub struct Ctx<'a> {
+    disk: &'a Path,
+    props: &'a BTreeMap<String, String>,
+    opts: &'a CustomizeOptions,
+    scratch: PathBuf,
+    root: Option<Guest>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        disk: &'a Path,
+        props: &'a BTreeMap<String, String>,
+        opts: &'a CustomizeOptions,
+        scratch: &Path,
+    ) -> Ctx<'a> {
+        Ctx {
+            disk,
+            props,
+            opts,
+            scratch: scratch.to_path_buf(),
+            root: None,
+        }
+    }
+
+    /// The root filesystem: ROOT_PARTITION, else the first ext2/3/4 partition holding /etc.
+    /// Checks OSFAMILY (given or detected) is linux.
+    fn root(&mut self, task: &str) -> Result<&Guest> {
+        if self.root.is_none() {
+            if let Some(os) = self.props.get("OSFAMILY")
+                && os != "linux"
+            {
+                return Err(Error::invalid(format!(
+                    "{task}: OSFAMILY={os} is not supported; arch customizes Linux images only \
+                     (clone with --no-customize, or mark the image as a snapshot)"
+                )));
+            }
+            let table = read_table(task, self.disk)?;
+            let wanted: Option<u32> = self
+                .props
+                .get("ROOT_PARTITION")
+                .and_then(|p| p.parse().ok());
+            let mut found = None;
+            for p in &table.partitions {
+                if wanted.is_some_and(|w| w != p.number) {
+                    continue;
+                }
+                let g = Guest::new(self.disk, p.start * 512, &self.scratch);
+                if !is_ext(&g) {
+                    if wanted.is_some() {
+                        return Err(Error::invalid(format!(
+                            "{task}: ROOT_PARTITION={} does not hold an ext2/3/4 filesystem",
+                            p.number
+                        )));
+                    }
+                    continue;
+                }
+                if wanted.is_some() || g.stat(task, "/etc")?.is_some() {
+                    found = Some(g);
+                    break;
+                }
+            }
+            let guest = found.ok_or_else(|| {
+                Error::invalid(format!(
+                    "{task}: no Linux root filesystem found (no ext2/3/4 partition with /etc{}); \
+                     set ROOT_PARTITION or clone with --no-customize",
+                    wanted
+                        .map(|w| format!(", partition {w} missing"))
+                        .unwrap_or_default()
+                ))
+            })?;
+            let linux = guest.stat(task, "/etc/os-release")?.is_some()
+                || guest.stat(task, "/etc/passwd")?.is_some();
+            if !linux {
+                return Err(Error::invalid(format!(
+                    "{task}: the root filesystem has no /etc/os-release or /etc/passwd: not a \
+                     Linux system arch can customize"
+                )));
+            }
+            self.root = Some(guest);
+        }
+        Ok(self.root.as_ref().expect("set above"))
+    }
+
+    fn users(&self) -> Vec<String> {
+        self.props
+            .get("USERS")
+            .map(|u| u.split_whitespace().map(String::from).collect())
+            .unwrap_or_else(|| vec!["root".to_string()])
+    }
+}
+
+fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "FixPartitionTable";
+    Ok(match grow_last_partition(task, ctx.disk)? {
+        Some((before, after)) => Outcome::Ran(format!(
+            "partition {} grown from {} to {} sectors",
+            after.number, before.sectors, after.sectors
+        )),
+        None => Outcome::Skipped("the last partition already ends at the end of the disk".into()),
+    })
+}
+
+fn filesystem_resize(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "FilesystemResizeUnmounted";
+    let table = read_table(task, ctx.disk)?;
+    let last = table
+        .last()
+        .ok_or_else(|| Error::invalid(format!("{task}: the disk has no partition")))?;
+    let guest = Guest::new(ctx.disk, last.start * 512, &ctx.scratch);
+    if !is_ext(&guest) {
+        return Ok(Outcome::Skipped(format!(
+            "partition {} holds no ext2/3/4 filesystem",
+            last.number
+        )));
+    }
+    let (old, new) = resize_filesystem(task, &guest, last.sectors * 512)?;
+    Ok(if new > old {
+        Outcome::Ran(format!(
+            "filesystem on partition {} grown from {old} to {new} blocks",
+            last.number
+        ))
+    } else {
+        Outcome::Skipped(format!(
+            "filesystem already fills partition {}",
+            last.number
+        ))
+    })
+}
+
+fn add_swap(ctx: &mut Ctx) -> Result<Outcome> {
+    match ctx.props.get("SWAP") {
+        None => Ok(Outcome::Skipped("no SWAP property".into())),
+        Some(s) => Err(Error::invalid(format!(
+            "AddSwap: SWAP={s} is not supported by arch yet; remove the SWAP property or set \
+             EXCLUDE_TASK_ADDSWAP=yes"
+        ))),
+    }
+}
+
+/// Keeps the owner and mode of an existing file, else root 0644.
+fn stat_or_default(g: &Guest, task: &str, path: &str) -> Result<Stat> {
+    Ok(g.stat(task, path)?.unwrap_or(ROOT_FILE))
+}
+
+fn assign_hostname(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "AssignHostname";
+    let Some(name) = ctx.opts.hostname.clone() else {
+        return Ok(Outcome::Skipped("no --hostname given".into()));
+    };
+    let g = ctx.root(task)?;
+    let st = stat_or_default(g, task, "/etc/hostname")?;
+    g.write(task, "/etc/hostname", format!("{name}\n").as_bytes(), st)?;
+    let hosts = g.read(task, "/etc/hosts")?.unwrap_or_default();
+    let text = String::from_utf8_lossy(&hosts);
+    let mut lines: Vec<String> = Vec::new();
+    let mut replaced = false;
+    for line in text.lines() {
+        if line.split_whitespace().next() == Some("127.0.1.1") {
+            if !replaced {
+                lines.push(format!("127.0.1.1\t{name}"));
+                replaced = true;
+            }
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    if !replaced {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("127.0.0.1"))
+            .map_or(lines.len(), |i| i + 1);
+        lines.insert(at, format!("127.0.1.1\t{name}"));
+    }
+    let st = stat_or_default(g, task, "/etc/hosts")?;
+    g.write(task, "/etc/hosts", (lines.join("\n") + "\n").as_bytes(), st)?;
+    Ok(Outcome::Ran(format!(
+        "hostname {name} in /etc/hostname and /etc/hosts"
+    )))
+}
+
+fn change_machine_id(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "ChangeMachineId";
+    let g = ctx.root(task)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let st = stat_or_default(g, task, "/etc/machine-id")?;
+    g.write(task, "/etc/machine-id", format!("{id}\n").as_bytes(), st)?;
+    Ok(Outcome::Ran("new /etc/machine-id".into()))
+}
+
+/// crypt(3) hash of `password` with a fresh random salt.
+pub fn hash_password(task: &str, method: &str, password: &str) -> Result<String> {
+    use sha_crypt::{PasswordHasher, ShaCrypt};
+    let hasher = match method {
+        "sha512" => ShaCrypt::SHA512,
+        "sha256" => ShaCrypt::SHA256,
+        other => {
+            return Err(Error::invalid(format!(
+                "{task}: PASSWD_HASHING_METHOD={other} is not supported; use sha512 or sha256"
+            )));
+        }
+    };
+    let salt = uuid::Uuid::new_v4();
+    let hash = hasher
+        .hash_password_with_salt(password.as_bytes(), &salt.as_bytes()[..12])
+        .map_err(|e| Error::invalid(format!("{task}: hashing failed: {e}")))?;
+    // 5000 rounds is the default: drop the explicit parameter, as passwd(1) writes it.
+    Ok(hash.as_str().replacen("$rounds=5000$", "$", 1))
+}
+
+fn change_password(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "ChangePassword";
+    let Some(password) = ctx.opts.password.clone() else {
+        return Ok(Outcome::Skipped("no password given".into()));
+    };
+    let users = ctx.users();
+    let method = ctx
+        .props
+        .get("PASSWD_HASHING_METHOD")
+        .cloned()
+        .unwrap_or_else(|| "sha512".into());
+    let g = ctx.root(task)?;
+    let shadow = g
+        .read(task, "/etc/shadow")?
+        .ok_or_else(|| Error::invalid(format!("{task}: the image has no /etc/shadow")))?;
+    let text = String::from_utf8_lossy(&shadow).into_owned();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for user in &users {
+        let line = lines
+            .iter_mut()
+            .find(|l| l.split(':').next() == Some(user.as_str()))
+            .ok_or_else(|| {
+                Error::invalid(format!("{task}: user '{user}' is not in /etc/shadow"))
+            })?;
+        let mut fields: Vec<String> = line.split(':').map(String::from).collect();
+        if fields.len() < 2 {
+            return Err(Error::invalid(format!(
+                "{task}: malformed /etc/shadow line for '{user}'"
+            )));
+        }
+        fields[1] = hash_password(task, &method, &password)?;
+        *line = fields.join(":");
+    }
+    let st = g.stat(task, "/etc/shadow")?.unwrap_or(Stat {
+        mode: 0o100640,
+        uid: 0,
+        gid: 0,
+    });
+    g.write(
+        task,
+        "/etc/shadow",
+        (lines.join("\n") + "\n").as_bytes(),
+        st,
+    )?;
+    Ok(Outcome::Ran(format!(
+        "{method} password hash set for {}",
+        users.join(", ")
+    )))
+}
+
+/// Names in a guest directory (debugfs `ls -p`).
+fn list_dir(g: &Guest, task: &str, dir: &str) -> Result<Vec<String>> {
+    let (out, _) = {
+        let o = std::process::Command::new("debugfs")
+            .args(["-R", &format!("ls -p \"{dir}\"")])
+            .arg(&g.spec)
+            .output()
+            .map_err(|e| Error::io("run", "debugfs", e))?;
+        (o.stdout, o.stderr)
+    };
+    let _ = task;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split('/').nth(5).map(String::from))
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .collect())
+}
+
+fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "DeleteSSHKeys";
+    let scratch = ctx.scratch.clone();
+    let hostname = ctx
+        .opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| "localhost".into());
+    let g = ctx.root(task)?;
+    if g.stat(task, "/etc/ssh")?.is_none() {
+        return Ok(Outcome::Skipped("no /etc/ssh".into()));
+    }
+    let old: Vec<String> = list_dir(g, task, "/etc/ssh")?
+        .into_iter()
+        .filter(|n| n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub")))
+        .collect();
+    let mut types: Vec<String> = old
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("ssh_host_")?
+                .strip_suffix("_key")
+                .map(String::from)
+        })
+        .filter(|t| ["rsa", "ecdsa", "ed25519"].contains(&t.as_str()))
+        .collect();
+    if types.is_empty() {
+        types = vec!["ed25519".into(), "rsa".into()];
+    }
+    let mut cmds: Vec<String> = old.iter().map(|n| format!("rm \"/etc/ssh/{n}\"")).collect();
+    for t in &types {
+        let key = scratch.join(format!("ssh_host_{t}_key"));
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "-q".as_ref(),
+            "-t".as_ref(),
+            t.as_ref(),
+            "-N".as_ref(),
+            "".as_ref(),
+        ];
+        let comment = format!("root@{hostname}");
+        args.extend([
+            "-C".as_ref(),
+            comment.as_ref(),
+            "-f".as_ref(),
+            key.as_os_str(),
+        ]);
+        run(task, "ssh-keygen", &args, None)?;
+        let private = std::fs::read(&key).map_err(|e| Error::io("read", &key, e))?;
+        let public_path = PathBuf::from(format!("{}.pub", key.display()));
+        let public = std::fs::read(&public_path).map_err(|e| Error::io("read", &public_path, e))?;
+        cmds.extend(g.write_commands(
+            task,
+            &format!("/etc/ssh/ssh_host_{t}_key"),
+            &private,
+            Stat {
+                mode: 0o100600,
+                uid: 0,
+                gid: 0,
+            },
+            false,
+        )?);
+        cmds.extend(g.write_commands(
+            task,
+            &format!("/etc/ssh/ssh_host_{t}_key.pub"),
+            &public,
+            ROOT_FILE,
+            false,
+        )?);
+        let _ = std::fs::remove_file(&key);
+    }
+    g.apply(task, &cmds)?;
+    Ok(Outcome::Ran(format!(
+        "removed {} host key files; new {} host keys",
+        old.len(),
+        types.join(", ")
+    )))
+}
+
+fn selinux_autorelabel(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "SELinuxAutorelabel";
+    let g = ctx.root(task)?;
+    if g.stat(task, "/etc/selinux/config")?.is_none() {
+        return Ok(Outcome::Skipped("no /etc/selinux/config".into()));
+    }
+    g.write(task, "/.autorelabel", b"", ROOT_FILE)?;
+    Ok(Outcome::Ran("/.autorelabel created".into()))
+}
+
+/// (uid, gid, home) of `user` from the guest's /etc/passwd.
+fn passwd_entry(g: &Guest, task: &str, user: &str) -> Result<(u32, u32, String)> {
+    let passwd = g.read(task, "/etc/passwd")?.unwrap_or_default();
+    String::from_utf8_lossy(&passwd)
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, f[5].to_string())))
+        .ok_or_else(|| Error::invalid(format!("{task}: user '{user}' is not in /etc/passwd")))
+}
+
+/// A numeric id, or the id of `name` in the guest's /etc/passwd (`file` = passwd) or /etc/group.
+fn resolve_id(g: &Guest, task: &str, file: &str, name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let content = g.read(task, file)?.unwrap_or_default();
+    String::from_utf8_lossy(&content)
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == name)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| Error::invalid(format!("{task}: '{name}' is not in the image's {file}")))
+}
+
+fn enforce_personality(ctx: &mut Ctx) -> Result<Outcome> {
+    let task = "EnforcePersonality";
+    if ctx.opts.files.is_empty() && ctx.opts.ssh_keys.is_empty() {
+        return Ok(Outcome::Skipped("no --file or --ssh-key given".into()));
+    }
+    let users = ctx.users();
+    let opts = ctx.opts.clone();
+    let g = ctx.root(task)?;
+    let mut done = Vec::new();
+    if !opts.ssh_keys.is_empty() {
+        for user in &users {
+            let (uid, gid, home) = passwd_entry(g, task, user)?;
+            let dir = format!("{}/.ssh", home.trim_end_matches('/'));
+            let dir_stat = Stat {
+                mode: 0o040700,
+                uid,
+                gid,
+            };
+            g.ensure_dir(task, &dir, dir_stat)?;
+            g.apply(
+                task,
+                &[
+                    format!("sif \"{dir}\" mode 040700"),
+                    format!("sif \"{dir}\" uid {uid}"),
+                    format!("sif \"{dir}\" gid {gid}"),
+                ],
+            )?;
+            let path = format!("{dir}/authorized_keys");
+            let mut content =
+                String::from_utf8_lossy(&g.read(task, &path)?.unwrap_or_default()).into_owned();
+            for key in &opts.ssh_keys {
+                if !content.lines().any(|l| l.trim() == key.trim()) {
+                    if !content.is_empty() && !content.ends_with('\n') {
+                        content.push('\n');
+                    }
+                    content.push_str(key.trim());
+                    content.push('\n');
+                }
+            }
+            g.write(
+                task,
+                &path,
+                content.as_bytes(),
+                Stat {
+                    mode: 0o100600,
+                    uid,
+                    gid,
+                },
+            )?;
+            done.push(format!("{} key(s) for {user}", opts.ssh_keys.len()));
+        }
+    }
+    for f in &opts.files {
+        let data = std::fs::read(&f.local).map_err(|e| Error::io("read", &f.local, e))?;
+        let uid = resolve_id(g, task, "/etc/passwd", &f.owner)?;
+        let gid = resolve_id(g, task, "/etc/group", &f.group)?;
+        if let Some((parent, _)) = f.guest.rsplit_once('/')
+            && !parent.is_empty()
+        {
+            g.ensure_dir(
+                task,
+                parent,
+                Stat {
+                    mode: 0o040755,
+                    uid: 0,
+                    gid: 0,
+                },
+            )?;
+        }
+        g.write(
+            task,
+            &f.guest,
+            &data,
+            Stat {
+                mode: 0o100000 | f.mode,
+                uid,
+                gid,
+            },
+        )?;
+        done.push(f.guest.clone());
+    }
+    Ok(Outcome::Ran(done.join(", ")))
+}
