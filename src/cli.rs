@@ -57,6 +57,7 @@ pub enum Command {
     Clone(cmd::clone::Args),
     Snapshot(cmd::snapshot::Args),
     Volume(cmd::volume::Args),
+    Customize(cmd::customize::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
 }

@@ -6,10 +6,11 @@ use crate::services::volumes::{self, CloneOptions};
 use crate::units::format_size;
 
 /// Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF).
-/// Only metadata is written; the clone shares every block with its source.
+/// Only metadata is written; the clone shares every block with its source. A clone of an
+/// Image (not a Snapshot, not a plain object) is then customized offline.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore"
+    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key ~/.ssh/id_ed25519.pub"
 )]
 pub struct Args {
     /// Object `container/object`, or an image id (prefix), or a display name.
@@ -19,12 +20,47 @@ pub struct Args {
     /// Size of the volume (default: the source's size; never smaller). E.g. 20G.
     #[arg(long, value_parser = parse_size_arg)]
     pub size: Option<u64>,
+    /// Do not customize a clone of an Image.
+    #[arg(long)]
+    pub no_customize: bool,
+    #[command(flatten)]
+    pub customize: super::customize::CustomizeArgs,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let opts = CloneOptions { size: args.size };
+    let customize = args.customize.options()?;
+    crate::customize::validate(&customize)?;
     let report = volumes::clone(&repo, &args.source, &args.volume, &opts)?;
+    if report.source.kind == "image" && !args.no_customize {
+        // Clones of Images are customized; a failure removes the half-made volume.
+        let result = volumes::customize::customize_volume(
+            &repo,
+            &args.volume,
+            &report.source.properties,
+            &customize,
+            false,
+        );
+        match result {
+            Ok(c) => {
+                if ctx.json {
+                    let doc = serde_json::json!({ "clone": &report, "customization": &c });
+                    emit(ctx, &doc, |_| Ok(()))?;
+                    return Ok(Status::Ok);
+                }
+                super::customize::render(ctx, &c)?;
+            }
+            Err(e) => {
+                let _ = volumes::remove(&repo, &args.volume);
+                return Err(crate::Error::invalid(format!(
+                    "customization of '{}' failed, the volume was removed: {e}",
+                    args.volume
+                ))
+                .into());
+            }
+        }
+    }
     emit(ctx, &report, |out| {
         writeln!(
             out,

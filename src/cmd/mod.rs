@@ -3,6 +3,7 @@
 
 pub mod clone;
 pub mod cp;
+pub mod customize;
 pub mod du;
 pub mod fsck;
 pub mod gc;
@@ -109,6 +110,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Snapshot(a) => snapshot::run(ctx, a),
         Command::Volume(a) => volume::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
+        Command::Customize(a) => customize::run(ctx, a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod crash;
 mod crash_volumes;
+mod customize;
 mod faults;
 mod images;
 mod integrity;

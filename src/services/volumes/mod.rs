@@ -5,6 +5,7 @@
 //! Lock order, everywhere: volume lock, then the shared data lock, then the catalog lock.
 
 pub mod blockio;
+pub mod customize;
 mod resize;
 mod snapshot;
 pub mod transfer;

@@ -1,0 +1,129 @@
+//! Customization of a volume: its content is laid out as a sparse raw disk in `tmp/` (holes
+//! for zero blocks, so the cost follows the data, not the virtual size), the tasks run on that
+//! file, and only the blocks whose bytes changed are written back, copy-on-write.
+
+use super::blockio::BlockSource;
+use super::{find, open, record_customization};
+use crate::customize::{CustomizeOptions, customize_disk, validate};
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::repo::records::TaskRecord;
+use crate::services::images::properties::EXCLUDE_ALL_TASKS;
+use crate::storage::fsutil::remove_path;
+use crate::storage::ingest::seek_data;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+
+/// The image properties that drive the customization of volume `name`: those of the image
+/// it was cloned from, when that object still exists.
+pub fn source_properties(repo: &Repository, name: &str) -> Result<BTreeMap<String, String>> {
+    let cat = repo.read_catalog()?;
+    let vol = find(&cat, name)?;
+    Ok(vol
+        .source_object
+        .as_ref()
+        .and_then(|o| cat.objects.get(o))
+        .and_then(|o| o.image.as_ref())
+        .map(|i| i.properties.clone())
+        .unwrap_or_default())
+}
+
+/// What [`customize_volume`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CustomizeReport {
+    pub volume: String,
+    pub tasks: Vec<TaskRecord>,
+    /// Blocks whose content the tasks changed (now private to the volume).
+    pub blocks_changed: u64,
+}
+
+/// Runs the customization tasks on volume `name` with image `properties`; `explicit` (the
+/// `arch customize` command) ignores EXCLUDE_ALL_TASKS, which only guards clones.
+pub fn customize_volume(
+    repo: &Repository,
+    name: &str,
+    properties: &BTreeMap<String, String>,
+    opts: &CustomizeOptions,
+    explicit: bool,
+) -> Result<CustomizeReport> {
+    validate(opts)?;
+    let mut props = properties.clone();
+    if explicit {
+        props.remove(EXCLUDE_ALL_TASKS);
+    }
+    let mut vol = open(repo, name, true)?;
+    let work = repo.tmp_dir().join(format!(
+        "customize-{}",
+        crate::services::objects::new_uuid()
+    ));
+    let scratch = work.join("scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| Error::io("create", &scratch, e))?;
+    let disk = work.join("disk.raw");
+    let size = vol.record.size;
+    let bs = vol.blocks.block_size();
+    let blocks = size.div_ceil(bs);
+    let result = (|| -> Result<(Vec<TaskRecord>, u64)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&disk)
+            .map_err(|e| Error::io("create", &disk, e))?;
+        file.set_len(size)
+            .map_err(|e| Error::io("size", &disk, e))?;
+        let mut buf = Vec::new();
+        for i in 0..blocks {
+            if vol.blocks.source(i)? == BlockSource::Zero {
+                continue;
+            }
+            vol.blocks.read_block(i, &mut buf)?;
+            let len = (size - i * bs).min(bs) as usize;
+            write_pages(&file, &buf[..len], i * bs).map_err(|e| Error::io("write", &disk, e))?;
+        }
+        let tasks = customize_disk(&disk, &props, opts, &scratch)?;
+        let file = File::open(&disk).map_err(|e| Error::io("open", &disk, e))?;
+        let mut changed = 0;
+        let mut new = Vec::new();
+        for i in 0..blocks {
+            let offset = i * bs;
+            let len = (size - offset).min(bs) as usize;
+            let has_data = seek_data(&file, offset).is_none_or(|d| d < offset + len as u64);
+            if !has_data && vol.blocks.source(i)? == BlockSource::Zero {
+                continue;
+            }
+            new.clear();
+            new.resize(len, 0);
+            if has_data {
+                file.read_exact_at(&mut new, offset)
+                    .map_err(|e| Error::io("read", &disk, e))?;
+            }
+            vol.blocks.read_block(i, &mut buf)?;
+            if buf[..len] != new[..] {
+                vol.blocks.write_at(offset, &new)?;
+                changed += 1;
+            }
+        }
+        vol.blocks.finish()?;
+        Ok((tasks, changed))
+    })();
+    let _ = remove_path(&work);
+    let (tasks, blocks_changed) = result?;
+    drop(vol);
+    record_customization(repo, name, tasks.clone())?;
+    Ok(CustomizeReport {
+        volume: name.to_string(),
+        tasks,
+        blocks_changed,
+    })
+}
+
+/// Writes the non-zero 4 KiB pages of `data` at `offset` (zero pages stay holes).
+fn write_pages(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    for (p, page) in data.chunks(4096).enumerate() {
+        if page.iter().any(|&b| b != 0) {
+            f.write_all_at(page, offset + (p * 4096) as u64)?;
+        }
+    }
+    Ok(())
+}
