@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import shutil
+import random
 import statistics
 import subprocess
 import sys
@@ -227,7 +228,106 @@ def suite_integrity(work, reps):
     return [t]
 
 
-SUITES = {"objects": suite_objects, "integrity": suite_integrity}
+def suite_volumes(work, reps):
+    """Issues 3, 4, 7: metadata-only image operations, clones, CoW writes, snapshot, export,
+    clone + customize."""
+    repo = work / "repo-volumes"
+    fresh_repo(repo)
+    small, big, huge = work / "vol-10m.raw", work / "vol-10g.raw", work / "vol-100g.raw"
+    make_random(small, 10 * MiB)
+    make_sparse(big, 10 * GiB, 64 * MiB)
+    make_sparse(huge, 100 * GiB, 64 * MiB)
+    gib = work / "vol-1g.raw"
+    make_sparse(gib, GiB, 256 * MiB)
+    for path, name in [(small, "i/small"), (big, "i/big"), (huge, "i/huge"), (gib, "i/gib")]:
+        run_once(arch(repo, "put", str(path), name))
+    img = Table("Images: metadata only, whatever the size")
+    for op in (["image", "register", "{}", "--name", "{}"], ["image", "mark", "{}", "snapshot"]):
+        def timed(name):
+            def setup():
+                subprocess.run(arch(repo, "image", "unregister", name), stderr=subprocess.DEVNULL)
+                if op[1] == "mark":
+                    run_once(arch(repo, "image", "register", name, "--name", name))
+            return measure(arch(repo, *[a.format(name) for a in op]), reps, setup=setup)
+        img.row(f"image {op[1]} (10 GiB object)", timed("i/big"), f"image {op[1]} (10 MiB object)", timed("i/small"))
+    vol = Table("Volumes: thin clones, copy-on-write, snapshot, export")
+    overlay = work / "overlay.qcow2"
+    n = [0]
+
+    for src, path, label in [("i/gib", gib, "1 GiB"), ("i/huge", huge, "100 GiB")]:
+        def clone_cmd():
+            n[0] += 1
+            return arch(repo, "clone", src, f"c{n[0]}")
+        times = []
+        for _ in range(reps):
+            times.append(run_once(clone_cmd()))
+        a = (statistics.median(t for t, _ in times), max(r for _, r in times))
+        q = measure(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(path), "-F", "raw", str(overlay)], reps,
+                    setup=lambda: rm(overlay))
+        vol.row(f"clone of a {label} sparse source", a, "qemu-img create -b (qcow2 overlay)", q)
+    cp_dst = work / "copy.raw"
+    vol.row("clone of a 1 GiB sparse source", (statistics.median([run_once(clone_cmd())[0] for _ in range(reps)]), 0),
+            "cp --sparse=always", measure(["cp", "--sparse=always", str(gib), str(cp_dst)], reps, setup=lambda: rm(cp_dst)))
+    # 1000 random 4 KiB writes, one arch command each (what a script does) vs one qemu-io run.
+    run_once(arch(repo, "clone", "i/gib", "w"))
+    page = work / "page.bin"
+    make_random(page, 4096)
+    offsets = [random.Random(7 + i).randrange(0, GiB // 4096) * 4096 for i in range(1000)]
+    script = work / "writes.sh"
+    script.write_text("".join(f"{ARCH} -R {repo} -q volume write w --offset {o} {page}\n" for o in offsets))
+    wa = measure(["bash", str(script)], 1)
+    rm(overlay)
+    sh(f"qemu-img create -q -f qcow2 -b {gib} -F raw {overlay}")
+    qargs = ["qemu-io", "-f", "qcow2"]
+    for o in offsets:
+        qargs += ["-c", f"write -P 7 {o} 4k"]
+    qargs += ["-c", "flush", str(overlay)]
+    wq = measure(qargs, 1)
+    vol.row("1000 random 4 KiB writes (one arch process each, each durable)", wa, "qemu-io, one process, 1000 writes + flush", wq)
+    # Snapshot of a 10 GiB volume with 1% written (100 MiB).
+    chunk = work / "chunk.bin"
+    make_random(chunk, 4 * MiB)
+
+    def dirty():
+        subprocess.run(arch(repo, "volume", "rm", "s"), stderr=subprocess.DEVNULL)
+        run_once(arch(repo, "clone", "i/big", "s"))
+        for i in range(25):
+            run_once(arch(repo, "volume", "write", "s", "--offset", str(i * 400 * MiB), str(chunk)))
+        n[0] += 1
+    snaps = []
+    for _ in range(reps):
+        dirty()
+        snaps.append(run_once(arch(repo, "snapshot", "s", f"snap{n[0]}")))
+    sa = (statistics.median(t for t, _ in snaps), max(r for _, r in snaps))
+    vol.row("snapshot of a 10 GiB volume, 1% (100 MiB) written", sa, "sha256sum of the 100 MiB written",
+            measure(f"for i in $(seq 25); do cat {chunk}; done | sha256sum", reps))
+    out = work / "export.raw"
+    vol.row("volume export (1 GiB, 256 MiB data)", measure(arch(repo, "volume", "export", "w", "-o", str(out), "--force"), reps),
+            "qemu-img convert -O raw (overlay)", measure(["qemu-img", "convert", "-O", "raw", str(overlay), str(out)], reps))
+    tables = [img, vol]
+    # Clone + customize of the GPT fixture at 1 GiB and 10 GiB vs a full copy of the image.
+    fx = work / "fixtures"
+    sh(f"bash {ROOT}/fixtures/build.sh {fx}")
+    run_once(arch(repo, "put", str(fx / "gpt-ext4.raw"), "i/gpt"))
+    subprocess.run(arch(repo, "image", "register", "i/gpt", "--name", "gpt"), check=True, stdout=subprocess.DEVNULL)
+    cust = Table("Clone + customize (GPT ext4 fixture: partition and filesystem growth, hostname, keys)")
+    results = {}
+    for size in ("1G", "10G"):
+        runs = []
+        for _ in range(reps):
+            n[0] += 1
+            runs.append(run_once(arch(repo, "clone", "gpt", f"k{n[0]}", "--size", size, "--hostname", "bench")))
+        results[size] = (statistics.median(t for t, _ in runs), max(r for _, r in runs))
+    full = work / "full-1g.raw"
+    sh(f"cp {fx / 'gpt-ext4.raw'} {full} && truncate -s 1G {full}")
+    cust.row("clone + customize, 1 GiB disk", results["1G"], "full copy of the 1 GiB image (cp --sparse=never)",
+             measure(["cp", "--sparse=never", str(full), str(cp_dst)], reps, setup=lambda: rm(cp_dst)))
+    cust.row("clone + customize, 10 GiB disk", results["10G"], "clone + customize, 1 GiB disk", results["1G"])
+    tables.append(cust)
+    return tables
+
+
+SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": suite_volumes}
 
 
 def versions():
