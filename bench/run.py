@@ -113,6 +113,7 @@ class Table:
                  "| operation | arch | peer | peer time | ratio arch/peer | arch peak RSS | peer peak RSS | note |",
                  "|---|---:|---|---:|---:|---:|---:|---|"]
         for op, at, ar, peer, pt, pr, ratio, note in self.rows:
+            op, peer = op.replace("|", "\\|"), peer.replace("|", "\\|")
             lines.append(f"| {op} | {at:.3f} s | {peer} | {pt:.3f} s | **{ratio:.2f}** | "
                          f"{ar / 1024:.0f} MiB | {pr / 1024:.0f} MiB | {note} |")
         return "\n".join(lines) + "\n"
