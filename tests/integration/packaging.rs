@@ -82,6 +82,7 @@ fn every_help_shows_an_example() {
             .args(&path)
             .arg("--help")
             .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
             .output()
             .unwrap();
         assert!(out.status.success(), "{path:?}");
@@ -113,6 +114,7 @@ fn errors_and_tables_carry_no_colour_and_progress_stays_off_a_pipe() {
         .cmd()
         .args(["put", p.to_str().unwrap(), "c/d"])
         .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -126,6 +128,7 @@ fn errors_and_tables_carry_no_colour_and_progress_stays_off_a_pipe() {
         .cmd()
         .args(["get", "c/e"])
         .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
         .output()
         .unwrap();
     assert!(!out.stderr.contains(&0x1b));
