@@ -138,6 +138,24 @@ impl Guest {
         Ok(Some(out))
     }
 
+    /// Names in the guest directory `dir` (`.` and `..` excluded).
+    pub fn list(&self, task: &str, dir: &str) -> Result<Vec<String>> {
+        let (out, errors) =
+            self.debugfs(task, false, &["-R", &format!("ls -p {}", quote(dir)?)])?;
+        if !errors.is_empty() {
+            return Err(Error::invalid(format!(
+                "{task}: listing {dir}: {}",
+                errors.join("; ")
+            )));
+        }
+        // `ls -p` lines: /inode/mode/uid/gid/name/size/
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split('/').nth(5).map(String::from))
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect())
+    }
+
     /// Runs debugfs commands in one write session; any reported error fails `task`.
     pub fn apply(&self, task: &str, commands: &[String]) -> Result<()> {
         let script = self.scratch.join("commands.debugfs");
@@ -156,7 +174,6 @@ impl Guest {
     /// Commands that (re)create the regular file `path` with `data`, mode and owner.
     pub fn write_commands(
         &self,
-        task: &str,
         path: &str,
         data: &[u8],
         stat: Stat,
@@ -166,7 +183,6 @@ impl Guest {
             .scratch
             .join(format!("file-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&local, data).map_err(|e| Error::io("write", &local, e))?;
-        let _ = task;
         let q = quote(path)?;
         let mut cmds = Vec::new();
         if exists {
@@ -186,7 +202,7 @@ impl Guest {
     /// Replaces (or creates) the regular file `path`.
     pub fn write(&self, task: &str, path: &str, data: &[u8], stat: Stat) -> Result<()> {
         let exists = self.stat(task, path)?.is_some();
-        let cmds = self.write_commands(task, path, data, stat, exists)?;
+        let cmds = self.write_commands(path, data, stat, exists)?;
         self.apply(task, &cmds)
     }
 

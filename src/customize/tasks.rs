@@ -338,24 +338,6 @@ fn change_password(ctx: &mut Ctx) -> Result<Outcome> {
     )))
 }
 
-/// Names in a guest directory (debugfs `ls -p`).
-fn list_dir(g: &Guest, task: &str, dir: &str) -> Result<Vec<String>> {
-    let (out, _) = {
-        let o = std::process::Command::new("debugfs")
-            .args(["-R", &format!("ls -p \"{dir}\"")])
-            .arg(&g.spec)
-            .output()
-            .map_err(|e| Error::io("run", "debugfs", e))?;
-        (o.stdout, o.stderr)
-    };
-    let _ = task;
-    Ok(String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| l.split('/').nth(5).map(String::from))
-        .filter(|n| !n.is_empty() && n != "." && n != "..")
-        .collect())
-}
-
 fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "DeleteSSHKeys";
     let scratch = ctx.scratch.clone();
@@ -368,7 +350,8 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
     if g.stat(task, "/etc/ssh")?.is_none() {
         return Ok(Outcome::Skipped("no /etc/ssh".into()));
     }
-    let old: Vec<String> = list_dir(g, task, "/etc/ssh")?
+    let old: Vec<String> = g
+        .list(task, "/etc/ssh")?
         .into_iter()
         .filter(|n| n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub")))
         .collect();
@@ -408,7 +391,6 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
         let public_path = PathBuf::from(format!("{}.pub", key.display()));
         let public = std::fs::read(&public_path).map_err(|e| Error::io("read", &public_path, e))?;
         cmds.extend(g.write_commands(
-            task,
             &format!("/etc/ssh/ssh_host_{t}_key"),
             &private,
             Stat {
@@ -419,7 +401,6 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
             false,
         )?);
         cmds.extend(g.write_commands(
-            task,
             &format!("/etc/ssh/ssh_host_{t}_key.pub"),
             &public,
             ROOT_FILE,

@@ -71,6 +71,11 @@ impl<'a> VolumeBlocks<'a> {
         }
     }
 
+    /// The block store shared blocks are read from.
+    pub fn backend(&self) -> &'a dyn Backend {
+        self.backend
+    }
+
     pub fn block_size(&self) -> u64 {
         self.block_size
     }
@@ -181,7 +186,7 @@ impl<'a> VolumeBlocks<'a> {
                 let mut block = Vec::new();
                 self.read_block(index, &mut block)?;
                 block[within..within + chunk.len()].copy_from_slice(chunk);
-                self.create_private(index, |f| write_sparse(f, &block))?;
+                self.create_private(index, |f| write_nonzero_pages(f, &block, 0))?;
                 stats.blocks_copied += 1;
             }
         }
@@ -243,12 +248,13 @@ impl<'a> VolumeBlocks<'a> {
     }
 }
 
-/// Writes `block` into a fresh zero file, leaving all-zero 4 KiB pages as holes.
-fn write_sparse(f: &File, block: &[u8]) -> std::io::Result<()> {
+/// Writes the non-zero 4 KiB pages of `data` at `offset` of a file that reads as zeros there,
+/// leaving the zero pages as holes.
+pub fn write_nonzero_pages(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     const PAGE: usize = 4096;
-    for (i, page) in block.chunks(PAGE).enumerate() {
+    for (i, page) in data.chunks(PAGE).enumerate() {
         if page.iter().any(|&b| b != 0) {
-            f.write_all_at(page, (i * PAGE) as u64)?;
+            f.write_all_at(page, offset + (i * PAGE) as u64)?;
         }
     }
     Ok(())

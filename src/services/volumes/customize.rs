@@ -2,16 +2,17 @@
 //! for zero blocks, so the cost follows the data, not the virtual size), the tasks run on that
 //! file, and only the blocks whose bytes changed are written back, copy-on-write.
 
-use super::blockio::BlockSource;
+use super::transfer::write_raw;
 use super::{find, open, record_customization};
 use crate::customize::{CustomizeOptions, customize_disk, validate};
 use crate::error::{Error, Result};
+use crate::progress::NoProgress;
 use crate::repo::Repository;
 use crate::repo::records::TaskRecord;
 use crate::services::images::properties::EXCLUDE_ALL_TASKS;
 use crate::storage::fsutil::remove_path;
 use crate::storage::ingest::seek_data;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 
@@ -62,42 +63,39 @@ pub fn customize_volume(
     let disk = work.join("disk.raw");
     let size = vol.record.size;
     let bs = vol.blocks.block_size();
-    let blocks = size.div_ceil(bs);
     let result = (|| -> Result<(Vec<TaskRecord>, u64)> {
         let file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create_new(true)
             .open(&disk)
             .map_err(|e| Error::io("create", &disk, e))?;
-        file.set_len(size)
-            .map_err(|e| Error::io("size", &disk, e))?;
-        let mut buf = Vec::new();
-        for i in 0..blocks {
-            if vol.blocks.source(i)? == BlockSource::Zero {
-                continue;
-            }
-            vol.blocks.read_block(i, &mut buf)?;
-            let len = (size - i * bs).min(bs) as usize;
-            write_pages(&file, &buf[..len], i * bs).map_err(|e| Error::io("write", &disk, e))?;
-        }
+        write_raw(&vol, &file, &NoProgress)?;
+        drop(file);
         let tasks = customize_disk(&disk, &props, opts, &scratch)?;
+        // Blocks that may differ: those holding data in the volume or in the file now. Holes
+        // on both sides are equal, so the cost follows the data, not the virtual size.
         let file = File::open(&disk).map_err(|e| Error::io("open", &disk, e))?;
+        let mut candidates: BTreeSet<u64> = vol.live_private()?.into_iter().collect();
+        let base = vol.base_hashes();
+        candidates.extend((0..base.len() as u64).filter(|&i| !base[i as usize].is_zero()));
+        let mut offset = 0;
+        while let Some(data) = seek_data(&file, offset).filter(|&d| d < size) {
+            candidates.insert(data / bs);
+            offset = (data / bs + 1) * bs;
+        }
+        if seek_data(&file, 0).is_none() {
+            // The filesystem cannot tell holes: compare every block.
+            candidates.extend(0..vol.block_count());
+        }
+        let (mut buf, mut new) = (Vec::new(), Vec::new());
         let mut changed = 0;
-        let mut new = Vec::new();
-        for i in 0..blocks {
+        for i in candidates {
             let offset = i * bs;
             let len = (size - offset).min(bs) as usize;
-            let has_data = seek_data(&file, offset).is_none_or(|d| d < offset + len as u64);
-            if !has_data && vol.blocks.source(i)? == BlockSource::Zero {
-                continue;
-            }
             new.clear();
             new.resize(len, 0);
-            if has_data {
-                file.read_exact_at(&mut new, offset)
-                    .map_err(|e| Error::io("read", &disk, e))?;
-            }
+            file.read_exact_at(&mut new, offset)
+                .map_err(|e| Error::io("read", &disk, e))?;
             vol.blocks.read_block(i, &mut buf)?;
             if buf[..len] != new[..] {
                 vol.blocks.write_at(offset, &new)?;
@@ -116,14 +114,4 @@ pub fn customize_volume(
         tasks,
         blocks_changed,
     })
-}
-
-/// Writes the non-zero 4 KiB pages of `data` at `offset` (zero pages stay holes).
-fn write_pages(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
-    for (p, page) in data.chunks(4096).enumerate() {
-        if page.iter().any(|&b| b != 0) {
-            f.write_all_at(page, offset + (p * 4096) as u64)?;
-        }
-    }
-    Ok(())
 }

@@ -62,6 +62,29 @@ pub struct OpenVolume<'a> {
 }
 
 impl OpenVolume<'_> {
+    /// Number of blocks of the volume.
+    pub fn block_count(&self) -> u64 {
+        self.record.size.div_ceil(self.record.block_size as u64)
+    }
+
+    /// Indexes of the private blocks the volume reads (current epoch, inside the volume).
+    pub fn live_private(&self) -> Result<Vec<u64>> {
+        let blocks = self.block_count();
+        Ok(self
+            .blocks
+            .private_indexes()?
+            .range(..blocks)
+            .copied()
+            .collect())
+    }
+
+    /// The base map's hashes, one per block of the volume (zero past the map's end).
+    pub fn base_hashes(&self) -> Vec<crate::storage::BlockHash> {
+        let mut hashes = self.blocks.base().hashes.clone();
+        hashes.resize(self.block_count() as usize, crate::storage::BlockHash::ZERO);
+        hashes
+    }
+
     /// Refuses a range that does not lie inside the volume.
     pub fn check_range(&self, offset: u64, len: u64) -> Result<()> {
         let size = self.record.size;
@@ -144,9 +167,6 @@ pub struct CloneReport {
     pub id: String,
     pub size: u64,
     pub source: CloneSource,
-    /// Maps written: the clone shares the source's immutable map.
-    pub maps_written: u64,
-    pub blocks_written: u64,
 }
 
 /// Resolves a clone SOURCE to a read-only resource; a volume gets the fix (snapshot first).
@@ -219,8 +239,6 @@ pub fn clone(
             id: record.id.clone(),
             size,
             source: src,
-            maps_written: 0,
-            blocks_written: 0,
         };
         cat.volumes.insert(name.to_string(), record);
         Ok(report)

@@ -60,16 +60,9 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
     let vol = open(repo, name, true)?;
     let rec = vol.record.clone();
     let bs = rec.block_size as u64;
-    let blocks = rec.size.div_ceil(bs);
-    let private: Vec<u64> = vol
-        .blocks
-        .private_indexes()?
-        .range(..blocks)
-        .copied()
-        .collect();
+    let private = vol.live_private()?;
 
-    let mut hashes = vol.blocks.base().hashes.clone();
-    hashes.resize(blocks as usize, BlockHash::ZERO);
+    let mut hashes = vol.base_hashes();
     let batch = repo.backend().begin_batch()?;
     let stored = Mutex::new(0u64);
     let next = Mutex::new(0usize);

@@ -1,8 +1,8 @@
 //! Import of disk images as new volumes and export of volumes to files: raw natively (sparse,
 //! zero blocks as holes), every other format through `qemu-img`.
 
-use super::blockio::read_private;
-use super::{STATUS_AVAILABLE, open, validate_volume_name};
+use super::blockio::{read_private, write_nonzero_pages};
+use super::{OpenVolume, STATUS_AVAILABLE, open, validate_volume_name};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -15,7 +15,6 @@ use crate::storage::{BlockHash, BlockMap};
 use crate::time::now_rfc3339;
 use serde::Serialize;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,52 +48,15 @@ pub fn export_volume(
 ) -> Result<ExportReport> {
     let vol = open(repo, name, false)?;
     let size = vol.record.size;
-    let bs = vol.record.block_size as u64;
-    let blocks = size.div_ceil(bs);
-    let private: Vec<u64> = vol
-        .blocks
-        .private_indexes()?
-        .range(..blocks)
-        .copied()
-        .collect();
-    // The shared part through the parallel verified exporter, private blocks masked out ...
-    let mut hashes = vol.blocks.base().hashes.clone();
-    hashes.resize(blocks as usize, BlockHash::ZERO);
-    for &i in &private {
-        hashes[i as usize] = BlockHash::ZERO;
-    }
-    let shared = BlockMap {
-        block_size: vol.record.block_size,
-        size,
-        hashes,
-    };
-    let write_raw = |file: &File| -> Result<()> {
+    let mut private_blocks = 0;
+    let mut fill = |file: &File| -> Result<()> {
         progress.set_total(size);
-        export(
-            repo.backend(),
-            &shared,
-            &format!("volume {name}"),
-            true,
-            Sink::File(file),
-            progress,
-        )?;
-        // ... then the private blocks on top, their zero pages left as holes.
-        let mut buf = Vec::new();
-        for &i in &private {
-            read_private(&vol.blocks.private_path(i), bs as usize, &mut buf)?;
-            let len = (size - i * bs).min(bs) as usize;
-            for (p, page) in buf[..len].chunks(4096).enumerate() {
-                if page.iter().any(|&b| b != 0) {
-                    file.write_all_at(page, i * bs + (p * 4096) as u64)
-                        .map_err(|e| Error::io("write", dest, e))?;
-                }
-            }
-        }
+        private_blocks = write_raw(&vol, file, progress)?;
         progress.finish();
         Ok(())
     };
     match format {
-        ExportFormat::Raw => write_file_atomically(dest, force, write_raw)?,
+        ExportFormat::Raw => write_file_atomically(dest, force, &mut fill)?,
         ExportFormat::Qcow2 => {
             // `dest` stays untouched until the converted file is durable and renamed over it.
             if dest.exists() && !force {
@@ -108,7 +70,7 @@ pub fn export_volume(
             let qcow = sibling_temp(dest, "qcow2");
             let result = (|| {
                 let f = File::create(&raw).map_err(|e| Error::io("create", &raw, e))?;
-                write_raw(&f)?;
+                fill(&f)?;
                 drop(f);
                 qemu_img(&[
                     "convert".as_ref(),
@@ -135,8 +97,44 @@ pub fn export_volume(
         path: dest.to_path_buf(),
         format,
         bytes: size,
-        private_blocks: private.len() as u64,
+        private_blocks,
     })
+}
+
+/// Writes the content of `vol` into `file` (empty, or sparse zeros of any length), which ends
+/// up exactly the volume's size with zero blocks and zero pages as holes. The shared blocks go
+/// through the parallel verified exporter, private blocks are laid on top. Returns the number
+/// of private blocks.
+pub fn write_raw(vol: &OpenVolume<'_>, file: &File, progress: &dyn Progress) -> Result<u64> {
+    let size = vol.record.size;
+    let bs = vol.record.block_size as u64;
+    let private = vol.live_private()?;
+    let mut hashes = vol.base_hashes();
+    for &i in &private {
+        hashes[i as usize] = BlockHash::ZERO;
+    }
+    let shared = BlockMap {
+        block_size: vol.record.block_size,
+        size,
+        hashes,
+    };
+    let resource = format!("volume {}", vol.name);
+    export(
+        vol.blocks.backend(),
+        &shared,
+        &resource,
+        true,
+        Sink::File(file),
+        progress,
+    )?;
+    let mut buf = Vec::new();
+    for &i in &private {
+        read_private(&vol.blocks.private_path(i), bs as usize, &mut buf)?;
+        let len = (size - i * bs).min(bs) as usize;
+        write_nonzero_pages(file, &buf[..len], i * bs)
+            .map_err(|e| Error::io("write", &resource, e))?;
+    }
+    Ok(private.len() as u64)
 }
 
 /// A temporary path beside `dest`.
