@@ -50,6 +50,11 @@ pub enum MapDecodeError {
 pub const MIN_BLOCK_SIZE: u64 = 4 * 1024;
 pub const MAX_BLOCK_SIZE: u64 = 64 * 1024 * 1024;
 
+/// Largest size of any resource (object, image, snapshot or volume): 64 TiB. Larger sizes are
+/// refused wherever they enter (put, import, clone --size, resize) and reported as corrupt
+/// when read from the repository.
+pub const MAX_RESOURCE_SIZE: u64 = 64 << 40;
+
 /// True when `bs` is a power of two within [`MIN_BLOCK_SIZE`, `MAX_BLOCK_SIZE`].
 pub fn valid_block_size(bs: u64) -> bool {
     bs.is_power_of_two() && (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&bs)

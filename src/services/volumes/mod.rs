@@ -28,6 +28,9 @@ use std::path::PathBuf;
 
 /// Status of a volume ready for use.
 pub const STATUS_AVAILABLE: &str = "available";
+/// Status of a volume whose creation (clone + customization) has not finished: refused by
+/// every command that would use its content, cleaned up once its creator is gone.
+pub const STATUS_CREATING: &str = "creating";
 
 /// Validates a volume name: the container-name rules (no `/`, no NUL, 1-255 bytes).
 pub fn validate_volume_name(name: &str) -> Result<()> {
