@@ -4,8 +4,8 @@
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_size_arg};
 use crate::repo::Repository;
-use crate::repo::group::Group;
 use crate::repo::config::DEFAULT_BLOCK_SIZE;
+use crate::repo::group::Group;
 use crate::units::format_size;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -39,7 +39,11 @@ struct Report {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
-    let group = args.shared_group.as_deref().map(Group::resolve).transpose()?;
+    let group = args
+        .shared_group
+        .as_deref()
+        .map(Group::resolve)
+        .transpose()?;
     let repo = Repository::init_shared(&args.dir, args.block_size, group.as_ref())?;
     let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {

@@ -29,7 +29,8 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
         })?;
         let t = entry.file_type();
         if !t.is_file() && !t.is_dir() {
-            out.special.push((entry.path().to_path_buf(), file_kind(&t)));
+            out.special
+                .push((entry.path().to_path_buf(), file_kind(&t)));
             continue;
         }
         let mode = entry
@@ -38,7 +39,8 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
             .permissions()
             .mode();
         if mode & forbidden != 0 {
-            out.exposed.push((entry.path().to_path_buf(), mode & 0o7777));
+            out.exposed
+                .push((entry.path().to_path_buf(), mode & 0o7777));
         }
     }
     Ok(out)
@@ -50,9 +52,8 @@ pub fn policy_mode(root: &Path, path: &Path, is_dir: bool, modes: Modes) -> u32 
         return modes.dir();
     }
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let sealed = rel == Path::new(CONFIG_FILE)
-        || rel.starts_with(BLOCKS_DIR)
-        || rel.starts_with(MAPS_DIR);
+    let sealed =
+        rel == Path::new(CONFIG_FILE) || rel.starts_with(BLOCKS_DIR) || rel.starts_with(MAPS_DIR);
     if sealed { modes.sealed() } else { modes.file() }
 }
 

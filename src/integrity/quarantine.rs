@@ -159,7 +159,11 @@ fn quarantine_corrupt(
         let needed = needed_by(catalog, &p.resources);
         p.message.push_str(&format!("; moved to {to}"));
         repaired.push(if needed.is_empty() {
-            format!("moved corrupt {} {} to {to}; nothing needs it", kind.noun(), p.subject)
+            format!(
+                "moved corrupt {} {} to {to}; nothing needs it",
+                kind.noun(),
+                p.subject
+            )
         } else {
             format!(
                 "moved corrupt {} {} to {to}; still damaged until its data is put again: {}",

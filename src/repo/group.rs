@@ -99,7 +99,9 @@ pub fn group_name(gid: u32) -> Option<String> {
 }
 
 /// Runs a reentrant getgr*_r call, growing its buffer on ERANGE.
-fn lookup(mut call: impl FnMut(&mut libc::group, &mut [libc::c_char], &mut *mut libc::group) -> libc::c_int) -> Option<Group> {
+fn lookup(
+    mut call: impl FnMut(&mut libc::group, &mut [libc::c_char], &mut *mut libc::group) -> libc::c_int,
+) -> Option<Group> {
     let mut len = 1024;
     loop {
         let mut buf = vec![0 as libc::c_char; len];

@@ -18,8 +18,8 @@ use crate::storage::fsutil::{
 use crate::storage::local::{LocalBackend, TMP_DIR};
 use catalog::Catalog;
 use config::Config;
-use lock::FileLock;
 use group::Group;
+use lock::FileLock;
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};

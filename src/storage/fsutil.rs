@@ -293,3 +293,71 @@ pub fn write_file_atomically<T>(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn open_regular_refuses_fifos_and_symlinks_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file).unwrap().is_some());
+        assert!(open_regular(&dir.path().join("none")).unwrap().is_none());
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for (p, what) in [(&fifo, "a FIFO"), (&link, "a symbolic link")] {
+            for r in [open_regular(p), open_regular_rw(p)] {
+                let err = r.unwrap_err();
+                assert!(
+                    matches!(err, Error::Corrupt { .. }) && err.to_string().contains(what),
+                    "{err}"
+                );
+            }
+        }
+        assert!(!is_regular_file(&fifo).unwrap() && !is_regular_file(&link).unwrap());
+        assert!(open_regular(dir.path()).is_err(), "a directory is refused");
+    }
+
+    #[test]
+    fn modes_are_exact_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o2770).unwrap();
+        let modes = Modes::of_dir(dir.path());
+        assert_eq!(modes, Modes::SHARED);
+        let sub = dir.path().join("a/b");
+        create_dir_all(&sub, modes).unwrap();
+        assert_eq!(mode(&sub), 0o2770);
+        let f = sub.join("f");
+        drop(create_file(&f, modes.file()).unwrap());
+        assert_eq!(mode(&f), 0o660);
+        atomic_write_mode(&sub, &sub.join("g"), b"x", Modes::PRIVATE.sealed()).unwrap();
+        assert_eq!(mode(&sub.join("g")), 0o400);
+        assert_eq!(Modes::of_dir(&dir.path().join("missing")), Modes::PRIVATE);
+    }
+
+    #[test]
+    fn remove_path_removes_a_symlink_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), b"x").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        remove_path(&link).unwrap();
+        assert!(target.join("keep").exists() && fs::symlink_metadata(&link).is_err());
+    }
+}

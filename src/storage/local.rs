@@ -2,8 +2,8 @@
 
 use super::backend::{Backend, BlockBatch};
 use super::fsutil::{
-    Modes, create_dir, create_dir_all, create_file, is_regular_file, open_regular,
-    sync_dir, sync_filesystem, sync_parent,
+    Modes, create_dir, create_dir_all, create_file, is_regular_file, open_regular, sync_dir,
+    sync_filesystem, sync_parent,
 };
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
@@ -273,5 +273,46 @@ impl Drop for LocalBatch {
             let _ = fs::remove_dir_all(&self.dir);
             let _ = sync_dir(self.dir.parent().unwrap_or(Path::new(".")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn blocks_are_sealed_and_only_regular_files_count() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::create_layout(dir.path()).unwrap();
+        let b = LocalBackend::new(dir.path());
+        let (one, two) = (BlockHash::of_bytes(b"one"), BlockHash::of_bytes(b"two"));
+        // A symlink holds `one`'s name, pointing at the right content: not a block.
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"one").unwrap();
+        std::os::unix::fs::symlink(&outside, b.block_path(&one)).unwrap();
+        assert!(!b.has_block(&one).unwrap());
+        assert!(b.read_block(&one, &mut Vec::new()).is_err());
+        let batch = b.begin_batch().unwrap();
+        assert!(
+            batch.stage(&one, b"one").unwrap(),
+            "written over the symlink"
+        );
+        assert!(batch.stage(&two, b"two").unwrap());
+        batch.commit().unwrap();
+        let mode = fs::symlink_metadata(b.block_path(&one)).unwrap();
+        assert!(mode.file_type().is_file());
+        assert_eq!(mode.permissions().mode() & 0o7777, 0o400);
+        let mut seen = Vec::new();
+        fs::remove_file(b.block_path(&two)).unwrap();
+        let c = std::ffi::CString::new(b.block_path(&two).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        b.for_each_block(&mut |h, _| {
+            seen.push(h);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![one], "the FIFO is not a block");
     }
 }
