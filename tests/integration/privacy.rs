@@ -438,3 +438,33 @@ fn a_symlinked_block_is_refused_even_with_the_right_content() {
         "the target is untouched"
     );
 }
+
+#[test]
+fn gc_and_fsck_never_enter_a_symlinked_volume_directory() {
+    let r = busy_repo();
+    let info = r.json(&["volume", "info", "vm"]);
+    let (id, epoch) = (
+        info["id"].as_str().unwrap(),
+        info["epoch"].as_u64().unwrap(),
+    );
+    // Outside the repository: an old-epoch directory and a block past the end, both of
+    // which gc would remove if they were inside.
+    let outside = r.path("outside");
+    std::fs::create_dir_all(outside.join(epoch.to_string())).unwrap();
+    std::fs::create_dir_all(outside.join("0-old")).unwrap();
+    std::fs::write(outside.join("0-old/keep"), b"keep").unwrap();
+    std::fs::write(outside.join(format!("{epoch}/999")), vec![1u8; 4096]).unwrap();
+    let vdir = r.root.join("volumes").join(id);
+    std::fs::rename(&vdir, r.path("real-volume")).unwrap();
+    std::os::unix::fs::symlink(&outside, &vdir).unwrap();
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["problems"].to_string().contains("a symbolic link"),
+        "{report}"
+    );
+    r.ok(&["gc"]);
+    assert!(outside.join("0-old/keep").exists());
+    assert!(outside.join(format!("{epoch}/999")).exists());
+}

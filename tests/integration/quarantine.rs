@@ -157,3 +157,33 @@ fn repair_without_read_data_moves_nothing_it_has_not_verified() {
     assert!(block.is_file(), "nothing moved");
     assert!(!r.root.join("quarantine").exists());
 }
+
+#[test]
+fn a_corrupt_map_is_quarantined_and_the_same_put_writes_it_again() {
+    let r = TestRepo::new();
+    let data = pseudo_random(3 * 4096, 14);
+    let src = r.file("data", &data);
+    r.ok(&["put", src.to_str().unwrap(), "c/a"]);
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let map = catalog["objects"]["c/a"]["map"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = r.root.join("maps").join(&map[..2]).join(&map);
+    flip_first_byte(&path);
+    let err = r.fails(2, &["get", "c/a"]);
+    assert!(err.contains(&map) || err.contains("map"), "{err}");
+    // Maps are always verified: --repair alone quarantines them.
+    let (code, report) = fsck_json(&r, &["--repair"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["repaired"].to_string().contains("quarantine/maps/"),
+        "{report}"
+    );
+    assert!(!path.exists() && r.root.join("quarantine/maps").join(&map).is_file());
+    r.ok(&["put", src.to_str().unwrap(), "c/b"]);
+    assert_eq!(r.ok(&["get", "c/a"]), data);
+    let (code, report) = fsck_json(&r, &["--read-data"]);
+    assert_eq!(code, 0, "{report}");
+}
