@@ -51,6 +51,7 @@ complete -c arch -n "__fish_arch_needs_command" -f -a "customize" -d 'Run the cu
 complete -c arch -n "__fish_arch_needs_command" -f -a "generate" -d 'Generate shell completions or man pages (for packagers; the results are committed)'
 complete -c arch -n "__fish_arch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c arch -n "__fish_arch_using_subcommand init" -l block-size -d 'Block size: a power of two from 4K to 64M' -r
+complete -c arch -n "__fish_arch_using_subcommand init" -l shared-group -d 'Share the repository with GROUP (a name or numeric id you are a member of)' -r
 complete -c arch -n "__fish_arch_using_subcommand init" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'
@@ -123,7 +124,7 @@ complete -c arch -n "__fish_arch_using_subcommand hashmap" -s h -l help -d 'Prin
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l read-data -d 'Rehash every stored block and report corrupted ones with the resources using them'
-complete -c arch -n "__fish_arch_using_subcommand fsck" -l repair -d 'Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never anything a resource references'
+complete -c arch -n "__fish_arch_using_subcommand fsck" -l repair -d 'Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never anything a resource references. Move corrupt blocks and maps (with --read-data, every corrupt block) to quarantine/, so the next put of their data writes them again; restrict permissions wider than the repository\'s'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l no-progress -d 'Never show progress bars'

@@ -53,7 +53,7 @@ pub enum Error {
     #[error("cannot read source {path}: {source}; check the path and its permissions")]
     SourceUnreadable { path: PathBuf, source: io::Error },
     #[error(
-        "corrupted block {hash} at offset {offset} of {resource}: stored data does not match its hash; run `arch fsck --read-data`"
+        "corrupted block {hash} at offset {offset} of {resource}: the stored data does not match its hash; run `arch fsck --read-data --repair` to move it to quarantine/ and list what needs it, then put the original data again (any put, import or snapshot holding that block restores it)"
     )]
     CorruptBlock {
         hash: String,
@@ -61,7 +61,7 @@ pub enum Error {
         resource: String,
     },
     #[error(
-        "missing block {hash} at offset {offset} of {resource}; the repository is damaged, run `arch fsck`"
+        "missing block {hash} at offset {offset} of {resource}; the repository is damaged: run `arch fsck` to list what needs it, then put the original data again (any put, import or snapshot holding that block restores it)"
     )]
     MissingBlock {
         hash: String,

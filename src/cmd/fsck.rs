@@ -8,14 +8,16 @@ use crate::units::format_size;
 /// Check that every resource's map and blocks are present (and intact with --read-data).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch fsck\n  arch fsck --read-data --json\n  arch fsck --repair\n\nExit codes: 0 no damage (garbage may exist: `arch gc` removes it), 1 damage found, 2 error."
+    after_help = "Examples:\n  arch fsck\n  arch fsck --read-data --json\n  arch fsck --repair\n  arch fsck --read-data --repair   # quarantine corrupt blocks, then put their data again\n\nExit codes: 0 no damage (garbage may exist: `arch gc` removes it), 1 damage found, 2 error."
 )]
 pub struct Args {
     /// Rehash every stored block and report corrupted ones with the resources using them.
     #[arg(long)]
     pub read_data: bool,
     /// Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never
-    /// anything a resource references.
+    /// anything a resource references. Move corrupt blocks and maps (with --read-data, every
+    /// corrupt block) to quarantine/, so the next put of their data writes them again; restrict
+    /// permissions wider than the repository's.
     #[arg(long)]
     pub repair: bool,
 }
@@ -32,6 +34,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     emit(ctx, &report, |out| {
         for line in &report.repaired {
             writeln!(out, "repair: {line}")?;
+        }
+        for line in &report.warnings {
+            writeln!(out, "warning: {line}")?;
         }
         let g = &report.garbage;
         writeln!(

@@ -1,22 +1,29 @@
-//! `arch init DIR [--block-size SIZE]`: create a repository.
+//! `arch init DIR [--block-size SIZE] [--shared-group GROUP]`: create a repository, private
+//! to its owner or shared with a group.
 
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_size_arg};
 use crate::repo::Repository;
 use crate::repo::config::DEFAULT_BLOCK_SIZE;
+use crate::repo::group::Group;
 use crate::units::format_size;
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// Create a repository in DIR (created if missing; must be empty).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K")]
+#[command(
+    after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K\n  arch init /srv/team-arch --shared-group team\n\nA repository is private to its owner (directories 0700, files 0600). With --shared-group the\ntree belongs to GROUP, directories are setgid 2770 and files 0660: every member reads and\nwrites it, nobody else can."
+)]
 pub struct Args {
     /// Directory to create the repository in.
     pub dir: PathBuf,
     /// Block size: a power of two from 4K to 64M.
     #[arg(long, value_parser = parse_size_arg, default_value_t = DEFAULT_BLOCK_SIZE)]
     pub block_size: u64,
+    /// Share the repository with GROUP (a name or numeric id you are a member of).
+    #[arg(long, value_name = "GROUP")]
+    pub shared_group: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -25,16 +32,27 @@ struct Report {
     format: u32,
     block_size: u64,
     hash: String,
+    /// The group the repository is shared with; null when private to its owner.
+    shared_group: Option<String>,
+    /// Permission bits of the root directory, in octal.
+    mode: String,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
-    let repo = Repository::init(&args.dir, args.block_size)?;
+    let group = args
+        .shared_group
+        .as_deref()
+        .map(Group::resolve)
+        .transpose()?;
+    let repo = Repository::init_shared(&args.dir, args.block_size, group.as_ref())?;
     let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {
         path: root.display().to_string(),
         format: repo.config().format,
         block_size: repo.config().block_size,
         hash: repo.config().hash.clone(),
+        shared_group: group.map(|g| g.name),
+        mode: format!("{:04o}", repo.modes().dir()),
     };
     emit(ctx, &report, |out| {
         writeln!(out, "Initialized arch repository in {}", report.path)?;
@@ -43,7 +61,14 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             "{}",
             key_values(&[
                 ("block size", format_size(report.block_size)),
-                ("hash", report.hash.clone())
+                ("hash", report.hash.clone()),
+                (
+                    "access",
+                    match &report.shared_group {
+                        Some(g) => format!("shared with group {g} (mode {})", report.mode),
+                        None => format!("private to its owner (mode {})", report.mode),
+                    }
+                ),
             ])
         )
     })?;

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 pub struct FsckOptions {
     /// Rehash every stored block.
     pub read_data: bool,
-    /// Remove what is provably garbage (temporary files of interrupted operations).
+    /// Remove what is provably garbage (temporary files of interrupted operations), move
+    /// corrupt blocks and maps to `quarantine/`, restrict exposed permissions.
     pub repair: bool,
 }
 
@@ -61,8 +62,12 @@ pub struct FsckReport {
     pub blocks_read: u64,
     pub problems: Vec<Problem>,
     pub garbage: Garbage,
-    /// What `repair` removed.
+    /// What `repair` removed or moved to quarantine. Damage it could not undo stays in
+    /// `problems`.
     pub repaired: Vec<String>,
+    /// Not damage, but needs attention: permissions wider than the repository's, files kept
+    /// in quarantine.
+    pub warnings: Vec<String>,
 }
 
 impl FsckReport {
@@ -97,8 +102,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             }
         }
     }
-    let _data = repo.lock_data_shared()?;
+    // Repair may move corrupt blocks to quarantine at the end: no operation may be using them.
+    let _data = if opts.repair {
+        repo.lock_data_exclusive()?
+    } else {
+        repo.lock_data_shared()?
+    };
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let catalog = match repo.read_catalog() {
         Ok(c) => c,
         Err(Error::Corrupt { path, reason }) => {
@@ -119,6 +130,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 problems,
                 garbage: Garbage::default(),
                 repaired,
+                warnings,
             });
         }
         Err(e) => return Err(e),
@@ -258,6 +270,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     garbage.volume_entries = volumes.garbage.len() as u64;
     garbage.volume_bytes = volumes.garbage_bytes;
     garbage.stale_locks = volumes.stale_locks.len() as u64;
+    super::quarantine::check(
+        repo,
+        &catalog,
+        opts.repair,
+        &mut problems,
+        &mut warnings,
+        &mut repaired,
+    )?;
     Ok(FsckReport {
         objects: catalog.objects.len() as u64,
         volumes: catalog.volumes.len() as u64,
@@ -268,6 +288,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         problems,
         garbage,
         repaired,
+        warnings,
     })
 }
 
@@ -284,7 +305,15 @@ fn rehash_all(repo: &Repository, stored: &[(BlockHash, u64)]) -> Result<Vec<Bloc
                     let mut buf = Vec::with_capacity(max_len);
                     let mut bad = Vec::new();
                     for (h, _) in part {
-                        let present = repo.backend().read_block(h, &mut buf)?;
+                        let present = match repo.backend().read_block(h, &mut buf) {
+                            Ok(present) => present,
+                            // Not a regular file: as bad as wrong content.
+                            Err(Error::Corrupt { .. }) => {
+                                bad.push(*h);
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         if present && (buf.len() > max_len || BlockHash::of_bytes(&buf) != *h) {
                             bad.push(*h);
                         }

@@ -2,7 +2,9 @@
 //! what). These sit beside the services: they read the catalog and the store directly.
 
 pub mod du;
+pub mod entries;
 pub mod fsck;
 pub mod gc;
+pub mod quarantine;
 mod refs;
 pub mod volume_files;

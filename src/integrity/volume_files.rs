@@ -35,6 +35,11 @@ pub struct VolumeScan {
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    // A symlinked directory is never entered, so nothing outside the repository is ever
+    // classified (or removed) as garbage; fsck reports the link as not a regular file.
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Ok(Vec::new());
+    }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

@@ -2,7 +2,8 @@
 //! by a killed process never blocks anyone.
 
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
+use crate::storage::fsutil::{Modes, create_file, open_regular, open_regular_rw};
+use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -12,15 +13,31 @@ pub struct FileLock {
     _file: File,
 }
 
+/// Opens (creating it with the repository's file mode when missing) a lock file. Only a
+/// regular file is accepted: a symlink or FIFO in `locks/` is refused as corrupt.
 fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .or_else(|_| File::open(path))
-        .map_err(|e| Error::io("open lock file", path, e))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    loop {
+        match create_file(path, Modes::of_dir(dir).file()) {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create lock file", path, e)),
+        }
+        // A lock file made by another user of a shared repository may be read-only for us:
+        // flock works on a read-only descriptor too.
+        let opened = match open_regular_rw(path) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                open_regular(path)?
+            }
+            other => other?,
+        };
+        // None: a stale lock was removed between the two opens; create it again.
+        if let Some(f) = opened {
+            return Ok(f);
+        }
+    }
 }
 
 fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
@@ -73,5 +90,21 @@ mod tests {
         assert!(try_lock_exclusive(&p).unwrap().is_none());
         drop(held);
         assert!(try_lock_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_files_are_private_and_a_fifo_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        drop(lock_shared(&p).unwrap());
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = lock_exclusive(&fifo).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
 }

@@ -6,18 +6,22 @@
 
 pub mod catalog;
 pub mod config;
+pub mod group;
 pub mod lock;
 pub mod records;
 
 use crate::error::{Error, Result};
 use crate::storage::Backend;
-use crate::storage::fsutil::{atomic_write, sync_dir};
+use crate::storage::fsutil::{
+    Modes, atomic_write_mode, create_dir, open_regular, set_mode, sync_dir,
+};
 use crate::storage::local::{LocalBackend, TMP_DIR};
 use catalog::Catalog;
 use config::Config;
+use group::Group;
 use lock::FileLock;
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "arch.toml";
@@ -36,6 +40,7 @@ pub const CATALOG_LOCK: &str = "locks/catalog.lock";
 pub struct Repository {
     root: PathBuf,
     config: Config,
+    modes: Modes,
     backend: LocalBackend,
 }
 
@@ -49,10 +54,24 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// Creates a repository in `dir` (created if missing). Refused when `dir` is already a
-    /// repository or is a non-empty directory.
+    /// Creates a repository in `dir` (created if missing), private to its owner. Refused
+    /// when `dir` is already a repository or is a non-empty directory.
     pub fn init(dir: &Path, block_size: u64) -> Result<Repository> {
+        Repository::init_shared(dir, block_size, None)
+    }
+
+    /// [`Repository::init`], shared with `group` when given: the tree belongs to the group,
+    /// directories are setgid 2770 and files 0660 (see docs/FORMAT.md, Permissions).
+    pub fn init_shared(dir: &Path, block_size: u64, group: Option<&Group>) -> Result<Repository> {
         let config = Config::new(block_size)?;
+        if let Some(g) = group {
+            g.check_member()?;
+        }
+        let modes = if group.is_some() {
+            Modes::SHARED
+        } else {
+            Modes::PRIVATE
+        };
         if dir.join(CONFIG_FILE).exists() {
             return Err(Error::AlreadyARepository {
                 path: dir.to_path_buf(),
@@ -67,45 +86,62 @@ impl Repository {
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io("create directory", parent, e))?;
+                }
+                fs::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
             }
             Err(e) => return Err(Error::io("read directory", dir, e)),
         }
+        // The root's mode decides the modes of everything below (setgid = shared), so it is
+        // set first and explicitly: a directory made inside a setgid parent inherits the bit.
+        if let Some(g) = group {
+            g.chown(dir)?;
+        }
+        set_mode(dir, modes.dir())?;
         LocalBackend::create_layout(dir)?;
         for sub in [META_DIR, LOCKS_DIR, VOLUMES_DIR] {
-            let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(|e| Error::io("create directory", &p, e))?;
+            create_dir(&dir.join(sub), modes)?;
         }
         let tmp = dir.join(TMP_DIR);
-        atomic_write(&tmp, &dir.join(CATALOG_FILE), &Catalog::default().encode())?;
+        atomic_write_mode(
+            &tmp,
+            &dir.join(CATALOG_FILE),
+            &Catalog::default().encode(),
+            modes.file(),
+        )?;
         for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR] {
             sync_dir(&dir.join(sub))?;
         }
         // Last: the marker that makes the directory a repository.
-        atomic_write(&tmp, &dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        atomic_write_mode(
+            &tmp,
+            &dir.join(CONFIG_FILE),
+            config.to_toml().as_bytes(),
+            modes.sealed(),
+        )?;
         Repository::open(dir)
     }
 
     /// Opens the repository rooted at `root`.
     pub fn open(root: &Path) -> Result<Repository> {
         let cfg_path = root.join(CONFIG_FILE);
-        let text = match fs::read_to_string(&cfg_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::NotARepository {
-                    path: root.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(Error::io("read", &cfg_path, e)),
+        let Some(mut file) = open_regular(&cfg_path)? else {
+            return Err(Error::NotARepository {
+                path: root.to_path_buf(),
+            });
         };
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| Error::io("read", &cfg_path, e))?;
         let config = Config::parse(root, &text)?;
-        let locks = root.join(LOCKS_DIR);
-        if !locks.is_dir() {
-            fs::create_dir_all(&locks).map_err(|e| Error::io("create directory", &locks, e))?;
-        }
+        let modes = Modes::of_dir(root);
+        create_dir(&root.join(LOCKS_DIR), modes)?;
         Ok(Repository {
             root: root.to_path_buf(),
             config,
+            modes,
             backend: LocalBackend::new(root),
         })
     }
@@ -141,6 +177,11 @@ impl Repository {
     /// The configuration read from `arch.toml`.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The modes of what this repository creates (private, or shared with a group).
+    pub fn modes(&self) -> Modes {
+        self.modes
     }
 
     /// The block and map store.
@@ -191,16 +232,15 @@ impl Repository {
     /// Reads the catalog as last committed. Needs no lock: commits are atomic renames.
     pub fn read_catalog(&self) -> Result<Catalog> {
         let path = self.root.join(CATALOG_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: "the catalog is missing".into(),
-                });
-            }
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let Some(mut file) = open_regular(&path)? else {
+            return Err(Error::Corrupt {
+                path,
+                reason: "the catalog is missing".into(),
+            });
         };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &path, e))?;
         Catalog::decode(&path, &bytes)
     }
 
@@ -213,10 +253,11 @@ impl Repository {
         let mut after = before.clone();
         let out = change(&mut after)?;
         if after != before {
-            atomic_write(
+            atomic_write_mode(
                 &self.tmp_dir(),
                 &self.root.join(CATALOG_FILE),
                 &after.encode(),
+                self.modes.file(),
             )?;
         }
         Ok(out)

@@ -194,6 +194,8 @@ pub fn read_one(
     match backend.read_block(hash, buf) {
         Ok(true) => {}
         Ok(false) => return Err(BlockFault::Missing),
+        // A block file that is not a regular file (a FIFO, a symlink) is a corrupt block.
+        Err(Error::Corrupt { .. }) => return Err(BlockFault::Corrupt),
         Err(e) => return Err(BlockFault::Other(e)),
     }
     if buf.len() > len || (verify && BlockHash::of_bytes(buf) != *hash) {

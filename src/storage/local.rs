@@ -1,12 +1,15 @@
 //! The local-directory backend: `blocks/XX/<hash>` and `maps/XX/<id>` under a repository root.
 
 use super::backend::{Backend, BlockBatch};
-use super::fsutil::{sync_dir, sync_filesystem, sync_parent};
+use super::fsutil::{
+    Modes, create_dir, create_dir_all, create_file, is_regular_file, open_regular, sync_dir,
+    sync_filesystem, sync_parent,
+};
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,28 +20,41 @@ pub const MAPS_DIR: &str = "maps";
 pub const TMP_DIR: &str = "tmp";
 
 /// Blocks and maps stored as files in a local directory.
+///
+/// Only regular files count: a block or map name held by a symlink, FIFO or device is
+/// absent for [`Backend::has_block`] and the walkers (so a put writes the real file over it)
+/// and refused as corrupt when read. Blocks and maps are sealed read-only before the rename
+/// that publishes them.
 pub struct LocalBackend {
     root: PathBuf,
+    modes: Modes,
 }
 
 impl LocalBackend {
-    /// A backend over an existing repository root.
+    /// A backend over an existing repository root, with the root's [`Modes`].
     pub fn new(root: &Path) -> LocalBackend {
         LocalBackend {
             root: root.to_path_buf(),
+            modes: Modes::of_dir(root),
         }
     }
 
-    /// Creates the directory skeleton: `blocks/00..ff`, `maps/00..ff`, `tmp/`.
+    /// Creates the directory skeleton: `blocks/00..ff`, `maps/00..ff`, `tmp/`, with the
+    /// modes of `root` (set it first).
     pub fn create_layout(root: &Path) -> Result<()> {
+        let modes = Modes::of_dir(root);
         for top in [BLOCKS_DIR, MAPS_DIR] {
+            create_dir(&root.join(top), modes)?;
             for shard in 0..=255u8 {
-                let dir = root.join(top).join(format!("{shard:02x}"));
-                fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+                create_dir(&root.join(top).join(format!("{shard:02x}")), modes)?;
             }
         }
-        let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(|e| Error::io("create directory", &tmp, e))
+        create_dir(&root.join(TMP_DIR), modes)
+    }
+
+    /// The modes new files and directories get.
+    pub fn modes(&self) -> Modes {
+        self.modes
     }
 
     /// Path of a block file.
@@ -69,15 +85,17 @@ fn temp_name(prefix: &str) -> String {
     )
 }
 
-/// Visits `top/XX/<64 hex>` files, skipping anything not named like a hash.
+/// Visits the regular files `top/XX/<64 hex>`, skipping anything not named like a hash and
+/// following no symlink (a symlinked shard or entry is not visited; fsck reports it).
 fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()> {
     let shards = fs::read_dir(top).map_err(|e| Error::io("list", top, e))?;
-    let mut shard_dirs: Vec<PathBuf> = shards.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut shard_dirs: Vec<PathBuf> = shards
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
     shard_dirs.sort();
     for shard in shard_dirs {
-        if !shard.is_dir() {
-            continue;
-        }
         let entries = fs::read_dir(&shard).map_err(|e| Error::io("list", &shard, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", &shard, e))?;
@@ -85,11 +103,14 @@ fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()
             let Some(hash) = name.to_str().and_then(|n| n.parse::<BlockHash>().ok()) else {
                 continue;
             };
-            let len = entry
+            // DirEntry::metadata does not follow symlinks.
+            let meta = entry
                 .metadata()
-                .map_err(|e| Error::io("stat", entry.path(), e))?
-                .len();
-            f(hash, len)?;
+                .map_err(|e| Error::io("stat", entry.path(), e))?;
+            if !meta.file_type().is_file() {
+                continue;
+            }
+            f(hash, meta.len())?;
         }
     }
     Ok(())
@@ -97,21 +118,14 @@ fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()
 
 impl Backend for LocalBackend {
     fn has_block(&self, hash: &BlockHash) -> Result<bool> {
-        let p = self.block_path(hash);
-        match fs::symlink_metadata(&p) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io("stat", &p, e)),
-        }
+        is_regular_file(&self.block_path(hash))
     }
 
     fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
         let p = self.block_path(hash);
-        let mut f = match File::open(&p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io("open", &p, e)),
+        let Some(mut f) = open_regular(&p)? else {
+            return Ok(false);
         };
         f.read_to_end(buf).map_err(|e| Error::io("read", &p, e))?;
         Ok(true)
@@ -119,8 +133,9 @@ impl Backend for LocalBackend {
 
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
         let dir = self.tmp_dir().join(temp_name("batch"));
-        fs::create_dir(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        create_dir(&dir, self.modes)?;
         Ok(Box::new(LocalBatch {
+            modes: self.modes,
             blocks_dir: self.root.join(BLOCKS_DIR),
             backend_root: self.root.clone(),
             dir,
@@ -146,23 +161,24 @@ impl Backend for LocalBackend {
         let bytes = map.encode();
         let id = BlockHash::of_bytes(&bytes);
         let dest = self.map_path(&id);
-        if dest.exists() {
+        if is_regular_file(&dest)? {
             return Ok(id);
         }
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+            create_dir_all(parent, self.modes)?;
         }
-        super::fsutil::atomic_write(&self.tmp_dir(), &dest, &bytes)?;
+        super::fsutil::atomic_write_mode(&self.tmp_dir(), &dest, &bytes, self.modes.sealed())?;
         Ok(id)
     }
 
     fn read_map(&self, id: &MapId) -> Result<Option<BlockMap>> {
         let p = self.map_path(id);
-        let bytes = match fs::read(&p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &p, e)),
+        let Some(mut f) = open_regular(&p)? else {
+            return Ok(None);
         };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &p, e))?;
         if BlockHash::of_bytes(&bytes) != *id {
             return Err(Error::Corrupt {
                 path: p,
@@ -196,6 +212,7 @@ impl Backend for LocalBackend {
 /// A crash before the renames leaves only the batch directory (garbage); a crash during them
 /// leaves complete, durable blocks that no map references yet (garbage until referenced).
 struct LocalBatch {
+    modes: Modes,
     blocks_dir: PathBuf,
     backend_root: PathBuf,
     dir: PathBuf,
@@ -205,7 +222,7 @@ struct LocalBatch {
 
 impl BlockBatch for LocalBatch {
     fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool> {
-        if shard_path(&self.blocks_dir, hash).exists() {
+        if is_regular_file(&shard_path(&self.blocks_dir, hash))? {
             return Ok(false);
         }
         if !self.staged.lock().unwrap().insert(*hash) {
@@ -213,7 +230,8 @@ impl BlockBatch for LocalBatch {
         }
         let p = self.dir.join(hash.to_hex());
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&p)?;
+            // Sealed from the start: writing through the open descriptor is still allowed.
+            let mut f = create_file(&p, self.modes.sealed())?;
             f.write_all(stored)
         };
         if let Err(e) = write() {
@@ -235,9 +253,7 @@ impl BlockBatch for LocalBatch {
                     if e.kind() != ErrorKind::NotFound {
                         return Err(Error::io("rename block into", &dest, e));
                     }
-                    let parent = dest.parent().unwrap();
-                    fs::create_dir_all(parent)
-                        .map_err(|e| Error::io("create directory", parent, e))?;
+                    create_dir_all(dest.parent().unwrap(), self.modes)?;
                     fs::rename(&src, &dest)
                         .map_err(|e| Error::io("rename block into", &dest, e))?;
                 }
@@ -257,5 +273,46 @@ impl Drop for LocalBatch {
             let _ = fs::remove_dir_all(&self.dir);
             let _ = sync_dir(self.dir.parent().unwrap_or(Path::new(".")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn blocks_are_sealed_and_only_regular_files_count() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::create_layout(dir.path()).unwrap();
+        let b = LocalBackend::new(dir.path());
+        let (one, two) = (BlockHash::of_bytes(b"one"), BlockHash::of_bytes(b"two"));
+        // A symlink holds `one`'s name, pointing at the right content: not a block.
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"one").unwrap();
+        std::os::unix::fs::symlink(&outside, b.block_path(&one)).unwrap();
+        assert!(!b.has_block(&one).unwrap());
+        assert!(b.read_block(&one, &mut Vec::new()).is_err());
+        let batch = b.begin_batch().unwrap();
+        assert!(
+            batch.stage(&one, b"one").unwrap(),
+            "written over the symlink"
+        );
+        assert!(batch.stage(&two, b"two").unwrap());
+        batch.commit().unwrap();
+        let mode = fs::symlink_metadata(b.block_path(&one)).unwrap();
+        assert!(mode.file_type().is_file());
+        assert_eq!(mode.permissions().mode() & 0o7777, 0o400);
+        let mut seen = Vec::new();
+        fs::remove_file(b.block_path(&two)).unwrap();
+        let c = std::ffi::CString::new(b.block_path(&two).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        b.for_each_block(&mut |h, _| {
+            seen.push(h);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![one], "the FIFO is not a block");
     }
 }

@@ -9,5 +9,7 @@ mod images;
 mod integrity;
 mod objects;
 mod packaging;
+mod privacy;
+mod quarantine;
 mod util;
 mod volumes;

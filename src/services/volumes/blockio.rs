@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::storage::export::read_one;
 use crate::storage::{Backend, BlockHash, BlockMap};
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -168,10 +168,8 @@ impl<'a> VolumeBlocks<'a> {
     ) -> Result<()> {
         match self.source(index)? {
             BlockSource::Private(p) => {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map_err(|e| Error::io("open", &p, e))?;
+                let f = crate::storage::fsutil::open_regular_rw(&p)?
+                    .ok_or_else(|| Error::io("open", &p, ErrorKind::NotFound.into()))?;
                 f.write_all_at(chunk, within as u64)
                     .map_err(|e| Error::io("write", &p, e))?;
                 self.dirty.push(f);
@@ -201,8 +199,8 @@ impl<'a> VolumeBlocks<'a> {
         fill: impl FnOnce(&File) -> std::io::Result<()>,
     ) -> Result<()> {
         if !self.created {
-            fs::create_dir_all(&self.epoch_dir)
-                .map_err(|e| Error::io("create directory", &self.epoch_dir, e))?;
+            let modes = crate::storage::fsutil::Modes::of_dir(&self.tmp_dir);
+            crate::storage::fsutil::create_dir_all(&self.epoch_dir, modes)?;
             if let Some(parent) = self.epoch_dir.parent() {
                 crate::storage::fsutil::sync_parent(parent)?;
                 crate::storage::fsutil::sync_dir(parent)?;
@@ -214,10 +212,8 @@ impl<'a> VolumeBlocks<'a> {
             uuid::Uuid::new_v4().simple()
         ));
         let result = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
+            let modes = crate::storage::fsutil::Modes::of_dir(&self.tmp_dir);
+            let f = crate::storage::fsutil::create_file(&tmp, modes.file())
                 .map_err(|e| Error::io("create", &tmp, e))?;
             f.set_len(self.block_size)
                 .map_err(|e| Error::io("size", &tmp, e))?;
@@ -285,7 +281,8 @@ pub fn read_private(path: &Path, len: usize, buf: &mut Vec<u8>) -> Result<()> {
 }
 
 fn read_exact_at(path: &Path, buf: &mut [u8], offset: usize) -> Result<()> {
-    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let f = crate::storage::fsutil::open_regular(path)?
+        .ok_or_else(|| Error::io("open", path, ErrorKind::NotFound.into()))?;
     f.read_exact_at(buf, offset as u64).map_err(|e| {
         if e.kind() == ErrorKind::UnexpectedEof {
             Error::Corrupt {

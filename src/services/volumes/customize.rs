@@ -59,7 +59,7 @@ pub fn customize_volume(
         crate::services::objects::new_uuid()
     ));
     let scratch = work.join("scratch");
-    std::fs::create_dir_all(&scratch).map_err(|e| Error::io("create", &scratch, e))?;
+    crate::storage::fsutil::create_dir_all(&scratch, repo.modes())?;
     let disk = work.join("disk.raw");
     let size = vol.record.size;
     let bs = vol.blocks.block_size();

@@ -1,0 +1,109 @@
+//! The entries of the repository tree as files: anything that is not a regular file or a
+//! directory (symlinks, FIFOs, sockets, devices), and anything other users may access beyond
+//! what the repository's [`Modes`] allow. Walks without following symlinks.
+
+use crate::error::{Error, Result};
+use crate::repo::{CONFIG_FILE, Repository};
+use crate::storage::fsutil::{Modes, file_kind, set_mode};
+use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// What [`scan`] found.
+#[derive(Debug, Default)]
+pub struct EntryScan {
+    /// Entries that are neither regular files nor directories, with what they are.
+    pub special: Vec<(PathBuf, &'static str)>,
+    /// Entries with permission bits the repository forbids, with their mode.
+    pub exposed: Vec<(PathBuf, u32)>,
+}
+
+/// Walks the whole repository (the root included).
+pub fn scan(repo: &Repository) -> Result<EntryScan> {
+    let forbidden = repo.modes().forbidden();
+    let mut out = EntryScan::default();
+    for entry in walkdir::WalkDir::new(repo.root()).follow_links(false) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(repo.root()).to_path_buf();
+            Error::io("list", &path, e.into())
+        })?;
+        let t = entry.file_type();
+        if !t.is_file() && !t.is_dir() {
+            out.special
+                .push((entry.path().to_path_buf(), file_kind(&t)));
+            continue;
+        }
+        let mode = entry
+            .metadata()
+            .map_err(|e| Error::io("stat", entry.path(), e.into()))?
+            .permissions()
+            .mode();
+        if mode & forbidden != 0 {
+            out.exposed
+                .push((entry.path().to_path_buf(), mode & 0o7777));
+        }
+    }
+    Ok(out)
+}
+
+/// The mode `path` (a directory when `is_dir`) should have in the repository at `root`.
+pub fn policy_mode(root: &Path, path: &Path, is_dir: bool, modes: Modes) -> u32 {
+    if is_dir {
+        return modes.dir();
+    }
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let sealed =
+        rel == Path::new(CONFIG_FILE) || rel.starts_with(BLOCKS_DIR) || rel.starts_with(MAPS_DIR);
+    if sealed { modes.sealed() } else { modes.file() }
+}
+
+/// Gives each exposed entry its policy mode. Returns the entries fixed and, apart, those that
+/// could not be changed (owned by another user of a shared repository) with why.
+pub fn fix_modes(
+    repo: &Repository,
+    exposed: &[(PathBuf, u32)],
+) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let mut fixed = Vec::new();
+    let mut failed = Vec::new();
+    for (path, _) in exposed {
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        let mode = policy_mode(repo.root(), path, is_dir, repo.modes());
+        match set_mode(path, mode) {
+            Ok(()) => fixed.push(path.clone()),
+            Err(e) => failed.push((path.clone(), e.to_string())),
+        }
+    }
+    (fixed, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_repository_has_nothing_special_or_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&dir.path().join("r"), 4096).unwrap();
+        let s = scan(&repo).unwrap();
+        assert!(s.special.is_empty() && s.exposed.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn exposed_entries_are_found_and_fixed_by_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let repo = Repository::init(&root, 4096).unwrap();
+        set_mode(&root, 0o755).unwrap();
+        set_mode(&root.join(CONFIG_FILE), 0o644).unwrap();
+        set_mode(&root.join("meta/catalog.json"), 0o640).unwrap();
+        let s = scan(&repo).unwrap();
+        assert_eq!(s.exposed.len(), 3, "{s:?}");
+        let (fixed, failed) = fix_modes(&repo, &s.exposed);
+        assert_eq!((fixed.len(), failed.len()), (3, 0));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join(CONFIG_FILE)), 0o400);
+        assert_eq!(mode(&root.join("meta/catalog.json")), 0o600);
+        assert!(scan(&repo).unwrap().exposed.is_empty());
+    }
+}

@@ -1,0 +1,293 @@
+//! Quarantine: `fsck --repair` moves corrupt blocks and maps (and whatever non-regular file
+//! holds a block's or map's name) out of the store into `quarantine/blocks/` and
+//! `quarantine/maps/`. The resources that need them stay damaged, and are reported as such,
+//! until the same data is put again: a block or map missing from the store is written anew
+//! by the next put, import or snapshot holding it, which heals every resource sharing it.
+//!
+//! Invariants: a file is moved only after it is verified bad again under the exclusive data
+//! lock (never a good block, never one that could not be read for another reason); the move
+//! is one rename, made durable (both directories fsynced) before it is reported; gc never
+//! looks into `quarantine/`.
+
+use super::entries::{self, EntryScan};
+use super::fsck::Problem;
+use crate::error::Result;
+use crate::repo::Repository;
+use crate::repo::catalog::Catalog;
+use crate::storage::fsutil::{Modes, create_dir_all, open_regular, sync_dir, sync_parent};
+use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use crate::storage::{BlockHash, BlockMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The quarantine directory under the repository root.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Store kinds a file can be quarantined from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Block,
+    Map,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Block => BLOCKS_DIR,
+            Kind::Map => MAPS_DIR,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Block => "block",
+            Kind::Map => "map",
+        }
+    }
+}
+
+/// What fsck adds from here, given the problems it found (with `repair`, under the exclusive
+/// data lock): special files and exposed modes, quarantine moves, notes on quarantined blocks.
+pub fn check(
+    repo: &Repository,
+    catalog: &Catalog,
+    repair: bool,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
+    repaired: &mut Vec<String>,
+) -> Result<()> {
+    let EntryScan {
+        mut special,
+        exposed,
+    } = entries::scan(repo)?;
+    // Whatever is in tmp/ is garbage that repair and gc remove; quarantine/ is set aside.
+    let (tmp, held) = (repo.tmp_dir(), repo.root().join(QUARANTINE_DIR));
+    special.retain(|(p, _)| !p.starts_with(&tmp) && !p.starts_with(&held));
+    for (path, kind) in &special {
+        let rel = relative(repo, path);
+        problems.push(Problem {
+            kind: "not_regular_file".into(),
+            subject: rel.clone(),
+            resources: vec![],
+            message: format!(
+                "{rel} is {kind}, not a regular file: arch never follows links nor opens special files in a repository{}",
+                if store_name(repo, path).is_some() {
+                    " (`arch fsck --repair` moves it to quarantine/)"
+                } else {
+                    "; restore the file by hand"
+                }
+            ),
+        });
+    }
+    if repair {
+        for (path, _) in &special {
+            if let Some((kind, hex)) = store_name(repo, path) {
+                let to = move_to_quarantine(repo, kind, &hex, path)?;
+                repaired.push(format!(
+                    "moved {} (not a regular file) to {}",
+                    relative(repo, path),
+                    relative(repo, &to)
+                ));
+            }
+        }
+        let (fixed, failed) = entries::fix_modes(repo, &exposed);
+        if !fixed.is_empty() {
+            repaired.push(format!(
+                "made {} entries private to the repository ({})",
+                fixed.len(),
+                access_text(repo.modes())
+            ));
+        }
+        for (path, why) in failed {
+            warnings.push(format!(
+                "{} stays accessible to others: {why}; its owner must run `arch fsck --repair`",
+                relative(repo, &path)
+            ));
+        }
+        quarantine_corrupt(repo, catalog, problems, repaired)?;
+    } else if let Some((path, mode)) = exposed.first() {
+        warnings.push(format!(
+            "{} entries are accessible to users outside the repository ({}), e.g. {} has mode {mode:04o}; run `arch fsck --repair` to restrict them",
+            exposed.len(),
+            access_text(repo.modes()),
+            relative(repo, path)
+        ));
+    }
+    note_quarantined(repo, problems, warnings)?;
+    Ok(())
+}
+
+fn access_text(modes: Modes) -> &'static str {
+    if modes.shared {
+        "shared with its group: directories 2770, files 0660"
+    } else {
+        "private to its owner: directories 0700, files 0600"
+    }
+}
+
+/// Moves each block or map reported corrupt that is still corrupt.
+fn quarantine_corrupt(
+    repo: &Repository,
+    catalog: &Catalog,
+    problems: &mut [Problem],
+    repaired: &mut Vec<String>,
+) -> Result<()> {
+    for p in problems.iter_mut() {
+        let kind = match p.kind.as_str() {
+            "corrupt_block" => Kind::Block,
+            "corrupt_map" => Kind::Map,
+            _ => continue,
+        };
+        let Ok(hash) = p.subject.parse::<BlockHash>() else {
+            continue;
+        };
+        let path = match kind {
+            Kind::Block => repo.local_backend().block_path(&hash),
+            Kind::Map => repo.local_backend().map_path(&hash),
+        };
+        match still_bad(repo, kind, &hash, &path) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                p.message
+                    .push_str(&format!(" (left in place: cannot be read: {e})"));
+                continue;
+            }
+        }
+        let to = move_to_quarantine(repo, kind, &p.subject, &path)?;
+        let to = relative(repo, &to);
+        let needed = needed_by(catalog, &p.resources);
+        p.message.push_str(&format!("; moved to {to}"));
+        repaired.push(if needed.is_empty() {
+            format!(
+                "moved corrupt {} {} to {to}; nothing needs it",
+                kind.noun(),
+                p.subject
+            )
+        } else {
+            format!(
+                "moved corrupt {} {} to {to}; still damaged until its data is put again: {}",
+                kind.noun(),
+                p.subject,
+                needed.join(", ")
+            )
+        });
+    }
+    Ok(())
+}
+
+/// True when the file of `hash` still fails verification: not a regular file, content that
+/// does not hash to its name, a block longer than a block, or a map that does not decode.
+/// False when it is gone or now sound. An error when it cannot be read at all.
+fn still_bad(repo: &Repository, kind: Kind, hash: &BlockHash, path: &Path) -> Result<bool> {
+    let mut file = match open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(false),
+        Err(crate::Error::Corrupt { .. }) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| crate::Error::io("read", path, e))?;
+    if BlockHash::of_bytes(&bytes) != *hash {
+        return Ok(true);
+    }
+    Ok(match kind {
+        Kind::Block => bytes.len() > repo.block_size() as usize,
+        Kind::Map => BlockMap::decode(&bytes).is_err(),
+    })
+}
+
+/// Renames `from` to `quarantine/<kind>s/<hex>` (`.1`, `.2` ... when that name is taken)
+/// and makes the move durable. Returns the new path.
+fn move_to_quarantine(repo: &Repository, kind: Kind, hex: &str, from: &Path) -> Result<PathBuf> {
+    let dir = repo.root().join(QUARANTINE_DIR).join(kind.dir());
+    create_dir_all(&dir, repo.modes())?;
+    let mut to = dir.join(hex);
+    let mut n = 0;
+    while std::fs::symlink_metadata(&to).is_ok() {
+        n += 1;
+        to = dir.join(format!("{hex}.{n}"));
+    }
+    std::fs::rename(from, &to).map_err(|e| crate::Error::io("move to quarantine", from, e))?;
+    sync_dir(&dir)?;
+    sync_parent(from)?;
+    Ok(to)
+}
+
+/// Adds to each missing-block problem that the block is in quarantine, and warns about what
+/// the quarantine holds (nothing removes it but the user).
+fn note_quarantined(
+    repo: &Repository,
+    problems: &mut [Problem],
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let root = repo.root().join(QUARANTINE_DIR);
+    let mut held = 0;
+    for kind in [Kind::Block, Kind::Map] {
+        let dir = root.join(kind.dir());
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => held += entries.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::Error::io("list", &dir, e)),
+        }
+        let missing = match kind {
+            Kind::Block => "missing_block",
+            Kind::Map => "missing_map",
+        };
+        for p in problems.iter_mut().filter(|p| p.kind == missing) {
+            if dir.join(&p.subject).exists() {
+                p.message.push_str(&format!(
+                    " (quarantined as corrupt in {QUARANTINE_DIR}/{}/{}: put the original data again to restore it)",
+                    kind.dir(),
+                    p.subject
+                ));
+            }
+        }
+    }
+    if held > 0 {
+        warnings.push(format!(
+            "{QUARANTINE_DIR}/ holds {held} corrupt file(s) moved aside by `arch fsck --repair`; gc keeps them: delete them when you no longer need them"
+        ));
+    }
+    Ok(())
+}
+
+/// The resources needing a file, with the image or snapshot each object is: `object:<name>`
+/// is followed by `image:<name>` or `snapshot:<name>` when it is registered as one.
+pub fn needed_by(catalog: &Catalog, resources: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in resources {
+        out.push(r.clone());
+        let image = r
+            .strip_prefix("object:")
+            .and_then(|name| catalog.objects.get(name))
+            .and_then(|rec| rec.image.as_ref());
+        if let Some(img) = image {
+            let kind = if img.is_snapshot { "snapshot" } else { "image" };
+            out.push(format!("{kind}:{}", img.name));
+        }
+    }
+    out
+}
+
+/// The store kind and hex name of `path` when it is `blocks/XX/<hash>` or `maps/XX/<id>`.
+fn store_name(repo: &Repository, path: &Path) -> Option<(Kind, String)> {
+    let rel = path.strip_prefix(repo.root()).ok()?;
+    let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+    let [top, shard, name] = parts.as_slice() else {
+        return None;
+    };
+    let kind = [Kind::Block, Kind::Map]
+        .into_iter()
+        .find(|k| k.dir() == *top)?;
+    let hash = name.parse::<BlockHash>().ok()?;
+    (hash.to_hex()[..2] == **shard).then(|| (kind, hash.to_hex()))
+}
+
+fn relative(repo: &Repository, path: &Path) -> String {
+    path.strip_prefix(repo.root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
