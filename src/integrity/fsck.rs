@@ -235,7 +235,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     if opts.read_data {
         for (name, private) in &volumes.private {
             let rec = &catalog.volumes[name];
-            let dir = crate::services::volumes::epoch_dir(repo, rec);
+            let dir = crate::services::volumes::epoch_dir(repo, rec)?;
             let mut buf = Vec::new();
             for i in &private.indexes {
                 let path = dir.join(i.to_string());
