@@ -4,5 +4,6 @@
 pub mod du;
 pub mod fsck;
 pub mod gc;
+pub mod invariants;
 mod refs;
 pub mod volume_files;

@@ -157,20 +157,4 @@ fn shared<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn empty_round_trip() {
-        let c = Catalog::default();
-        assert_eq!(Catalog::decode(Path::new("c"), &c.encode()).unwrap(), c);
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Catalog::decode(Path::new("c"), &bytes);
-        }
-    }
-}
+mod tests;
