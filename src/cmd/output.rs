@@ -89,7 +89,10 @@ pub fn key_values(rows: &[(&str, String)]) -> String {
     t.load_style(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
     for (k, v) in rows {
-        t.add_row(vec![Cell::new(format!("{k}:")), Cell::new(escape_control(v))]);
+        t.add_row(vec![
+            Cell::new(format!("{k}:")),
+            Cell::new(escape_control(v)),
+        ]);
     }
     finish(t)
 }

@@ -138,7 +138,10 @@ fn shared<'a>(
         .into_iter()
         .filter(|(_, names)| names.len() > 1)
         .map(|(value, names)| {
-            let names: Vec<String> = names.iter().map(|n| escape_control(n).into_owned()).collect();
+            let names: Vec<String> = names
+                .iter()
+                .map(|n| escape_control(n).into_owned())
+                .collect();
             Violation {
                 kind: violation,
                 resources: names.iter().map(|n| format!("{kind}:{n}")).collect(),

@@ -162,7 +162,10 @@ impl Repository {
     /// unless `id` is a uuid, so no id read from a damaged catalog can name a path outside
     /// `volumes/` (the catalog is checked on read too; this is the second line).
     pub fn volume_dir(&self, id: &str) -> Result<PathBuf> {
-        Ok(self.root.join(VOLUMES_DIR).join(self.checked_volume_id(id)?))
+        Ok(self
+            .root
+            .join(VOLUMES_DIR)
+            .join(self.checked_volume_id(id)?))
     }
 
     fn checked_volume_id<'a>(&self, id: &'a str) -> Result<&'a str> {

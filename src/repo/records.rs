@@ -258,7 +258,8 @@ impl ImageRecord {
         f.timestamp("image created_at", &self.created_at);
         f.timestamp("image updated_at", &self.updated_at);
         for key in self.properties.keys() {
-            f.check(normalize_key(key).is_ok_and(|k| &k == key), || {
+            let canonical = normalize_key(key).is_ok_and(|k| &k == key);
+            f.check(canonical && check_printable(key).is_ok(), || {
                 format!(
                     "image property key '{}' is not upper-case, or holds `=`, whitespace or a control character",
                     escape_control(key)

@@ -196,9 +196,27 @@ mod tests {
     #[test]
     fn invalid_names() {
         for s in [
-            "", "noslash", "/c/o", "c/", "/o", "c/../x", "c/./x", "./x", "c//x", "c/x\0y",
-            "c/x\ny", "c/x\x1b[2J", "c/x\x7f", "c/x\u{85}", "c/x\u{9f}", "c\t/x", "c/x ", "c /x",
-            " c/x", "c/ x", "c/x\u{a0}",
+            "",
+            "noslash",
+            "/c/o",
+            "c/",
+            "/o",
+            "c/../x",
+            "c/./x",
+            "./x",
+            "c//x",
+            "c/x\0y",
+            "c/x\ny",
+            "c/x\x1b[2J",
+            "c/x\x7f",
+            "c/x\u{85}",
+            "c/x\u{9f}",
+            "c\t/x",
+            "c/x ",
+            "c /x",
+            " c/x",
+            "c/ x",
+            "c/x\u{a0}",
         ] {
             assert!(ObjectName::parse(s).is_err(), "{s:?} accepted");
         }

@@ -86,14 +86,21 @@ fn a_volume_id_with_dot_dot_never_becomes_a_path() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0]["kind"], "invalid_record");
     assert_eq!(problems[0]["resources"], json!(["volume:vm"]));
-    assert!(problems[0]["message"].as_str().unwrap().contains("id '../../x'"));
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("id '../../x'")
+    );
     assert_eq!(tree_snapshot(r.dir.path()), outside_before);
 }
 
 #[test]
 fn zero_and_huge_sizes_are_corrupt_not_panics() {
     let r = repo_with_volume();
-    edit_catalog(&r, |c| c["objects"]["images/disk.raw"]["block_size"] = json!(0));
+    edit_catalog(&r, |c| {
+        c["objects"]["images/disk.raw"]["block_size"] = json!(0)
+    });
     let out = r.path("out");
     for args in [
         &["ls", "images", "-l"][..],
@@ -109,15 +116,17 @@ fn zero_and_huge_sizes_are_corrupt_not_panics() {
         c["volumes"]["vm"]["block_size"] = json!(0);
         c["volumes"]["vm"]["size"] = json!(u64::MAX);
     });
-    refused_as_corrupt(
-        &r,
-        &["volume", "info", "vm"],
-        "(and 1 more problem)",
-    );
+    refused_as_corrupt(&r, &["volume", "info", "vm"], "(and 1 more problem)");
     let problems = fsck_problems(&r);
-    let messages: Vec<&str> = problems.iter().map(|p| p["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = problems
+        .iter()
+        .map(|p| p["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(messages[0].contains("size 18446744073709551615 exceeds"), "{messages:?}");
+    assert!(
+        messages[0].contains("size 18446744073709551615 exceeds"),
+        "{messages:?}"
+    );
     assert!(messages[1].contains("block_size 0 is not the repository's block size 4096"));
     // The volume's private files are not garbage while its record is merely damaged.
     let report = r.run(&["--json", "fsck"]);
@@ -130,7 +139,9 @@ fn duplicate_uuids_are_named_by_fsck() {
     let r = repo_with_volume();
     r.ok(&["cp", "images/disk.raw", "images/copy.raw"]);
     let uuid = read_catalog(&r)["objects"]["images/disk.raw"]["uuid"].clone();
-    edit_catalog(&r, |c| c["objects"]["images/copy.raw"]["uuid"] = uuid.clone());
+    edit_catalog(&r, |c| {
+        c["objects"]["images/copy.raw"]["uuid"] = uuid.clone()
+    });
     let problems = fsck_problems(&r);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0]["kind"], "duplicate_uuid");
@@ -170,8 +181,13 @@ fn control_characters_from_the_catalog_never_reach_the_terminal() {
         assert_ne!(out.status.code(), Some(0), "arch {args:?}");
         for stream in [&out.stdout, &out.stderr] {
             let text = String::from_utf8_lossy(stream);
-            let raw = text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t');
-            assert_eq!(raw, None, "arch {args:?} printed a raw control character: {text}");
+            let raw = text
+                .chars()
+                .find(|&c| c.is_control() && c != '\n' && c != '\t');
+            assert_eq!(
+                raw, None,
+                "arch {args:?} printed a raw control character: {text}"
+            );
             assert!(!text.contains("evil\n"), "arch {args:?}: {text}");
         }
     }
@@ -185,7 +201,13 @@ fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
     let r = repo_with_volume();
     let p = r.file("f", b"hello");
     let before = r.snapshot();
-    for name in ["images/a\nb", "images/a\u{1b}b", "images/a\u{7f}", "images/a ", "images/ a"] {
+    for name in [
+        "images/a\nb",
+        "images/a\u{1b}b",
+        "images/a\u{7f}",
+        "images/a ",
+        "images/ a",
+    ] {
         let err = r.fails(2, &["put", p.to_str().unwrap(), name]);
         assert!(err.contains("invalid name"), "{name:?}: {err}");
         assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
@@ -196,9 +218,17 @@ fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
     }
     let err = r.fails(2, &["snapshot", "vm", "s\u{1b}"]);
     assert!(err.contains("invalid name"), "{err}");
-    let err = r.fails(2, &["image", "register", "images/disk.raw", "--name", "Deb\n"]);
+    let err = r.fails(
+        2,
+        &["image", "register", "images/disk.raw", "--name", "Deb\n"],
+    );
     assert!(err.contains("invalid image name"), "{err}");
     assert_eq!(r.snapshot(), before);
     // The length limit of volume names is the object one: 1024 bytes is fine.
-    r.ok(&["clone", "images/disk.raw", &"v".repeat(1024), "--no-customize"]);
+    r.ok(&[
+        "clone",
+        "images/disk.raw",
+        &"v".repeat(1024),
+        "--no-customize",
+    ]);
 }

@@ -31,7 +31,10 @@ fn decode_json(v: &Value) -> Result<Catalog> {
 #[test]
 fn empty_round_trip() {
     let c = Catalog::default();
-    assert_eq!(Catalog::decode_valid(Path::new("c"), &c.encode(), BS).unwrap(), c);
+    assert_eq!(
+        Catalog::decode_valid(Path::new("c"), &c.encode(), BS).unwrap(),
+        c
+    );
 }
 
 #[test]
@@ -40,7 +43,8 @@ fn a_hostile_volume_id_makes_the_catalog_corrupt() {
     let err = decode_json(&cat).unwrap_err();
     assert_eq!(err.kind(), "corrupt");
     assert!(
-        err.to_string().contains("volume 'vm1': id '../../x' is not a uuid"),
+        err.to_string()
+            .contains("volume 'vm1': id '../../x' is not a uuid"),
         "{err}"
     );
     // The lenient decode keeps it, for fsck to report.
@@ -64,13 +68,25 @@ fn every_violation_is_listed_and_the_error_counts_the_rest() {
     let kinds: Vec<_> = v.iter().map(|v| v.kind).collect();
     assert_eq!(
         kinds,
-        ["invalid_record", "invalid_record", "invalid_record", "duplicate_uuid"]
+        [
+            "invalid_record",
+            "invalid_record",
+            "invalid_record",
+            "duplicate_uuid"
+        ]
     );
-    assert!(v[0].message.starts_with("object 'c/z\\x1b': invalid name"), "{}", v[0].message);
+    assert!(
+        v[0].message.starts_with("object 'c/z\\x1b': invalid name"),
+        "{}",
+        v[0].message
+    );
     assert!(v[1].message.contains("block_size 0"));
     assert!(v[2].message.contains("epoch 0"));
     assert_eq!(v[3].resources, ["object:a/x", "object:b/y"]);
-    assert!(v[3].message.contains(&format!("objects 'a/x', 'b/y' share the uuid '{UUID}'")));
+    assert!(
+        v[3].message
+            .contains(&format!("objects 'a/x', 'b/y' share the uuid '{UUID}'"))
+    );
     let err = decode_json(&cat).unwrap_err().to_string();
     assert!(err.contains("(and 3 more problems)"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err}");
@@ -130,10 +146,13 @@ fn record(valid: Value) -> impl Strategy<Value = Value> {
                     obj.remove(&keys[(value.to_string().len()) % n]);
                 }
                 _ => {
-                    obj.insert("image".into(), json!({"name": value, "owner": "o",
+                    obj.insert(
+                        "image".into(),
+                        json!({"name": value, "owner": "o",
                         "status": "AVAILABLE", "disk_format": "diskdump",
                         "container_format": "bare", "is_public": false, "is_snapshot": false,
-                        "created_at": "2026-01-01T00:00:00Z", "updated_at": "x"}));
+                        "created_at": "2026-01-01T00:00:00Z", "updated_at": "x"}),
+                    );
                 }
             }
         }

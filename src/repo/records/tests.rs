@@ -135,7 +135,10 @@ fn text_fields_are_checked() {
     let mut o = object();
     o.content_type = "text/plain\x1b[2J".into();
     let fault = one(o.faults("c/o", BS));
-    assert!(fault.contains("\\x1b") && !fault.contains('\x1b'), "{fault}");
+    assert!(
+        fault.contains("\\x1b") && !fault.contains('\x1b'),
+        "{fault}"
+    );
     let mut o = object();
     o.meta.insert("a=b".into(), "v".into());
     assert!(one(o.faults("c/o", BS)).contains("metadata key 'a=b'"));
@@ -160,17 +163,33 @@ fn names_are_checked_with_the_record() {
 
 #[test]
 fn image_fields_are_checked() {
-    let cases: Vec<(fn(&mut ImageRecord), &str)> = vec![
+    type Spoil = fn(&mut ImageRecord);
+    let cases: Vec<(Spoil, &str)> = vec![
         (|i| i.name = "x\n".into(), "image name"),
         (|i| i.name = String::new(), "image name"),
         (|i| i.owner = String::new(), "image owner is empty"),
         (|i| i.status = "available".into(), "image status"),
         (|i| i.disk_format = "qcow2".into(), "image disk_format"),
-        (|i| i.container_format = "docker".into(), "image container_format"),
-        (|i| i.updated_at = "2026-13-01T00:00:00Z".into(), "image updated_at"),
-        (|i| {
-            i.properties.insert("lower".into(), "x".into());
-        }, "image property key 'lower'"),
+        (
+            |i| i.container_format = "docker".into(),
+            "image container_format",
+        ),
+        (
+            |i| i.updated_at = "2026-13-01T00:00:00Z".into(),
+            "image updated_at",
+        ),
+        (
+            |i| {
+                i.properties.insert("lower".into(), "x".into());
+            },
+            "image property key 'lower'",
+        ),
+        (
+            |i| {
+                i.properties.insert("A\u{1b}".into(), "x".into());
+            },
+            "image property key 'A\\x1b'",
+        ),
         (|i| i.is_snapshot = true, "is_snapshot is true but"),
     ];
     for (spoil, expected) in cases {

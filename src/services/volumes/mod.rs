@@ -19,8 +19,8 @@ use crate::repo::catalog::Catalog;
 use crate::repo::lock::FileLock;
 use crate::repo::records::{TaskRecord, VolumeRecord};
 use crate::services::images::{Among, resolve, resource_kind};
-pub use crate::services::names::validate_volume_name;
 use crate::services::names::closest;
+pub use crate::services::names::validate_volume_name;
 use crate::services::objects::{new_uuid, read_map_of};
 use crate::time::now_rfc3339;
 use blockio::{VolumeBlocks, WriteStats, list_private};
@@ -32,7 +32,6 @@ pub const STATUS_AVAILABLE: &str = "available";
 /// Status of a volume whose creation (clone + customization) has not finished: refused by
 /// every command that would use its content, cleaned up once its creator is gone.
 pub const STATUS_CREATING: &str = "creating";
-
 
 /// Looks up a volume by name, suggesting the closest one when missing.
 pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
