@@ -130,14 +130,15 @@ fn shared<'a>(
     field: &str,
     pairs: impl Iterator<Item = (&'a str, &'a String)>,
 ) -> Vec<Violation> {
-    let mut by_value: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-    for (value, name) in pairs {
-        by_value.entry(value).or_default().push(name);
-    }
-    by_value
-        .into_iter()
-        .filter(|(_, names)| names.len() > 1)
-        .map(|(value, names)| {
+    // One sort instead of a map of vectors: this runs on every catalog read.
+    let mut pairs: Vec<(&str, &String)> = pairs.collect();
+    pairs.sort_unstable();
+    pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|group| group.len() > 1)
+        .map(|group| {
+            let value = group[0].0;
+            let names: Vec<&String> = group.iter().map(|(_, n)| *n).collect();
             let names: Vec<String> = names
                 .iter()
                 .map(|n| escape_control(n).into_owned())

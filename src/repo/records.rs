@@ -202,7 +202,7 @@ impl ObjectRecord {
     /// Uniqueness of uuids is a property of the whole catalog, checked there.
     pub fn faults(&self, name: &str, repo_block_size: u32) -> Vec<String> {
         let mut f = Faults::default();
-        if let Err(e) = ObjectName::parse(name) {
+        if let Err(e) = ObjectName::split_valid(name) {
             f.0.push(invalid_name_reason(e));
         }
         f.uuid("uuid", &self.uuid);
@@ -301,7 +301,7 @@ impl VolumeRecord {
             });
         }
         if let Some(object) = &self.source_object {
-            f.check(ObjectName::parse(object).is_ok(), || {
+            f.check(ObjectName::split_valid(object).is_ok(), || {
                 format!(
                     "source_object '{}' is not a valid object name",
                     escape_control(object)

@@ -72,6 +72,15 @@ pub struct ObjectName {
 impl ObjectName {
     /// Parses and validates `container/object`.
     pub fn parse(s: &str) -> Result<ObjectName> {
+        let (container, object) = ObjectName::split_valid(s)?;
+        Ok(ObjectName {
+            container: container.to_string(),
+            object: object.to_string(),
+        })
+    }
+
+    /// Validates `container/object` without allocating; returns its two parts.
+    pub fn split_valid(s: &str) -> Result<(&str, &str)> {
         let bad = |reason: &str| Error::InvalidName {
             name: escape_control(s).into_owned(),
             reason: reason.to_string(),
@@ -107,10 +116,7 @@ impl ObjectName {
                 _ => {}
             }
         }
-        Ok(ObjectName {
-            container: container.to_string(),
-            object: object.to_string(),
-        })
+        Ok((container, object))
     }
 
     /// The full name `container/object`.
