@@ -232,3 +232,45 @@ fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
         "--no-customize",
     ]);
 }
+
+#[test]
+fn files_of_a_damaged_volume_record_are_kept_and_its_base_map_is_checked() {
+    let r = repo_with_volume();
+    let out = r.run_stdin(&["volume", "write", "vm", "--offset", "0"], b"private");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = read_catalog(&r)["volumes"]["vm"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let private = r.root.join(format!("volumes/{id}/1/0"));
+    assert!(private.is_file());
+    edit_catalog(&r, |c| c["volumes"]["vm"]["status"] = json!("bogus"));
+    let out = r.run(&["--json", "fsck", "--repair"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "invalid_record");
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status 'bogus' is not one of available, creating")
+    );
+    assert_eq!(report["garbage"]["volume_entries"], 0);
+    assert_eq!(report["garbage"]["stale_locks"], 0);
+    assert!(private.is_file(), "repair removed the files of a damaged record");
+    // A valid record whose base map lists more blocks than the volume holds.
+    edit_catalog(&r, |c| {
+        c["volumes"]["vm"]["status"] = json!("available");
+        c["volumes"]["vm"]["size"] = json!(4096);
+    });
+    let problems = fsck_problems(&r);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "volume_map_mismatch");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lists 3 blocks, more than the volume's 1 (4096 bytes)"),
+        "{problems:?}"
+    );
+}
