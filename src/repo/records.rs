@@ -220,8 +220,7 @@ impl ObjectRecord {
         f.timestamp("modified", &self.modified);
         for key in self.meta.keys() {
             f.check(
-                crate::services::objects::validate_meta_key(key).is_ok()
-                    && check_printable(key).is_ok(),
+                crate::services::objects::validate_meta_key(key).is_ok(),
                 || {
                     format!(
                         "metadata key '{}' is empty or holds `=` or a control character",
@@ -258,8 +257,7 @@ impl ImageRecord {
         f.timestamp("image created_at", &self.created_at);
         f.timestamp("image updated_at", &self.updated_at);
         for key in self.properties.keys() {
-            let canonical = normalize_key(key).is_ok_and(|k| &k == key);
-            f.check(canonical && check_printable(key).is_ok(), || {
+            f.check(normalize_key(key).is_ok_and(|k| &k == key), || {
                 format!(
                     "image property key '{}' is not upper-case, or holds `=`, whitespace or a control character",
                     escape_control(key)

@@ -216,6 +216,32 @@ fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
         let err = r.fails(2, &["clone", "images/disk.raw", vol, "--no-customize"]);
         assert!(err.contains("invalid name"), "{vol:?}: {err}");
     }
+    let err = r.fails(
+        2,
+        &[
+            "put",
+            p.to_str().unwrap(),
+            "c/o",
+            "--content-type",
+            "text\n",
+        ],
+    );
+    assert!(err.contains("invalid content type"), "{err}");
+    let err = r.fails(2, &["meta", "images/disk.raw", "--set", "k\u{1b}=v"]);
+    assert!(err.contains("invalid metadata key"), "{err}");
+    let err = r.fails(
+        2,
+        &[
+            "image",
+            "register",
+            "images/disk.raw",
+            "--name",
+            "D",
+            "-p",
+            "K\u{7}=v",
+        ],
+    );
+    assert!(err.contains("invalid property key"), "{err}");
     let err = r.fails(2, &["snapshot", "vm", "s\u{1b}"]);
     assert!(err.contains("invalid name"), "{err}");
     let err = r.fails(
@@ -224,6 +250,15 @@ fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
     );
     assert!(err.contains("invalid image name"), "{err}");
     assert_eq!(r.snapshot(), before);
+    // What the CLI accepts, the catalog check accepts: meta values are free text.
+    r.ok(&["meta", "images/disk.raw", "--set", "note=two\nlines"]);
+    r.ok(&[
+        "put",
+        p.to_str().unwrap(),
+        "c/o",
+        "--content-type",
+        "text/plain",
+    ]);
     // The length limit of volume names is the object one: 1024 bytes is fine.
     r.ok(&[
         "clone",
@@ -257,7 +292,10 @@ fn files_of_a_damaged_volume_record_are_kept_and_its_base_map_is_checked() {
     );
     assert_eq!(report["garbage"]["volume_entries"], 0);
     assert_eq!(report["garbage"]["stale_locks"], 0);
-    assert!(private.is_file(), "repair removed the files of a damaged record");
+    assert!(
+        private.is_file(),
+        "repair removed the files of a damaged record"
+    );
     // A valid record whose base map lists more blocks than the volume holds.
     edit_catalog(&r, |c| {
         c["volumes"]["vm"]["status"] = json!("available");

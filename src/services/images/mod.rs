@@ -114,7 +114,7 @@ fn check_display_name(name: &str) -> Result<()> {
 pub fn current_owner() -> String {
     std::env::var("USER")
         .ok()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty() && crate::services::names::check_printable(u).is_ok())
         .unwrap_or_else(|| format!("uid-{}", unsafe { libc::getuid() }))
 }
 
