@@ -1,6 +1,8 @@
 //! `arch ls [CONTAINER[/PREFIX]] [-l]`: list containers, or the objects of a container.
+//! Names are printed one per line with control characters escaped, so a listing always has
+//! one line per entry.
 
-use super::output::{emit, table};
+use super::output::{emit, escape_control, table};
 use super::{Context, Status};
 use crate::services::objects;
 use crate::units::format_size;
@@ -39,7 +41,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         emit(ctx, &report, |out| {
             if !args.long {
                 for c in &report.containers {
-                    writeln!(out, "{}", c.name)?;
+                    writeln!(out, "{}", escape_control(&c.name))?;
                 }
                 return Ok(());
             }
@@ -66,7 +68,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     emit(ctx, &report, |out| {
         if !args.long {
             for o in &report.objects {
-                writeln!(out, "{}", o.name)?;
+                writeln!(out, "{}", escape_control(&o.name))?;
             }
             return Ok(());
         }
@@ -78,7 +80,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                     o.kind.clone(),
                     format_size(o.bytes),
                     o.modified.clone(),
-                    o.hash[..16].to_string(),
+                    o.hash.get(..16).unwrap_or(&o.hash).to_string(),
                     o.name.clone(),
                 ]
             })

@@ -1,10 +1,18 @@
 //! Rendering: a report becomes one JSON document (`--json`) or human text / comfy-table
 //! tables on stdout; errors go to stderr (and, with `--json`, also as a JSON document).
+//!
+//! Text from the repository is untrusted: a hostile catalog may hold names or values with
+//! control characters. Table cells escape every control character (see
+//! [`escape_control`]); all human output and error messages additionally pass through
+//! [`terminal_safe`], so no control character other than the line breaks and tabs of the
+//! layout ever reaches the terminal. JSON output is escaped by serde.
 
 use super::{Context, EXIT_ERROR, EXIT_OK};
+pub use crate::services::names::escape_control;
 use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -20,10 +28,31 @@ pub fn emit<T: Serialize>(
         serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)?;
     } else if !ctx.quiet {
-        human(&mut out)?;
+        let mut text = Vec::new();
+        human(&mut text)?;
+        out.write_all(terminal_safe(&String::from_utf8_lossy(&text)).as_bytes())?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// `text` with every control character except line feed and tab escaped (`\x1b`, `\r`,
+/// `\u{85}`): the layout keeps its lines, a hostile value cannot drive the terminal.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    let layout = |c: char| c == '\n' || c == '\t';
+    if !text.chars().any(|c| c.is_control() && !layout(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        if layout(c) {
+            out.push(c);
+        } else {
+            out.push_str(&escape_control(c.encode_utf8(&mut buf)));
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Renders a borderless table: no leading space, two spaces between columns, no trailing
@@ -43,7 +72,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right_aligned: &[usize]) -
         .set_header(header.iter().map(|h| Cell::new(h.to_uppercase())));
     for row in rows {
         t.add_row(row.into_iter().enumerate().map(|(i, c)| {
-            let cell = Cell::new(c);
+            let cell = Cell::new(escape_control(&c));
             if right_aligned.contains(&i) {
                 cell.set_alignment(CellAlignment::Right)
             } else {
@@ -60,7 +89,10 @@ pub fn key_values(rows: &[(&str, String)]) -> String {
     t.load_style(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
     for (k, v) in rows {
-        t.add_row(vec![Cell::new(format!("{k}:")), Cell::new(v)]);
+        t.add_row(vec![
+            Cell::new(format!("{k}:")),
+            Cell::new(escape_control(v)),
+        ]);
     }
     finish(t)
 }
@@ -88,6 +120,7 @@ pub fn report_error(ctx: &Context, err: &anyhow::Error) -> ExitCode {
             .collect::<Vec<_>>()
             .join(": ")
     };
+    let message = terminal_safe(&message);
     let kind = err
         .downcast_ref::<crate::Error>()
         .map_or("error", |e| e.kind());
@@ -101,4 +134,24 @@ pub fn report_error(ctx: &Context, err: &anyhow::Error) -> ExitCode {
     }
     let _ = writeln!(io::stderr(), "arch: error: {message}");
     ExitCode::from(EXIT_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_never_hold_raw_control_characters() {
+        let t = table(&["name"], vec![vec!["a\nb\x1b[2J\u{9b}".into()]], &[]);
+        assert!(t.contains("a\\nb\\x1b[2J\\u{9b}"), "{t}");
+        assert_eq!(t.lines().count(), 2, "{t}");
+        let kv = key_values(&[("name", "x\ry".into())]);
+        assert_eq!(kv, "name:  x\\ry");
+    }
+
+    #[test]
+    fn terminal_safe_keeps_layout_and_escapes_the_rest() {
+        assert_eq!(terminal_safe("a\tb\nc"), "a\tb\nc");
+        assert_eq!(terminal_safe("a\x1b[31mb\x07\r"), "a\\x1b[31mb\\x07\\r");
+    }
 }

@@ -3,7 +3,7 @@
 //! gc or `--repair` removes.
 
 use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, temp_entries};
-use super::volume_files;
+use super::{invariants, volume_files};
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
@@ -24,7 +24,8 @@ pub struct FsckOptions {
 /// One piece of damage.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Problem {
-    /// missing_map | corrupt_map | map_mismatch | missing_block | corrupt_block
+    /// missing_map | corrupt_map | map_mismatch | missing_block | corrupt_block |
+    /// invalid_record | duplicate_uuid | duplicate_volume_id | volume_map_mismatch | ...
     pub kind: String,
     /// The hash or path concerned.
     pub subject: String,
@@ -110,7 +111,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     };
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let catalog = match repo.read_catalog() {
+    let catalog = match repo.read_catalog_unchecked() {
         Ok(c) => c,
         Err(Error::Corrupt { path, reason }) => {
             // Without the catalog nothing else can be checked: report it as the damage.
@@ -135,6 +136,9 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
         Err(e) => return Err(e),
     };
+    // Invalid records are reported; only sound volumes are scanned below.
+    let check = invariants::check_catalog(&catalog, repo.block_size());
+    problems.extend(check.problems.iter().cloned());
     let maps = referenced_maps(&catalog);
     let (loaded, bad) = load_maps(repo, &maps);
     for (id, why) in &bad {
@@ -169,6 +173,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             });
         }
     }
+    problems.extend(invariants::check_volume_maps(&check.sound, &by_id));
     let live = live_blocks(&loaded);
     let mut stored: Vec<(BlockHash, u64)> = Vec::new();
     repo.backend().for_each_block(&mut |h, len| {
@@ -235,7 +240,8 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         Ok(())
     })?;
     garbage.temp_entries = temp_entries(repo)?.len() as u64;
-    let volumes = volume_files::scan(repo, &catalog)?;
+    let mut volumes = volume_files::scan(repo, &check.sound)?;
+    check.spare(repo, &mut volumes);
     for (name, path, reason) in &volumes.damaged {
         problems.push(Problem {
             kind: "damaged_private_block".into(),
@@ -246,8 +252,8 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     }
     if opts.read_data {
         for (name, private) in &volumes.private {
-            let rec = &catalog.volumes[name];
-            let dir = crate::services::volumes::epoch_dir(repo, rec);
+            let rec = &check.sound.volumes[name];
+            let dir = crate::services::volumes::epoch_dir(repo, rec)?;
             let mut buf = Vec::new();
             for i in &private.indexes {
                 let path = dir.join(i.to_string());

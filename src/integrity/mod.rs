@@ -5,6 +5,7 @@ pub mod du;
 pub mod entries;
 pub mod fsck;
 pub mod gc;
+pub mod invariants;
 pub mod quarantine;
 mod refs;
 pub mod volume_files;

@@ -55,7 +55,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Bytes a file or tree occupies on disk.
-fn disk_usage(path: &Path) -> u64 {
+pub fn disk_usage(path: &Path) -> u64 {
     walkdir::WalkDir::new(path)
         .into_iter()
         .flatten()

@@ -199,24 +199,43 @@ impl Repository {
         self.root.join(TMP_DIR)
     }
 
-    /// The private directory of volume `id` (holding one sub-directory per epoch).
-    pub fn volume_dir(&self, id: &str) -> PathBuf {
-        self.root.join(VOLUMES_DIR).join(id)
+    /// The private directory of volume `id` (holding one sub-directory per epoch). Refused
+    /// unless `id` is a uuid, so no id read from a damaged catalog can name a path outside
+    /// `volumes/` (the catalog is checked on read too; this is the second line).
+    pub fn volume_dir(&self, id: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join(VOLUMES_DIR)
+            .join(self.checked_volume_id(id)?))
+    }
+
+    fn checked_volume_id<'a>(&self, id: &'a str) -> Result<&'a str> {
+        if records::is_uuid(id) {
+            return Ok(id);
+        }
+        Err(Error::Corrupt {
+            path: self.root.join(CATALOG_FILE),
+            reason: format!(
+                "volume id '{}' is not a uuid",
+                crate::services::names::escape_control(id)
+            ),
+        })
     }
 
     /// Exclusive lock of volume `id`: held by whatever changes its content or metadata.
     pub fn lock_volume_exclusive(&self, id: &str) -> Result<FileLock> {
-        lock::lock_exclusive(&self.volume_lock_path(id))
+        lock::lock_exclusive(&self.volume_lock_path(id)?)
     }
 
     /// Shared lock of volume `id`: held by readers, so no snapshot moves blocks under them.
     pub fn lock_volume_shared(&self, id: &str) -> Result<FileLock> {
-        lock::lock_shared(&self.volume_lock_path(id))
+        lock::lock_shared(&self.volume_lock_path(id)?)
     }
 
-    /// `locks/volume-<id>.lock`.
-    pub fn volume_lock_path(&self, id: &str) -> PathBuf {
-        self.root.join(LOCKS_DIR).join(format!("volume-{id}.lock"))
+    /// `locks/volume-<id>.lock`; refused unless `id` is a uuid, as [`Repository::volume_dir`].
+    pub fn volume_lock_path(&self, id: &str) -> Result<PathBuf> {
+        let id = self.checked_volume_id(id)?;
+        Ok(self.root.join(LOCKS_DIR).join(format!("volume-{id}.lock")))
     }
 
     /// Shared data lock: held while an operation writes or reads blocks.
@@ -229,8 +248,21 @@ impl Repository {
         lock::lock_exclusive(&self.root.join(DATA_LOCK))
     }
 
-    /// Reads the catalog as last committed. Needs no lock: commits are atomic renames.
+    /// Reads the catalog as last committed, refused as corrupt unless every record is valid
+    /// (see [`Catalog::decode_valid`]). Needs no lock: commits are atomic renames.
     pub fn read_catalog(&self) -> Result<Catalog> {
+        let (path, bytes) = self.read_catalog_bytes()?;
+        Catalog::decode_valid(&path, &bytes, self.block_size())
+    }
+
+    /// Reads the catalog without checking its records: for fsck, which reports every invalid
+    /// record. Nothing read this way may be used as a path or a divisor unchecked.
+    pub fn read_catalog_unchecked(&self) -> Result<Catalog> {
+        let (path, bytes) = self.read_catalog_bytes()?;
+        Catalog::decode(&path, &bytes)
+    }
+
+    fn read_catalog_bytes(&self) -> Result<(PathBuf, Vec<u8>)> {
         let path = self.root.join(CATALOG_FILE);
         let Some(mut file) = open_regular(&path)? else {
             return Err(Error::Corrupt {
@@ -241,7 +273,7 @@ impl Repository {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io("read", &path, e))?;
-        Catalog::decode(&path, &bytes)
+        Ok((path, bytes))
     }
 
     /// Runs `change` on the catalog under the exclusive catalog lock and commits the result

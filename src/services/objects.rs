@@ -92,14 +92,30 @@ pub struct Hashmap {
     pub hashes: Vec<String>,
 }
 
-/// Validates a metadata key (non-empty, no `=`, no NUL).
+/// Validates a metadata key (non-empty, no `=`, no control character).
 pub fn validate_meta_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.contains('=') || key.contains('\0') {
+    if key.is_empty() || key.contains('=') || key.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
-            "invalid metadata key '{key}': keys are non-empty and contain no `=` or NUL"
+            "invalid metadata key '{}': keys are non-empty and contain no `=` or control character",
+            super::names::escape_control(key)
         )));
     }
     Ok(())
+}
+
+/// Validates a content type: printable text (no control character, no edge whitespace).
+pub fn validate_content_type(value: &str) -> Result<()> {
+    let reason = if value.is_empty() {
+        "it is empty".to_string()
+    } else if let Err(why) = super::names::check_printable(value) {
+        why
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(format!(
+        "invalid content type '{}': {reason}; e.g. application/octet-stream",
+        super::names::escape_control(value)
+    )))
 }
 
 /// Looks up an object, with a closest-name suggestion when it is missing.
@@ -133,6 +149,9 @@ pub fn put(
 ) -> Result<PutReport> {
     for (k, _) in &opts.meta {
         validate_meta_key(k)?;
+    }
+    if let Some(ct) = &opts.content_type {
+        validate_content_type(ct)?;
     }
     let _data = repo.lock_data_shared()?;
     let ingested = ingest(repo.backend(), repo.block_size(), source, progress)?;

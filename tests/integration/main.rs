@@ -5,6 +5,7 @@ mod crash;
 mod crash_volumes;
 mod customize;
 mod faults;
+mod hostile;
 mod images;
 mod integrity;
 mod objects;

@@ -102,19 +102,19 @@ fn check_format(kind: &str, value: &str, allowed: &[&str]) -> Result<String> {
 }
 
 fn check_display_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.len() > 255 || name.contains('\0') {
-        return Err(Error::invalid(format!(
-            "invalid image name '{name}': give 1-255 bytes, not only spaces, without NUL"
-        )));
-    }
-    Ok(())
+    crate::services::names::check_display_name(name).map_err(|reason| {
+        Error::invalid(format!(
+            "invalid image name '{}': {reason}; give 1-255 bytes of printable text",
+            crate::services::names::escape_control(name)
+        ))
+    })
 }
 
 /// The owner recorded for new images: the invoking user's name.
 pub fn current_owner() -> String {
     std::env::var("USER")
         .ok()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty() && crate::services::names::check_printable(u).is_ok())
         .unwrap_or_else(|| format!("uid-{}", unsafe { libc::getuid() }))
 }
 

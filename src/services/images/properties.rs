@@ -33,16 +33,17 @@ pub fn is_true(props: &BTreeMap<String, String>, key: &str) -> bool {
     props.get(key).and_then(|v| parse_bool(v)).unwrap_or(false)
 }
 
-/// Normalizes a property key: trimmed, upper-case, non-empty, no `=`, NUL or whitespace.
+/// Normalizes a property key: trimmed, upper-case, non-empty, no `=`, control character or
+/// whitespace.
 pub fn normalize_key(key: &str) -> Result<String> {
     let k = key.trim();
     if k.is_empty()
         || k.len() > MAX_KEY_LEN
         || k.chars()
-            .any(|c| c == '=' || c == '\0' || c.is_whitespace())
+            .any(|c| c == '=' || c.is_control() || c.is_whitespace())
     {
         return Err(Error::invalid(format!(
-            "invalid property key '{key}': keys are 1-{MAX_KEY_LEN} bytes with no `=`, NUL or whitespace"
+            "invalid property key '{key}': keys are 1-{MAX_KEY_LEN} bytes with no `=`, control character or whitespace"
         )));
     }
     Ok(k.to_ascii_uppercase())

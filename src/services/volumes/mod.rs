@@ -19,7 +19,8 @@ use crate::repo::catalog::Catalog;
 use crate::repo::lock::FileLock;
 use crate::repo::records::{TaskRecord, VolumeRecord};
 use crate::services::images::{Among, resolve, resource_kind};
-use crate::services::names::{closest, validate_container};
+use crate::services::names::closest;
+pub use crate::services::names::validate_volume_name;
 use crate::services::objects::{new_uuid, read_map_of};
 use crate::time::now_rfc3339;
 use blockio::{VolumeBlocks, WriteStats, list_private};
@@ -31,14 +32,6 @@ pub const STATUS_AVAILABLE: &str = "available";
 /// Status of a volume whose creation (clone + customization) has not finished: refused by
 /// every command that would use its content, cleaned up once its creator is gone.
 pub const STATUS_CREATING: &str = "creating";
-
-/// Validates a volume name: the container-name rules (no `/`, no NUL, 1-255 bytes).
-pub fn validate_volume_name(name: &str) -> Result<()> {
-    validate_container(name).map_err(|reason| Error::InvalidName {
-        name: name.to_string(),
-        reason: reason.replace("container", "volume name"),
-    })
-}
 
 /// Looks up a volume by name, suggesting the closest one when missing.
 pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
@@ -103,9 +96,9 @@ impl OpenVolume<'_> {
     }
 }
 
-/// The directory of the current epoch of a volume.
-pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> PathBuf {
-    repo.volume_dir(&rec.id).join(rec.epoch.to_string())
+/// The directory of the current epoch of a volume (refused for an id that is not a uuid).
+pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> Result<PathBuf> {
+    Ok(repo.volume_dir(&rec.id)?.join(rec.epoch.to_string()))
 }
 
 /// Opens volume `name` for I/O: exclusive lock for writers, shared for readers.
@@ -129,7 +122,7 @@ pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVol
     let blocks = VolumeBlocks::new(
         repo.backend(),
         base,
-        epoch_dir(repo, &record),
+        epoch_dir(repo, &record)?,
         repo.tmp_dir(),
         format!("volume {name}"),
     );
@@ -287,7 +280,7 @@ pub struct VolumeInfo {
 fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
     let base = read_map_of(repo, &format!("volume {name}"), &rec.base_map)?;
     let blocks = rec.size.div_ceil(rec.block_size as u64);
-    let private = list_private(&epoch_dir(repo, rec))?;
+    let private = list_private(&epoch_dir(repo, rec)?)?;
     let private_blocks = private.range(..blocks).count() as u64;
     let shared_blocks = (0..blocks)
         .filter(|i| !private.contains(i))
@@ -421,11 +414,11 @@ pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
         cat.volumes.remove(name);
         Ok(())
     })?;
-    let dir = repo.volume_dir(&id);
+    let dir = repo.volume_dir(&id)?;
     let freed = count_private_files(&dir);
     crate::storage::fsutil::remove_path(&dir)?;
     // Safe while we hold it: every locker re-checks the record after locking.
-    crate::storage::fsutil::remove_path(&repo.volume_lock_path(&id))?;
+    crate::storage::fsutil::remove_path(&repo.volume_lock_path(&id)?)?;
     Ok(RemoveReport {
         volume: name.to_string(),
         id,

@@ -112,7 +112,7 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
     let map_id = repo.backend().put_map(&map)?;
     let hash = map.top_hash().to_hex();
     let now = now_rfc3339();
-    let old_epoch_dir = super::epoch_dir(repo, &rec);
+    let old_epoch_dir = super::epoch_dir(repo, &rec)?;
     let (id, epoch) = repo.transact(|cat| {
         if let Some(e) = exists(cat) {
             return Err(e);

@@ -1,0 +1,314 @@
+//! Hostile and damaged repositories: a catalog edited by hand or by an attacker gives a clear
+//! `corrupt` error (never a panic, a write or a removal outside the repository), fsck lists
+//! every bad record and exits 1, and nothing prints raw control characters.
+
+use crate::util::{TestRepo, stderr, tree_snapshot};
+use serde_json::{Value, json};
+
+fn catalog_path(r: &TestRepo) -> std::path::PathBuf {
+    r.root.join("meta/catalog.json")
+}
+
+fn read_catalog(r: &TestRepo) -> Value {
+    serde_json::from_slice(&std::fs::read(catalog_path(r)).unwrap()).unwrap()
+}
+
+/// Rewrites the catalog after `edit` changes it (as a hand edit would).
+fn edit_catalog(r: &TestRepo, edit: impl FnOnce(&mut Value)) {
+    let mut cat = read_catalog(r);
+    edit(&mut cat);
+    std::fs::write(catalog_path(r), serde_json::to_vec_pretty(&cat).unwrap()).unwrap();
+}
+
+/// A repository with the object `images/disk.raw` (3 blocks) and its clone, volume `vm`.
+fn repo_with_volume() -> TestRepo {
+    let r = TestRepo::new();
+    let p = r.file("disk.raw", &crate::util::pseudo_random(3 * 4096, 7));
+    r.ok(&["put", p.to_str().unwrap(), "images/disk.raw"]);
+    r.ok(&["clone", "images/disk.raw", "vm", "--no-customize"]);
+    r
+}
+
+/// Asserts `arch args` exits 2 with a `corrupt` error mentioning `expected`, no panic.
+fn refused_as_corrupt(r: &TestRepo, args: &[&str], expected: &str) {
+    let err = r.fails(2, args);
+    assert!(
+        err.contains("damaged repository file") && err.contains(expected),
+        "arch {args:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let mut json_args = vec!["--json"];
+    json_args.extend_from_slice(args);
+    let out = r.run(&json_args);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "corrupt", "arch {args:?}");
+}
+
+fn fsck_problems(r: &TestRepo) -> Vec<Value> {
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["problems"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_volume_id_with_dot_dot_never_becomes_a_path() {
+    let r = repo_with_volume();
+    // The targets the hostile id points at: outside the repository.
+    let victim = r.dir.path().join("x");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("precious"), b"keep me").unwrap();
+    edit_catalog(&r, |c| c["volumes"]["vm"]["id"] = json!("../../x"));
+    let outside_before = tree_snapshot(r.dir.path());
+    for args in [
+        &["volume", "write", "vm", "--offset", "0"][..],
+        &["volume", "rm", "vm"],
+        &["volume", "read", "vm", "--offset", "0"],
+        &["volume", "info", "vm"],
+        &["volume", "ls"],
+        &["snapshot", "vm", "s"],
+        &["volume", "resize", "vm", "1M"],
+        &["gc"],
+        &["du"],
+    ] {
+        let out = r.run(args);
+        assert_eq!(out.status.code(), Some(2), "arch {args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("volume 'vm': id '../../x' is not a uuid") && err.contains("arch fsck"),
+            "arch {args:?}: {err}"
+        );
+    }
+    refused_as_corrupt(&r, &["volume", "rm", "vm"], "is not a uuid");
+    assert_eq!(std::fs::read(victim.join("precious")).unwrap(), b"keep me");
+    assert_eq!(tree_snapshot(r.dir.path()), outside_before);
+    let problems = fsck_problems(&r);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "invalid_record");
+    assert_eq!(problems[0]["resources"], json!(["volume:vm"]));
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("id '../../x'")
+    );
+    assert_eq!(tree_snapshot(r.dir.path()), outside_before);
+}
+
+#[test]
+fn zero_and_huge_sizes_are_corrupt_not_panics() {
+    let r = repo_with_volume();
+    edit_catalog(&r, |c| {
+        c["objects"]["images/disk.raw"]["block_size"] = json!(0)
+    });
+    let out = r.path("out");
+    for args in [
+        &["ls", "images", "-l"][..],
+        &["info", "images/disk.raw"],
+        &["get", "images/disk.raw", "-o", out.to_str().unwrap()],
+        &["du"],
+        &["image", "ls"],
+    ] {
+        refused_as_corrupt(&r, args, "object 'images/disk.raw': block_size 0");
+    }
+    edit_catalog(&r, |c| {
+        c["objects"]["images/disk.raw"]["block_size"] = json!(4096);
+        c["volumes"]["vm"]["block_size"] = json!(0);
+        c["volumes"]["vm"]["size"] = json!(u64::MAX);
+    });
+    refused_as_corrupt(&r, &["volume", "info", "vm"], "(and 1 more problem)");
+    let problems = fsck_problems(&r);
+    let messages: Vec<&str> = problems
+        .iter()
+        .map(|p| p["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("size 18446744073709551615 exceeds"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("block_size 0 is not the repository's block size 4096"));
+    // The volume's private files are not garbage while its record is merely damaged.
+    let report = r.run(&["--json", "fsck"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["garbage"]["volume_entries"], 0);
+}
+
+#[test]
+fn duplicate_uuids_are_named_by_fsck() {
+    let r = repo_with_volume();
+    r.ok(&["cp", "images/disk.raw", "images/copy.raw"]);
+    let uuid = read_catalog(&r)["objects"]["images/disk.raw"]["uuid"].clone();
+    edit_catalog(&r, |c| {
+        c["objects"]["images/copy.raw"]["uuid"] = uuid.clone()
+    });
+    let problems = fsck_problems(&r);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "duplicate_uuid");
+    assert_eq!(
+        problems[0]["resources"],
+        json!(["object:images/copy.raw", "object:images/disk.raw"])
+    );
+    let human = r.fails(1, &["fsck"]);
+    assert!(human.is_empty(), "{human}");
+    let out = r.run(&["fsck"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("objects 'images/copy.raw', 'images/disk.raw' share the uuid"),
+        "{text}"
+    );
+    refused_as_corrupt(&r, &["ls", "images"], "share the uuid");
+}
+
+#[test]
+fn control_characters_from_the_catalog_never_reach_the_terminal() {
+    let r = repo_with_volume();
+    edit_catalog(&r, |c| {
+        let objects = c["objects"].as_object_mut().unwrap();
+        let rec = objects.remove("images/disk.raw").unwrap();
+        objects.insert("images/evil\n\u{1b}[2Jname".into(), rec);
+        c["volumes"]["vm"]["customization"] =
+            json!([{"task": "Evil\u{9b}31m", "status": "ran", "detail": "x"}]);
+    });
+    for args in [
+        &["ls", "images"][..],
+        &["ls"],
+        &["volume", "ls"],
+        &["fsck"],
+        &["image", "ls"],
+    ] {
+        let out = r.run(args);
+        assert_ne!(out.status.code(), Some(0), "arch {args:?}");
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            let raw = text
+                .chars()
+                .find(|&c| c.is_control() && c != '\n' && c != '\t');
+            assert_eq!(
+                raw, None,
+                "arch {args:?} printed a raw control character: {text}"
+            );
+            assert!(!text.contains("evil\n"), "arch {args:?}: {text}");
+        }
+    }
+    let text = String::from_utf8(r.run(&["fsck"]).stdout).unwrap();
+    assert!(text.contains("images/evil\\n\\x1b[2Jname"), "{text}");
+    assert!(text.contains("Evil\\u{9b}31m"), "{text}");
+}
+
+#[test]
+fn names_with_control_characters_or_edge_spaces_are_refused_at_creation() {
+    let r = repo_with_volume();
+    let p = r.file("f", b"hello");
+    let before = r.snapshot();
+    for name in [
+        "images/a\nb",
+        "images/a\u{1b}b",
+        "images/a\u{7f}",
+        "images/a ",
+        "images/ a",
+    ] {
+        let err = r.fails(2, &["put", p.to_str().unwrap(), name]);
+        assert!(err.contains("invalid name"), "{name:?}: {err}");
+        assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+    }
+    for vol in ["v\u{85}", "v\n", "v ", &"v".repeat(1025)] {
+        let err = r.fails(2, &["clone", "images/disk.raw", vol, "--no-customize"]);
+        assert!(err.contains("invalid name"), "{vol:?}: {err}");
+    }
+    let err = r.fails(
+        2,
+        &[
+            "put",
+            p.to_str().unwrap(),
+            "c/o",
+            "--content-type",
+            "text\n",
+        ],
+    );
+    assert!(err.contains("invalid content type"), "{err}");
+    let err = r.fails(2, &["meta", "images/disk.raw", "--set", "k\u{1b}=v"]);
+    assert!(err.contains("invalid metadata key"), "{err}");
+    let err = r.fails(
+        2,
+        &[
+            "image",
+            "register",
+            "images/disk.raw",
+            "--name",
+            "D",
+            "-p",
+            "K\u{7}=v",
+        ],
+    );
+    assert!(err.contains("invalid property key"), "{err}");
+    let err = r.fails(2, &["snapshot", "vm", "s\u{1b}"]);
+    assert!(err.contains("invalid name"), "{err}");
+    let err = r.fails(
+        2,
+        &["image", "register", "images/disk.raw", "--name", "Deb\n"],
+    );
+    assert!(err.contains("invalid image name"), "{err}");
+    assert_eq!(r.snapshot(), before);
+    // What the CLI accepts, the catalog check accepts: meta values are free text.
+    r.ok(&["meta", "images/disk.raw", "--set", "note=two\nlines"]);
+    r.ok(&[
+        "put",
+        p.to_str().unwrap(),
+        "c/o",
+        "--content-type",
+        "text/plain",
+    ]);
+    // The length limit of volume names is the object one: 1024 bytes is fine.
+    r.ok(&[
+        "clone",
+        "images/disk.raw",
+        &"v".repeat(1024),
+        "--no-customize",
+    ]);
+}
+
+#[test]
+fn files_of_a_damaged_volume_record_are_kept_and_its_base_map_is_checked() {
+    let r = repo_with_volume();
+    let out = r.run_stdin(&["volume", "write", "vm", "--offset", "0"], b"private");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = read_catalog(&r)["volumes"]["vm"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let private = r.root.join(format!("volumes/{id}/1/0"));
+    assert!(private.is_file());
+    edit_catalog(&r, |c| c["volumes"]["vm"]["status"] = json!("bogus"));
+    let out = r.run(&["--json", "fsck", "--repair"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["problems"][0]["kind"], "invalid_record");
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status 'bogus' is not one of available, creating")
+    );
+    assert_eq!(report["garbage"]["volume_entries"], 0);
+    assert_eq!(report["garbage"]["stale_locks"], 0);
+    assert!(
+        private.is_file(),
+        "repair removed the files of a damaged record"
+    );
+    // A valid record whose base map lists more blocks than the volume holds.
+    edit_catalog(&r, |c| {
+        c["volumes"]["vm"]["status"] = json!("available");
+        c["volumes"]["vm"]["size"] = json!(4096);
+    });
+    let problems = fsck_problems(&r);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["kind"], "volume_map_mismatch");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lists 3 blocks, more than the volume's 1 (4096 bytes)"),
+        "{problems:?}"
+    );
+}
