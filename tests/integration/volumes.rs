@@ -399,3 +399,79 @@ fn concurrent_writers_of_one_volume_are_serialized() {
     let fsck = r.json(&["fsck"]);
     assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
 }
+
+/// Without qemu-img, `volume import` recognises non-raw images by their magic and refuses
+/// them instead of importing their container bytes as disk content; `--format raw` still
+/// imports the bytes as they are, and raw files import as before.
+#[test]
+fn import_without_qemu_img_refuses_non_raw_images() {
+    let r = TestRepo::new();
+    let no_qemu = r.path("bin");
+    std::fs::create_dir(&no_qemu).unwrap();
+    let run = |args: &[&str]| r.cmd().env("PATH", &no_qemu).args(args).output().unwrap();
+    for (fmt, opts) in [
+        ("qcow2", ""),
+        ("qed", ""),
+        ("vdi", ""),
+        ("vhdx", ""),
+        ("vmdk", ""),
+        ("vmdk", "subformat=monolithicFlat"),
+        ("vpc", ""),
+    ] {
+        let img = r.path(&format!("disk-{fmt}-{}.img", opts.len()));
+        let mut create = Command::new("qemu-img");
+        create.args(["create", "-q", "-f", fmt]);
+        if !opts.is_empty() {
+            create.args(["-o", opts]);
+        }
+        let out = create.arg(&img).arg("1M").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = r.snapshot();
+        let out = run(&["volume", "import", img.to_str().unwrap(), "v"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{fmt}: {err}");
+        assert!(
+            err.contains(&format!("looks like a {fmt} image"))
+                && err.contains("qemu-utils")
+                && err.contains("--format raw")
+                && err.contains(img.to_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(r.snapshot(), before, "{fmt}: nothing changed");
+    }
+
+    // Asked for raw, the container bytes are imported as they are.
+    let qcow = r.path("disk-qcow2-0.img");
+    let out = run(&[
+        "--json",
+        "volume",
+        "import",
+        qcow.to_str().unwrap(),
+        "q",
+        "--format",
+        "raw",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_all(&r, "q"), std::fs::read(&qcow).unwrap());
+
+    // A raw disk needs no qemu-img.
+    let disk = pseudo_random(40 << 10, 7);
+    let raw = r.file("disk.raw", &disk);
+    let out = run(&["--json", "volume", "import", raw.to_str().unwrap(), "raw"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], "raw");
+    assert_eq!(read_all(&r, "raw"), disk);
+}

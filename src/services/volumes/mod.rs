@@ -6,6 +6,7 @@
 
 pub mod blockio;
 pub mod customize;
+pub mod format;
 mod resize;
 mod snapshot;
 pub mod transfer;
