@@ -84,6 +84,9 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// An error inside a named step (a customization task), which it names first.
+    #[error("{task}: {source}")]
+    InTask { task: String, source: Box<Error> },
 }
 
 fn suggestion_text(s: &Option<String>) -> String {
@@ -128,6 +131,7 @@ impl Error {
             Error::Invalid(_) => "invalid_argument",
             Error::Busy { .. } => "busy",
             Error::Io { .. } => "io",
+            Error::InTask { source, .. } => source.kind(),
         }
     }
 }
