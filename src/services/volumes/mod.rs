@@ -7,6 +7,7 @@
 pub mod blockio;
 pub mod customize;
 pub mod format;
+mod partial;
 mod resize;
 mod snapshot;
 pub mod transfer;
@@ -23,7 +24,7 @@ use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::{closest, validate_container};
 use crate::services::objects::{new_uuid, read_map_of};
 use crate::time::now_rfc3339;
-use blockio::{VolumeBlocks, WriteStats, list_private};
+use blockio::{BlockSource, VolumeBlocks, WriteStats, list_private};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -372,23 +373,64 @@ pub fn write(
 ) -> Result<WriteReport> {
     let mut vol = open(repo, name, true)?;
     vol.check_range(offset, total)?;
+    let bs = vol.blocks.block_size();
+    let mut changes = partial::Changes::new(bs, offset, offset + total);
     let mut stats = WriteStats::default();
     let mut buf = Vec::new();
     let mut pos = offset;
-    while pos < offset + total {
-        let n = next_chunk(&mut buf)?;
-        if n == 0 {
-            break;
+    // Block by block, so that a failure knows exactly which blocks already changed.
+    let mut write_all = || -> Result<()> {
+        while pos < offset + total {
+            let n = next_chunk(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min((offset + total - pos) as usize);
+            let mut done = 0;
+            while done < n {
+                let at = pos + done as u64;
+                let (index, len) = (at / bs, ((bs - at % bs) as usize).min(n - done));
+                let s = vol
+                    .blocks
+                    .write_at(at, &buf[done..done + len])
+                    .inspect_err(|_| {
+                        // A new private block appears atomically, so a failed one is absent; a
+                        // block that is private after the failure was being written in place.
+                        if matches!(vol.blocks.source(index), Ok(BlockSource::Private(_))) {
+                            changes.partly(index, at + len as u64);
+                        }
+                    })?;
+                if s.blocks_skipped == 0 {
+                    changes.changed(index, at + len as u64);
+                }
+                stats.blocks_copied += s.blocks_copied;
+                stats.blocks_allocated += s.blocks_allocated;
+                stats.blocks_in_place += s.blocks_in_place;
+                stats.blocks_skipped += s.blocks_skipped;
+                done += len;
+            }
+            pos += n as u64;
         }
-        let n = n.min((offset + total - pos) as usize);
-        let s = vol.blocks.write_at(pos, &buf[..n])?;
-        stats.blocks_copied += s.blocks_copied;
-        stats.blocks_allocated += s.blocks_allocated;
-        stats.blocks_in_place += s.blocks_in_place;
-        stats.blocks_skipped += s.blocks_skipped;
-        pos += n as u64;
+        Ok(())
+    };
+    if let Err(e) = write_all() {
+        // What did change is made durable, so the error's account of it holds after a crash.
+        let cause = match vol.blocks.finish() {
+            Ok(()) => e,
+            Err(sync) => Error::invalid(format!(
+                "{e}; and making the changed blocks durable failed too ({sync}), so after a \
+                 crash some of them may show their old content"
+            )),
+        };
+        return Err(changes.into_error(name, cause));
     }
-    vol.blocks.finish()?;
+    if let Err(e) = vol.blocks.finish() {
+        return Err(Error::invalid(format!(
+            "write to volume '{name}' changed bytes {offset}-{} but could not make them \
+             durable: {e}; read them back, or write again",
+            pos.max(offset + 1) - 1
+        )));
+    }
     Ok(WriteReport {
         volume: name.to_string(),
         offset,
