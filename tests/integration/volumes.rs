@@ -566,3 +566,33 @@ fn a_write_failing_midway_lists_the_blocks_it_changed() {
     );
     assert_eq!(read(0, 4096), &again[..4096]);
 }
+
+/// A SRC that is a pipe (here /dev/stdin), whose length reads as 0, is written whole, not
+/// skipped as empty.
+#[test]
+fn write_from_a_pipe_path_writes_its_bytes() {
+    let (r, disk) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    let out = r.run_stdin(
+        &[
+            "--json",
+            "volume",
+            "write",
+            "v",
+            "--offset",
+            "5000",
+            "/dev/stdin",
+        ],
+        b"through a pipe",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bytes"], 14);
+    let mut want = disk.clone();
+    want[5000..5014].copy_from_slice(b"through a pipe");
+    assert_eq!(read_all(&r, "v")[..want.len()], want[..]);
+}
