@@ -96,8 +96,9 @@ pub enum Error {
     InTask { task: String, source: Box<Error> },
 }
 
-/// The cause of a partial write, without claims that only hold when nothing was written.
-fn cause_text(cause: &Error) -> String {
+/// The text of `cause` of a partial write, without claims that only hold when nothing was
+/// written.
+pub(crate) fn cause_text(cause: &Error) -> String {
     match cause {
         Error::NoSpace { path } => format!(
             "no space left on the device while writing {}; free space and retry",

@@ -413,23 +413,17 @@ pub fn write(
         }
         Ok(())
     };
-    if let Err(e) = write_all() {
-        // What did change is made durable, so the error's account of it holds after a crash.
-        let cause = match vol.blocks.finish() {
-            Ok(()) => e,
-            Err(sync) => Error::invalid(format!(
-                "{e}; and making the changed blocks durable failed too ({sync}), so after a \
-                 crash some of them may show their old content"
-            )),
-        };
-        return Err(changes.into_error(name, cause));
-    }
-    if let Err(e) = vol.blocks.finish() {
-        return Err(Error::invalid(format!(
-            "write to volume '{name}' changed bytes {offset}-{} but could not make them \
-             durable: {e}; read them back, or write again",
-            pos.max(offset + 1) - 1
-        )));
+    let written = write_all();
+    // What did change is made durable before any error returns, so that its account holds
+    // after a crash (or says that it may not).
+    let synced = vol.blocks.finish();
+    match (written, synced) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Ok(())) => return Err(changes.into_error(name, e)),
+        (written, Err(sync)) => {
+            changes.not_durable(&sync);
+            return Err(changes.into_error(name, written.err().unwrap_or(sync)));
+        }
     }
     Ok(WriteReport {
         volume: name.to_string(),

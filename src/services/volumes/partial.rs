@@ -1,7 +1,7 @@
 //! What a `volume write` that failed midway had already changed, block by block, so that its
 //! error says exactly which blocks show the new bytes and which keep their old content.
 
-use crate::error::Error;
+use crate::error::{Error, cause_text};
 
 /// The blocks a write changed before it stopped. Blocks are written in order, so the changed
 /// ones lie before the failing one; zero data over a zero block changes nothing and is left out.
@@ -18,6 +18,8 @@ pub struct Changes {
     /// A block written in place when the write failed, and the end of the piece it was
     /// given: part of that range may be new.
     partly: Option<(u64, u64)>,
+    /// Why the changed blocks could not be made durable, when they could not.
+    not_durable: Option<String>,
 }
 
 impl Changes {
@@ -30,6 +32,7 @@ impl Changes {
             changed: Vec::new(),
             reached: start,
             partly: None,
+            not_durable: None,
         }
     }
 
@@ -44,6 +47,11 @@ impl Changes {
     /// Block `index` failed while given the bytes up to `end` in place: some may be new.
     pub fn partly(&mut self, index: u64, end: u64) {
         self.partly = Some((index, end));
+    }
+
+    /// Making the changed blocks durable failed with `err`.
+    pub fn not_durable(&mut self, err: &Error) {
+        self.not_durable = Some(cause_text(err));
     }
 
     /// True when nothing in the volume changed.
@@ -113,6 +121,12 @@ impl Changes {
             self.start,
             self.end - 1
         ));
+        if let Some(why) = &self.not_durable {
+            text.push_str(&format!(
+                "; making the changed blocks durable failed ({why}), so after a crash some of \
+                 them may show their old content"
+            ));
+        }
         text
     }
 
@@ -219,6 +233,29 @@ mod tests {
         let mut want = base.clone();
         want[start..13000].copy_from_slice(&data[..13000 - start]);
         assert!(now == want, "exactly bytes 1000-12999 changed");
+    }
+
+    #[test]
+    fn blocks_not_made_durable_are_said_so() {
+        let mut c = Changes::new(4096, 0, 8192);
+        c.changed(0, 4096);
+        c.changed(1, 8192);
+        let full = Error::io(
+            "fsync",
+            "vol/1",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        c.not_durable(&full);
+        let text = c.into_error("v", full).to_string();
+        assert!(
+            text.ends_with(
+                "every other byte of 0-8191 keeps its old content; making the changed blocks \
+                 durable failed (no space left on the device while writing vol/1; free space \
+                 and retry), so after a crash some of them may show their old content"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("nothing was committed"), "{text}");
     }
 
     #[test]
