@@ -304,7 +304,7 @@ complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcom
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
-complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l format -d 'Input format (default: detected by qemu-img, raw when qemu-img is missing)' -r
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l format -d 'Input format (default: detected by qemu-img; without qemu-img, raw, and a file with another format\'s magic is refused). `raw` imports the file\'s bytes as they are' -r
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but data and errors'

@@ -84,6 +84,28 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// A volume write that failed after changing some blocks; `changes` lists them.
+    #[error("write to volume '{volume}' failed: {}; {changes}", cause_text(.cause))]
+    PartialWrite {
+        volume: String,
+        changes: String,
+        cause: Box<Error>,
+    },
+    /// An error inside a named step (a customization task), which it names first.
+    #[error("{task}: {source}")]
+    InTask { task: String, source: Box<Error> },
+}
+
+/// The text of `cause` of a partial write, without claims that only hold when nothing was
+/// written.
+pub(crate) fn cause_text(cause: &Error) -> String {
+    match cause {
+        Error::NoSpace { path } => format!(
+            "no space left on the device while writing {}; free space and retry",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn suggestion_text(s: &Option<String>) -> String {
@@ -128,6 +150,8 @@ impl Error {
             Error::Invalid(_) => "invalid_argument",
             Error::Busy { .. } => "busy",
             Error::Io { .. } => "io",
+            Error::InTask { source, .. } => source.kind(),
+            Error::PartialWrite { .. } => "partial_write",
         }
     }
 }

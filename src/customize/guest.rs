@@ -3,7 +3,8 @@
 
 use super::tools::run;
 use crate::error::{Error, Result};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -26,14 +27,60 @@ pub struct Guest {
     offset: u64,
 }
 
-/// Quotes a guest path for a debugfs command line.
-fn quote(path: &str) -> Result<String> {
-    if path.contains('"') || path.contains('\n') || !path.starts_with('/') {
+/// One debugfs command line (bytes: guest names need not be UTF-8).
+pub type Request = Vec<u8>;
+
+/// The longest line `debugfs -f` reads whole: it reads with `fgets` into `BUFSIZ` (8192)
+/// bytes, so a longer line would be split into two commands.
+const MAX_SCRIPT_LINE: usize = 8190;
+
+/// `path` for error messages: control characters and quotes escaped, invalid UTF-8 replaced.
+pub fn show(path: &[u8]) -> String {
+    format!("'{}'", String::from_utf8_lossy(path).escape_debug())
+}
+
+/// Quotes one argument for debugfs' command parser (e2fsprogs lib/ss/parse.c): words split
+/// at spaces and tabs; inside double quotes every byte is literal except `"`, written `""`.
+/// NUL (which no file name and no argument can hold) is the only byte it cannot express.
+fn quote_arg(arg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(arg.len() + 2);
+    out.push(b'"');
+    for &b in arg {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    out
+}
+
+/// Quotes a guest path. It must be absolute: debugfs reads a bare `<N>` as inode number N,
+/// and a relative path would resolve against its working directory.
+fn quote(task: &str, path: &[u8]) -> Result<Vec<u8>> {
+    if !path.starts_with(b"/") || path.contains(&0) {
         return Err(Error::invalid(format!(
-            "guest path '{path}' must be absolute and contain no `\"` or newline"
+            "{task}: guest path {} must be absolute and contain no NUL byte",
+            show(path)
         )));
     }
-    Ok(format!("\"{path}\""))
+    Ok(quote_arg(path))
+}
+
+/// A debugfs command line: `command` followed by already quoted (or plain keyword) words.
+fn request(command: &str, words: &[&[u8]]) -> Request {
+    let mut line = command.as_bytes().to_vec();
+    for w in words {
+        line.push(b' ');
+        line.extend_from_slice(w);
+    }
+    line
+}
+
+/// True when `line` survives `debugfs -f` as one command: the script reader ends a line at
+/// the first `\n` or `\r` and reads at most `MAX_SCRIPT_LINE` bytes.
+fn fits_script(line: &[u8]) -> bool {
+    line.len() <= MAX_SCRIPT_LINE && !line.iter().any(|&b| b == b'\n' || b == b'\r')
 }
 
 /// debugfs reports failures on stderr and still exits 0: everything but its banner is an error.
@@ -43,6 +90,52 @@ fn stderr_errors(stderr: &[u8]) -> Vec<String> {
         .filter(|l| !l.starts_with("debugfs ") && !l.trim().is_empty())
         .map(String::from)
         .collect()
+}
+
+/// True when debugfs' errors only say the path does not exist (a missing component, or one
+/// that is not a directory).
+fn only_not_found(errors: &[String]) -> bool {
+    let text = errors.join("\n");
+    text.trim_end().ends_with("File not found by ext2_lookup")
+        || text.trim_end().ends_with("Ext2 inode is not a directory")
+}
+
+/// The names in `ls -p` output. Each entry is `/INODE/MODE/UID/GID/NAME/SIZE/` and a newline
+/// (SIZE empty for a directory); NAME is raw and may hold any byte but `/` and NUL, newlines
+/// included, so the output is split at `/`, never at lines.
+fn parse_ls_p(out: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut fields = out.split(|&b| b == b'/');
+    let numeric = |f: &[u8]| !f.is_empty() && f.iter().all(u8::is_ascii_digit);
+    if !fields.next()?.is_empty() {
+        return None;
+    }
+    let mut names = Vec::new();
+    loop {
+        let (ino, mode, uid, gid) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        if ![ino, mode, uid, gid].iter().all(|f| numeric(f)) {
+            return None;
+        }
+        let name = fields.next()?;
+        let size = fields.next()?;
+        if !size.is_empty() && !numeric(size) {
+            return None;
+        }
+        let end = fields.next()?;
+        if end.is_empty() || end.iter().any(|&b| b != b'\n') {
+            return None;
+        }
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+        if fields.clone().next().is_none() {
+            return Some(names);
+        }
+    }
 }
 
 impl Guest {
@@ -58,7 +151,7 @@ impl Guest {
         }
     }
 
-    fn debugfs(&self, task: &str, write: bool, args: &[&str]) -> Result<(Vec<u8>, Vec<String>)> {
+    fn debugfs(&self, task: &str, write: bool, args: &[&OsStr]) -> Result<(Vec<u8>, Vec<String>)> {
         let mut cmd = Command::new("debugfs");
         if write {
             cmd.arg("-w");
@@ -88,12 +181,25 @@ impl Guest {
         Ok((out.stdout, stderr_errors(&out.stderr)))
     }
 
+    /// Runs one read-only request given as `-R` (any byte but NUL passes intact).
+    fn query(&self, task: &str, command: &str, path: &[u8]) -> Result<(Vec<u8>, Vec<String>)> {
+        let line = request(command, &[&quote(task, path)?]);
+        self.debugfs(task, false, &["-R".as_ref(), OsStr::from_bytes(&line)])
+    }
+
     /// Owner and mode of `path`, or None when it does not exist.
-    pub fn stat(&self, task: &str, path: &str) -> Result<Option<Stat>> {
-        let (out, errors) =
-            self.debugfs(task, false, &["-R", &format!("stat {}", quote(path)?)])?;
+    pub fn stat(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<Stat>> {
+        let path = path.as_ref();
+        let (out, errors) = self.query(task, "stat", path)?;
         if !errors.is_empty() {
-            return Ok(None);
+            if only_not_found(&errors) {
+                return Ok(None);
+            }
+            return Err(Error::invalid(format!(
+                "{task}: stat of {}: {}",
+                show(path),
+                errors.join("; ")
+            )));
         }
         let text = String::from_utf8_lossy(&out);
         let field = |name: &str| -> Option<u32> {
@@ -118,50 +224,65 @@ impl Guest {
                 gid,
             })),
             _ => Err(Error::invalid(format!(
-                "{task}: cannot parse debugfs stat of {path}"
+                "{task}: cannot parse debugfs stat of {}",
+                show(path)
             ))),
         }
     }
 
     /// Content of the regular file `path`, or None when it does not exist.
-    pub fn read(&self, task: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    pub fn read(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let path = path.as_ref();
         if self.stat(task, path)?.is_none() {
             return Ok(None);
         }
-        let (out, errors) = self.debugfs(task, false, &["-R", &format!("cat {}", quote(path)?)])?;
+        let (out, errors) = self.query(task, "cat", path)?;
         if !errors.is_empty() {
             return Err(Error::invalid(format!(
-                "{task}: reading {path}: {}",
+                "{task}: reading {}: {}",
+                show(path),
                 errors.join("; ")
             )));
         }
         Ok(Some(out))
     }
 
-    /// Names in the guest directory `dir` (`.` and `..` excluded).
-    pub fn list(&self, task: &str, dir: &str) -> Result<Vec<String>> {
-        let (out, errors) =
-            self.debugfs(task, false, &["-R", &format!("ls -p {}", quote(dir)?)])?;
+    /// Names in the guest directory `dir` (`.` and `..` excluded), as raw bytes.
+    pub fn list(&self, task: &str, dir: impl AsRef<[u8]>) -> Result<Vec<Vec<u8>>> {
+        let dir = dir.as_ref();
+        let (out, errors) = self.query(task, "ls -p", dir)?;
         if !errors.is_empty() {
             return Err(Error::invalid(format!(
-                "{task}: listing {dir}: {}",
+                "{task}: listing {}: {}",
+                show(dir),
                 errors.join("; ")
             )));
         }
-        // `ls -p` lines: /inode/mode/uid/gid/name/size/
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|l| l.split('/').nth(5).map(String::from))
-            .filter(|n| !n.is_empty() && n != "." && n != "..")
-            .collect())
+        parse_ls_p(&out).ok_or_else(|| {
+            Error::invalid(format!(
+                "{task}: cannot parse the debugfs listing of {}",
+                show(dir)
+            ))
+        })
     }
 
-    /// Runs debugfs commands in one write session; any reported error fails `task`.
-    pub fn apply(&self, task: &str, commands: &[String]) -> Result<()> {
-        let script = self.scratch.join("commands.debugfs");
-        std::fs::write(&script, commands.join("\n") + "\n")
-            .map_err(|e| Error::io("write", &script, e))?;
-        let (_, errors) = self.debugfs(task, true, &["-f", &script.to_string_lossy()])?;
+    /// Runs debugfs requests in order, in write mode; any reported error fails `task`. Lines
+    /// that `-f` would not read whole (a name holding a newline or carriage return, or very
+    /// long) run on their own through `-R`, which takes any byte; the rest share one script.
+    pub fn apply(&self, task: &str, requests: &[Request]) -> Result<()> {
+        let mut errors = Vec::new();
+        for group in requests.chunk_by(|a, b| fits_script(a) && fits_script(b)) {
+            let (_, errs) = if fits_script(&group[0]) {
+                let script = self.scratch.join("commands.debugfs");
+                let mut text = group.join(&b'\n');
+                text.push(b'\n');
+                std::fs::write(&script, text).map_err(|e| Error::io("write", &script, e))?;
+                self.debugfs(task, true, &["-f".as_ref(), script.as_os_str()])?
+            } else {
+                self.debugfs(task, true, &["-R".as_ref(), OsStr::from_bytes(&group[0])])?
+            };
+            errors.extend(errs);
+        }
         if !errors.is_empty() {
             return Err(Error::invalid(format!(
                 "{task}: debugfs could not change the filesystem: {}",
@@ -171,73 +292,92 @@ impl Guest {
         Ok(())
     }
 
-    /// Commands that (re)create the regular file `path` with `data`, mode and owner.
-    pub fn write_commands(
+    /// The request removing the guest file `path`.
+    pub fn rm_request(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Request> {
+        Ok(request("rm", &[&quote(task, path.as_ref())?]))
+    }
+
+    /// Requests that set the mode, owner and group of `path`.
+    pub fn set_owner_mode(
         &self,
-        path: &str,
+        task: &str,
+        path: impl AsRef<[u8]>,
+        st: Stat,
+    ) -> Result<Vec<Request>> {
+        let q = quote(task, path.as_ref())?;
+        Ok(vec![
+            request("sif", &[&q, b"mode", format!("0{:o}", st.mode).as_bytes()]),
+            request("sif", &[&q, b"uid", st.uid.to_string().as_bytes()]),
+            request("sif", &[&q, b"gid", st.gid.to_string().as_bytes()]),
+        ])
+    }
+
+    /// Requests that (re)create the regular file `path` with `data`, mode and owner.
+    pub fn write_requests(
+        &self,
+        task: &str,
+        path: impl AsRef<[u8]>,
         data: &[u8],
         stat: Stat,
         exists: bool,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Request>> {
+        let path = path.as_ref();
+        let q = quote(task, path)?;
         let local = self
             .scratch
             .join(format!("file-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&local, data).map_err(|e| Error::io("write", &local, e))?;
-        let q = quote(path)?;
-        let mut cmds = Vec::new();
+        let mut reqs = Vec::new();
         if exists {
-            cmds.push(format!("rm {q}"));
+            reqs.push(request("rm", &[&q]));
         }
-        cmds.push(format!("write \"{}\" {q}", local.display()));
-        cmds.extend(set_owner_mode(
-            &q,
+        reqs.push(request(
+            "write",
+            &[&quote_arg(local.as_os_str().as_bytes()), &q],
+        ));
+        reqs.extend(self.set_owner_mode(
+            task,
+            path,
             Stat {
                 mode: 0o100000 | (stat.mode & 0o7777),
                 ..stat
             },
-        ));
-        Ok(cmds)
+        )?);
+        Ok(reqs)
     }
 
     /// Replaces (or creates) the regular file `path`.
-    pub fn write(&self, task: &str, path: &str, data: &[u8], stat: Stat) -> Result<()> {
+    pub fn write(&self, task: &str, path: impl AsRef<[u8]>, data: &[u8], stat: Stat) -> Result<()> {
+        let path = path.as_ref();
         let exists = self.stat(task, path)?.is_some();
-        let cmds = self.write_commands(path, data, stat, exists)?;
-        self.apply(task, &cmds)
+        let reqs = self.write_requests(task, path, data, stat, exists)?;
+        self.apply(task, &reqs)
     }
 
     /// Creates the directory `path` (and missing parents) with mode and owner when absent.
     pub fn ensure_dir(&self, task: &str, path: &str, stat: Stat) -> Result<()> {
-        let mut cmds = Vec::new();
+        let mut reqs = Vec::new();
         let mut prefix = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
             prefix.push('/');
             prefix.push_str(part);
             if self.stat(task, &prefix)?.is_none() {
-                let q = quote(&prefix)?;
-                cmds.push(format!("mkdir {q}"));
-                cmds.extend(set_owner_mode(
-                    &q,
+                reqs.push(request("mkdir", &[&quote(task, prefix.as_bytes())?]));
+                reqs.extend(self.set_owner_mode(
+                    task,
+                    &prefix,
                     Stat {
                         mode: 0o040000 | (stat.mode & 0o7777),
                         ..stat
                     },
-                ));
+                )?);
             }
         }
-        if cmds.is_empty() {
+        if reqs.is_empty() {
             return Ok(());
         }
-        self.apply(task, &cmds)
+        self.apply(task, &reqs)
     }
-}
-
-fn set_owner_mode(quoted: &str, st: Stat) -> Vec<String> {
-    vec![
-        format!("sif {quoted} mode 0{:o}", st.mode),
-        format!("sif {quoted} uid {}", st.uid),
-        format!("sif {quoted} gid {}", st.gid),
-    ]
 }
 
 /// Checks and grows the filesystem at `offset` of `disk` to `bytes`; returns (old, new) size
@@ -326,3 +466,7 @@ pub fn fs_geometry(task: &str, guest: &Guest) -> Result<(u64, u64)> {
 pub fn is_ext(guest: &Guest) -> bool {
     fs_geometry("probe", guest).is_ok()
 }
+
+#[cfg(test)]
+#[path = "guest_tests.rs"]
+mod tests;

@@ -134,6 +134,17 @@ fn excluded(props: &BTreeMap<String, String>, task: &str, mounted: bool) -> Opti
     None
 }
 
+/// `err` named by `task` first (once: most task errors already start with it).
+fn in_task(task: &str, err: Error) -> Error {
+    if err.to_string().starts_with(&format!("{task}: ")) {
+        return err;
+    }
+    Error::InTask {
+        task: task.to_string(),
+        source: Box::new(err),
+    }
+}
+
 /// Runs every customization task, in order, on the raw disk image `disk` (already at its final
 /// size), honouring the image `properties` (keys upper-case). `scratch` is a private directory
 /// for temporary files. Returns what happened to each task; the first failing task stops the
@@ -157,7 +168,7 @@ pub fn customize_disk(
             out.push(record("excluded", why));
             continue;
         }
-        match (task.run)(&mut ctx)? {
+        match (task.run)(&mut ctx).map_err(|e| in_task(task.name, e))? {
             tasks::Outcome::Ran(detail) => out.push(record("ran", detail)),
             tasks::Outcome::Skipped(detail) => out.push(record("skipped", detail)),
         }

@@ -350,24 +350,30 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
     if g.stat(task, "/etc/ssh")?.is_none() {
         return Ok(Outcome::Skipped("no /etc/ssh".into()));
     }
-    let old: Vec<String> = g
+    // Names are raw bytes: a host key file may be called anything, quotes and newlines
+    // included, and every one of them goes.
+    let old: Vec<Vec<u8>> = g
         .list(task, "/etc/ssh")?
         .into_iter()
-        .filter(|n| n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub")))
-        .collect();
-    let mut types: Vec<String> = old
-        .iter()
-        .filter_map(|n| {
-            n.strip_prefix("ssh_host_")?
-                .strip_suffix("_key")
-                .map(String::from)
+        .filter(|n| {
+            n.starts_with(b"ssh_host_") && (n.ends_with(b"_key") || n.ends_with(b"_key.pub"))
         })
-        .filter(|t| ["rsa", "ecdsa", "ed25519"].contains(&t.as_str()))
+        .collect();
+    let mut types: Vec<String> = ["rsa", "ecdsa", "ed25519"]
+        .into_iter()
+        .filter(|t| {
+            old.iter()
+                .any(|n| *n == format!("ssh_host_{t}_key").as_bytes())
+        })
+        .map(String::from)
         .collect();
     if types.is_empty() {
         types = vec!["ed25519".into(), "rsa".into()];
     }
-    let mut cmds: Vec<String> = old.iter().map(|n| format!("rm \"/etc/ssh/{n}\"")).collect();
+    let mut cmds = Vec::new();
+    for n in &old {
+        cmds.push(g.rm_request(task, [b"/etc/ssh/".as_slice(), n].concat())?);
+    }
     for t in &types {
         let key = scratch.join(format!("ssh_host_{t}_key"));
         let _ = std::fs::remove_file(&key);
@@ -390,8 +396,9 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
         let private = std::fs::read(&key).map_err(|e| Error::io("read", &key, e))?;
         let public_path = PathBuf::from(format!("{}.pub", key.display()));
         let public = std::fs::read(&public_path).map_err(|e| Error::io("read", &public_path, e))?;
-        cmds.extend(g.write_commands(
-            &format!("/etc/ssh/ssh_host_{t}_key"),
+        cmds.extend(g.write_requests(
+            task,
+            format!("/etc/ssh/ssh_host_{t}_key"),
             &private,
             Stat {
                 mode: 0o100600,
@@ -400,8 +407,9 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
             },
             false,
         )?);
-        cmds.extend(g.write_commands(
-            &format!("/etc/ssh/ssh_host_{t}_key.pub"),
+        cmds.extend(g.write_requests(
+            task,
+            format!("/etc/ssh/ssh_host_{t}_key.pub"),
             &public,
             ROOT_FILE,
             false,
@@ -470,14 +478,7 @@ fn enforce_personality(ctx: &mut Ctx) -> Result<Outcome> {
                 gid,
             };
             g.ensure_dir(task, &dir, dir_stat)?;
-            g.apply(
-                task,
-                &[
-                    format!("sif \"{dir}\" mode 040700"),
-                    format!("sif \"{dir}\" uid {uid}"),
-                    format!("sif \"{dir}\" gid {gid}"),
-                ],
-            )?;
+            g.apply(task, &g.set_owner_mode(task, &dir, dir_stat)?)?;
             let path = format!("{dir}/authorized_keys");
             let mut content =
                 String::from_utf8_lossy(&g.read(task, &path)?.unwrap_or_default()).into_owned();

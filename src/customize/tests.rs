@@ -300,3 +300,108 @@ fn unsupported_input_fails_naming_the_task() {
     assert!("x".parse::<FileInjection>().is_err());
     assert!("a:/b:999".parse::<FileInjection>().is_err());
 }
+
+/// Host key files with names debugfs' parser would split or misread (a quote and a space,
+/// a backslash, a newline, a carriage return, invalid UTF-8) are all removed, and the fresh
+/// keys written; checked with debugfs' own `rdump` of /etc/ssh.
+#[test]
+fn hostile_host_key_names_are_all_deleted() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, disk) = grown("mbr-ext4.raw");
+    let spec = format!("{}?offset=1048576", disk.display());
+    let hostile: &[&[u8]] = &[
+        b"ssh_host_x\" y_key",
+        b"ssh_host_x\" y_key.pub",
+        b"ssh_host_back\\slash_key",
+        b"ssh_host_nl\nx_key",
+        b"ssh_host_cr\rx_key",
+        b"ssh_host_\xff_key.pub",
+        b"ssh_host_a\tb_key",
+    ];
+    let content = dir.path().join("old-key");
+    std::fs::write(&content, b"old private key\n").unwrap();
+    for name in hostile {
+        // Quoted by hand for debugfs' parser: `"` doubled inside double quotes.
+        let mut req = format!("write {} \"/etc/ssh/", content.display()).into_bytes();
+        for &b in *name {
+            req.extend(if b == b'"' {
+                &b"\"\""[..]
+            } else {
+                std::slice::from_ref(&b)
+            });
+        }
+        req.push(b'"');
+        let out = Command::new("debugfs")
+            .args(["-w", "-R"])
+            .arg(std::ffi::OsStr::from_bytes(&req))
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let names = |label: &str| -> Vec<Vec<u8>> {
+        let out = dir.path().join(label);
+        std::fs::create_dir(&out).unwrap();
+        debugfs(&spec, &format!("rdump /etc/ssh {}", out.display()));
+        let mut names: Vec<Vec<u8>> = std::fs::read_dir(out.join("ssh"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("before").len(), 5 + hostile.len(), "all planted");
+    let before_key = debugfs(&spec, "cat /etc/ssh/ssh_host_rsa_key");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let tasks = customize_disk(
+        &disk,
+        &props(&[]),
+        &CustomizeOptions::default(),
+        scratch.path(),
+    )
+    .unwrap();
+    let ssh = tasks.iter().find(|t| t.task == "DeleteSSHKeys").unwrap();
+    assert_eq!(ssh.status, "ran", "{tasks:?}");
+    assert!(ssh.detail.contains("removed 11 host key files"), "{ssh:?}");
+    let after: Vec<Vec<u8>> = names("after");
+    let want: Vec<&[u8]> = vec![
+        b"ssh_host_ed25519_key",
+        b"ssh_host_ed25519_key.pub",
+        b"ssh_host_rsa_key",
+        b"ssh_host_rsa_key.pub",
+        b"sshd_config",
+    ];
+    assert_eq!(after, want);
+    assert_ne!(debugfs(&spec, "cat /etc/ssh/ssh_host_rsa_key"), before_key);
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", &spec])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}
+
+/// Every task error starts with the task's name, exactly once, and keeps its kind.
+#[test]
+fn task_errors_are_named_once() {
+    let io = Error::io(
+        "read",
+        "/nowhere",
+        std::io::Error::from_raw_os_error(libc::EIO),
+    );
+    let e = in_task("DeleteSSHKeys", io);
+    assert!(
+        e.to_string().starts_with("DeleteSSHKeys: read /nowhere"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), "io");
+    let e = in_task(
+        "AddSwap",
+        Error::invalid("AddSwap: SWAP=1 is not supported"),
+    );
+    assert_eq!(e.to_string(), "AddSwap: SWAP=1 is not supported");
+}

@@ -193,3 +193,75 @@ fn a_failing_task_removes_the_half_made_volume() {
     );
     r.ok(&["clone", "Junk", "vm2", "--no-customize"]);
 }
+
+/// A clone of an image whose /etc/ssh holds a host key file named `ssh_host_x" y_key` (and
+/// one with a newline) succeeds and removes every host key, the hostile ones included.
+#[test]
+fn clone_removes_host_keys_with_hostile_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let r = TestRepo::new();
+    let dir = r.dir.path();
+    tool(
+        "bash",
+        &[
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/build.sh"),
+            dir.join("fx").to_str().unwrap(),
+        ],
+    );
+    let disk = dir.join("fx/mbr-ext4.raw");
+    let spec = format!("{}?offset=1048576", disk.display());
+    std::fs::write(dir.join("key"), "old\n").unwrap();
+    // Requests quoted by hand for debugfs' parser: `"` doubled inside double quotes.
+    for req in [
+        format!(
+            "write {} \"/etc/ssh/ssh_host_x\"\" y_key\"",
+            dir.join("key").display()
+        ),
+        format!(
+            "write {} \"/etc/ssh/ssh_host_n\nl_key.pub\"",
+            dir.join("key").display()
+        ),
+    ] {
+        tool("debugfs", &["-w", "-R", &req, &spec]);
+    }
+    r.ok(&["put", disk.to_str().unwrap(), "images/mbr.raw"]);
+    r.ok(&["image", "register", "images/mbr.raw", "--name", "MBR"]);
+    let doc = r.json(&["clone", "MBR", "vm", "--hostname", "k1"]);
+    let ssh = doc["customization"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "DeleteSSHKeys")
+        .unwrap()
+        .clone();
+    assert_eq!(ssh["status"], "ran", "{ssh}");
+    assert!(
+        ssh["detail"]
+            .as_str()
+            .unwrap()
+            .contains("removed 6 host key files"),
+        "{ssh}"
+    );
+    let raw = dir.join("vm.raw");
+    r.ok(&["volume", "export", "vm", "-o", raw.to_str().unwrap()]);
+    let out = dir.join("dump");
+    std::fs::create_dir(&out).unwrap();
+    let spec = format!("{}?offset=1048576", raw.display());
+    tool(
+        "debugfs",
+        &["-R", &format!("rdump /etc/ssh {}", out.display()), &spec],
+    );
+    let mut names: Vec<Vec<u8>> = std::fs::read_dir(out.join("ssh"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    names.sort();
+    let want: Vec<&[u8]> = vec![
+        b"ssh_host_ed25519_key",
+        b"ssh_host_ed25519_key.pub",
+        b"ssh_host_rsa_key",
+        b"ssh_host_rsa_key.pub",
+        b"sshd_config",
+    ];
+    assert_eq!(names, want);
+}

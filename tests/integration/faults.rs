@@ -1,6 +1,7 @@
 //! A real full filesystem: a small tmpfs (mounted when the tests run as root, as in CI on
 //! this machine; skipped with a note otherwise). A put that runs out of space fails clearly
-//! and leaves the repository consistent, with the earlier objects intact.
+//! and leaves the repository consistent, with the earlier objects intact; a volume write that
+//! runs out of space names exactly the blocks it changed.
 
 use crate::util::{bin, pseudo_random, stderr};
 use std::path::Path;
@@ -23,14 +24,12 @@ fn arch(repo: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn put_on_a_full_filesystem_fails_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
+/// A tmpfs of `size` at `mnt`, or None (with a note) when this process cannot mount one.
+fn small_tmpfs<'a>(mnt: &'a Path, size: &str) -> Option<Mount<'a>> {
+    std::fs::create_dir(mnt).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&mnt)
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(mnt)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -38,9 +37,18 @@ fn put_on_a_full_filesystem_fails_cleanly() {
         eprintln!(
             "skipped: cannot mount a tmpfs here (not root); the fault-injection unit tests cover ENOSPC"
         );
-        return;
+        return None;
     }
-    let _guard = Mount(&mnt);
+    Some(Mount(mnt))
+}
+
+#[test]
+fn put_on_a_full_filesystem_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(_guard) = small_tmpfs(&mnt, "6m") else {
+        return;
+    };
     let repo = mnt.join("repo");
     let out = Command::new(bin())
         .args(["init", "--block-size", "64K"])
@@ -79,4 +87,84 @@ fn put_on_a_full_filesystem_fails_cleanly() {
             .status
             .success()
     );
+}
+
+/// A volume write that runs out of space midway: the error lists the blocks that already show
+/// the new data, and reading the volume back shows exactly those blocks changed.
+#[test]
+fn volume_write_on_a_full_filesystem_lists_the_changed_blocks() {
+    const BS: usize = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let Some(_guard) = small_tmpfs(&mnt, "8m") else {
+        return;
+    };
+    let repo = mnt.join("repo");
+    let out = Command::new(bin())
+        .args(["init", "--block-size", "64K"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = pseudo_random(16 * BS, 4);
+    let img = dir.path().join("img");
+    std::fs::write(&img, &old).unwrap();
+    assert!(
+        arch(&repo, &["put", img.to_str().unwrap(), "images/img"])
+            .status
+            .success()
+    );
+    assert!(arch(&repo, &["clone", "images/img", "v"]).status.success());
+    // Leave room for about 5 of the 16 new private blocks.
+    let free = {
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        st.f_bavail * st.f_frsize
+    };
+    std::fs::write(
+        mnt.join("filler"),
+        vec![1u8; free as usize - 5 * BS - BS / 2],
+    )
+    .unwrap();
+    let new = pseudo_random(16 * BS, 5);
+    let src = dir.path().join("new");
+    std::fs::write(&src, &new).unwrap();
+    let out = arch(
+        &repo,
+        &[
+            "volume",
+            "write",
+            "v",
+            "--offset",
+            "0",
+            src.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no space left") && !err.contains("nothing was committed"),
+        "{err}"
+    );
+    // "N blocks of 65536 bytes already show the new data: blocks 0-K (bytes 0-B)"
+    let listed = err
+        .split("blocks 0-")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|k| k.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no changed blocks listed: {err}"));
+    assert!(
+        err.contains(&format!("(bytes 0-{})", (listed + 1) * BS - 1))
+            && err.contains("every other byte of 0-1048575 keeps its old content"),
+        "{err}"
+    );
+    let now = arch(&repo, &["volume", "read", "v", "--offset", "0"]).stdout;
+    for i in 0..16 {
+        let want = if i <= listed { &new } else { &old };
+        assert!(
+            now[i * BS..(i + 1) * BS] == want[i * BS..(i + 1) * BS],
+            "block {i}, listed 0-{listed}"
+        );
+    }
 }

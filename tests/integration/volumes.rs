@@ -399,3 +399,200 @@ fn concurrent_writers_of_one_volume_are_serialized() {
     let fsck = r.json(&["fsck"]);
     assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
 }
+
+/// Without qemu-img, `volume import` recognises non-raw images by their magic and refuses
+/// them instead of importing their container bytes as disk content; `--format raw` still
+/// imports the bytes as they are, and raw files import as before.
+#[test]
+fn import_without_qemu_img_refuses_non_raw_images() {
+    let r = TestRepo::new();
+    let no_qemu = r.path("bin");
+    std::fs::create_dir(&no_qemu).unwrap();
+    let run = |args: &[&str]| r.cmd().env("PATH", &no_qemu).args(args).output().unwrap();
+    for (fmt, opts) in [
+        ("qcow2", ""),
+        ("qed", ""),
+        ("vdi", ""),
+        ("vhdx", ""),
+        ("vmdk", ""),
+        ("vmdk", "subformat=monolithicFlat"),
+        ("vpc", ""),
+    ] {
+        let img = r.path(&format!("disk-{fmt}-{}.img", opts.len()));
+        let mut create = Command::new("qemu-img");
+        create.args(["create", "-q", "-f", fmt]);
+        if !opts.is_empty() {
+            create.args(["-o", opts]);
+        }
+        let out = create.arg(&img).arg("1M").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = r.snapshot();
+        let out = run(&["volume", "import", img.to_str().unwrap(), "v"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{fmt}: {err}");
+        assert!(
+            err.contains(&format!("looks like a {fmt} image"))
+                && err.contains("qemu-utils")
+                && err.contains("--format raw")
+                && err.contains(img.to_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(r.snapshot(), before, "{fmt}: nothing changed");
+    }
+
+    // Asked for raw, the container bytes are imported as they are.
+    let qcow = r.path("disk-qcow2-0.img");
+    let out = run(&[
+        "--json",
+        "volume",
+        "import",
+        qcow.to_str().unwrap(),
+        "q",
+        "--format",
+        "raw",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_all(&r, "q"), std::fs::read(&qcow).unwrap());
+
+    // A raw disk needs no qemu-img.
+    let disk = pseudo_random(40 << 10, 7);
+    let raw = r.file("disk.raw", &disk);
+    let out = run(&["--json", "volume", "import", raw.to_str().unwrap(), "raw"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], "raw");
+    assert_eq!(read_all(&r, "raw"), disk);
+}
+
+/// A write that fails midway (a damaged shared block; a private block that cannot be opened)
+/// names exactly the blocks it already changed, and `volume read` shows those and no other.
+#[test]
+fn a_write_failing_midway_lists_the_blocks_it_changed() {
+    let r = TestRepo::new();
+    let old = pseudo_random(4 * 4096, 11);
+    let img = r.file("img", &old);
+    r.ok(&["put", img.to_str().unwrap(), "images/img"]);
+    r.ok(&["clone", "images/img", "v"]);
+    let read = |at: u64, len: u64| {
+        r.ok(&[
+            "volume",
+            "read",
+            "v",
+            "--offset",
+            &at.to_string(),
+            "--length",
+            &len.to_string(),
+        ])
+    };
+    // Damage the stored copy of block 2: copy-on-write verifies it, and fails there.
+    let hash = r.json(&["hashmap", "images/img"])["hashes"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = r.root.join("blocks").join(&hash[..2]).join(&hash);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let new = pseudo_random(4 * 4096, 12);
+    let src = r.file("new", &new);
+    let out = r.run(&[
+        "--json",
+        "volume",
+        "write",
+        "v",
+        "--offset",
+        "0",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "partial_write");
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("write to volume 'v' failed: corrupted block")
+            && msg.ends_with(
+                "2 blocks of 4096 bytes already show the new data: blocks 0-1 (bytes 0-8191); \
+                 every other byte of 0-16383 keeps its old content"
+            ),
+        "{msg}"
+    );
+    assert_eq!(read(0, 8192), &new[..8192]);
+    assert_eq!(read(12288, 4096), &old[12288..]);
+
+    // Block 1 is private now; make its file unopenable for writing (a directory in its
+    // place). Block 0 is written in place, block 1 fails in place: it may be partly new.
+    let info = r.json(&["volume", "info", "v"]);
+    let private = r
+        .root
+        .join("volumes")
+        .join(info["id"].as_str().unwrap())
+        .join(info["epoch"].to_string())
+        .join("1");
+    std::fs::remove_file(&private).unwrap();
+    std::fs::create_dir(&private).unwrap();
+    let again = pseudo_random(2 * 4096, 13);
+    let src = r.file("again", &again);
+    let err = r.fails(
+        2,
+        &[
+            "volume",
+            "write",
+            "v",
+            "--offset",
+            "0",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains(
+            "1 block of 4096 bytes already shows the new data: block 0 (bytes 0-4095); block 1 \
+             (bytes 4096-8191) was being written in place and may hold part of the new data; \
+             every other byte of 0-8191 keeps its old content"
+        ),
+        "{err}"
+    );
+    assert_eq!(read(0, 4096), &again[..4096]);
+}
+
+/// A SRC that is a pipe (here /dev/stdin), whose length reads as 0, is written whole, not
+/// skipped as empty.
+#[test]
+fn write_from_a_pipe_path_writes_its_bytes() {
+    let (r, disk) = repo_with_disk();
+    r.ok(&["clone", "images/disk.raw", "v"]);
+    let out = r.run_stdin(
+        &[
+            "--json",
+            "volume",
+            "write",
+            "v",
+            "--offset",
+            "5000",
+            "/dev/stdin",
+        ],
+        b"through a pipe",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bytes"], 14);
+    let mut want = disk.clone();
+    want[5000..5014].copy_from_slice(b"through a pipe");
+    assert_eq!(read_all(&r, "v")[..want.len()], want[..]);
+}

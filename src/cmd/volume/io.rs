@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Write SRC (a file, `-` or stdin by default) into VOLUME at OFFSET, copy-on-write.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch volume write vm1 --offset 0 mbr.bin\n  printf 'hello' | arch volume write vm1 --offset 1M\n\nstdin is buffered in memory (at most the room left in the volume); write large data from a file."
+    after_help = "Examples:\n  arch volume write vm1 --offset 0 mbr.bin\n  printf 'hello' | arch volume write vm1 --offset 1M\n\nstdin, a pipe or a device is buffered in memory (at most the room left in the volume); write large data from a regular file."
 )]
 pub struct WriteArgs {
     /// The volume.
@@ -49,41 +49,50 @@ pub fn run_write(ctx: &Context, args: &WriteArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let size = volumes::info(&repo, &args.volume)?.size;
     let room = size.saturating_sub(args.offset);
-    let report = match args.src.as_deref() {
+    // A regular file streams with its length known up front; stdin, a pipe or a device
+    // (whose length reads as 0) is read into memory first, at most the room left plus one
+    // byte, so that an oversized input is refused before anything is written.
+    let stream: Box<dyn Read> = match args.src.as_deref() {
         Some(p) if p.as_os_str() != "-" => {
             let mut file = File::open(p).map_err(|e| Error::SourceUnreadable {
                 path: p.to_path_buf(),
                 source: e,
             })?;
-            let len = file.metadata().map_err(|e| Error::io("stat", p, e))?.len();
-            volumes::write(&repo, &args.volume, args.offset, len, &mut |buf| {
-                buf.resize(4 << 20, 0);
-                file.read(buf).map_err(|e| Error::io("read", p, e))
-            })?
+            let meta = file.metadata().map_err(|e| Error::io("stat", p, e))?;
+            if meta.is_file() {
+                let report =
+                    volumes::write(&repo, &args.volume, args.offset, meta.len(), &mut |buf| {
+                        buf.resize(4 << 20, 0);
+                        file.read(buf).map_err(|e| Error::io("read", p, e))
+                    })?;
+                return render_write(ctx, &report);
+            }
+            Box::new(file)
         }
-        _ => {
-            let mut data = Vec::new();
-            std::io::stdin()
-                .lock()
-                .take(room.saturating_add(1))
-                .read_to_end(&mut data)
-                .map_err(|e| Error::io("read", "stdin", e))?;
-            let mut once = Some(data.clone());
-            volumes::write(
-                &repo,
-                &args.volume,
-                args.offset,
-                data.len() as u64,
-                &mut |buf| {
-                    Ok(once.take().map_or(0, |d| {
-                        *buf = d;
-                        buf.len()
-                    }))
-                },
-            )?
-        }
+        _ => Box::new(std::io::stdin().lock()),
     };
-    emit(ctx, &report, |out| {
+    let label = match args.src.as_deref() {
+        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+        _ => "stdin".to_string(),
+    };
+    let mut data = Vec::new();
+    stream
+        .take(room.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("read", label, e))?;
+    let len = data.len() as u64;
+    let mut once = Some(data);
+    let report = volumes::write(&repo, &args.volume, args.offset, len, &mut |buf| {
+        Ok(once.take().map_or(0, |d| {
+            *buf = d;
+            buf.len()
+        }))
+    })?;
+    render_write(ctx, &report)
+}
+
+fn render_write(ctx: &Context, report: &volumes::WriteReport) -> anyhow::Result<Status> {
+    emit(ctx, report, |out| {
         let s = &report.stats;
         writeln!(
             out,

@@ -35,7 +35,8 @@ pub struct ImportArgs {
     pub file: PathBuf,
     /// Name of the new volume.
     pub volume: String,
-    /// Input format (default: detected by qemu-img, raw when qemu-img is missing).
+    /// Input format (default: detected by qemu-img; without qemu-img, raw, and a file with
+    /// another format's magic is refused). `raw` imports the file's bytes as they are.
     #[arg(long, value_name = "F")]
     pub format: Option<String>,
 }

@@ -6,6 +6,8 @@
 
 pub mod blockio;
 pub mod customize;
+pub mod format;
+mod partial;
 mod resize;
 mod snapshot;
 pub mod transfer;
@@ -23,7 +25,7 @@ use crate::services::names::closest;
 pub use crate::services::names::validate_volume_name;
 use crate::services::objects::{new_uuid, read_map_of};
 use crate::time::now_rfc3339;
-use blockio::{VolumeBlocks, WriteStats, list_private};
+use blockio::{BlockSource, VolumeBlocks, WriteStats, list_private};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -364,23 +366,58 @@ pub fn write(
 ) -> Result<WriteReport> {
     let mut vol = open(repo, name, true)?;
     vol.check_range(offset, total)?;
+    let bs = vol.blocks.block_size();
+    let mut changes = partial::Changes::new(bs, offset, offset + total);
     let mut stats = WriteStats::default();
     let mut buf = Vec::new();
     let mut pos = offset;
-    while pos < offset + total {
-        let n = next_chunk(&mut buf)?;
-        if n == 0 {
-            break;
+    // Block by block, so that a failure knows exactly which blocks already changed.
+    let mut write_all = || -> Result<()> {
+        while pos < offset + total {
+            let n = next_chunk(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min((offset + total - pos) as usize);
+            let mut done = 0;
+            while done < n {
+                let at = pos + done as u64;
+                let (index, len) = (at / bs, ((bs - at % bs) as usize).min(n - done));
+                let s = vol
+                    .blocks
+                    .write_at(at, &buf[done..done + len])
+                    .inspect_err(|_| {
+                        // A new private block appears atomically, so a failed one is absent; a
+                        // block that is private after the failure was being written in place.
+                        if matches!(vol.blocks.source(index), Ok(BlockSource::Private(_))) {
+                            changes.partly(index, at + len as u64);
+                        }
+                    })?;
+                if s.blocks_skipped == 0 {
+                    changes.changed(index, at + len as u64);
+                }
+                stats.blocks_copied += s.blocks_copied;
+                stats.blocks_allocated += s.blocks_allocated;
+                stats.blocks_in_place += s.blocks_in_place;
+                stats.blocks_skipped += s.blocks_skipped;
+                done += len;
+            }
+            pos += n as u64;
         }
-        let n = n.min((offset + total - pos) as usize);
-        let s = vol.blocks.write_at(pos, &buf[..n])?;
-        stats.blocks_copied += s.blocks_copied;
-        stats.blocks_allocated += s.blocks_allocated;
-        stats.blocks_in_place += s.blocks_in_place;
-        stats.blocks_skipped += s.blocks_skipped;
-        pos += n as u64;
+        Ok(())
+    };
+    let written = write_all();
+    // What did change is made durable before any error returns, so that its account holds
+    // after a crash (or says that it may not).
+    let synced = vol.blocks.finish();
+    match (written, synced) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Ok(())) => return Err(changes.into_error(name, e)),
+        (written, Err(sync)) => {
+            changes.not_durable(&sync);
+            return Err(changes.into_error(name, written.err().unwrap_or(sync)));
+        }
     }
-    vol.blocks.finish()?;
     Ok(WriteReport {
         volume: name.to_string(),
         offset,

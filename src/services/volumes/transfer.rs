@@ -180,12 +180,21 @@ pub struct ImportReport {
     pub zero_blocks: u64,
 }
 
-/// The format of a disk image as qemu-img detects it; raw when qemu-img is not installed.
+/// The format of a disk image as qemu-img detects it. Without qemu-img only raw can be
+/// imported: a file carrying another format's magic is refused, never taken for raw bytes.
 fn detect_format(path: &Path) -> Result<String> {
     let out = match qemu_img(&["info".as_ref(), "--output=json".as_ref(), path.as_os_str()]) {
         Ok(out) => out,
         Err(Error::Invalid(m)) if m.starts_with("qemu-img is not installed") => {
-            return Ok("raw".into());
+            return match super::format::sniff(path)? {
+                None => Ok("raw".into()),
+                Some(format) => Err(Error::invalid(format!(
+                    "{} looks like a {format} image and qemu-img is not installed to convert \
+                     it; install it (Debian/Ubuntu: apt install qemu-utils), or pass \
+                     --format raw to import the file's bytes as they are",
+                    path.display()
+                ))),
+            };
         }
         Err(Error::Invalid(m)) => {
             return Err(Error::invalid(format!(
