@@ -108,6 +108,10 @@ pub fn ingest(
             if failed.load(Ordering::Relaxed) {
                 break;
             }
+            if let Err(e) = crate::interrupt::check() {
+                read_error = Some(e);
+                break;
+            }
             let mut buf = free_rx.recv().expect("workers return buffers");
             if buf.len() != bs {
                 buf.resize(bs, 0);
