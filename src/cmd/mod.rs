@@ -92,9 +92,10 @@ pub fn main() -> ExitCode {
             // Whatever error the interruption surfaced as (EINTR, a killed tool), the command
             // stopped because of the signal: report it so and exit 128 + its number.
             Some(sig) => {
-                let err = if err.downcast_ref::<crate::Error>().is_some_and(
-                    |e| matches!(e, crate::Error::Interrupted { .. }),
-                ) {
+                let err = if err
+                    .downcast_ref::<crate::Error>()
+                    .is_some_and(|e| matches!(e, crate::Error::Interrupted { .. }))
+                {
                     err
                 } else {
                     anyhow::Error::from(crate::Error::Interrupted {

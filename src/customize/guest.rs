@@ -68,14 +68,14 @@ impl Guest {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         let out = crate::interrupt::output(&mut cmd, None).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::invalid(format!(
-                        "{task}: debugfs is not installed; install it (apt install e2fsprogs)"
-                    ))
-                } else {
-                    Error::io("run", "debugfs", e)
-                }
-            })?;
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::invalid(format!(
+                    "{task}: debugfs is not installed; install it (apt install e2fsprogs)"
+                ))
+            } else {
+                Error::io("run", "debugfs", e)
+            }
+        })?;
         if !out.status.success() {
             return Err(Error::invalid(format!(
                 "{task}: debugfs failed: {}",

@@ -284,6 +284,7 @@ fn rehash_all(repo: &Repository, stored: &[(BlockHash, u64)]) -> Result<Vec<Bloc
                     let mut buf = Vec::with_capacity(max_len);
                     let mut bad = Vec::new();
                     for (h, _) in part {
+                        crate::interrupt::check()?;
                         let present = repo.backend().read_block(h, &mut buf)?;
                         if present && (buf.len() > max_len || BlockHash::of_bytes(&buf) != *h) {
                             bad.push(*h);

@@ -32,8 +32,7 @@ fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
         }
         let err = std::io::Error::last_os_error();
         // EINTR: retry, unless it was SIGINT/SIGTERM, which stops the wait.
-        if err.kind() != std::io::ErrorKind::Interrupted || crate::interrupt::received().is_some()
-        {
+        if err.kind() != std::io::ErrorKind::Interrupted || crate::interrupt::received().is_some() {
             return Err(err);
         }
     }

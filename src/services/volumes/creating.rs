@@ -113,9 +113,7 @@ pub fn refusal(name: &str, rec: &VolumeRecord, running: bool) -> Error {
              not customized and must not be used",
             c.pid, c.host, c.operation, c.started
         ),
-        fix: format!(
-            "run `arch customize {name}`{again} to finish it, or `arch volume rm {name}`"
-        ),
+        fix: format!("run `arch customize {name}`{again} to finish it, or `arch volume rm {name}`"),
     }
 }
 
@@ -169,7 +167,10 @@ pub fn restart(repo: &Repository, name: &str, id: &str, opts: &CustomizeOptions)
             .as_ref()
             .map_or_else(|| "creation".into(), |c| c.operation.clone());
         let v = cat.volumes.get_mut(name).expect("found above");
-        v.creation = Some(new_record(format!("{operation}, finished by customize"), opts));
+        v.creation = Some(new_record(
+            format!("{operation}, finished by customize"),
+            opts,
+        ));
         Ok(())
     })
 }
@@ -217,5 +218,75 @@ impl Drop for Creation<'_> {
             // which every command recognises as abandoned.
             let _ = remove_locked(self.repo, &self.name, &self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CloneOptions, clone, open};
+    use super::*;
+    use crate::progress::NoProgress;
+    use crate::services::names::ObjectName;
+    use crate::services::objects::{self, PutOptions};
+    use crate::storage::ingest::Source;
+
+    /// A repository with volume `v` (an available clone), then marked `creating` by a
+    /// creator whose lock the test holds or not.
+    fn creating_volume(dir: &std::path::Path) -> (Repository, String) {
+        let repo = Repository::init(dir, 4096).unwrap();
+        let src = Source::Stream {
+            reader: Box::new(std::io::Cursor::new(vec![5u8; 10_000])),
+            label: "base".into(),
+        };
+        let name = ObjectName::parse("c/base").unwrap();
+        objects::put(&repo, src, &name, &PutOptions::default(), &NoProgress).unwrap();
+        let id = clone(&repo, "c/base", "v", &CloneOptions::default())
+            .unwrap()
+            .id;
+        repo.transact(|cat| {
+            let v = cat.volumes.get_mut("v").unwrap();
+            v.status = STATUS_CREATING.into();
+            v.creation = Some(new_record(
+                "clone of c/base".into(),
+                &CustomizeOptions {
+                    password: Some("secret".into()),
+                    ..Default::default()
+                },
+            ));
+            Ok(())
+        })
+        .unwrap();
+        (repo, id)
+    }
+
+    #[test]
+    fn a_creating_volume_is_refused_while_running_and_reaped_once_its_creator_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, id) = creating_volume(dir.path());
+        let catalog = std::fs::read_to_string(dir.path().join("meta/catalog.json")).unwrap();
+        assert!(catalog.contains("--password-file") && !catalog.contains("secret"));
+
+        let held = repo.lock_volume_exclusive(&id).unwrap();
+        let err = open(&repo, "v", false).err().unwrap().to_string();
+        assert!(err.contains("is being created by arch pid"), "{err}");
+        let err = reap_if_abandoned(&repo, "v").err().unwrap().to_string();
+        assert!(err.contains("is being created"), "{err}");
+        drop(held);
+
+        let err = open(&repo, "v", true).err().unwrap().to_string();
+        assert!(
+            err.contains("left unfinished") && err.contains("--password-file"),
+            "{err}"
+        );
+        let rec = repo.read_catalog().unwrap().volumes["v"].clone();
+        let st = state(&repo, &rec).unwrap().unwrap();
+        assert!(!st.creator_running);
+        assert_eq!(st.record.pid, std::process::id());
+
+        let reaped = reap_if_abandoned(&repo, "v").unwrap().unwrap();
+        assert_eq!(reaped.operation, "clone of c/base");
+        assert!(!repo.read_catalog().unwrap().volumes.contains_key("v"));
+        assert!(!repo.volume_lock_path(&id).exists());
+        assert!(reap_if_abandoned(&repo, "v").unwrap().is_none());
     }
 }

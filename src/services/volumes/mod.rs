@@ -271,8 +271,11 @@ pub fn clone(
     }
     let removed_unfinished = creating::reap_if_abandoned(repo, name)?;
     let id = new_uuid();
-    // Nobody else knows `id` yet: this never waits. Held from before the commit until the
-    // volume is available or removed.
+    // The data lock first (an exception to the lock order that cannot deadlock: nobody else
+    // knows `id`, so its lock never waits): it keeps gc, which removes lock files of ids no
+    // record names, away until the record is committed. The volume lock is held from before
+    // the commit until the volume is available or removed.
+    let _data = repo.lock_data_shared()?;
     let lock = repo.lock_volume_exclusive(&id)?;
     let committed = repo.transact(|cat| {
         let src = resolve_source(cat, source)?;
