@@ -275,7 +275,10 @@ impl BlockReader {
                     match reader.read(&mut buf[filled..]) {
                         Ok(0) => break,
                         Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        // EINTR: retry, unless it was SIGINT/SIGTERM.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                            crate::interrupt::check()?
+                        }
                         Err(e) => {
                             return Err(Error::SourceUnreadable {
                                 path: PathBuf::from(label.as_str()),

@@ -315,3 +315,45 @@ fn output_files_with_255_byte_names_work() {
         .collect();
     assert!(names.is_empty(), "temporaries left: {names:?}");
 }
+
+#[test]
+fn sigterm_stops_a_put_and_a_volume_write_waiting_on_stdin_and_commits_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let r = TestRepo::new();
+    let base = r.file("base", &pseudo_random(100_000, 3));
+    r.ok(&["put", base.to_str().unwrap(), "c/base"]);
+    r.ok(&["clone", "c/base", "v"]);
+    let before = r.ok(&["volume", "read", "v", "--offset", "0"]);
+    for args in [
+        vec!["put", "-", "c/x"],
+        vec!["volume", "write", "v", "--offset", "0", "-"],
+    ] {
+        let mut child = r
+            .cmd()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        use std::io::Write;
+        stdin.write_all(b"some bytes").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child, which is not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // Only now does the input end: a command that ignored the signal would commit it.
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.code() == Some(143) || out.status.signal() == Some(libc::SIGTERM),
+            "{args:?}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+    assert!(r.run(&["info", "c/x"]).status.code() == Some(2));
+    assert_eq!(r.ok(&["volume", "read", "v", "--offset", "0"]), before);
+    assert_eq!(tmp_entries(&r), Vec::<PathBuf>::new());
+}

@@ -62,12 +62,7 @@ pub fn run_write(ctx: &Context, args: &WriteArgs) -> anyhow::Result<Status> {
             })?
         }
         _ => {
-            let mut data = Vec::new();
-            std::io::stdin()
-                .lock()
-                .take(room.saturating_add(1))
-                .read_to_end(&mut data)
-                .map_err(|e| Error::io("read", "stdin", e))?;
+            let data = read_stdin(room.saturating_add(1))?;
             let mut once = Some(data.clone());
             volumes::write(
                 &repo,
@@ -104,6 +99,21 @@ pub fn run_write(ctx: &Context, args: &WriteArgs) -> anyhow::Result<Status> {
         )
     })?;
     Ok(Status::Ok)
+}
+
+/// Reads at most `limit` bytes of stdin; SIGINT/SIGTERM stops a read that is waiting.
+fn read_stdin(limit: u64) -> crate::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut input = std::io::stdin().lock().take(limit);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(data),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => crate::interrupt::check()?,
+            Err(e) => return Err(Error::io("read", "stdin", e)),
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -129,10 +129,15 @@ pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
                 ),
             ));
             if !c.creator_running {
+                let again = match c.record.options.as_slice() {
+                    [] => String::new(),
+                    o => format!(" with {} again", o.join(", ")),
+                };
                 rows.push((
                     "fix",
                     format!(
-                        "run `arch customize {}` to finish it, or `arch volume rm {}`",
+                        "not customized, do not use: run `arch customize {}`{again} to finish \
+                         it, or `arch volume rm {}`",
                         v.name, v.name
                     ),
                 ));
