@@ -78,6 +78,16 @@ pub enum Error {
     Invalid(String),
     #[error("{resource} is in use by another arch process; retry when it has finished")]
     Busy { resource: String },
+    #[error("volume '{name}' {state}; {fix}")]
+    VolumeCreating {
+        name: String,
+        state: String,
+        fix: String,
+    },
+    #[error(
+        "interrupted by {signal}: the command stopped at a safe point and removed its temporary files"
+    )]
+    Interrupted { signal: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -149,6 +159,8 @@ impl Error {
             Error::NoSpace { .. } => "no_space",
             Error::Invalid(_) => "invalid_argument",
             Error::Busy { .. } => "busy",
+            Error::VolumeCreating { .. } => "volume_creating",
+            Error::Interrupted { .. } => "interrupted",
             Error::Io { .. } => "io",
             Error::InTask { source, .. } => source.kind(),
             Error::PartialWrite { .. } => "partial_write",

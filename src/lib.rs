@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod customize;
 pub mod error;
 pub mod integrity;
+pub mod interrupt;
 pub mod progress;
 pub mod repo;
 pub mod services;

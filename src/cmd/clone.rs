@@ -29,37 +29,26 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let opts = CloneOptions { size: args.size };
-    let customize = args.customize.options()?;
-    crate::customize::validate(&customize)?;
+    let opts = CloneOptions {
+        size: args.size,
+        customize: (!args.no_customize)
+            .then(|| args.customize.options())
+            .transpose()?,
+    };
     let report = volumes::clone(&repo, &args.source, &args.volume, &opts)?;
-    if report.source.kind == "image" && !args.no_customize {
-        // Clones of Images are customized; a failure removes the half-made volume.
-        let result = volumes::customize::customize_volume(
-            &repo,
-            &args.volume,
-            &report.source.properties,
-            &customize,
-            false,
+    if let Some(old) = &report.removed_unfinished {
+        eprintln!(
+            "arch: removed the unfinished volume '{}' left by arch pid {} on {} ({}, started {})",
+            args.volume, old.pid, old.host, old.operation, old.started
         );
-        match result {
-            Ok(c) => {
-                if ctx.json {
-                    let doc = serde_json::json!({ "clone": &report, "customization": &c });
-                    emit(ctx, &doc, |_| Ok(()))?;
-                    return Ok(Status::Ok);
-                }
-                super::customize::render(ctx, &c)?;
-            }
-            Err(e) => {
-                let _ = volumes::remove(&repo, &args.volume);
-                return Err(crate::Error::invalid(format!(
-                    "customization of '{}' failed, the volume was removed: {e}",
-                    args.volume
-                ))
-                .into());
-            }
+    }
+    if let Some(c) = &report.customization {
+        if ctx.json {
+            let doc = serde_json::json!({ "clone": &report, "customization": c });
+            emit(ctx, &doc, |_| Ok(()))?;
+            return Ok(Status::Ok);
         }
+        super::customize::render(ctx, c)?;
     }
     emit(ctx, &report, |out| {
         writeln!(

@@ -36,6 +36,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: usage or operational error.
 pub const EXIT_ERROR: u8 = 2;
+// Stopped by SIGINT or SIGTERM: 128 + the signal number (130, 143), see `crate::interrupt`.
 
 /// How a command ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +84,29 @@ pub fn main() -> ExitCode {
         }
     };
     let ctx = Context::from_cli(&cli);
+    crate::interrupt::install();
     match run(&ctx, &cli.command) {
         Ok(Status::Ok) => ExitCode::from(EXIT_OK),
         Ok(Status::Problems) => ExitCode::from(EXIT_PROBLEMS),
-        Err(err) => output::report_error(&ctx, &err),
+        Err(err) => match crate::interrupt::received() {
+            // Whatever error the interruption surfaced as (EINTR, a killed tool), the command
+            // stopped because of the signal: report it so and exit 128 + its number.
+            Some(sig) => {
+                let err = if err
+                    .downcast_ref::<crate::Error>()
+                    .is_some_and(|e| matches!(e, crate::Error::Interrupted { .. }))
+                {
+                    err
+                } else {
+                    anyhow::Error::from(crate::Error::Interrupted {
+                        signal: crate::interrupt::signal_name(sig),
+                    })
+                };
+                output::report_error(&ctx, &err);
+                ExitCode::from(crate::interrupt::exit_code(sig))
+            }
+            None => output::report_error(&ctx, &err),
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Owner and permission bits of a guest file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,22 +156,19 @@ impl Guest {
         if write {
             cmd.arg("-w");
         }
-        let out = cmd
-            .args(args)
+        cmd.args(args)
             .arg(&self.spec)
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::invalid(format!(
-                        "{task}: debugfs is not installed; install it (apt install e2fsprogs)"
-                    ))
-                } else {
-                    Error::io("run", "debugfs", e)
-                }
-            })?;
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let out = crate::interrupt::output(&mut cmd, None).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::invalid(format!(
+                    "{task}: debugfs is not installed; install it (apt install e2fsprogs)"
+                ))
+            } else {
+                Error::io("run", "debugfs", e)
+            }
+        })?;
         if !out.status.success() {
             return Err(Error::invalid(format!(
                 "{task}: debugfs failed: {}",
@@ -390,13 +387,15 @@ pub fn resize_filesystem(task: &str, guest: &Guest, bytes: u64) -> Result<(u64, 
     }
     // resize2fs insists on a freshly checked filesystem; -p only prints, -y repairs what a
     // clean image never needs.
-    let fsck = Command::new("e2fsck")
-        .args(["-f", "-y"])
-        .arg(&guest.spec)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .map_err(|e| Error::io("run", "e2fsck", e))?;
+    let fsck = crate::interrupt::output(
+        Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&guest.spec)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        None,
+    )
+    .map_err(|e| Error::io("run", "e2fsck", e))?;
     // 0: clean, 1: errors corrected.
     if !matches!(fsck.status.code(), Some(0) | Some(1)) {
         return Err(Error::invalid(format!(

@@ -159,6 +159,7 @@ pub fn customize_disk(
     let mut ctx = tasks::Ctx::new(disk, properties, opts, scratch);
     let mut out = Vec::new();
     for task in TASKS {
+        crate::interrupt::check()?;
         let record = |status: &str, detail: String| TaskRecord {
             task: task.name.to_string(),
             status: status.to_string(),

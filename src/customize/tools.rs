@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use std::ffi::OsStr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The Debian package providing `program`.
 fn package_of(program: &str) -> &'static str {
@@ -24,15 +24,10 @@ pub fn run(task: &str, program: &str, args: &[&OsStr], stdin: Option<&[u8]>) -> 
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("LC_ALL", "C")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
+        .env("LC_ALL", "C");
+    // A SIGINT/SIGTERM kills the tool and surfaces here as an error: the caller's cleanup
+    // (the work directory in tmp/) runs once the tool is gone.
+    let out = crate::interrupt::output(&mut cmd, stdin).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::invalid(format!(
                 "{task}: {program} is not installed; install it (Debian/Ubuntu: apt install {})",
@@ -42,18 +37,6 @@ pub fn run(task: &str, program: &str, args: &[&OsStr], stdin: Option<&[u8]>) -> 
             Error::io("run", program, e)
         }
     })?;
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input)
-            .map_err(|e| Error::io("write to", program, e))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io("wait for", program, e))?;
     if !out.status.success() {
         return Err(Error::invalid(format!(
             "{task}: {program} failed ({}): {}",

@@ -311,6 +311,7 @@ fn rehash_all(repo: &Repository, stored: &[(BlockHash, u64)]) -> Result<Vec<Bloc
                     let mut buf = Vec::with_capacity(max_len);
                     let mut bad = Vec::new();
                     for (h, _) in part {
+                        crate::interrupt::check()?;
                         let present = match repo.backend().read_block(h, &mut buf) {
                             Ok(present) => present,
                             // Not a regular file: as bad as wrong content.

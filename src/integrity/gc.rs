@@ -69,6 +69,7 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     }
     let backend = repo.backend();
     backend.for_each_block(&mut |h, len| {
+        crate::interrupt::check()?;
         if live.contains(&h) {
             report.blocks_kept += 1;
             report.bytes_kept += len;

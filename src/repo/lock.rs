@@ -48,7 +48,8 @@ fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
             return Ok(());
         }
         let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
+        // EINTR: retry, unless it was SIGINT/SIGTERM, which stops the wait.
+        if err.kind() != std::io::ErrorKind::Interrupted || crate::interrupt::received().is_some() {
             return Err(err);
         }
     }

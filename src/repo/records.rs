@@ -85,11 +85,31 @@ pub struct VolumeRecord {
     pub epoch: u64,
     pub created_at: String,
     pub modified_at: String,
-    /// `available`.
+    /// `available`, or `creating` while a clone is being customized (see `creation`).
     pub status: String,
     /// Customization tasks run when the volume was cloned or customized, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub customization: Vec<TaskRecord>,
+    /// Present exactly while `status` is `creating`: who is creating the volume. The creator
+    /// holds the volume lock exclusively the whole time, so a free lock means it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation: Option<CreationRecord>,
+}
+
+/// The process creating a volume, for messages and for finishing it after a crash. The
+/// customization options are recorded by name only: their values (a password above all) are
+/// never stored, so finishing a crashed creation needs them given again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreationRecord {
+    pub pid: u32,
+    pub host: String,
+    /// RFC 3339 UTC.
+    pub started: String,
+    /// What is being done, e.g. `clone of images/debian.raw`.
+    pub operation: String,
+    /// The customization options that were given, e.g. `["--hostname", "--ssh-key"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 /// What happened to one customization task.
@@ -313,6 +333,20 @@ impl VolumeRecord {
         for t in &self.customization {
             f.printable("customization task", &t.task);
             f.printable("customization status", &t.status);
+        }
+        if let Some(c) = &self.creation {
+            f.check(self.status == "creating", || {
+                format!(
+                    "has a creation record but status '{}' (only a 'creating' volume has one)",
+                    escape_control(&self.status)
+                )
+            });
+            f.printable("creation host", &c.host);
+            f.printable("creation operation", &c.operation);
+            f.timestamp("creation started", &c.started);
+            for o in &c.options {
+                f.printable("creation option", o);
+            }
         }
         f.0
     }

@@ -66,6 +66,7 @@ pub fn export(
             let mut next_dispatch = 0usize;
             let mut in_flight = 0usize;
             for next_write in 0..n {
+                crate::interrupt::check()?;
                 while next_dispatch < n && in_flight < window {
                     let hash = map.hashes[next_dispatch];
                     if !hash.is_zero() {

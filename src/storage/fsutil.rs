@@ -250,9 +250,49 @@ pub fn remove_path(path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// Creates `path` through a temporary sibling: `fill` writes it, then it is fsynced and
-/// renamed over `path`. On error the temporary is removed and `path` is untouched.
-/// An existing `path` is refused unless `force`.
+/// A temporary sibling of `dest`: `.arch-<16 hex>.tmp` in the same directory (same
+/// filesystem, so it can be renamed over `dest`). Its fixed 26-byte name never exceeds
+/// NAME_MAX, whatever the length of `dest`'s name.
+pub fn sibling_temp(dest: &Path) -> PathBuf {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    dir.join(format!(".arch-{}.tmp", &random[..16]))
+}
+
+/// A temporary file removed when dropped (on error, on interrupt, on panic) unless
+/// [`TempPath::keep`] was called after it was renamed into place.
+#[derive(Debug)]
+pub struct TempPath(Option<PathBuf>);
+
+impl TempPath {
+    pub fn new(path: PathBuf) -> TempPath {
+        TempPath(Some(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_deref().expect("temp path kept already")
+    }
+
+    /// The file was renamed away: nothing to remove.
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Creates `path` through a temporary sibling ([`sibling_temp`]): `fill` writes it, then it
+/// is fsynced and renamed over `path`. On error, interrupt or panic the temporary is removed
+/// and `path` is untouched. An existing `path` is refused unless `force`.
 pub fn write_file_atomically<T>(
     path: &Path,
     force: bool,
@@ -265,33 +305,47 @@ pub fn write_file_atomically<T>(
             fix: "pass --force to replace it, or choose another -o".into(),
         });
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.arch-tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    if path.file_name().is_none() {
+        return Err(Error::invalid(format!(
+            "{} is not a file name",
+            path.display()
+        )));
+    }
+    let tmp = TempPath::new(sibling_temp(path));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    let result = fill(&file).and_then(|v| {
-        file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io("rename to", path, e))?;
-        sync_parent(path)?;
-        Ok(v)
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        .open(tmp.path())
+        .map_err(|e| Error::io("create", tmp.path(), e))?;
+    let v = fill(&file)?;
+    crate::interrupt::check()?;
+    file.sync_all()
+        .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+    fs::rename(tmp.path(), path).map_err(|e| Error::io("rename to", path, e))?;
+    tmp.keep();
+    sync_parent(path)?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod atomic_write_tests {
+    use super::*;
+
+    #[test]
+    fn a_255_byte_target_name_works_and_failures_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("x".repeat(255));
+        write_file_atomically(&long, false, |mut f| {
+            f.write_all(b"data").map_err(|e| Error::io("write", "f", e))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&long).unwrap(), b"data");
+        let other = dir.path().join("y".repeat(255));
+        let r: Result<()> = write_file_atomically(&other, false, |_| Err(Error::invalid("no")));
+        assert!(r.is_err());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "only the first target is left");
     }
-    result
 }
 
 #[cfg(test)]

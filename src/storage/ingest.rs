@@ -108,6 +108,10 @@ pub fn ingest(
             if failed.load(Ordering::Relaxed) {
                 break;
             }
+            if let Err(e) = crate::interrupt::check() {
+                read_error = Some(e);
+                break;
+            }
             let mut buf = free_rx.recv().expect("workers return buffers");
             if buf.len() != bs {
                 buf.resize(bs, 0);
@@ -271,7 +275,10 @@ impl BlockReader {
                     match reader.read(&mut buf[filled..]) {
                         Ok(0) => break,
                         Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        // EINTR: retry, unless it was SIGINT/SIGTERM.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                            crate::interrupt::check()?
+                        }
                         Err(e) => {
                             return Err(Error::SourceUnreadable {
                                 path: PathBuf::from(label.as_str()),

@@ -2,6 +2,7 @@
 //! binary in per-test temp directories.
 
 mod crash;
+mod crash_customize;
 mod crash_volumes;
 mod customize;
 mod faults;

@@ -75,11 +75,7 @@ pub fn run_write(ctx: &Context, args: &WriteArgs) -> anyhow::Result<Status> {
         Some(p) if p.as_os_str() != "-" => p.display().to_string(),
         _ => "stdin".to_string(),
     };
-    let mut data = Vec::new();
-    stream
-        .take(room.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| Error::io("read", label, e))?;
+    let data = read_limited(stream, room.saturating_add(1), &label)?;
     let len = data.len() as u64;
     let mut once = Some(data);
     let report = volumes::write(&repo, &args.volume, args.offset, len, &mut |buf| {
@@ -113,6 +109,23 @@ fn render_write(ctx: &Context, report: &volumes::WriteReport) -> anyhow::Result<
         )
     })?;
     Ok(Status::Ok)
+}
+
+/// Reads at most `limit` bytes of stdin; SIGINT/SIGTERM stops a read that is waiting.
+/// Reads at most `limit` bytes of `stream`; a read interrupted by SIGINT/SIGTERM stops with
+/// [`Error::Interrupted`](crate::Error) instead of waiting for the end of the input.
+fn read_limited(stream: Box<dyn Read>, limit: u64, label: &str) -> crate::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut input = stream.take(limit);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(data),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => crate::interrupt::check()?,
+            Err(e) => return Err(Error::io("read", label, e)),
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -64,6 +64,7 @@ pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
             .map(|v| {
                 vec![
                     v.name.clone(),
+                    status_text(v),
                     format_size(v.size),
                     v.private_blocks.to_string(),
                     v.source_object.clone().unwrap_or_else(|| "-".into()),
@@ -75,9 +76,9 @@ pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
             out,
             "{}",
             table(
-                &["name", "size", "private", "source", "created"],
+                &["name", "status", "size", "private", "source", "created"],
                 rows,
-                &[1, 2]
+                &[2, 3]
             )
         )
     })?;
@@ -95,7 +96,7 @@ pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
                 "size",
                 format!("{} ({} bytes)", format_size(v.size), v.size),
             ),
-            ("status", v.status.clone()),
+            ("status", status_text(&v)),
             (
                 "source",
                 v.source.clone().unwrap_or_else(|| "imported".into()),
@@ -119,12 +120,43 @@ pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
             ("created", v.created_at.clone()),
             ("modified", v.modified_at.clone()),
         ];
+        if let Some(c) = &v.creation {
+            rows.push((
+                "creator",
+                format!(
+                    "arch pid {} on {} since {} ({})",
+                    c.record.pid, c.record.host, c.record.started, c.record.operation
+                ),
+            ));
+            if !c.creator_running {
+                let again = match c.record.options.as_slice() {
+                    [] => String::new(),
+                    o => format!(" with {} again", o.join(", ")),
+                };
+                rows.push((
+                    "fix",
+                    format!(
+                        "not customized, do not use: run `arch customize {}`{again} to finish \
+                         it, or `arch volume rm {}`",
+                        v.name, v.name
+                    ),
+                ));
+            }
+        }
         for t in &v.customization {
             rows.push(("task", format!("{} {} {}", t.task, t.status, t.detail)));
         }
         writeln!(out, "{}", key_values(&rows))
     })?;
     Ok(Status::Ok)
+}
+
+/// `available`, `creating`, or `creating (unfinished: creator gone)`.
+fn status_text(v: &VolumeInfo) -> String {
+    match &v.creation {
+        Some(c) if !c.creator_running => format!("{} (unfinished: creator gone)", v.status),
+        _ => v.status.clone(),
+    }
 }
 
 pub fn run_rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<Status> {

@@ -52,6 +52,7 @@ pub(crate) fn volume() -> VolumeRecord {
         modified_at: WHEN.into(),
         status: "available".into(),
         customization: vec![],
+        creation: None,
     }
 }
 
@@ -200,4 +201,31 @@ fn image_fields_are_checked() {
         let fault = one(o.faults("c/o", BS));
         assert!(fault.contains(expected), "{fault} lacks {expected}");
     }
+}
+
+#[test]
+fn a_creation_record_belongs_to_a_creating_volume_and_is_printable() {
+    let creation = crate::repo::records::CreationRecord {
+        pid: 42,
+        host: "builder".into(),
+        started: WHEN.into(),
+        operation: "clone of images/debian.raw".into(),
+        options: vec!["--hostname".into()],
+    };
+    let mut v = volume();
+    v.status = "creating".into();
+    v.creation = Some(creation.clone());
+    assert!(v.faults("vm1", BS).is_empty(), "{:?}", v.faults("vm1", BS));
+    v.status = "available".into();
+    assert!(one(v.faults("vm1", BS)).contains("creation record"));
+    v.status = "creating".into();
+    v.creation = Some(crate::repo::records::CreationRecord {
+        host: "evil\x1b[2J".into(),
+        ..creation
+    });
+    let fault = one(v.faults("vm1", BS));
+    assert!(
+        fault.contains("creation host") && !fault.contains('\x1b'),
+        "{fault}"
+    );
 }

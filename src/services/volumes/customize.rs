@@ -3,7 +3,7 @@
 //! file, and only the blocks whose bytes changed are written back, copy-on-write.
 
 use super::transfer::write_raw;
-use super::{find, open, record_customization};
+use super::{OpenVolume, STATUS_CREATING, creating, find, open_as, record_customization};
 use crate::customize::{CustomizeOptions, customize_disk, validate};
 use crate::error::{Error, Result};
 use crate::progress::NoProgress;
@@ -41,6 +41,11 @@ pub struct CustomizeReport {
 
 /// Runs the customization tasks on volume `name` with image `properties`; `explicit` (the
 /// `arch customize` command) ignores EXCLUDE_ALL_TASKS, which only guards clones.
+///
+/// A `creating` volume whose creator is gone (a clone killed while it was customized) is
+/// finished: its partial output is dropped, so the tasks start again from the source's
+/// content, with the options given now (the original ones are not stored), and it becomes
+/// `available`. A crash meanwhile leaves it `creating` again.
 pub fn customize_volume(
     repo: &Repository,
     name: &str,
@@ -49,11 +54,29 @@ pub fn customize_volume(
     explicit: bool,
 ) -> Result<CustomizeReport> {
     validate(opts)?;
+    let mut vol = open_as(repo, name, true, explicit)?;
+    if vol.record.status == STATUS_CREATING {
+        let id = vol.record.id.clone();
+        // VolumeBlocks caches no file state: once the directory is gone it reads the source.
+        creating::restart(repo, name, &id, opts)?;
+    }
+    customize_open(repo, &mut vol, properties, opts, explicit)
+}
+
+/// Customizes `vol`, opened exclusively by the caller, and records the outcome (making a
+/// `creating` volume `available`) while the caller still holds the lock.
+pub(super) fn customize_open(
+    repo: &Repository,
+    vol: &mut OpenVolume<'_>,
+    properties: &BTreeMap<String, String>,
+    opts: &CustomizeOptions,
+    explicit: bool,
+) -> Result<CustomizeReport> {
     let mut props = properties.clone();
     if explicit {
         props.remove(EXCLUDE_ALL_TASKS);
     }
-    let mut vol = open(repo, name, true)?;
+    let name = vol.name.clone();
     let work = repo.tmp_dir().join(format!(
         "customize-{}",
         crate::services::objects::new_uuid()
@@ -69,7 +92,7 @@ pub fn customize_volume(
             .create_new(true)
             .open(&disk)
             .map_err(|e| Error::io("create", &disk, e))?;
-        write_raw(&vol, &file, &NoProgress)?;
+        write_raw(vol, &file, &NoProgress)?;
         drop(file);
         let tasks = customize_disk(&disk, &props, opts, &scratch)?;
         // Blocks that may differ: those holding data in the volume or in the file now. Holes
@@ -107,10 +130,9 @@ pub fn customize_volume(
     })();
     let _ = remove_path(&work);
     let (tasks, blocks_changed) = result?;
-    drop(vol);
-    record_customization(repo, name, tasks.clone())?;
+    record_customization(repo, &name, &vol.record.id, tasks.clone())?;
     Ok(CustomizeReport {
-        volume: name.to_string(),
+        volume: name,
         tasks,
         blocks_changed,
     })

@@ -5,6 +5,7 @@
 //! Lock order, everywhere: volume lock, then the shared data lock, then the catalog lock.
 
 pub mod blockio;
+pub mod creating;
 pub mod customize;
 pub mod format;
 mod partial;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::catalog::Catalog;
 use crate::repo::lock::FileLock;
-use crate::repo::records::{TaskRecord, VolumeRecord};
+use crate::repo::records::{CreationRecord, TaskRecord, VolumeRecord};
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::closest;
 pub use crate::services::names::validate_volume_name;
@@ -50,12 +51,12 @@ pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
     })
 }
 
-/// A volume opened for I/O, with its lock held.
+/// A volume opened for I/O, with its lock held (by itself, or by the caller that created it).
 pub struct OpenVolume<'a> {
     pub name: String,
     pub record: VolumeRecord,
     pub blocks: VolumeBlocks<'a>,
-    _lock: FileLock,
+    _lock: Option<FileLock>,
     _data: FileLock,
 }
 
@@ -103,10 +104,30 @@ pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> Result<PathBuf> {
     Ok(repo.volume_dir(&rec.id)?.join(rec.epoch.to_string()))
 }
 
-/// Opens volume `name` for I/O: exclusive lock for writers, shared for readers.
+/// Opens volume `name` for I/O: exclusive lock for writers, shared for readers. A volume
+/// still `creating` is refused (see [`creating`]).
 pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVolume<'a>> {
-    let id = find(&repo.read_catalog()?, name)?.id.clone();
-    let lock = if write {
+    open_as(repo, name, write, false)
+}
+
+/// [`open`]; with `finish_creating`, a `creating` volume whose creator is gone is opened too
+/// (exclusively), for `arch customize` to finish it. One still being created is always refused.
+fn open_as<'a>(
+    repo: &'a Repository,
+    name: &str,
+    write: bool,
+    finish_creating: bool,
+) -> Result<OpenVolume<'a>> {
+    let cat = repo.read_catalog()?;
+    let rec = find(&cat, name)?;
+    if rec.status == STATUS_CREATING {
+        let running = creating::creator_running(repo, &rec.id)?;
+        if running || !finish_creating {
+            return Err(creating::refusal(name, rec, running));
+        }
+    }
+    let id = rec.id.clone();
+    let lock = if write || finish_creating {
         repo.lock_volume_exclusive(&id)?
     } else {
         repo.lock_volume_shared(&id)?
@@ -120,6 +141,32 @@ pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVol
             resource: format!("volume '{name}' (replaced while waiting)"),
         });
     }
+    if record.status == STATUS_CREATING && !finish_creating {
+        // We hold its lock, so its creator is gone.
+        return Err(creating::refusal(name, &record, false));
+    }
+    assemble(repo, name, record, Some(lock), data)
+}
+
+/// Opens volume `name`, whose exclusive lock the caller holds (a volume it is creating).
+fn open_locked<'a>(repo: &'a Repository, name: &str, id: &str) -> Result<OpenVolume<'a>> {
+    let data = repo.lock_data_shared()?;
+    let record = find(&repo.read_catalog()?, name)?.clone();
+    if record.id != id {
+        return Err(Error::Busy {
+            resource: format!("volume '{name}' (replaced while creating it)"),
+        });
+    }
+    assemble(repo, name, record, None, data)
+}
+
+fn assemble<'a>(
+    repo: &'a Repository,
+    name: &str,
+    record: VolumeRecord,
+    lock: Option<FileLock>,
+    data: FileLock,
+) -> Result<OpenVolume<'a>> {
     let base = read_map_of(repo, &format!("volume {name}"), &record.base_map)?;
     let blocks = VolumeBlocks::new(
         repo.backend(),
@@ -142,6 +189,8 @@ pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVol
 pub struct CloneOptions {
     /// Volume size; defaults to the source size and may not be smaller.
     pub size: Option<u64>,
+    /// Customize the clone when its source is an Image (not a Snapshot, not a plain object).
+    pub customize: Option<crate::customize::CustomizeOptions>,
 }
 
 /// The read-only resource a clone starts from.
@@ -165,6 +214,12 @@ pub struct CloneReport {
     pub id: String,
     pub size: u64,
     pub source: CloneSource,
+    /// The customization, when the source was an Image and customization was asked for.
+    #[serde(skip)]
+    pub customization: Option<customize::CustomizeReport>,
+    /// An unfinished volume of the same name, left by a dead creator, that was removed first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_unfinished: Option<CreationRecord>,
 }
 
 /// Resolves a clone SOURCE to a read-only resource; a volume gets the fix (snapshot first).
@@ -193,6 +248,12 @@ pub fn resolve_source(cat: &Catalog, source: &str) -> Result<CloneSource> {
 /// Creates volume `name` as a thin clone of `source` (an object name or an image REF).
 /// Cost: one catalog commit; no block and no map is written (the volume reads through the
 /// source's immutable map).
+///
+/// A clone of an Image with `opts.customize` is committed `creating` while this process holds
+/// its lock, customized, and made `available` in one commit once the changed blocks are
+/// durable; any failure (error, interrupt, panic) removes it, and a kill leaves it `creating`,
+/// which every command refuses (see [`creating`]). A `creating` volume of the same name whose
+/// creator is gone is removed first.
 pub fn clone(
     repo: &Repository,
     source: &str,
@@ -200,7 +261,18 @@ pub fn clone(
     opts: &CloneOptions,
 ) -> Result<CloneReport> {
     validate_volume_name(name)?;
-    repo.transact(|cat| {
+    if let Some(c) = &opts.customize {
+        crate::customize::validate(c)?;
+    }
+    let removed_unfinished = creating::reap_if_abandoned(repo, name)?;
+    let id = new_uuid();
+    // The data lock first (an exception to the lock order that cannot deadlock: nobody else
+    // knows `id`, so its lock never waits): it keeps gc, which removes lock files of ids no
+    // record names, away until the record is committed. The volume lock is held from before
+    // the commit until the volume is available or removed.
+    let _data = repo.lock_data_shared()?;
+    let lock = repo.lock_volume_exclusive(&id)?;
+    let committed = repo.transact(|cat| {
         let src = resolve_source(cat, source)?;
         if cat.volumes.contains_key(name) {
             return Err(Error::AlreadyExists {
@@ -218,9 +290,14 @@ pub fn clone(
                 src.object, rec.bytes
             )));
         }
+        let creation = opts
+            .customize
+            .as_ref()
+            .filter(|_| src.kind == "image")
+            .map(|c| creating::new_record(format!("clone of {}", src.object), c));
         let now = now_rfc3339();
         let record = VolumeRecord {
-            id: new_uuid(),
+            id: id.clone(),
             size,
             block_size: rec.block_size,
             source: Some(src.source.clone()),
@@ -229,28 +306,90 @@ pub fn clone(
             epoch: 1,
             created_at: now.clone(),
             modified_at: now,
-            status: STATUS_AVAILABLE.into(),
+            status: if creation.is_some() {
+                STATUS_CREATING
+            } else {
+                STATUS_AVAILABLE
+            }
+            .into(),
             customization: Vec::new(),
+            creation,
         };
+        let customizing = record.creation.is_some();
         let report = CloneReport {
             volume: name.to_string(),
             id: record.id.clone(),
             size,
             source: src,
+            customization: None,
+            removed_unfinished: removed_unfinished.clone(),
         };
         cat.volumes.insert(name.to_string(), record);
-        Ok(report)
-    })
+        Ok((report, customizing))
+    });
+    let (mut report, customizing) = match committed {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok(lock_file) = repo.volume_lock_path(&id) {
+                let _ = crate::storage::fsutil::remove_path(&lock_file);
+            }
+            return Err(e);
+        }
+    };
+    if customizing {
+        // From here any exit but `finished` removes the volume (the guard's Drop covers a
+        // panic; errors and interrupts are reported after an explicit removal).
+        let creation = creating::Creation::adopt(repo, name, &id, lock);
+        let result = open_locked(repo, name, &id).and_then(|mut vol| {
+            customize::customize_open(
+                repo,
+                &mut vol,
+                &report.source.properties,
+                opts.customize.as_ref().expect("customizing"),
+                false,
+            )
+        });
+        match result {
+            Ok(c) => {
+                creation.finished();
+                report.customization = Some(c);
+            }
+            Err(e) => {
+                let removed = creation.abort();
+                return Err(match (e, removed) {
+                    (e @ Error::Interrupted { .. }, _) => e,
+                    (e, Ok(())) => Error::invalid(format!(
+                        "customization of '{name}' failed, the volume was removed: {e}"
+                    )),
+                    (e, Err(r)) => Error::invalid(format!(
+                        "customization of '{name}' failed: {e}; removing the half-made volume \
+                         failed too ({r}): it stays `creating` and refused, remove it with \
+                         `arch volume rm {name}`"
+                    )),
+                });
+            }
+        }
+    }
+    Ok(report)
 }
 
-/// Records the customization outcome of a volume.
-pub fn record_customization(repo: &Repository, name: &str, tasks: Vec<TaskRecord>) -> Result<()> {
+/// Records the customization outcome of volume `name` (id `id`, locked by the caller); a
+/// `creating` volume becomes `available` in the same commit.
+pub fn record_customization(
+    repo: &Repository,
+    name: &str,
+    id: &str,
+    tasks: Vec<TaskRecord>,
+) -> Result<()> {
     repo.transact(|cat| {
         let v = cat
             .volumes
             .get_mut(name)
+            .filter(|v| v.id == id)
             .ok_or_else(|| Error::invalid(format!("volume '{name}' vanished")))?;
         v.customization = tasks;
+        v.status = STATUS_AVAILABLE.into();
+        v.creation = None;
         v.modified_at = now_rfc3339();
         Ok(())
     })
@@ -264,6 +403,9 @@ pub struct VolumeInfo {
     pub size: u64,
     pub block_size: u32,
     pub status: String,
+    /// While `status` is `creating`: who creates it and whether that process still runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation: Option<creating::CreationState>,
     pub source: Option<String>,
     pub source_object: Option<String>,
     pub created_at: String,
@@ -294,6 +436,7 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
         size: rec.size,
         block_size: rec.block_size,
         status: rec.status.clone(),
+        creation: creating::state(repo, rec)?,
         source: rec.source.clone(),
         source_object: rec.source_object.clone(),
         created_at: rec.created_at.clone(),
@@ -337,6 +480,7 @@ pub fn read(
     let mut buf = vec![0u8; bs as usize];
     let mut pos = offset;
     while pos < offset + len {
+        crate::interrupt::check()?;
         let n = (bs - pos % bs).min(offset + len - pos) as usize;
         vol.blocks.read_at(pos, &mut buf[..n])?;
         sink(&buf[..n])?;
@@ -374,6 +518,7 @@ pub fn write(
     // Block by block, so that a failure knows exactly which blocks already changed.
     let mut write_all = || -> Result<()> {
         while pos < offset + total {
+            crate::interrupt::check()?;
             let n = next_chunk(&mut buf)?;
             if n == 0 {
                 break;
@@ -441,6 +586,17 @@ pub struct RemoveReport {
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let id = find(&repo.read_catalog()?, name)?.id.clone();
     let _lock = repo.lock_volume_exclusive(&id)?;
+    let freed = remove_locked(repo, name, &id)?;
+    Ok(RemoveReport {
+        volume: name.to_string(),
+        id,
+        private_blocks_freed: freed,
+    })
+}
+
+/// [`remove`] for a caller holding the exclusive lock of volume `id`; returns the number of
+/// private block files freed. Fails, changing nothing, unless `name` is still volume `id`.
+fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
     let _data = repo.lock_data_shared()?;
     repo.transact(|cat| {
         if find(cat, name)?.id != id {
@@ -451,16 +607,12 @@ pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
         cat.volumes.remove(name);
         Ok(())
     })?;
-    let dir = repo.volume_dir(&id)?;
+    let dir = repo.volume_dir(id)?;
     let freed = count_private_files(&dir);
     crate::storage::fsutil::remove_path(&dir)?;
     // Safe while we hold it: every locker re-checks the record after locking.
-    crate::storage::fsutil::remove_path(&repo.volume_lock_path(&id)?)?;
-    Ok(RemoveReport {
-        volume: name.to_string(),
-        id,
-        private_blocks_freed: freed,
-    })
+    crate::storage::fsutil::remove_path(&repo.volume_lock_path(id)?)?;
+    Ok(freed)
 }
 
 fn count_private_files(dir: &std::path::Path) -> u64 {

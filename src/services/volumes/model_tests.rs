@@ -125,7 +125,16 @@ fn run(ops: Vec<Op>) {
                 let (obj, content) = &snaps[snap % snaps.len()];
                 let name = format!("c{step}");
                 let size = content.len() as u64 + extra;
-                clone(&repo, obj, &name, &CloneOptions { size: Some(size) }).unwrap();
+                clone(
+                    &repo,
+                    obj,
+                    &name,
+                    &CloneOptions {
+                        size: Some(size),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
                 let mut c = content.clone();
                 c.resize(size as usize, 0);
                 vols.push((name, c));

@@ -73,6 +73,7 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
                 scope.spawn(|| -> Result<()> {
                     let mut buf = Vec::new();
                     loop {
+                        crate::interrupt::check()?;
                         let i = {
                             let mut n = next.lock().unwrap();
                             let i = *n;

@@ -9,7 +9,7 @@ use crate::repo::Repository;
 use crate::repo::records::VolumeRecord;
 use crate::services::objects::new_uuid;
 use crate::storage::export::{Sink, export};
-use crate::storage::fsutil::write_file_atomically;
+use crate::storage::fsutil::{sibling_temp, write_file_atomically};
 use crate::storage::ingest::{Source, ingest};
 use crate::storage::{BlockHash, BlockMap};
 use crate::time::now_rfc3339;
@@ -66,8 +66,8 @@ pub fn export_volume(
                     fix: "pass --force to replace it, or choose another -o".into(),
                 });
             }
-            let raw = sibling_temp(dest, "raw");
-            let qcow = sibling_temp(dest, "qcow2");
+            let raw = sibling_temp(dest);
+            let qcow = sibling_temp(dest);
             let result = (|| {
                 let f = File::create(&raw).map_err(|e| Error::io("create", &raw, e))?;
                 fill(&f)?;
@@ -137,18 +137,9 @@ pub fn write_raw(vol: &OpenVolume<'_>, file: &File, progress: &dyn Progress) -> 
     Ok(private.len() as u64)
 }
 
-/// A temporary path beside `dest`.
-fn sibling_temp(dest: &Path, tag: &str) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.arch-{tag}-{}", std::process::id()))
-}
-
 /// Runs `qemu-img` and returns its stdout; its stderr becomes the error message.
 pub fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<Vec<u8>> {
-    let out = Command::new("qemu-img").args(args).output().map_err(|e| {
+    let out = crate::interrupt::output(Command::new("qemu-img").args(args), None).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::invalid(
                 "qemu-img is not installed; install it (Debian/Ubuntu: apt install qemu-utils) \
@@ -296,6 +287,7 @@ pub fn import_volume(
                 modified_at: now,
                 status: STATUS_AVAILABLE.into(),
                 customization: Vec::new(),
+                creation: None,
             },
         );
         Ok(())
