@@ -9,5 +9,6 @@ mod images;
 mod integrity;
 mod objects;
 mod packaging;
+mod sizes;
 mod util;
 mod volumes;
