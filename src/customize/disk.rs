@@ -165,7 +165,10 @@ impl SavedTail {
     /// Copies the data of `disk` from `start` to its end into a new file in `scratch`.
     pub fn save(disk: &Path, start: u64, scratch: &Path) -> Result<SavedTail> {
         let src = File::open(disk).map_err(|e| Error::io("open", disk, e))?;
-        let len = src.metadata().map_err(|e| Error::io("stat", disk, e))?.len();
+        let len = src
+            .metadata()
+            .map_err(|e| Error::io("stat", disk, e))?
+            .len();
         let copy = scratch.join(format!("tail-{}", crate::services::objects::new_uuid()));
         let dst = OpenOptions::new()
             .write(true)

@@ -141,12 +141,10 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
     let referenced = sum(refcount.keys().map(|h| sizes.get(h).copied().unwrap_or(0)))?;
     let all_private = sum(private_bytes.values().copied())?;
     let referenced = add(referenced, all_private)?;
-    let stored_total = sum(
-        sizes
-            .values()
-            .copied()
-            .chain([all_private, volumes.garbage_bytes]),
-    )?;
+    let stored_total = sum(sizes
+        .values()
+        .copied()
+        .chain([all_private, volumes.garbage_bytes]))?;
     let logical: u128 = resources.iter().map(|(_, l, _)| *l as u128).sum();
     Ok(DuReport {
         resources: out,

@@ -152,7 +152,9 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 resources: vec![format!("object:{name}")],
                 message: format!(
                     "object {name} records {} bytes, hash {}, but its map has {} bytes, hash {top}",
-                    rec.bytes, rec.hash, map.size()
+                    rec.bytes,
+                    rec.hash,
+                    map.size()
                 ),
             });
         }

@@ -172,11 +172,7 @@ pub fn sparse_top_hash(blocks: u64, entries: &[(u64, BlockHash)]) -> BlockHash {
         zero.push(node(&zero[l], &zero[l]));
         pad.push(node(&pad[l], &pad[l]));
     }
-    let tables = SparseTree {
-        blocks,
-        zero,
-        pad,
-    };
+    let tables = SparseTree { blocks, zero, pad };
     BlockHash(tables.subtree(height, 0, entries))
 }
 

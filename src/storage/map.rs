@@ -364,7 +364,10 @@ fn decode_extents(
             return bad(extent, "empty");
         }
         if start < min_start {
-            return bad(extent, "out of order, overlapping or touching the previous one");
+            return bad(
+                extent,
+                "out of order, overlapping or touching the previous one",
+            );
         }
         match start.checked_add(len) {
             Some(end) if end <= blocks => min_start = end.saturating_add(1),
@@ -520,9 +523,17 @@ mod tests {
     }
 
     fn arb_map() -> impl Strategy<Value = BlockMap> {
-        (0usize..60, 1u64..=4096, proptest::collection::vec(0u8..4, 60)).prop_map(
-            |(n, tail, kinds)| {
-                let size = if n == 0 { 0 } else { (n as u64 - 1) * 4096 + tail };
+        (
+            0usize..60,
+            1u64..=4096,
+            proptest::collection::vec(0u8..4, 60),
+        )
+            .prop_map(|(n, tail, kinds)| {
+                let size = if n == 0 {
+                    0
+                } else {
+                    (n as u64 - 1) * 4096 + tail
+                };
                 let hashes: Vec<_> = (0..n)
                     .map(|i| match kinds[i] {
                         0 | 1 => BlockHash::ZERO,
@@ -530,8 +541,7 @@ mod tests {
                     })
                     .collect();
                 BlockMap::from_dense(4096, size, &hashes).unwrap()
-            },
-        )
+            })
     }
 
     proptest! {

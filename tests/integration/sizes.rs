@@ -75,7 +75,9 @@ fn a_64_tib_volume_with_one_written_block_works_everywhere() {
         "4096",
     ]);
     assert_eq!(again, block);
-    let head = r.ok(&["volume", "read", "big2", "--offset", "0", "--length", "4096"]);
+    let head = r.ok(&[
+        "volume", "read", "big2", "--offset", "0", "--length", "4096",
+    ]);
     assert_eq!(head, image);
 
     let du = r.json(&["du"]);
@@ -85,7 +87,9 @@ fn a_64_tib_volume_with_one_written_block_works_everywhere() {
     assert_eq!(fsck["problems"].as_array().map(Vec::len), Some(0), "{fsck}");
     r.ok(&["gc"]);
     assert_eq!(
-        r.ok(&["volume", "read", "big2", "--offset", "0", "--length", "4096"]),
+        r.ok(&[
+            "volume", "read", "big2", "--offset", "0", "--length", "4096"
+        ]),
         image
     );
 }
