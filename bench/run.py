@@ -10,6 +10,7 @@ Usage: bench/run [--reps N] [--dir DIR] [--suite NAME ...] [--write]
 """
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -392,7 +393,8 @@ def suite_sizes(work, reps):
                             setup=fresh_volume))
     maps = sorted((repo / "maps").rglob("*"), key=lambda p: p.stat().st_mtime)
     newest = [p for p in maps if p.is_file()][-1]
-    t.row("clone of the snapshot", timed(lambda: arch(repo, "clone", f"snapshots/snap{n[0]}", new_name())),
+    snap = f"snapshots/snap{n[0]}"
+    t.row("clone of the snapshot", timed(lambda: arch(repo, "clone", snap, new_name())),
           f"snapshot map file: {newest.stat().st_size} bytes")
     out = work / "big-export.raw"
     rm(out)
@@ -412,12 +414,24 @@ def suite_sizes(work, reps):
         run_once(arch(repo, "put", str(fx / "mbr-ext4.raw"), "i/mbr"))
         subprocess.run(arch(repo, "image", "register", "i/mbr", "--name", "mbr"), check=True,
                        stdout=subprocess.DEVNULL)
-        c = CostTable("Sizes: clone + customize of the MBR ext4 fixture grown past 2 TiB")
+        # The fixture's 63 MiB ext4 reserves growth room for ~63 GiB only (resize_inode), so
+        # resize2fs cannot take it to 2 TiB: the filesystem tasks are excluded, the partition
+        # table, hostname and file tasks run.
+        subprocess.run(arch(repo, "image", "modify", "mbr",
+                            "-p", "EXCLUDE_TASK_FILESYSTEMRESIZEUNMOUNTED=yes",
+                            "-p", "EXCLUDE_TASK_FILESYSTEMRESIZEMOUNTED=yes"), check=True)
+        c = CostTable("Sizes: clone + customize of the MBR ext4 fixture grown past 2 TiB "
+                      "(filesystem resize excluded)")
         for size in ("3T", "64T"):
             res = timed(lambda: arch(repo, "clone", "mbr", new_name(), "--size", size,
                                      "--hostname", "bench"), fail_ok=True)
-            c.row(f"clone --size {size} + customize", res,
-                  (run_once.last_error or "done")[:200])
+            note = run_once.last_error[:200]
+            if not note:
+                info = subprocess.run([str(ARCH), "-R", str(repo), "--json", "volume", "info",
+                                       f"big{n[0]}"], capture_output=True, text=True, check=True)
+                tasks = json.loads(info.stdout)["customization"]
+                note = next((t["detail"] for t in tasks if t["task"] == "FixPartitionTable"), "")
+            c.row(f"clone --size {size} + customize", res, note)
         tables.append(c)
     return tables
 

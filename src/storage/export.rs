@@ -153,12 +153,12 @@ fn write_zeros(
 }
 
 /// The error for an output file the destination filesystem cannot make `size` bytes long.
-pub fn too_large_for_destination(e: std::io::Error, size: u64) -> Error {
+fn too_large_for_destination(e: std::io::Error, size: u64) -> Error {
     if e.raw_os_error() == Some(libc::EFBIG) || e.raw_os_error() == Some(libc::EINVAL) {
         Error::invalid(format!(
-            "the output file cannot be {size} bytes long on its filesystem (ext4 files stop \
-             at 16 TiB); export to a filesystem that holds such sparse files (xfs, btrfs) or \
-             to a stream (`-`)"
+            "cannot make a {size}-byte sparse file on this filesystem (ext4 files stop at \
+             16 TiB); use a filesystem that holds such files (xfs, btrfs) for the output \
+             (customization works in the repository's tmp/)"
         ))
     } else {
         Error::io("resize", "output file", e)

@@ -141,7 +141,38 @@ fn export_of_64_tib_is_a_sparse_file_or_a_clear_error() {
         // ext4 stops at 16 TiB: a clear error and no output file.
         let err = crate::util::stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains("cannot be 70368744177664 bytes long"), "{err}");
+        assert!(
+            err.contains("cannot make a 70368744177664-byte sparse file"),
+            "{err}"
+        );
         assert!(!dest.exists());
     }
+}
+
+#[test]
+fn put_of_an_8_tib_sparse_file_reads_only_its_data() {
+    let r = TestRepo::new();
+    let p = r.path("sparse.raw");
+    let data = pseudo_random(4096, 3);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(8 * TIB).unwrap();
+        f.write_all_at(&data, 5 * TIB).unwrap();
+    }
+    let put = r.json(&["put", p.to_str().unwrap(), "images/sparse.raw"]);
+    assert_eq!(put["bytes"], 8 * TIB);
+    assert_eq!(put["blocks_written"], 1);
+    assert_eq!(put["zero_blocks"], (1u64 << 31) - 1);
+    r.ok(&["clone", "images/sparse.raw", "v"]);
+    let got = r.ok(&[
+        "volume",
+        "read",
+        "v",
+        "--offset",
+        &(5 * TIB).to_string(),
+        "--length",
+        "4096",
+    ]);
+    assert_eq!(got, data);
 }
