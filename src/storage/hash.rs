@@ -1,5 +1,6 @@
 //! Pithos-compatible hashing: block hashes (sha256 of the block with trailing zeros stripped)
-//! and the object top hash (a binary Merkle tree over the block hashes).
+//! and the object top hash (a binary Merkle tree over the block hashes), from a dense list or
+//! from the non-zero hashes alone.
 
 use sha2::{Digest, Sha256};
 use std::fmt;

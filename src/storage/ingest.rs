@@ -127,6 +127,10 @@ pub fn ingest(
                     progress.advance(len);
                     free_tx.send(buf).expect("pool channel open");
                     index += len.div_ceil(bs as u64);
+                    if size > MAX_RESOURCE_SIZE {
+                        read_error = Some(too_large(&reader.source, size));
+                        break;
+                    }
                     continue;
                 }
                 Ok(Some(BlockRead::Data(len))) => {
