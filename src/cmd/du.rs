@@ -44,11 +44,16 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         writeln!(
             out,
             "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}",
-            format_size(report.logical_bytes),
+            total_size(report.logical_bytes),
             format_size(report.stored_bytes),
             format_size(report.garbage_bytes),
             report.dedup_ratio
         )
     })?;
     Ok(Status::Ok)
+}
+
+/// A total for humans: in units when it fits a u64, else exact bytes.
+fn total_size(bytes: u128) -> String {
+    u64::try_from(bytes).map_or_else(|_| format!("{bytes} B"), format_size)
 }

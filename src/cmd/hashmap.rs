@@ -16,13 +16,15 @@ pub struct Args {
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let map = objects::hashmap(&repo, &args.name)?;
-    // The hashmap is data: the same JSON document with or without --json.
-    let mut out = std::io::stdout().lock();
+    // The hashmap is data: the same JSON document with or without --json. It is streamed:
+    // one hash at a time, whatever the number of blocks.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if ctx.json {
         serde_json::to_writer_pretty(&mut out, &map)?;
     } else {
         serde_json::to_writer(&mut out, &map)?;
     }
     writeln!(out)?;
+    out.flush()?;
     Ok(Status::Ok)
 }

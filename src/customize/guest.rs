@@ -410,31 +410,15 @@ pub fn resize_filesystem(task: &str, guest: &Guest, bytes: u64) -> Result<(u64, 
         .map_err(|e| Error::io("stat", disk, e))?
         .len();
     let tail_start = (guest.offset + bytes).min(len);
-    let mut tail = vec![0u8; (len - tail_start) as usize];
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::File::open(disk).map_err(|e| Error::io("open", disk, e))?;
-        f.read_exact_at(&mut tail, tail_start)
-            .map_err(|e| Error::io("read", disk, e))?;
-    }
+    // Only the data past the partition is copied aside (a grown disk is mostly holes).
+    let tail = super::disk::SavedTail::save(disk, tail_start, &guest.scratch)?;
     run(
         task,
         "resize2fs",
         &[guest.spec.as_os_str(), new_blocks.to_string().as_ref()],
         None,
     )?;
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(disk)
-            .map_err(|e| Error::io("open", disk, e))?;
-        f.set_len(len).map_err(|e| Error::io("resize", disk, e))?;
-        if tail.iter().any(|&b| b != 0) {
-            f.write_all_at(&tail, tail_start)
-                .map_err(|e| Error::io("write", disk, e))?;
-        }
-    }
+    tail.restore(disk)?;
     Ok((old_blocks, fs_geometry(task, guest)?.1))
 }
 

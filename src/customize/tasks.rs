@@ -172,12 +172,25 @@ impl<'a> Ctx<'a> {
 
 fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "FixPartitionTable";
-    Ok(match grow_last_partition(task, ctx.disk)? {
-        Some((before, after)) => Outcome::Ran(format!(
-            "partition {} grown from {} to {} sectors",
-            after.number, before.sectors, after.sectors
-        )),
-        None => Outcome::Skipped("the last partition already ends at the end of the disk".into()),
+    let g = grow_last_partition(task, ctx.disk)?;
+    let note = if g.unreachable > 0 {
+        format!(
+            "; an MBR partition cannot end past 2 TiB, so the last {} of the disk stay unused \
+             (convert the image to GPT to use them)",
+            crate::units::format_size(g.unreachable)
+        )
+    } else {
+        String::new()
+    };
+    Ok(if g.after != g.before {
+        Outcome::Ran(format!(
+            "partition {} grown from {} to {} sectors{note}",
+            g.after.number, g.before.sectors, g.after.sectors
+        ))
+    } else {
+        Outcome::Skipped(format!(
+            "the last partition already ends at the end of the disk{note}"
+        ))
     })
 }
 

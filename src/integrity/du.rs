@@ -1,6 +1,10 @@
 //! `du`: per resource, its logical size, the bytes it keeps stored, the bytes only it uses
 //! (what deleting it would free) and the bytes it shares; repository totals and the
 //! deduplication ratio.
+//!
+//! Cost follows the data: only the blocks maps list as holding data are visited. Every byte
+//! counter is checked: the sum of logical sizes is a u128 (many 64 TiB resources exceed u64),
+//! every other sum is of bytes on one disk and overflowing u64 is reported, never wrapped.
 
 use super::refs::{load_maps, referenced_maps};
 use crate::error::{Error, Result};
@@ -26,8 +30,8 @@ pub struct ResourceUsage {
 #[derive(Debug, Clone, Serialize)]
 pub struct DuReport {
     pub resources: Vec<ResourceUsage>,
-    /// Sum of logical sizes of all resources.
-    pub logical_bytes: u64,
+    /// Sum of logical sizes of all resources (u128: it may exceed 2^64 - 1).
+    pub logical_bytes: u128,
     /// Bytes of all stored blocks and private volume blocks (garbage included).
     pub stored_bytes: u64,
     /// Bytes of the volumes' private blocks (included in `stored_bytes`).
@@ -69,13 +73,11 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
         // The blocks a volume still reads through its base map: not overridden by a private
         // block, inside the volume.
         let private = volumes.private.get(name).cloned().unwrap_or_default();
-        let blocks = vol.size.div_ceil(vol.block_size as u64) as usize;
+        let blocks = vol.size.div_ceil(vol.block_size as u64);
         let set = by_id[&vol.base_map]
-            .hashes
+            .entries()
             .iter()
-            .take(blocks)
-            .enumerate()
-            .filter(|(i, h)| !h.is_zero() && !private.indexes.contains(&(*i as u64)))
+            .filter(|(i, _)| *i < blocks && !private.indexes.contains(i))
             .map(|(_, h)| *h)
             .collect();
         resources.push((format!("volume:{name}"), vol.size, set));
@@ -123,9 +125,9 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
         let mut unique = own;
         for h in set {
             let len = sizes.get(h).copied().unwrap_or(0);
-            stored += len;
+            stored = add(stored, len)?;
             if refcount[h] == 1 {
-                unique += len;
+                unique = add(unique, len)?;
             }
         }
         out.push(ResourceUsage {
@@ -136,14 +138,14 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
             shared_bytes: stored - unique,
         });
     }
-    let referenced: u64 = refcount
-        .keys()
-        .map(|h| sizes.get(h).copied().unwrap_or(0))
-        .sum();
-    let all_private: u64 = private_bytes.values().sum();
-    let referenced = referenced + all_private;
-    let stored_total: u64 = sizes.values().sum::<u64>() + all_private + volumes.garbage_bytes;
-    let logical: u64 = resources.iter().map(|(_, l, _)| l).sum();
+    let referenced = sum(refcount.keys().map(|h| sizes.get(h).copied().unwrap_or(0)))?;
+    let all_private = sum(private_bytes.values().copied())?;
+    let referenced = add(referenced, all_private)?;
+    let stored_total = sum(sizes
+        .values()
+        .copied()
+        .chain([all_private, volumes.garbage_bytes]))?;
+    let logical: u128 = resources.iter().map(|(_, l, _)| *l as u128).sum();
     Ok(DuReport {
         resources: out,
         logical_bytes: logical,
@@ -159,9 +161,33 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
 }
 
 fn distinct(map: &BlockMap) -> HashSet<BlockHash> {
-    map.hashes
-        .iter()
-        .filter(|h| !h.is_zero())
-        .copied()
-        .collect()
+    map.entries().iter().map(|e| e.1).collect()
+}
+
+/// `a + b`, or an error instead of a wrapped total.
+pub(super) fn add(a: u64, b: u64) -> Result<u64> {
+    a.checked_add(b).ok_or_else(|| {
+        Error::invalid(format!(
+            "a byte total exceeds {} bytes ({a} + {b}); the stored sizes are \
+             implausible, run `arch fsck`",
+            u64::MAX
+        ))
+    })
+}
+
+/// Checked sum of byte counts.
+fn sum(values: impl IntoIterator<Item = u64>) -> Result<u64> {
+    values.into_iter().try_fold(0, add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_refuse_to_wrap() {
+        assert_eq!(sum([1, 2, 3]).unwrap(), 6);
+        assert!(add(u64::MAX, 1).is_err());
+        assert!(sum([u64::MAX - 1, 1, 1]).is_err());
+    }
 }

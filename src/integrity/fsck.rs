@@ -161,14 +161,16 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             continue;
         };
         let top = map.top_hash().to_hex();
-        if map.size != rec.bytes || top != rec.hash || map.block_size != repo.block_size() {
+        if map.size() != rec.bytes || top != rec.hash || map.block_size() != repo.block_size() {
             problems.push(Problem {
                 kind: "map_mismatch".into(),
                 subject: rec.map.to_hex(),
                 resources: vec![format!("object:{name}")],
                 message: format!(
                     "object {name} records {} bytes, hash {}, but its map has {} bytes, hash {top}",
-                    rec.bytes, rec.hash, map.size
+                    rec.bytes,
+                    rec.hash,
+                    map.size()
                 ),
             });
         }
@@ -185,7 +187,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     let users = |h: &BlockHash| -> Vec<String> {
         let mut out: Vec<String> = loaded
             .iter()
-            .filter(|(_, m)| m.hashes.contains(h))
+            .filter(|(_, m)| m.entries().iter().any(|e| e.1 == *h))
             .flat_map(|(id, _)| maps[id].iter().cloned())
             .collect();
         out.sort();
@@ -194,7 +196,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     };
     let mut reported_missing = std::collections::HashSet::new();
     for (_, m) in &loaded {
-        for h in &m.hashes {
+        for (_, h) in m.entries() {
             if !h.is_zero() && !present.contains(h) && reported_missing.insert(*h) {
                 problems.push(Problem {
                     kind: "missing_block".into(),

@@ -8,6 +8,7 @@
 //! that were already referenced when gc read the catalog, so nothing they need is swept.
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 
+use super::du::add;
 use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries};
 use super::volume_files;
 use crate::error::{Error, Result};
@@ -72,13 +73,13 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
         crate::interrupt::check()?;
         if live.contains(&h) {
             report.blocks_kept += 1;
-            report.bytes_kept += len;
+            report.bytes_kept = add(report.bytes_kept, len)?;
         } else {
             if !dry_run {
                 backend.delete_block(&h)?;
             }
             report.blocks_freed += 1;
-            report.bytes_freed += len;
+            report.bytes_freed = add(report.bytes_freed, len)?;
         }
         Ok(())
     })?;

@@ -97,16 +97,18 @@ pub fn check_volume_maps(sound: &Catalog, maps: &BTreeMap<MapId, &BlockMap>) -> 
             continue; // missing or corrupt: reported with the maps
         };
         let blocks = rec.size.div_ceil(rec.block_size as u64);
-        let reason = if map.block_size != rec.block_size {
+        let reason = if map.block_size() != rec.block_size {
             format!(
                 "its base map {} has block size {}, the volume {}",
-                rec.base_map, map.block_size, rec.block_size
+                rec.base_map,
+                map.block_size(),
+                rec.block_size
             )
-        } else if map.hashes.len() as u64 > blocks {
+        } else if map.block_count() > blocks {
             format!(
                 "its base map {} lists {} blocks, more than the volume's {blocks} ({} bytes)",
                 rec.base_map,
-                map.hashes.len(),
+                map.block_count(),
                 rec.size
             )
         } else {

@@ -67,7 +67,10 @@ pub fn load_maps(
 
 /// The live blocks: every non-zero hash of every referenced, readable map.
 pub fn live_blocks(maps: &[(MapId, BlockMap)]) -> HashSet32 {
-    HashSet32::from_iter(maps.iter().flat_map(|(_, m)| m.hashes.iter().copied()))
+    HashSet32::from_iter(
+        maps.iter()
+            .flat_map(|(_, m)| m.entries().iter().map(|e| e.1)),
+    )
 }
 
 /// Lists the entries of `tmp/` (leftovers of interrupted operations, or in use right now).

@@ -83,13 +83,34 @@ pub struct ObjectEntry {
     pub uuid: String,
 }
 
-/// The Pithos hashmap document, field for field as kamaki prints it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// The Pithos hashmap document, field for field as kamaki prints it
+/// (`block_hash`, `block_size`, `bytes`, `hashes`). Serializing it streams the hashes, zero
+/// blocks included, one at a time: no list of every hash is built in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hashmap {
     pub block_hash: String,
-    pub block_size: u32,
-    pub bytes: u64,
-    pub hashes: Vec<String>,
+    pub map: BlockMap,
+}
+
+impl Serialize for Hashmap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Hashes<'a>(&'a BlockMap);
+        impl Serialize for Hashes<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.all_hashes().map(|h| h.to_hex()))
+            }
+        }
+        let mut st = s.serialize_struct("Hashmap", 4)?;
+        st.serialize_field("block_hash", &self.block_hash)?;
+        st.serialize_field("block_size", &self.map.block_size())?;
+        st.serialize_field("bytes", &self.map.size())?;
+        st.serialize_field("hashes", &Hashes(&self.map))?;
+        st.end()
+    }
 }
 
 /// Validates a metadata key (non-empty, no `=`, no control character).
@@ -172,7 +193,7 @@ pub fn put(
                 .as_ref()
                 .map(|p| p.uuid.clone())
                 .unwrap_or_else(new_uuid),
-            bytes: ingested.map.size,
+            bytes: ingested.map.size(),
             hash: hash.clone(),
             map: ingested.map_id,
             block_size: repo.block_size(),
@@ -196,9 +217,9 @@ pub fn put(
         name: full,
         uuid,
         version,
-        bytes: ingested.map.size,
+        bytes: ingested.map.size(),
         hash,
-        blocks: ingested.map.hashes.len() as u64,
+        blocks: ingested.map.block_count(),
         blocks_written: ingested.blocks_written,
         bytes_written: ingested.bytes_written,
         zero_blocks: ingested.zero_blocks,
@@ -243,7 +264,7 @@ pub fn get(
     let rec = find(&catalog, name)?;
     let full = name.full();
     let map = load_map(repo, &full, rec)?;
-    progress.set_total(map.size);
+    progress.set_total(map.size());
     export(repo.backend(), &map, &full, verify, sink, progress)?;
     progress.finish();
     Ok(GetReport {
@@ -511,9 +532,7 @@ pub fn hashmap(repo: &Repository, name: &ObjectName) -> Result<Hashmap> {
     let map = load_map(repo, &name.full(), rec)?;
     Ok(Hashmap {
         block_hash: repo.config().hash.clone(),
-        block_size: map.block_size,
-        bytes: map.size,
-        hashes: map.hashes.iter().map(|h| h.to_hex()).collect(),
+        map,
     })
 }
 

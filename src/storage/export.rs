@@ -1,5 +1,6 @@
 //! Streaming export: reads a map's blocks on all cores, verifies each against its hash, and
-//! writes them in order. Zero blocks cost no read; into a file they become holes.
+//! writes them in order. Zero blocks cost no read; into a file they become holes, so the
+//! work follows the blocks that hold data (a stream still gets every zero byte).
 //!
 //! Memory bound: at most `2 * threads + 2` blocks are in flight, as for ingest.
 
@@ -26,7 +27,10 @@ pub enum Sink<'a> {
 }
 
 struct Job {
+    /// Position in the map's entries (the order of output).
     index: usize,
+    /// Block index in the resource.
+    block: u64,
     hash: BlockHash,
     len: usize,
     buf: Vec<u8>,
@@ -46,13 +50,19 @@ pub fn export(
 ) -> Result<()> {
     let threads = worker_threads();
     let window = pipeline_depth(threads);
-    let bs = map.block_size as u64;
-    let n = map.hashes.len();
+    let bs = map.block_size() as u64;
+    let entries = map.entries();
+    let n = entries.len();
     let (job_tx, job_rx) = channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = channel::<(usize, Result<Vec<u8>>)>();
     let mut free: Vec<Vec<u8>> = Vec::new();
-    let zeros = vec![0u8; map.block_size as usize];
+    let zeros = vec![0u8; map.block_size() as usize];
+    if let Sink::File(f) = &sink {
+        // Size the file first: a destination that cannot hold the size fails before any work.
+        f.set_len(map.size())
+            .map_err(|e| too_large_for_destination(e, map.size()))?;
+    }
 
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads {
@@ -62,43 +72,38 @@ pub fn export(
         }
         drop(done_tx);
         let result = (|| -> Result<()> {
+            // Only data blocks are read; `k` indexes `entries`, `written` is the byte offset
+            // up to which the output is complete.
             let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
             let mut next_dispatch = 0usize;
             let mut in_flight = 0usize;
-            for next_write in 0..n {
+            let mut written = 0u64;
+            for (k, &(index, _)) in entries.iter().enumerate() {
                 crate::interrupt::check()?;
                 while next_dispatch < n && in_flight < window {
-                    let hash = map.hashes[next_dispatch];
-                    if !hash.is_zero() {
-                        job_tx
-                            .send(Job {
-                                index: next_dispatch,
-                                hash,
-                                len: map.block_len(next_dispatch),
-                                buf: free.pop().unwrap_or_default(),
-                            })
-                            .expect("readers alive");
-                        in_flight += 1;
-                    }
+                    let (i, hash) = entries[next_dispatch];
+                    job_tx
+                        .send(Job {
+                            index: next_dispatch,
+                            block: i,
+                            hash,
+                            len: map.block_len(i),
+                            buf: free.pop().unwrap_or_default(),
+                        })
+                        .expect("readers alive");
+                    in_flight += 1;
                     next_dispatch += 1;
                 }
-                let len = map.block_len(next_write);
-                let offset = next_write as u64 * bs;
-                if map.hashes[next_write].is_zero() {
-                    if let Sink::Stream(w) = &mut sink {
-                        w.write_all(&zeros[..len])
-                            .map_err(|e| stream_error(e, offset))?;
-                    }
-                    progress.advance(len as u64);
-                    continue;
-                }
+                let offset = index * bs;
+                write_zeros(&mut sink, &zeros, written, offset, progress)?;
+                let len = map.block_len(index);
                 let buf = loop {
-                    if let Some(buf) = pending.remove(&next_write) {
+                    if let Some(buf) = pending.remove(&k) {
                         break buf;
                     }
-                    let (index, res) = done_rx.recv().expect("readers alive");
+                    let (j, res) = done_rx.recv().expect("readers alive");
                     in_flight -= 1;
-                    pending.insert(index, res?);
+                    pending.insert(j, res?);
                 };
                 match &mut sink {
                     Sink::File(f) => f
@@ -109,18 +114,56 @@ pub fn export(
                         .map_err(|e| stream_error(e, offset))?,
                 }
                 progress.advance(len as u64);
+                written = offset + len as u64;
                 free.push(buf);
             }
+            write_zeros(&mut sink, &zeros, written, map.size(), progress)?;
             match &mut sink {
-                Sink::File(f) => f
-                    .set_len(map.size)
-                    .map_err(|e| Error::io("resize", "output file", e)),
-                Sink::Stream(w) => w.flush().map_err(|e| stream_error(e, map.size)),
+                Sink::File(_) => Ok(()),
+                Sink::Stream(w) => w.flush().map_err(|e| stream_error(e, map.size())),
             }
         })();
         drop(job_tx);
         result
     })
+}
+
+/// Zeros for `[from, to)`: written to a stream, left as a hole in a file.
+fn write_zeros(
+    sink: &mut Sink<'_>,
+    zeros: &[u8],
+    from: u64,
+    to: u64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if let Sink::File(_) = sink {
+        progress.advance(to.saturating_sub(from));
+        return Ok(());
+    }
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64);
+        if let Sink::Stream(w) = sink {
+            w.write_all(&zeros[..n as usize])
+                .map_err(|e| stream_error(e, at))?;
+        }
+        progress.advance(n);
+        at += n;
+    }
+    Ok(())
+}
+
+/// The error for an output file the destination filesystem cannot make `size` bytes long.
+fn too_large_for_destination(e: std::io::Error, size: u64) -> Error {
+    if e.raw_os_error() == Some(libc::EFBIG) || e.raw_os_error() == Some(libc::EINVAL) {
+        Error::invalid(format!(
+            "cannot make a {size}-byte sparse file on this filesystem (ext4 files stop at \
+             16 TiB); use a filesystem that holds such files (xfs, btrfs) for the output \
+             (customization works in the repository's tmp/)"
+        ))
+    } else {
+        Error::io("resize", "output file", e)
+    }
 }
 
 fn stream_error(e: std::io::Error, offset: u64) -> Error {
@@ -145,7 +188,7 @@ fn read_worker(
             Err(_) => return,
         };
         let mut buf = job.buf;
-        let offset = job.index as u64 * block_size;
+        let offset = job.block * block_size;
         let result = read_one(backend, &job.hash, job.len, verify, &mut buf)
             .map_err(|e| e.with_location(&job.hash, offset, resource))
             .map(|()| buf);

@@ -1,5 +1,6 @@
 //! Pithos-compatible hashing: block hashes (sha256 of the block with trailing zeros stripped)
-//! and the object top hash (a binary Merkle tree over the block hashes).
+//! and the object top hash (a binary Merkle tree over the block hashes), from a dense list or
+//! from the non-zero hashes alone.
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -145,6 +146,66 @@ pub fn top_hash(hashes: &[BlockHash]) -> BlockHash {
     }
 }
 
+/// sha256(left || right): an inner node of the Pithos tree.
+fn node(left: &[u8; HASH_LEN], right: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
+    let mut h = Sha256::new();
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// [`top_hash`] of `blocks` block hashes of which only `entries` (sorted by index, all below
+/// `blocks`) may be non-zero; every other block has the zero hash.
+///
+/// Cost O((entries + 1) x log blocks): a subtree of only zero blocks, or only padding, has a
+/// hash that depends on its height alone, taken from two precomputed tables.
+pub fn sparse_top_hash(blocks: u64, entries: &[(u64, BlockHash)]) -> BlockHash {
+    match blocks {
+        0 => return BlockHash::ZERO,
+        1 => return entries.first().map_or(BlockHash::ZERO, |e| e.1),
+        _ => {}
+    }
+    let height = blocks.next_power_of_two().trailing_zeros() as usize;
+    // zero[l] / pad[l]: hash of a subtree of height l over zero blocks / padding only.
+    let mut zero = vec![BlockHash::ZERO.0];
+    let mut pad = vec![[0u8; HASH_LEN]];
+    for l in 0..height {
+        zero.push(node(&zero[l], &zero[l]));
+        pad.push(node(&pad[l], &pad[l]));
+    }
+    let tables = SparseTree { blocks, zero, pad };
+    BlockHash(tables.subtree(height, 0, entries))
+}
+
+struct SparseTree {
+    blocks: u64,
+    zero: Vec<[u8; HASH_LEN]>,
+    pad: Vec<[u8; HASH_LEN]>,
+}
+
+impl SparseTree {
+    /// Hash of the subtree of height `level` over leaves `[start, start + 2^level)`, whose
+    /// non-zero leaves are `entries`.
+    fn subtree(&self, level: usize, start: u64, entries: &[(u64, BlockHash)]) -> [u8; HASH_LEN] {
+        if start >= self.blocks {
+            return self.pad[level];
+        }
+        let end = start + (1u64 << level);
+        if entries.is_empty() && end <= self.blocks {
+            return self.zero[level];
+        }
+        if level == 0 {
+            return entries.first().map_or(BlockHash::ZERO.0, |e| e.1.0);
+        }
+        let mid = start + (1u64 << (level - 1));
+        let split = entries.partition_point(|e| e.0 < mid);
+        node(
+            &self.subtree(level - 1, start, &entries[..split]),
+            &self.subtree(level - 1, mid, &entries[split..]),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +253,32 @@ mod tests {
         let c0 = pair(&c, &[0u8; 32]);
         assert_eq!(top_hash(&[a, b, c]), pair(&ab, &c0.0));
         assert_eq!(top_hash(&[a]), a);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sparse_top_hash_equals_dense(kinds in proptest::collection::vec(0u8..3, 0..70)) {
+            let dense: Vec<BlockHash> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| if k == 0 { BlockHash::ZERO } else { BlockHash::of_bytes(&[k, i as u8]) })
+                .collect();
+            let entries: Vec<(u64, BlockHash)> = dense
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !h.is_zero())
+                .map(|(i, h)| (i as u64, *h))
+                .collect();
+            proptest::prop_assert_eq!(sparse_top_hash(dense.len() as u64, &entries), top_hash(&dense));
+        }
+    }
+
+    #[test]
+    fn sparse_top_hash_of_64_tib_is_cheap() {
+        // 2^34 blocks with one data block: ~34 x 2 hashes, not 2^35.
+        let h = BlockHash::of_bytes(b"x");
+        let one = sparse_top_hash(1 << 34, &[(5, h)]);
+        assert_ne!(one, sparse_top_hash(1 << 34, &[]));
+        assert_ne!(one, sparse_top_hash(1 << 34, &[(6, h)]));
     }
 }

@@ -6,7 +6,7 @@
 
 use super::backend::{Backend, BlockBatch};
 use super::hash::{BlockHash, strip_trailing_zeros};
-use super::map::{BlockMap, MapId};
+use super::map::{BlockMap, MAX_RESOURCE_SIZE, MapId};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use std::fs::File;
@@ -55,13 +55,13 @@ pub fn pipeline_depth(threads: usize) -> usize {
 }
 
 struct Job {
-    index: usize,
+    index: u64,
     buf: Vec<u8>,
     len: usize,
 }
 
 struct Done {
-    index: usize,
+    index: u64,
     hash: BlockHash,
     written: Option<usize>,
 }
@@ -74,6 +74,12 @@ pub fn ingest(
     source: Source,
     progress: &dyn Progress,
 ) -> Result<Ingested> {
+    if let Source::File { file, .. } = &source {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > MAX_RESOURCE_SIZE {
+            return Err(too_large(&source, len));
+        }
+    }
     let batch = backend.begin_batch()?;
     let threads = worker_threads();
     let depth = pipeline_depth(threads);
@@ -88,7 +94,8 @@ pub fn ingest(
     let (done_tx, done_rx) = channel::<Result<Done>>();
     let failed = AtomicBool::new(false);
 
-    let mut hashes: Vec<BlockHash> = Vec::new();
+    // Only blocks with data get an entry: memory follows the data, not the size.
+    let mut entries: Vec<(u64, BlockHash)> = Vec::new();
     let mut size: u64 = 0;
     let mut read_error: Option<Error> = None;
     let batch_ref: &dyn BlockBatch = batch.as_ref();
@@ -103,7 +110,7 @@ pub fn ingest(
         }
         drop(done_tx);
         let mut reader = BlockReader::new(source, bs);
-        let mut index = 0usize;
+        let mut index = 0u64;
         loop {
             if failed.load(Ordering::Relaxed) {
                 break;
@@ -119,13 +126,19 @@ pub fn ingest(
             match reader.next_block(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(BlockRead::Hole(len))) => {
-                    hashes.push(BlockHash::ZERO);
-                    size += len as u64;
-                    progress.advance(len as u64);
+                    // A hole spans whole blocks (the last one possibly short).
+                    size += len;
+                    progress.advance(len);
                     free_tx.send(buf).expect("pool channel open");
+                    index += len.div_ceil(bs as u64);
+                    if size > MAX_RESOURCE_SIZE {
+                        read_error = Some(too_large(&reader.source, size));
+                        break;
+                    }
+                    continue;
                 }
                 Ok(Some(BlockRead::Data(len))) => {
-                    hashes.push(BlockHash::ZERO); // placeholder, filled by the worker's result
+                    entries.push((index, BlockHash::ZERO)); // filled by the worker's result
                     size += len as u64;
                     progress.advance(len as u64);
                     job_tx
@@ -136,6 +149,10 @@ pub fn ingest(
                     read_error = Some(e);
                     break;
                 }
+            }
+            if size > MAX_RESOURCE_SIZE {
+                read_error = Some(too_large(&reader.source, size));
+                break;
             }
             index += 1;
         }
@@ -149,19 +166,21 @@ pub fn ingest(
     let mut bytes_written = 0;
     for done in done_rx.iter() {
         let done = done?;
-        hashes[done.index] = done.hash;
+        // Entries were pushed in index order: find this one by binary search.
+        let k = entries
+            .binary_search_by_key(&done.index, |e| e.0)
+            .expect("every job has an entry");
+        entries[k].1 = done.hash;
         if let Some(n) = done.written {
             blocks_written += 1;
             bytes_written += n as u64;
         }
     }
     batch.commit()?;
-    let zero_blocks = hashes.iter().filter(|h| h.is_zero()).count() as u64;
-    let map = BlockMap {
-        block_size,
-        size,
-        hashes,
-    };
+    entries.retain(|e| !e.1.is_zero());
+    let map = BlockMap::from_entries(block_size, size, entries)
+        .expect("entries are sorted, inside the size, which is checked against the limit");
+    let zero_blocks = map.block_count() - map.data_blocks();
     let map_id = backend.put_map(&map)?;
     Ok(Ingested {
         map,
@@ -209,8 +228,9 @@ fn worker(
 enum BlockRead {
     /// `len` bytes of data were read into the buffer.
     Data(usize),
-    /// The next `len` bytes are a hole in a sparse file: zeros, not read.
-    Hole(usize),
+    /// The next `len` bytes are a hole in a sparse file: zeros, not read. It covers whole
+    /// blocks (the last block of the file may be short).
+    Hole(u64),
 }
 
 /// Cuts a source into block-sized reads.
@@ -250,10 +270,16 @@ impl BlockReader {
                     self.next_data = seek_data(file, self.offset).unwrap_or(self.offset);
                 }
                 let start = self.offset;
-                self.offset = end;
                 if self.next_data >= end {
-                    return Ok(Some(BlockRead::Hole(len)));
+                    // Skip every whole block before the next data in one step.
+                    let bs = self.block_size as u64;
+                    let hole_end = (self.next_data / bs)
+                        .saturating_mul(bs)
+                        .clamp(end, self.file_size);
+                    self.offset = hole_end;
+                    return Ok(Some(BlockRead::Hole(hole_end - start)));
                 }
+                self.offset = end;
                 file.read_exact_at(&mut buf[..len], start).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
                         Error::invalid(format!(
@@ -292,6 +318,18 @@ impl BlockReader {
             }
         }
     }
+}
+
+/// The error for a source past [`MAX_RESOURCE_SIZE`].
+fn too_large(source: &Source, size: u64) -> Error {
+    let name = match source {
+        Source::File { path, .. } => path.display().to_string(),
+        Source::Stream { label, .. } => label.clone(),
+    };
+    Error::invalid(format!(
+        "{name} is larger than the largest resource arch stores ({MAX_RESOURCE_SIZE} bytes, \
+         64 TiB; it has at least {size} bytes); split it or store a smaller file"
+    ))
 }
 
 /// The offset of the first data byte at or after `offset` (Linux SEEK_DATA); `u64::MAX` when

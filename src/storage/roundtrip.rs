@@ -49,7 +49,7 @@ mod tests {
                 label: "t".into(),
             };
             let first = ingest(&b, BS, src(), &NoProgress).unwrap();
-            prop_assert_eq!(first.map.size, data.len() as u64);
+            prop_assert_eq!(first.map.size(), data.len() as u64);
             prop_assert_eq!(read_back(&b, &first.map), data.clone());
             let second = ingest(&b, BS, src(), &NoProgress).unwrap();
             prop_assert_eq!(second.blocks_written, 0);

@@ -13,5 +13,6 @@ mod objects;
 mod packaging;
 mod privacy;
 mod quarantine;
+mod sizes;
 mod util;
 mod volumes;

@@ -61,7 +61,7 @@ impl<'a> VolumeBlocks<'a> {
     ) -> VolumeBlocks<'a> {
         VolumeBlocks {
             backend,
-            block_size: base.block_size as u64,
+            block_size: base.block_size() as u64,
             base,
             epoch_dir,
             tmp_dir,
@@ -97,9 +97,11 @@ impl<'a> VolumeBlocks<'a> {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("stat", &path, e)),
         }
-        Ok(match self.base.hashes.get(index as usize) {
-            Some(h) if !h.is_zero() => BlockSource::Shared(*h),
-            _ => BlockSource::Zero,
+        let h = self.base.hash_at(index);
+        Ok(if h.is_zero() {
+            BlockSource::Zero
+        } else {
+            BlockSource::Shared(h)
         })
     }
 

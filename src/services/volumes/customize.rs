@@ -99,8 +99,7 @@ pub(super) fn customize_open(
         // on both sides are equal, so the cost follows the data, not the virtual size.
         let file = File::open(&disk).map_err(|e| Error::io("open", &disk, e))?;
         let mut candidates: BTreeSet<u64> = vol.live_private()?.into_iter().collect();
-        let base = vol.base_hashes();
-        candidates.extend((0..base.len() as u64).filter(|&i| !base[i as usize].is_zero()));
+        candidates.extend(vol.base_entries().iter().map(|e| e.0));
         let mut offset = 0;
         while let Some(data) = seek_data(&file, offset).filter(|&d| d < size) {
             candidates.insert(data / bs);

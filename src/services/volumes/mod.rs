@@ -77,11 +77,12 @@ impl OpenVolume<'_> {
             .collect())
     }
 
-    /// The base map's hashes, one per block of the volume (zero past the map's end).
-    pub fn base_hashes(&self) -> Vec<crate::storage::BlockHash> {
-        let mut hashes = self.blocks.base().hashes.clone();
-        hashes.resize(self.block_count() as usize, crate::storage::BlockHash::ZERO);
-        hashes
+    /// The base map's blocks with data inside the volume, `(index, hash)` by index (memory
+    /// follows the data, not the volume's size).
+    pub fn base_entries(&self) -> &[(u64, crate::storage::BlockHash)] {
+        let entries = self.blocks.base().entries();
+        let blocks = self.block_count();
+        &entries[..entries.partition_point(|e| e.0 < blocks)]
     }
 
     /// Refuses a range that does not lie inside the volume.
@@ -283,6 +284,7 @@ pub fn clone(
         }
         let rec = &cat.objects[&src.object];
         let size = opts.size.unwrap_or(rec.bytes);
+        crate::storage::map::check_resource_size("--size", size)?;
         if size < rec.bytes {
             return Err(Error::invalid(format!(
                 "--size {size} is smaller than the source '{}' ({} bytes); a clone may only be \
@@ -426,9 +428,11 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
     let blocks = rec.size.div_ceil(rec.block_size as u64);
     let private = list_private(&epoch_dir(repo, rec)?)?;
     let private_blocks = private.range(..blocks).count() as u64;
-    let shared_blocks = (0..blocks)
-        .filter(|i| !private.contains(i))
-        .filter(|&i| base.hashes.get(i as usize).is_some_and(|h| !h.is_zero()))
+    // Only the base's data blocks are visited: the cost follows the data.
+    let shared_blocks = base
+        .entries()
+        .iter()
+        .filter(|&&(i, _)| i < blocks && !private.contains(&i))
         .count() as u64;
     Ok(VolumeInfo {
         name: name.to_string(),

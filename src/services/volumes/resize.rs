@@ -9,7 +9,6 @@ use super::blockio::BlockSource;
 use super::open;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::storage::BlockMap;
 use crate::storage::fsutil::remove_path;
 use crate::time::now_rfc3339;
 use serde::Serialize;
@@ -31,6 +30,7 @@ pub fn resize(
     new_size: u64,
     allow_shrink: bool,
 ) -> Result<ResizeReport> {
+    crate::storage::map::check_resource_size("new size", new_size)?;
     let mut vol = open(repo, name, true)?;
     let old = vol.record.size;
     let bs = vol.blocks.block_size();
@@ -66,13 +66,10 @@ pub fn resize(
             vol.blocks.write_at(new_size, &tail)?;
         }
         let base = vol.blocks.base();
-        let mut hashes = base.hashes.clone();
-        hashes.truncate(keep_blocks as usize);
-        base_map = repo.backend().put_map(&BlockMap {
-            block_size: base.block_size,
-            size: base.size.min(new_size),
-            hashes,
-        })?;
+        let cut = base
+            .resized(base.size().min(new_size))
+            .map_err(|e| Error::invalid(format!("resize volume '{name}': {e}")))?;
+        base_map = repo.backend().put_map(&cut)?;
     }
     vol.blocks.finish()?;
     if new_size != old {

@@ -62,7 +62,9 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
     let bs = rec.block_size as u64;
     let private = vol.live_private()?;
 
-    let mut hashes = vol.base_hashes();
+    // The snapshot's data blocks: the base's, overridden by the private ones (sorted below).
+    let mut entries: std::collections::BTreeMap<u64, BlockHash> =
+        vol.base_entries().iter().copied().collect();
     let batch = repo.backend().begin_batch()?;
     let stored = Mutex::new(0u64);
     let next = Mutex::new(0usize);
@@ -103,13 +105,10 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
     })?;
     batch.commit()?;
     for (index, hash) in results.into_inner().unwrap() {
-        hashes[index as usize] = hash;
+        entries.insert(index, hash);
     }
-    let map = BlockMap {
-        block_size: rec.block_size,
-        size: rec.size,
-        hashes,
-    };
+    let map = BlockMap::from_entries(rec.block_size, rec.size, entries.into_iter().collect())
+        .map_err(|e| Error::invalid(format!("snapshot of volume '{name}': {e}")))?;
     let map_id = repo.backend().put_map(&map)?;
     let hash = map.top_hash().to_hex();
     let now = now_rfc3339();

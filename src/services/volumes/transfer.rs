@@ -109,15 +109,15 @@ pub fn write_raw(vol: &OpenVolume<'_>, file: &File, progress: &dyn Progress) -> 
     let size = vol.record.size;
     let bs = vol.record.block_size as u64;
     let private = vol.live_private()?;
-    let mut hashes = vol.base_hashes();
-    for &i in &private {
-        hashes[i as usize] = BlockHash::ZERO;
-    }
-    let shared = BlockMap {
-        block_size: vol.record.block_size,
-        size,
-        hashes,
-    };
+    // The shared blocks the volume still reads (its private ones are laid on top below).
+    let entries: Vec<(u64, BlockHash)> = vol
+        .base_entries()
+        .iter()
+        .filter(|(i, _)| private.binary_search(i).is_err())
+        .copied()
+        .collect();
+    let shared = BlockMap::from_entries(vol.record.block_size, size, entries)
+        .map_err(|e| Error::invalid(format!("export of volume '{}': {e}", vol.name)))?;
     let resource = format!("volume {}", vol.name);
     export(
         vol.blocks.backend(),
@@ -277,7 +277,7 @@ pub fn import_volume(
             name.to_string(),
             VolumeRecord {
                 id: id.clone(),
-                size: ingested.map.size,
+                size: ingested.map.size(),
                 block_size: repo.block_size(),
                 source: None,
                 source_object: None,
@@ -297,7 +297,7 @@ pub fn import_volume(
         id,
         path: path.to_path_buf(),
         format,
-        size: ingested.map.size,
+        size: ingested.map.size(),
         blocks_written: ingested.blocks_written,
         zero_blocks: ingested.zero_blocks,
     })
