@@ -54,14 +54,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     "garbage",
                     format!(
-                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
+                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks, {} unfinished volumes",
                         g.unreferenced_blocks,
                         format_size(g.unreferenced_bytes),
                         g.unreferenced_maps,
                         g.temp_entries,
                         g.volume_entries,
                         format_size(g.volume_bytes),
-                        g.stale_locks
+                        g.stale_locks,
+                        g.unfinished_volumes
                     )
                 ),
             ])

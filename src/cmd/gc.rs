@@ -25,6 +25,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         } else {
             "freed"
         };
+        if !report.unfinished_volumes_removed.is_empty() {
+            let what = if report.dry_run {
+                "would remove unfinished volumes"
+            } else {
+                "removed unfinished volumes"
+            };
+            let names = report.unfinished_volumes_removed.join(", ");
+            writeln!(out, "{what} (left by a dead clone): {names}")?;
+        }
         writeln!(
             out,
             "{}",

@@ -48,6 +48,8 @@ pub struct Garbage {
     pub volume_bytes: u64,
     /// Lock files of volumes that no longer exist.
     pub stale_locks: u64,
+    /// Volumes left `creating` by a clone that died: never usable; gc removes them.
+    pub unfinished_volumes: u64,
 }
 
 /// What fsck found.
@@ -278,6 +280,16 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     garbage.volume_entries = volumes.garbage.len() as u64;
     garbage.volume_bytes = volumes.garbage_bytes;
     garbage.stale_locks = volumes.stale_locks.len() as u64;
+    for (name, rec) in &check.sound.volumes {
+        let state = crate::services::volumes::creating::state(repo, rec)?;
+        if state.is_some_and(|s| !s.creator_running) {
+            garbage.unfinished_volumes += 1;
+            warnings.push(format!(
+                "volume '{name}' was left unfinished by a clone that died (never usable); \
+                 `arch gc` removes it, `arch customize {name}` finishes it"
+            ));
+        }
+    }
     super::quarantine::check(
         repo,
         &catalog,

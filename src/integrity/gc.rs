@@ -31,11 +31,16 @@ pub struct GcReport {
     pub stale_locks_removed: u64,
     pub blocks_kept: u64,
     pub bytes_kept: u64,
+    /// Volumes left `creating` by a creator that is gone (never usable), removed first.
+    pub unfinished_volumes_removed: Vec<String>,
 }
 
 /// Collects garbage. Refuses to run when a referenced map is missing or damaged (its blocks
 /// could not be marked): run `arch fsck` first.
 pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
+    // Before the exclusive data lock: removing a volume takes that lock shared.
+    let unfinished_volumes_removed =
+        crate::services::volumes::creating::reap_all_abandoned(repo, dry_run)?;
     let _data = repo.lock_data_exclusive()?;
     let catalog = repo.read_catalog()?;
     let maps = referenced_maps(&catalog);
@@ -51,6 +56,7 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     let live = live_blocks(&loaded);
     let mut report = GcReport {
         dry_run,
+        unfinished_volumes_removed,
         ..GcReport::default()
     };
     let mut doomed_maps: Vec<MapId> = Vec::new();

@@ -61,8 +61,8 @@ pub fn disk_usage(path: &Path) -> u64 {
         .flatten()
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
-        .map(|m| m.blocks() * 512)
-        .sum()
+        .map(|m| m.blocks().saturating_mul(512))
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Scans `volumes/` and the volume lock files against `catalog`.

@@ -113,7 +113,10 @@ pub fn refusal(name: &str, rec: &VolumeRecord, running: bool) -> Error {
              not customized and must not be used",
             c.pid, c.host, c.operation, c.started
         ),
-        fix: format!("run `arch customize {name}`{again} to finish it, or `arch volume rm {name}`"),
+        fix: format!(
+            "run `arch customize {name}`{again} to finish it, or `arch volume rm {name}` \
+             (`arch gc` removes every unfinished volume)"
+        ),
     }
 }
 
@@ -148,6 +151,33 @@ pub fn reap_if_abandoned(repo: &Repository, name: &str) -> Result<Option<Creatio
         }
         _ => Ok(None),
     }
+}
+
+/// Removes every `creating` volume whose creator is gone (garbage collection: such a volume
+/// was never usable and holds no data of the user's; its customization did not finish).
+/// Returns the names removed, or, with `dry_run`, those that would be. A volume whose creator
+/// still runs is left alone. Must be called without the data lock held (removal takes it).
+pub fn reap_all_abandoned(repo: &Repository, dry_run: bool) -> Result<Vec<String>> {
+    let cat = repo.read_catalog()?;
+    let mut reaped = Vec::new();
+    for (name, rec) in cat
+        .volumes
+        .iter()
+        .filter(|(_, v)| v.status == STATUS_CREATING)
+    {
+        if dry_run {
+            if !creator_running(repo, &rec.id)? {
+                reaped.push(name.clone());
+            }
+            continue;
+        }
+        match reap_if_abandoned(repo, name) {
+            Ok(Some(_)) => reaped.push(name.clone()),
+            Ok(None) | Err(Error::VolumeCreating { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(reaped)
 }
 
 /// Makes a `creating` volume whose creator is gone this process's: its private blocks (a
@@ -288,5 +318,29 @@ mod tests {
         assert!(!repo.read_catalog().unwrap().volumes.contains_key("v"));
         assert!(!repo.volume_lock_path(&id).unwrap().exists());
         assert!(reap_if_abandoned(&repo, "v").unwrap().is_none());
+    }
+
+    #[test]
+    fn gc_reaps_only_volumes_whose_creator_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, id) = creating_volume(dir.path());
+        let held = repo.lock_volume_exclusive(&id).unwrap();
+        assert!(reap_all_abandoned(&repo, false).unwrap().is_empty());
+        assert!(repo.read_catalog().unwrap().volumes.contains_key("v"));
+        drop(held);
+        assert_eq!(
+            reap_all_abandoned(&repo, true).unwrap(),
+            vec!["v".to_string()]
+        );
+        assert!(
+            repo.read_catalog().unwrap().volumes.contains_key("v"),
+            "dry run"
+        );
+        assert_eq!(
+            reap_all_abandoned(&repo, false).unwrap(),
+            vec!["v".to_string()]
+        );
+        assert!(!repo.read_catalog().unwrap().volumes.contains_key("v"));
+        assert!(!repo.volume_dir(&id).unwrap().exists());
     }
 }
