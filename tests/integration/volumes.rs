@@ -596,3 +596,83 @@ fn write_from_a_pipe_path_writes_its_bytes() {
     want[5000..5014].copy_from_slice(b"through a pipe");
     assert_eq!(read_all(&r, "v")[..want.len()], want[..]);
 }
+
+/// A disk image from elsewhere must not read local files through qemu-img: a qcow2 with a
+/// backing file or an external data file, or a vmdk whose extent is another file, is refused
+/// (the secret never reaches the repository) and the repository is left as it was.
+#[test]
+fn import_refuses_images_that_read_other_local_files() {
+    let r = TestRepo::new();
+    let secret = r.file("secret", b"root:$6$hash:20228:0:99999:7:::\n");
+    let s = secret.to_str().unwrap();
+    let qemu = |args: &[&str]| {
+        let out = Command::new("qemu-img").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let backing = r.path("backing.qcow2");
+    let opt = format!("backing_file={s},backing_fmt=raw");
+    qemu(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        &opt,
+        backing.to_str().unwrap(),
+    ]);
+    let data = r.path("data.qcow2");
+    let opt = format!("data_file={s},data_file_raw=on");
+    qemu(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        &opt,
+        data.to_str().unwrap(),
+        "64K",
+    ]);
+    let vmdk = r.file(
+        "evil.vmdk",
+        format!(
+            "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+             createType=\"monolithicFlat\"\nRW 8 FLAT \"{s}\" 0\n"
+        )
+        .as_bytes(),
+    );
+    for (img, fmt) in [
+        (&backing, None),
+        (&data, None),
+        (&vmdk, None),
+        (&backing, Some("qcow2")),
+    ] {
+        let before = r.snapshot();
+        let mut args = vec!["volume", "import", img.to_str().unwrap(), "stolen"];
+        if let Some(f) = fmt {
+            args.extend(["--format", f]);
+        }
+        let err = r.fails(2, &args);
+        assert!(err.contains("self-contained"), "{}: {err}", img.display());
+        assert_eq!(
+            r.snapshot(),
+            before,
+            "{}: repository unchanged",
+            img.display()
+        );
+    }
+    // A plain qcow2 still imports.
+    let plain = r.path("plain.qcow2");
+    qemu(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        plain.to_str().unwrap(),
+        "64K",
+    ]);
+    r.ok(&["volume", "import", plain.to_str().unwrap(), "ok"]);
+}

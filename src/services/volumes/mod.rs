@@ -12,6 +12,7 @@ mod partial;
 mod resize;
 mod snapshot;
 pub mod transfer;
+mod untrusted;
 
 pub use resize::resize;
 pub use snapshot::{SnapshotReport, snapshot};

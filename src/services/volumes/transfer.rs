@@ -229,6 +229,20 @@ pub fn import_volume(
         Some(f) => f.to_ascii_lowercase(),
         None => detect_format(path)?,
     };
+    if format != "raw" {
+        // Probed again with the format pinned, so what is checked is what convert reads.
+        let info = qemu_img(&[
+            "info".as_ref(),
+            "--output=json".as_ref(),
+            "-f".as_ref(),
+            format.as_ref(),
+            path.as_os_str(),
+        ])
+        .map_err(|e| Error::invalid(format!("cannot import {}: {e}", path.display())))?;
+        let info: serde_json::Value = serde_json::from_slice(&info)
+            .map_err(|e| Error::invalid(format!("unexpected qemu-img info output: {e}")))?;
+        super::untrusted::check_self_contained(path, &format, &info)?;
+    }
     let _data = repo.lock_data_shared()?;
     let converted = (format != "raw").then(|| {
         repo.tmp_dir()
