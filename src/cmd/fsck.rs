@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
-    let repo = ctx.repo()?;
+    let repo = ctx.repo_for_check()?;
     let report = fsck(
         &repo,
         FsckOptions {

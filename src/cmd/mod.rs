@@ -72,6 +72,16 @@ impl Context {
         let cwd = std::env::current_dir()?;
         Ok(Repository::discover(self.repo_arg.as_deref(), &cwd)?)
     }
+
+    /// The repository for `arch fsck`: opened even when its layout is damaged, which fsck
+    /// reports.
+    pub fn repo_for_check(&self) -> anyhow::Result<Repository> {
+        let cwd = std::env::current_dir()?;
+        Ok(Repository::discover_for_check(
+            self.repo_arg.as_deref(),
+            &cwd,
+        )?)
+    }
 }
 
 /// Entry point of the binary.

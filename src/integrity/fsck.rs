@@ -78,10 +78,43 @@ impl FsckReport {
     pub fn clean(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// A report of damage found before anything could be counted.
+    fn only(problems: Vec<Problem>, repaired: Vec<String>, warnings: Vec<String>) -> Self {
+        FsckReport {
+            objects: 0,
+            volumes: 0,
+            maps: 0,
+            blocks: 0,
+            stored_bytes: 0,
+            blocks_read: 0,
+            problems,
+            garbage: Garbage::default(),
+            repaired,
+            warnings,
+        }
+    }
 }
 
 /// Checks the repository. Reads only, unless `opts.repair`.
 pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
+    let layout = crate::repo::layout::faults(repo.root());
+    if !layout.is_empty() {
+        // Paths under a linked directory lead outside the repository: report, touch nothing.
+        let problems = layout
+            .iter()
+            .map(|f| Problem {
+                kind: "not_directory".into(),
+                subject: f.path.display().to_string(),
+                resources: vec![],
+                message: format!(
+                    "{f}; replace it with a real directory (after moving its content back), \
+                     then run fsck again: nothing else was checked"
+                ),
+            })
+            .collect();
+        return Ok(FsckReport::only(problems, Vec::new(), Vec::new()));
+    }
     let mut repaired = Vec::new();
     if opts.repair {
         // Exclusive data lock: no operation has files in tmp/ in flight; the catalog lock
@@ -123,18 +156,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 resources: vec![],
                 message: format!("{}: {reason}", path.display()),
             });
-            return Ok(FsckReport {
-                objects: 0,
-                volumes: 0,
-                maps: 0,
-                blocks: 0,
-                stored_bytes: 0,
-                blocks_read: 0,
-                problems,
-                garbage: Garbage::default(),
-                repaired,
-                warnings,
-            });
+            return Ok(FsckReport::only(problems, repaired, warnings));
         }
         Err(e) => return Err(e),
     };

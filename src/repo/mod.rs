@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod config;
 pub mod group;
+pub mod layout;
 pub mod lock;
 pub mod records;
 
@@ -125,7 +126,32 @@ impl Repository {
     }
 
     /// Opens the repository rooted at `root`.
+    ///
+    /// Refused as damaged when a directory of the layout is a symbolic link or missing (see
+    /// [`layout`]); `arch fsck` opens with [`Repository::open_for_check`] to report it.
     pub fn open(root: &Path) -> Result<Repository> {
+        let repo = Repository::open_for_check(root)?;
+        let faults = layout::faults(root);
+        if let Some(first) = faults.first() {
+            let more = match faults.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return Err(Error::Corrupt {
+                path: first.path.clone(),
+                reason: format!(
+                    "{first}{more}; arch never makes links or files there. Replace it with a \
+                     real directory (after moving its content back); `arch fsck` lists every \
+                     problem"
+                ),
+            });
+        }
+        Ok(repo)
+    }
+
+    /// Opens the repository rooted at `root` without checking its directory layout: for
+    /// `arch fsck`, which reports what [`layout::faults`] finds instead of refusing it.
+    pub fn open_for_check(root: &Path) -> Result<Repository> {
         let cfg_path = root.join(CONFIG_FILE);
         let Some(mut file) = open_regular(&cfg_path)? else {
             return Err(Error::NotARepository {
@@ -149,13 +175,22 @@ impl Repository {
     /// Finds the repository: `explicit` (from `-R` or `ARCH_REPO`) when given, else `start`
     /// and its parents, as git does.
     pub fn discover(explicit: Option<&Path>, start: &Path) -> Result<Repository> {
+        Repository::open(&Repository::find_root(explicit, start)?)
+    }
+
+    /// [`Repository::discover`] for `arch fsck`: the layout is reported, not refused.
+    pub fn discover_for_check(explicit: Option<&Path>, start: &Path) -> Result<Repository> {
+        Repository::open_for_check(&Repository::find_root(explicit, start)?)
+    }
+
+    fn find_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
         if let Some(dir) = explicit {
-            return Repository::open(dir);
+            return Ok(dir.to_path_buf());
         }
         let mut dir = Some(start);
         while let Some(d) = dir {
             if d.join(CONFIG_FILE).is_file() {
-                return Repository::open(d);
+                return Ok(d.to_path_buf());
             }
             dir = d.parent();
         }
@@ -202,11 +237,24 @@ impl Repository {
     /// The private directory of volume `id` (holding one sub-directory per epoch). Refused
     /// unless `id` is a uuid, so no id read from a damaged catalog can name a path outside
     /// `volumes/` (the catalog is checked on read too; this is the second line).
+    ///
+    /// Refused as damaged when something other than a real directory stands there (a link
+    /// would take the volume's reads, writes and removals outside the repository).
     pub fn volume_dir(&self, id: &str) -> Result<PathBuf> {
-        Ok(self
+        let dir = self
             .root
             .join(VOLUMES_DIR)
-            .join(self.checked_volume_id(id)?))
+            .join(self.checked_volume_id(id)?);
+        if let Some(found) = layout::not_a_directory(&dir, true) {
+            return Err(Error::Corrupt {
+                reason: format!(
+                    "the private directory of volume {id} is {found}, not a directory; \
+                     `arch fsck` reports it"
+                ),
+                path: dir,
+            });
+        }
+        Ok(dir)
     }
 
     fn checked_volume_id<'a>(&self, id: &'a str) -> Result<&'a str> {

@@ -312,3 +312,104 @@ fn files_of_a_damaged_volume_record_are_kept_and_its_base_map_is_checked() {
         "{problems:?}"
     );
 }
+
+/// A directory of the layout replaced by a link (a repository received as a tarball, or
+/// planted by another member of a shared group) never leads arch outside the repository:
+/// every command but fsck refuses the repository, fsck reports the link and touches nothing,
+/// and the files the link points to survive. The same for a volume's private directory.
+#[test]
+fn linked_directories_never_lead_outside_the_repository() {
+    for dir in [
+        "tmp",
+        "meta",
+        "locks",
+        "blocks",
+        "blocks/5a",
+        "maps/00",
+        "volumes",
+    ] {
+        let r = repo_with_volume();
+        let victim = r.path("victim");
+        std::fs::create_dir_all(victim.join("docs")).unwrap();
+        std::fs::write(victim.join("precious.txt"), b"precious").unwrap();
+        let linked = r.root.join(dir);
+        std::fs::rename(&linked, r.path("moved-away")).unwrap();
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        let before = tree_snapshot(&victim);
+        for args in [
+            &["gc"][..],
+            &["put", r.file("f", b"12345").to_str().unwrap(), "d/x"],
+            &["get", "images/disk.raw"],
+            &["snapshot", "vm", "s"],
+            &[
+                "volume",
+                "write",
+                "vm",
+                "--offset",
+                "0",
+                r.path("f").to_str().unwrap(),
+            ],
+        ] {
+            let err = r.fails(2, args);
+            assert!(
+                err.contains("should be a directory but is a symbolic link"),
+                "{dir}: arch {args:?}: {err}"
+            );
+        }
+        let out = r.run(&["--json", "fsck", "--repair"]);
+        assert_eq!(out.status.code(), Some(1), "{dir}: {}", stderr(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["problems"][0]["kind"], "not_directory",
+            "{dir}: {report}"
+        );
+        assert_eq!(
+            tree_snapshot(&victim),
+            before,
+            "{dir}: nothing outside changed"
+        );
+    }
+
+    // A volume's private directory linked elsewhere: snapshot (which removes the old epoch),
+    // write and rm refuse; the target keeps its files.
+    let r = repo_with_volume();
+    r.ok(&[
+        "volume",
+        "write",
+        "vm",
+        "--offset",
+        "0",
+        r.file("f", b"abc").to_str().unwrap(),
+    ]);
+    let id = r.json(&["volume", "info", "vm"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = r.path("victim");
+    std::fs::create_dir_all(victim.join("1/sub")).unwrap();
+    std::fs::write(victim.join("1/precious.txt"), b"precious").unwrap();
+    let vdir = r.root.join("volumes").join(&id);
+    std::fs::rename(&vdir, r.path("moved-away")).unwrap();
+    std::os::unix::fs::symlink(&victim, &vdir).unwrap();
+    let before = tree_snapshot(&victim);
+    for args in [
+        &["snapshot", "vm", "s"][..],
+        &[
+            "volume",
+            "write",
+            "vm",
+            "--offset",
+            "0",
+            r.path("f").to_str().unwrap(),
+        ],
+        &["volume", "rm", "vm"],
+        &["volume", "read", "vm", "--offset", "0", "--length", "3"],
+    ] {
+        let err = r.fails(2, args);
+        assert!(
+            err.contains("is a symbolic link, not a directory"),
+            "arch {args:?}: {err}"
+        );
+    }
+    assert_eq!(tree_snapshot(&victim), before);
+}

@@ -102,8 +102,20 @@ impl OpenVolume<'_> {
 }
 
 /// The directory of the current epoch of a volume (refused for an id that is not a uuid).
+/// Refused as damaged when something other than a real directory stands there.
 pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> Result<PathBuf> {
-    Ok(repo.volume_dir(&rec.id)?.join(rec.epoch.to_string()))
+    let dir = repo.volume_dir(&rec.id)?.join(rec.epoch.to_string());
+    if let Some(found) = crate::repo::layout::not_a_directory(&dir, true) {
+        return Err(Error::Corrupt {
+            reason: format!(
+                "the current epoch directory of volume {} is {found}, not a directory; \
+                 `arch fsck` reports it",
+                rec.id
+            ),
+            path: dir,
+        });
+    }
+    Ok(dir)
 }
 
 /// Opens volume `name` for I/O: exclusive lock for writers, shared for readers. A volume
@@ -603,6 +615,9 @@ pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
 /// private block files freed. Fails, changing nothing, unless `name` is still volume `id`.
 fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
     let _data = repo.lock_data_shared()?;
+    // Paths first: a damaged one refuses the removal before the record goes.
+    let dir = repo.volume_dir(id)?;
+    let lock_file = repo.volume_lock_path(id)?;
     repo.transact(|cat| {
         if find(cat, name)?.id != id {
             return Err(Error::Busy {
@@ -612,11 +627,10 @@ fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
         cat.volumes.remove(name);
         Ok(())
     })?;
-    let dir = repo.volume_dir(id)?;
     let freed = count_private_files(&dir);
     crate::storage::fsutil::remove_path(&dir)?;
     // Safe while we hold it: every locker re-checks the record after locking.
-    crate::storage::fsutil::remove_path(&repo.volume_lock_path(id)?)?;
+    crate::storage::fsutil::remove_path(&lock_file)?;
     Ok(freed)
 }
 
