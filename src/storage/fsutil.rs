@@ -290,6 +290,34 @@ impl Drop for TempPath {
     }
 }
 
+/// Refuses `-o` target `path` unless it is absent, or a regular file and `force` is given.
+/// A link or a device is never replaced: the rename that makes the write atomic would replace
+/// the link or the device node itself, and the data would never reach what it names.
+pub fn check_output_target(path: &Path, force: bool) -> Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        let t = meta.file_type();
+        if !t.is_file() {
+            return Err(Error::invalid(format!(
+                "{} is {}, not a regular file; -o replaces its target atomically, which would \
+                 replace the {} itself. Write through stdout instead (`... > {}`), or give \
+                 the path of a regular file",
+                path.display(),
+                file_kind(&t),
+                file_kind(&t).trim_start_matches("a "),
+                path.display()
+            )));
+        }
+    }
+    if path.exists() && !force {
+        return Err(Error::AlreadyExists {
+            kind: "file",
+            name: path.display().to_string(),
+            fix: "pass --force to replace it, or choose another -o".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Creates `path` through a temporary sibling ([`sibling_temp`]): `fill` writes it, then it
 /// is fsynced and renamed over `path`. On error, interrupt or panic the temporary is removed
 /// and `path` is untouched. An existing `path` is refused unless `force`.
@@ -298,13 +326,7 @@ pub fn write_file_atomically<T>(
     force: bool,
     fill: impl FnOnce(&std::fs::File) -> crate::Result<T>,
 ) -> Result<T> {
-    if path.exists() && !force {
-        return Err(Error::AlreadyExists {
-            kind: "file",
-            name: path.display().to_string(),
-            fix: "pass --force to replace it, or choose another -o".into(),
-        });
-    }
+    check_output_target(path, force)?;
     if path.file_name().is_none() {
         return Err(Error::invalid(format!(
             "{} is not a file name",
@@ -330,6 +352,37 @@ pub fn write_file_atomically<T>(
 #[cfg(test)]
 mod atomic_write_tests {
     use super::*;
+
+    #[test]
+    fn links_and_devices_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real");
+        fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for (path, kind) in [
+            (&link, "a symbolic link"),
+            (&PathBuf::from("/dev/null"), "a device"),
+        ] {
+            let r: Result<()> = write_file_atomically(path, true, |_| Ok(()));
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains(kind) && err.contains("stdout"), "{err}");
+        }
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
 
     #[test]
     fn a_255_byte_target_name_works_and_failures_leave_nothing() {

@@ -339,3 +339,45 @@ fn init_refuses_existing_and_non_empty_dirs_and_bad_block_sizes() {
         );
     }
 }
+
+/// `-o` never replaces a link or a device node with a regular file (with or without
+/// `--force`): the rename that makes it atomic would replace the node itself.
+#[test]
+fn output_to_a_link_or_a_device_is_refused_and_left_alone() {
+    let r = TestRepo::new();
+    let src = r.file("data", b"hello");
+    r.ok(&["put", src.to_str().unwrap(), "c/o"]);
+    r.ok(&["clone", "c/o", "vm", "--no-customize"]);
+    let target = r.file("target", b"keep");
+    let link = r.path("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for out in [link.to_str().unwrap(), "/dev/null"] {
+        for args in [
+            vec!["get", "c/o", "-o", out, "--force"],
+            vec!["volume", "export", "vm", "-o", out, "--force"],
+            vec![
+                "volume", "export", "vm", "-o", out, "--force", "--format", "qcow2",
+            ],
+            vec![
+                "volume", "read", "vm", "--offset", "0", "-o", out, "--force",
+            ],
+        ] {
+            let err = r.fails(2, &args);
+            assert!(err.contains("not a regular file"), "{args:?}: {err}");
+        }
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

@@ -59,13 +59,7 @@ pub fn export_volume(
         ExportFormat::Raw => write_file_atomically(dest, force, &mut fill)?,
         ExportFormat::Qcow2 => {
             // `dest` stays untouched until the converted file is durable and renamed over it.
-            if dest.exists() && !force {
-                return Err(Error::AlreadyExists {
-                    kind: "file",
-                    name: dest.display().to_string(),
-                    fix: "pass --force to replace it, or choose another -o".into(),
-                });
-            }
+            crate::storage::fsutil::check_output_target(dest, force)?;
             let raw = sibling_temp(dest);
             let qcow = sibling_temp(dest);
             let result = (|| {
