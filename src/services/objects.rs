@@ -227,9 +227,33 @@ pub fn put(
     })
 }
 
-/// Reads the map of an object record.
+/// Reads the map of an object record, refused as damage unless it is the map the record
+/// describes: its size, block size and object hash are the record's (a map is
+/// self-verifying, but a damaged record could name another valid map). O(data blocks).
 pub fn load_map(repo: &Repository, full: &str, rec: &ObjectRecord) -> Result<BlockMap> {
-    read_map_of(repo, full, &rec.map)
+    let map = read_map_of(repo, full, &rec.map)?;
+    let mismatch = if map.size() != rec.bytes {
+        Some(format!("{} bytes, the record {}", map.size(), rec.bytes))
+    } else if map.block_size() != rec.block_size {
+        Some(format!(
+            "blocks of {}, the record {}",
+            map.block_size(),
+            rec.block_size
+        ))
+    } else {
+        let top = map.top_hash().to_hex();
+        (top != rec.hash).then(|| format!("object hash {top}, the record {}", rec.hash))
+    };
+    match mismatch {
+        None => Ok(map),
+        Some(what) => Err(Error::Corrupt {
+            path: repo.local_backend().map_path(&rec.map),
+            reason: format!(
+                "map {} of {full} does not match its record ({what})",
+                rec.map
+            ),
+        }),
+    }
 }
 
 /// Reads a map that `resource` references; a missing map is repository damage.

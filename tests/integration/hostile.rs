@@ -413,3 +413,49 @@ fn linked_directories_never_lead_outside_the_repository() {
     }
     assert_eq!(tree_snapshot(&victim), before);
 }
+
+/// A record naming a valid map that is not its own (a size, block size or hash that differs)
+/// is damage wherever the map is used, not only in fsck: get, hashmap and clone refuse it
+/// instead of writing other bytes as "verified", and a volume whose base map has more
+/// blocks than the volume is refused.
+#[test]
+fn a_map_that_does_not_match_its_record_is_refused_where_it_is_used() {
+    let with_other = || {
+        let r = repo_with_volume();
+        let other = r.file("other", &crate::util::pseudo_random(5 * 4096, 9));
+        r.ok(&["put", other.to_str().unwrap(), "images/other.raw"]);
+        let map = read_catalog(&r)["objects"]["images/other.raw"]["map"].clone();
+        (r, map)
+    };
+    for field in ["bytes", "map"] {
+        let (r, other_map) = with_other();
+        let value = if field == "bytes" {
+            json!(5)
+        } else {
+            other_map
+        };
+        edit_catalog(&r, |c| c["objects"]["images/disk.raw"][field] = value);
+        let out = r.path("out");
+        for args in [
+            &["get", "images/disk.raw", "-o", out.to_str().unwrap()][..],
+            &["hashmap", "images/disk.raw"],
+            &["clone", "images/disk.raw", "v2", "--no-customize"],
+        ] {
+            refused_as_corrupt(&r, args, "does not match its record");
+        }
+    }
+    // The volume's base map swapped for a map with more blocks than the volume.
+    let (r, other_map) = with_other();
+    edit_catalog(&r, |c| c["volumes"]["vm"]["base_map"] = other_map);
+    let out = r.path("out");
+    let out = out.to_str().unwrap();
+    for args in [
+        &[
+            "volume", "read", "vm", "--offset", "0", "--length", "1", "-o", out,
+        ][..],
+        &["volume", "info", "vm"],
+        &["snapshot", "vm", "s"],
+    ] {
+        refused_as_corrupt(&r, args, "does not fit its record");
+    }
+}

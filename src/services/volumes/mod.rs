@@ -181,7 +181,7 @@ fn assemble<'a>(
     lock: Option<FileLock>,
     data: FileLock,
 ) -> Result<OpenVolume<'a>> {
-    let base = read_map_of(repo, &format!("volume {name}"), &record.base_map)?;
+    let base = load_base_map(repo, name, &record)?;
     let blocks = VolumeBlocks::new(
         repo.backend(),
         base,
@@ -296,6 +296,9 @@ pub fn clone(
             });
         }
         let rec = &cat.objects[&src.object];
+        // The source's map must be the one its record describes (a damaged record could
+        // give the volume a size that does not cover its base map).
+        crate::services::objects::load_map(repo, &src.object, rec)?;
         let size = opts.size.unwrap_or(rec.bytes);
         crate::storage::map::check_resource_size("--size", size)?;
         if size < rec.bytes {
@@ -436,8 +439,40 @@ pub struct VolumeInfo {
     pub customization: Vec<TaskRecord>,
 }
 
+/// Reads the base map of volume `name`, refused as damage unless it fits the record: the
+/// volume's block size, and no more blocks than the volume has (docs/VOLUMES.md).
+pub fn load_base_map(
+    repo: &Repository,
+    name: &str,
+    rec: &VolumeRecord,
+) -> Result<crate::storage::BlockMap> {
+    let map = read_map_of(repo, &format!("volume {name}"), &rec.base_map)?;
+    let blocks = rec.size.div_ceil(rec.block_size as u64);
+    let mismatch = if map.block_size() != rec.block_size {
+        Some(format!(
+            "blocks of {}, the volume {}",
+            map.block_size(),
+            rec.block_size
+        ))
+    } else if map.block_count() > blocks {
+        Some(format!("{} blocks, the volume {blocks}", map.block_count()))
+    } else {
+        None
+    };
+    match mismatch {
+        None => Ok(map),
+        Some(what) => Err(Error::Corrupt {
+            path: repo.local_backend().map_path(&rec.base_map),
+            reason: format!(
+                "base map {} of volume {name} does not fit its record ({what})",
+                rec.base_map
+            ),
+        }),
+    }
+}
+
 fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
-    let base = read_map_of(repo, &format!("volume {name}"), &rec.base_map)?;
+    let base = load_base_map(repo, name, rec)?;
     let blocks = rec.size.div_ceil(rec.block_size as u64);
     let private = list_private(&epoch_dir(repo, rec)?)?;
     let private_blocks = private.range(..blocks).count() as u64;
