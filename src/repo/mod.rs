@@ -333,6 +333,14 @@ impl Repository {
         let mut after = before.clone();
         let out = change(&mut after)?;
         if after != before {
+            // Never commit what every later read would refuse: a change that breaks a rule
+            // of the catalog is a bug or an input the change failed to check.
+            if let Some(v) = after.violations(self.block_size()).first() {
+                return Err(Error::invalid(format!(
+                    "this change would leave the catalog invalid ({}); nothing was written",
+                    v.message
+                )));
+            }
             atomic_write_mode(
                 &self.tmp_dir(),
                 &self.root.join(CATALOG_FILE),

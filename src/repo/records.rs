@@ -125,6 +125,20 @@ pub struct TaskRecord {
 /// (and far from overflowing when incremented).
 pub const MAX_COUNTER: u64 = (1 << 53) - 1;
 
+/// `value + 1` for the counter `what` (an object's version, a volume's epoch), refused once
+/// it would pass [`MAX_COUNTER`], so arch never commits a record it would then refuse to read.
+pub fn next_counter(what: &str, value: u64) -> crate::error::Result<u64> {
+    value
+        .checked_add(1)
+        .filter(|v| *v <= MAX_COUNTER)
+        .ok_or_else(|| {
+            crate::error::Error::invalid(format!(
+                "{what} {value} is the largest arch keeps ({MAX_COUNTER}); nothing was changed. \
+                 Copy the data to a new name (a new object or volume starts at 1)"
+            ))
+        })
+}
+
 /// Statuses a volume record may have.
 const VOLUME_STATUSES: &[&str] = &[
     crate::services::volumes::STATUS_AVAILABLE,

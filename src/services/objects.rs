@@ -8,6 +8,7 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::repo::catalog::Catalog;
 use crate::repo::records::ObjectRecord;
+use crate::repo::records::next_counter;
 use crate::storage::export::{Sink, export};
 use crate::storage::ingest::{Source, ingest};
 use crate::storage::{BlockMap, MapId};
@@ -201,7 +202,10 @@ pub fn put(
                 .content_type
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: match &previous {
+                Some(p) => next_counter(&format!("version of {}", p.uuid), p.version)?,
+                None => 1,
+            },
             created: previous
                 .as_ref()
                 .map_or_else(|| now.clone(), |p| p.created.clone()),
@@ -472,7 +476,10 @@ pub fn copy(
         let previous = cat.objects.get(&d).cloned();
         let record = ObjectRecord {
             uuid: previous.as_ref().map_or_else(new_uuid, |p| p.uuid.clone()),
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: match &previous {
+                Some(p) => next_counter(&format!("version of {}", p.uuid), p.version)?,
+                None => 1,
+            },
             created: previous
                 .as_ref()
                 .map_or_else(|| now.clone(), |p| p.created.clone()),

@@ -459,3 +459,24 @@ fn a_map_that_does_not_match_its_record_is_refused_where_it_is_used() {
         refused_as_corrupt(&r, args, "does not fit its record");
     }
 }
+
+/// A version or epoch at the largest count arch keeps is not incremented past it: the put or
+/// snapshot is refused and the repository stays readable (before, the commit succeeded and
+/// every later command refused the catalog).
+#[test]
+fn counters_at_their_limit_are_not_incremented_past_it() {
+    let r = repo_with_volume();
+    let max = (1u64 << 53) - 1;
+    edit_catalog(&r, |c| {
+        c["objects"]["images/disk.raw"]["version"] = json!(max);
+        c["volumes"]["vm"]["epoch"] = json!(max);
+    });
+    let data = r.file("again", b"new content");
+    let err = r.fails(2, &["put", data.to_str().unwrap(), "images/disk.raw"]);
+    assert!(err.contains("is the largest arch keeps"), "{err}");
+    let err = r.fails(2, &["snapshot", "vm", "s"]);
+    assert!(err.contains("is the largest arch keeps"), "{err}");
+    r.ok(&["ls", "images"]);
+    r.ok(&["gc"]);
+    assert_eq!(r.json(&["fsck"])["problems"], json!([]));
+}

@@ -156,8 +156,10 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
             },
         );
         let v = cat.volumes.get_mut(name).expect("volume is locked");
+        let epoch =
+            crate::repo::records::next_counter(&format!("epoch of volume {name}"), v.epoch)?;
         v.base_map = map_id;
-        v.epoch += 1;
+        v.epoch = epoch;
         v.modified_at = now.clone();
         Ok((uuid, v.epoch))
     })?;
