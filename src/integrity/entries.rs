@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::repo::{CONFIG_FILE, Repository};
 use crate::storage::fsutil::{Modes, file_kind, set_mode};
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use std::io::ErrorKind::NotFound;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -23,21 +24,27 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
     let forbidden = repo.modes().forbidden();
     let mut out = EntryScan::default();
     for entry in walkdir::WalkDir::new(repo.root()).follow_links(false) {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(repo.root()).to_path_buf();
-            Error::io("list", &path, e.into())
-        })?;
+        // An entry that vanishes between the listing and its stat was renamed or removed by
+        // a concurrent command (a temporary file published or cleaned up): not a problem.
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == NotFound) => continue,
+            Err(e) => {
+                let path = e.path().unwrap_or(repo.root()).to_path_buf();
+                return Err(Error::io("list", &path, e.into()));
+            }
+        };
         let t = entry.file_type();
         if !t.is_file() && !t.is_dir() {
             out.special
                 .push((entry.path().to_path_buf(), file_kind(&t)));
             continue;
         }
-        let mode = entry
-            .metadata()
-            .map_err(|e| Error::io("stat", entry.path(), e.into()))?
-            .permissions()
-            .mode();
+        let mode = match entry.metadata() {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == NotFound) => continue,
+            Err(e) => return Err(Error::io("stat", entry.path(), e.into())),
+        };
         if mode & forbidden != 0 {
             out.exposed
                 .push((entry.path().to_path_buf(), mode & 0o7777));

@@ -175,6 +175,13 @@ pub fn put(
     if let Some(ct) = &opts.content_type {
         validate_content_type(ct)?;
     }
+    // A damaged catalog refuses the put before any block is written (the commit would
+    // refuse it after, leaving blocks that gc cannot collect until the catalog is fixed).
+    let catalog = repo.read_catalog()?;
+    if let Some(p) = catalog.objects.get(&name.full()) {
+        next_counter(&format!("version of {}", p.uuid), p.version)?;
+    }
+    drop(catalog);
     let _data = repo.lock_data_shared()?;
     let ingested = ingest(repo.backend(), repo.block_size(), source, progress)?;
     progress.finish();

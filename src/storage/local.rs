@@ -104,9 +104,12 @@ fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()
                 continue;
             };
             // DirEntry::metadata does not follow symlinks.
-            let meta = entry
-                .metadata()
-                .map_err(|e| Error::io("stat", entry.path(), e))?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Removed since the listing (by gc or a quarantine move): not stored any more.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", entry.path(), e)),
+            };
             if !meta.file_type().is_file() {
                 continue;
             }

@@ -472,11 +472,25 @@ fn counters_at_their_limit_are_not_incremented_past_it() {
         c["volumes"]["vm"]["epoch"] = json!(max);
     });
     let data = r.file("again", b"new content");
+    let before = r.snapshot();
     let err = r.fails(2, &["put", data.to_str().unwrap(), "images/disk.raw"]);
     assert!(err.contains("is the largest arch keeps"), "{err}");
+    assert_eq!(r.snapshot(), before, "refused before any block is written");
     let err = r.fails(2, &["snapshot", "vm", "s"]);
     assert!(err.contains("is the largest arch keeps"), "{err}");
     r.ok(&["ls", "images"]);
     r.ok(&["gc"]);
     assert_eq!(r.json(&["fsck"])["problems"], json!([]));
+}
+
+/// With a damaged catalog, put is refused before it writes any block or map (the
+/// repository is left exactly as it was).
+#[test]
+fn put_into_a_damaged_catalog_writes_nothing() {
+    let r = repo_with_volume();
+    edit_catalog(&r, |c| c["volumes"]["vm"]["id"] = json!("../../x"));
+    let before = r.snapshot();
+    let data = r.file("fresh", &crate::util::pseudo_random(3 * 4096, 99));
+    refused_as_corrupt(&r, &["put", data.to_str().unwrap(), "d/new"], "not a uuid");
+    assert_eq!(r.snapshot(), before);
 }
