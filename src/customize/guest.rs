@@ -17,6 +17,10 @@ pub struct Stat {
     pub gid: u32,
 }
 
+/// Largest guest file customization reads (the files it edits are small text files:
+/// /etc/shadow, /etc/passwd, /etc/hostname, authorized_keys, ...).
+pub const MAX_GUEST_FILE: u64 = 16 << 20;
+
 /// The root filesystem of a disk image, at a byte offset.
 pub struct Guest {
     /// `disk?offset=N`, as e2fsprogs tools accept it.
@@ -186,7 +190,11 @@ impl Guest {
 
     /// Owner and mode of `path`, or None when it does not exist.
     pub fn stat(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<Stat>> {
-        let path = path.as_ref();
+        Ok(self.stat_sized(task, path.as_ref())?.map(|(st, _)| st))
+    }
+
+    /// Owner, mode and size in bytes of `path`, or None when it does not exist.
+    fn stat_sized(&self, task: &str, path: &[u8]) -> Result<Option<(Stat, u64)>> {
         let (out, errors) = self.query(task, "stat", path)?;
         if !errors.is_empty() {
             if only_not_found(&errors) {
@@ -214,12 +222,19 @@ impl Guest {
         } else {
             0o100000
         };
-        match (perm, field("User:"), field("Group:")) {
-            (Some(p), Some(uid), Some(gid)) => Ok(Some(Stat {
-                mode: kind | p,
-                uid,
-                gid,
-            })),
+        let size = text
+            .find("Size:")
+            .and_then(|at| text[at + 5..].split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        match (perm, field("User:"), field("Group:"), size) {
+            (Some(p), Some(uid), Some(gid), Some(size)) => Ok(Some((
+                Stat {
+                    mode: kind | p,
+                    uid,
+                    gid,
+                },
+                size,
+            ))),
             _ => Err(Error::invalid(format!(
                 "{task}: cannot parse debugfs stat of {}",
                 show(path)
@@ -227,11 +242,20 @@ impl Guest {
         }
     }
 
-    /// Content of the regular file `path`, or None when it does not exist.
+    /// Content of the regular file `path`, or None when it does not exist. A file larger
+    /// than [`MAX_GUEST_FILE`] is refused before it is read: a hostile image could hold a
+    /// huge sparse `/etc/shadow` that costs it nothing and would cost arch its memory.
     pub fn read(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let path = path.as_ref();
-        if self.stat(task, path)?.is_none() {
+        let Some((_, size)) = self.stat_sized(task, path)? else {
             return Ok(None);
+        };
+        if size > MAX_GUEST_FILE {
+            return Err(Error::invalid(format!(
+                "{task}: {} in the guest is {size} bytes, more than the {MAX_GUEST_FILE} \
+                 bytes arch reads from a guest file; the image looks damaged or hostile",
+                show(path)
+            )));
         }
         let (out, errors) = self.query(task, "cat", path)?;
         if !errors.is_empty() {

@@ -171,3 +171,34 @@ const ROOT_0600: Stat = Stat {
     uid: 0,
     gid: 0,
 };
+
+/// A huge sparse guest file (free to put in an image) is refused by its size, before any of
+/// it is read: reading it whole would take the host's memory.
+#[test]
+fn a_guest_file_past_the_read_limit_is_refused_unread() {
+    let (dir, img) = mkfs_with(&[b"small"]);
+    let big = dir.path().join("big");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_GUEST_FILE + 1).unwrap();
+    drop(f);
+    let out = Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} /etc/ssh/big", big.display()))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let g = Guest::new(&img, 0, &scratch);
+    let err = g
+        .read("ChangePassword", "/etc/ssh/big")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("ChangePassword: ") && err.contains("more than the"),
+        "{err}"
+    );
+    assert_eq!(g.read("T", "/etc/ssh/small").unwrap().unwrap(), b"small");
+}
