@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::repo::catalog::Catalog;
 use crate::repo::{LOCKS_DIR, Repository, VOLUMES_DIR};
+use crate::services::volumes::blockio::parse_block_index;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;
@@ -90,7 +91,10 @@ pub fn scan(repo: &Repository, catalog: &Catalog) -> Result<VolumeScan> {
                 continue;
             }
             for (file, path) in read_dir_sorted(&epoch_dir)? {
-                let index = file.parse::<u64>().ok().filter(|i| *i < blocks);
+                let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+                let index = parse_block_index(&file)
+                    .filter(|i| *i < blocks)
+                    .filter(|_| regular);
                 let Some(index) = index else {
                     garbage(&mut out, path);
                     continue;

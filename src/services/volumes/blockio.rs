@@ -259,6 +259,16 @@ pub fn write_nonzero_pages(f: &File, data: &[u8], offset: u64) -> std::io::Resul
 }
 
 /// Indexes of the private block files in `epoch_dir` (none when it does not exist).
+/// The block index a private file named `name` holds: canonical decimal only (no sign, no
+/// leading zero), since only `volumes/<id>/<epoch>/<i>` with `i` written so is ever read.
+pub fn parse_block_index(name: &str) -> Option<u64> {
+    let canonical = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && (name == "0" || !name.starts_with('0'));
+    canonical.then(|| name.parse().ok()).flatten()
+}
+
+/// Indexes of the private blocks in `epoch_dir`: regular files with canonical names.
 pub fn list_private(epoch_dir: &Path) -> Result<BTreeSet<u64>> {
     let mut out = BTreeSet::new();
     let entries = match fs::read_dir(epoch_dir) {
@@ -268,8 +278,13 @@ pub fn list_private(epoch_dir: &Path) -> Result<BTreeSet<u64>> {
     };
     for e in entries {
         let e = e.map_err(|e| Error::io("list", epoch_dir, e))?;
-        if let Some(i) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
-            out.insert(i);
+        // Anything else in the directory (other names, directories, links) is garbage that
+        // no read consults; fsck reports it and gc removes it.
+        let regular = e.file_type().is_ok_and(|t| t.is_file());
+        if let Some(i) = e.file_name().to_str().and_then(parse_block_index) {
+            if regular {
+                out.insert(i);
+            }
         }
     }
     Ok(out)
@@ -295,4 +310,35 @@ fn read_exact_at(path: &Path, buf: &mut [u8], offset: usize) -> Result<()> {
             Error::io("read", path, e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_names_of_regular_files_are_private_blocks() {
+        for (name, want) in [
+            ("0", Some(0)),
+            ("17", Some(17)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("0001", None),
+            ("+3", None),
+            ("-1", None),
+            ("", None),
+            (" 1", None),
+            ("1a", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(parse_block_index(name), want, "{name:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["0", "0001", "+3", "7"] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        fs::create_dir(dir.path().join("5")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("9")).unwrap();
+        let found: Vec<u64> = list_private(dir.path()).unwrap().into_iter().collect();
+        assert_eq!(found, vec![0, 7]);
+    }
 }
