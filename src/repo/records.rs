@@ -272,7 +272,9 @@ impl ObjectRecord {
 
 impl ImageRecord {
     fn faults_into(&self, f: &mut Faults) {
-        use crate::services::images::properties::{EXCLUDE_ALL_TASKS, normalize_key};
+        use crate::services::images::properties::{
+            EXCLUDE_ALL_TASKS, canonical_value, normalize_key,
+        };
         use crate::services::images::{CONTAINER_FORMATS, DISK_FORMATS, STATUSES};
         if let Err(why) = check_display_name(&self.name) {
             f.0.push(format!(
@@ -290,13 +292,19 @@ impl ImageRecord {
         );
         f.timestamp("image created_at", &self.created_at);
         f.timestamp("image updated_at", &self.updated_at);
-        for key in self.properties.keys() {
+        for (key, value) in &self.properties {
             f.check(normalize_key(key).is_ok_and(|k| &k == key), || {
                 format!(
                     "image property key '{}' is not upper-case, or holds `=`, whitespace or a control character",
                     escape_control(key)
                 )
             });
+            // The values customization acts on (USERS, ROOT_PARTITION, booleans...) follow
+            // the same rules as `image modify`, so a hand-edited value never silently
+            // changes what a clone does.
+            if let Err(e) = canonical_value(key, value) {
+                f.0.push(escape_control(&e.to_string()).into_owned());
+            }
         }
         let excluded = self.properties.get(EXCLUDE_ALL_TASKS).map(String::as_str) == Some("yes");
         f.check(self.is_snapshot == excluded, || {

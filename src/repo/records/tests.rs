@@ -192,6 +192,26 @@ fn image_fields_are_checked() {
             "image property key 'A\\x1b'",
         ),
         (|i| i.is_snapshot = true, "is_snapshot is true but"),
+        (
+            |i| {
+                i.properties.insert("USERS".into(), "".into());
+            },
+            "invalid value '' for property USERS",
+        ),
+        (
+            |i| {
+                i.properties
+                    .insert("ROOT_PARTITION".into(), "99999999999999999999".into());
+            },
+            "for property ROOT_PARTITION",
+        ),
+        (
+            |i| {
+                i.properties
+                    .insert("EXCLUDE_TASK_FIXPARTITIONTABLE".into(), "maybe".into());
+            },
+            "invalid value 'maybe'",
+        ),
     ];
     for (spoil, expected) in cases {
         let mut o = object();
