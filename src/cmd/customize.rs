@@ -35,20 +35,14 @@ impl CustomizeArgs {
     pub fn options(&self) -> anyhow::Result<CustomizeOptions> {
         let password = match (&self.password_file, &self.password) {
             (Some(f), _) => {
-                let text = std::fs::read_to_string(f).map_err(|e| Error::SourceUnreadable {
-                    path: f.clone(),
-                    source: e,
-                })?;
+                let text = read_small_input("--password-file", f, 64 << 10)?;
                 Some(text.lines().next().unwrap_or_default().to_string())
             }
             (None, p) => p.clone(),
         };
         let mut ssh_keys = Vec::new();
         for f in &self.ssh_keys {
-            let text = std::fs::read_to_string(f).map_err(|e| Error::SourceUnreadable {
-                path: f.clone(),
-                source: e,
-            })?;
+            let text = read_small_input("--ssh-key", f, 1 << 20)?;
             let keys: Vec<String> = text
                 .lines()
                 .map(str::trim)
@@ -110,4 +104,86 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let report = customize_volume(&repo, &args.volume, &props, &opts, true)?;
     render(ctx, &report)?;
     Ok(Status::Ok)
+}
+
+/// Reads the small text file `path` given to option `what`: a regular file or a pipe (so
+/// `--password-file <(pass show vm)` works), at most `cap` bytes. A device (`/dev/zero`) is
+/// refused, and a FIFO with no writer reads as empty instead of blocking the open forever.
+fn read_small_input(what: &str, path: &std::path::Path, cap: u64) -> crate::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let unreadable = |source| Error::SourceUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
+    let kind = file.metadata().map_err(unreadable)?.file_type();
+    if !kind.is_file() && !kind.is_fifo() {
+        return Err(Error::invalid(format!(
+            "{what} {}: not a regular file or a pipe",
+            path.display()
+        )));
+    }
+    // Back to blocking reads (a pipe's writer may still be writing); a read interrupted by
+    // SIGINT/SIGTERM stops the command.
+    // SAFETY: fcntl on a descriptor we own, with integer flags only.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    let mut bytes = Vec::new();
+    let mut limited = file.take(cap + 1);
+    loop {
+        let mut chunk = [0u8; 8192];
+        match limited.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => crate::interrupt::check()?,
+            Err(e) => return Err(unreadable(e)),
+        }
+    }
+    if bytes.len() as u64 > cap {
+        return Err(Error::invalid(format!(
+            "{what} {}: larger than {cap} bytes; give the file holding just that",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::invalid(format!("{what} {}: not UTF-8 text", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_small_input;
+
+    #[test]
+    fn small_inputs_are_capped_typed_and_never_block_on_a_lone_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "secret\n").unwrap();
+        assert_eq!(
+            read_small_input("--password-file", &file, 64).unwrap(),
+            "secret\n"
+        );
+        std::fs::write(&file, vec![b'x'; 65]).unwrap();
+        let err = read_small_input("--password-file", &file, 64).unwrap_err();
+        assert!(err.to_string().contains("larger than 64 bytes"), "{err}");
+        let err = read_small_input("--ssh-key", std::path::Path::new("/dev/zero"), 64);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("not a regular file or a pipe")
+        );
+        // A FIFO nobody writes to reads as empty at once.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_small_input("--password-file", &fifo, 64).unwrap(), "");
+    }
 }
