@@ -10,6 +10,7 @@ pub mod customize;
 pub mod format;
 mod partial;
 mod resize;
+pub mod served;
 mod snapshot;
 pub mod transfer;
 
@@ -128,6 +129,9 @@ fn open_as<'a>(
         }
     }
     let id = rec.id.clone();
+    if write || finish_creating {
+        served::refuse_if_served(repo, name, &id)?;
+    }
     let lock = if write || finish_creating {
         repo.lock_volume_exclusive(&id)?
     } else {
@@ -589,6 +593,7 @@ pub struct RemoveReport {
 /// gone leaves an orphan directory that fsck reports as garbage and gc removes.
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let id = find(&repo.read_catalog()?, name)?.id.clone();
+    served::refuse_if_served(repo, name, &id)?;
     let _lock = repo.lock_volume_exclusive(&id)?;
     let freed = remove_locked(repo, name, &id)?;
     Ok(RemoveReport {

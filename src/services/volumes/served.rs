@@ -1,0 +1,375 @@
+//! A volume (or a read-only resource) opened for serving to a VM: block I/O with the
+//! semantics of a disk with a volatile write cache. Knows nothing of any network protocol.
+//!
+//! - A write is applied at once (private block created atomically or written in place) and
+//!   durable after the next [`Served::flush`] or its own `fua`: fsyncs are batched until then.
+//! - I/O is serialized per volume under one mutex, so a read never sees a torn block and a
+//!   flush covers every write that returned before it.
+//! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
+//!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
+//!
+//! While a volume is served read-write the server holds `locks/serve-<id>.lock` exclusively
+//! (beside it `serve-<id>.json` names the process) and the volume lock *shared*: readers
+//! (`volume read`, `export`) still work, and writers check the serve lock first and are
+//! refused with the serving process named (see [`refuse_if_served`]).
+
+use super::{OpenVolume, find, open};
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
+use crate::services::images::{Among, resolve, resource_kind};
+use crate::services::objects::read_map_of;
+use crate::storage::export::read_one;
+use crate::storage::{BlockHash, BlockMap};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Who serves a volume read-write (`locks/serve-<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub host: String,
+    pub started: String,
+    /// Where clients (and `arch snapshot`) reach the server.
+    pub address: String,
+}
+
+impl ServerInfo {
+    /// `arch serve pid N on HOST since T (ADDRESS)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "arch serve pid {} on {} since {} ({})",
+            self.pid, self.host, self.started, self.address
+        )
+    }
+}
+
+/// Shared blocks kept decoded (4 MiB each by default): sequential reads of small requests
+/// read and verify each shared block once, not once per request.
+const CACHED_BLOCKS: usize = 8;
+
+enum Content<'a> {
+    Volume(Box<OpenVolume<'a>>),
+    /// An object, image or snapshot: its map, with the data lock held.
+    Resource {
+        map: BlockMap,
+        _data: FileLock,
+    },
+}
+
+/// One served resource.
+pub struct Served<'a> {
+    repo: &'a Repository,
+    pub name: String,
+    /// volume | object | image | snapshot.
+    pub kind: String,
+    pub size: u64,
+    pub block_size: u32,
+    pub read_only: bool,
+    content: Mutex<Content<'a>>,
+    cache: Mutex<Vec<(BlockHash, Arc<Vec<u8>>)>>,
+    serving: Option<(FileLock, PathBuf)>,
+}
+
+/// Paths of the serve lock and server info of volume `id`.
+fn serve_paths(repo: &Repository, id: &str) -> Result<(PathBuf, PathBuf)> {
+    let lock = repo.volume_lock_path(id)?;
+    let dir = lock.parent().expect("locks/").to_path_buf();
+    Ok((
+        dir.join(format!("serve-{id}.lock")),
+        dir.join(format!("serve-{id}.json")),
+    ))
+}
+
+/// The server of volume `id`, when one serves it read-write right now.
+pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
+    let (lock, info) = serve_paths(repo, id)?;
+    if !lock.exists() || lock_shared_nonblocking(&lock)?.is_some() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&info).unwrap_or_default();
+    Ok(Some(serde_json::from_slice(&text).unwrap_or(ServerInfo {
+        pid: 0,
+        host: "?".into(),
+        started: "?".into(),
+        address: "?".into(),
+    })))
+}
+
+/// Refuses a writer of volume `name` (id `id`) while it is served read-write.
+pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<()> {
+    match server_of(repo, id)? {
+        None => Ok(()),
+        Some(s) => Err(Error::Served {
+            name: name.to_string(),
+            server: s.describe(),
+            fix: format!(
+                "stop it first (Ctrl-C, or kill -TERM {}); readers (volume read, export) \
+                 still work",
+                s.pid
+            ),
+        }),
+    }
+}
+
+impl<'a> Served<'a> {
+    /// Opens `name` for serving: a volume read-write unless `read_only`; an object, image or
+    /// snapshot always read-only. `address` is recorded for writers that get refused.
+    pub fn open(
+        repo: &'a Repository,
+        name: &str,
+        read_only: bool,
+        address: &str,
+    ) -> Result<Served<'a>> {
+        let cat = repo.read_catalog()?;
+        if cat.volumes.contains_key(name) {
+            let id = find(&cat, name)?.id.clone();
+            let serving = if read_only {
+                None
+            } else {
+                Some(take_serve_lock(repo, name, &id, address)?)
+            };
+            let vol = open(repo, name, false)?;
+            if vol.record.id != id {
+                return Err(Error::Busy {
+                    resource: format!("volume '{name}' (replaced while opening it)"),
+                });
+            }
+            return Ok(Served {
+                repo,
+                name: name.to_string(),
+                kind: "volume".into(),
+                size: vol.record.size,
+                block_size: vol.record.block_size,
+                read_only,
+                content: Mutex::new(Content::Volume(Box::new(vol))),
+                cache: Mutex::new(Vec::new()),
+                serving,
+            });
+        }
+        let object = resolve(&cat, name, Among::Resources)?;
+        let rec = &cat.objects[&object];
+        let data = repo.lock_data_shared()?;
+        let map = read_map_of(repo, &format!("object {object}"), &rec.map)?;
+        Ok(Served {
+            repo,
+            name: name.to_string(),
+            kind: resource_kind(rec).to_string(),
+            size: rec.bytes,
+            block_size: rec.block_size,
+            read_only: true,
+            content: Mutex::new(Content::Resource { map, _data: data }),
+            cache: Mutex::new(Vec::new()),
+            serving: None,
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (inside the resource).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let content = self.content.lock().expect("served volume lock");
+        let bs = self.block_size as u64;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let (index, within) = (pos / bs, (pos % bs) as usize);
+            let n = (bs as usize - within).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            let hash = match &*content {
+                Content::Resource { map, .. } => map.hash_at(index),
+                Content::Volume(v) => match v.blocks.source(index)? {
+                    super::BlockSource::Private(p) => {
+                        super::blockio::read_exact_at(&p, out, within)?;
+                        done += n;
+                        continue;
+                    }
+                    super::BlockSource::Zero => BlockHash::ZERO,
+                    super::BlockSource::Shared(h) => h,
+                },
+            };
+            if hash.is_zero() {
+                out.fill(0);
+            } else {
+                let block = self.shared_block(&hash, index)?;
+                out.copy_from_slice(&block[within..within + n]);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// A shared block, decoded and verified, from the cache or the store.
+    fn shared_block(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
+            let hit = cache.remove(pos);
+            cache.push(hit.clone());
+            return Ok(hit.1);
+        }
+        let mut buf = Vec::new();
+        let bs = self.block_size as usize;
+        read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
+            f.with_location(
+                hash,
+                index * bs as u64,
+                &format!("{} {}", self.kind, self.name),
+            )
+        })?;
+        let block = Arc::new(buf);
+        if cache.len() >= CACHED_BLOCKS {
+            cache.remove(0);
+        }
+        cache.push((*hash, block.clone()));
+        Ok(block)
+    }
+
+    fn volume<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        if self.read_only {
+            return Err(Error::invalid(format!(
+                "{} '{}' is served read-only",
+                self.kind, self.name
+            )));
+        }
+        match &mut *self.content.lock().expect("served volume lock") {
+            Content::Volume(v) => f(v),
+            Content::Resource { .. } => unreachable!("resources are read-only"),
+        }
+    }
+
+    /// Writes `data` at `offset`; durable before returning with `fua`, else at the next flush.
+    pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+        self.volume(|v| {
+            v.check_range(offset, data.len() as u64)?;
+            v.blocks.write_at(offset, data)?;
+            if fua {
+                v.blocks.finish()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes every write that returned durable.
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.volume(|v| v.blocks.finish())
+    }
+
+    /// Makes `[offset, offset + len)` read as zeros: whole blocks keep no private data. With
+    /// `only_whole_blocks` (a discard), partial blocks at the edges are left as they are.
+    pub fn zero(&self, offset: u64, len: u64, only_whole_blocks: bool, fua: bool) -> Result<()> {
+        let bs = self.block_size as u64;
+        self.volume(|v| {
+            v.check_range(offset, len)?;
+            let end = offset + len;
+            let mut pos = offset;
+            while pos < end {
+                let index = pos / bs;
+                let block_end = ((index + 1) * bs).min(end);
+                // The last block of a volume whose size is not a multiple of the block size
+                // is whole when the range reaches the end of the volume.
+                let whole =
+                    pos == index * bs && (block_end == (index + 1) * bs || end == v.record.size);
+                if whole {
+                    v.blocks.zero_block(index)?;
+                } else if !only_whole_blocks {
+                    v.blocks
+                        .write_at(pos, &vec![0u8; (block_end - pos) as usize])?;
+                }
+                pos = block_end;
+            }
+            if fua {
+                v.blocks.finish()?;
+            }
+            Ok(())
+        })?;
+        self.cache.lock().expect("cache lock").clear();
+        Ok(())
+    }
+
+    /// Allocation of `[offset, offset + len)` as runs of `(length, reads_as_zeros)`: zero
+    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
+    /// caller asks again for the rest).
+    pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+        let content = self.content.lock().expect("served volume lock");
+        let bs = self.block_size as u64;
+        let end = offset + len;
+        let mut out: Vec<(u64, bool)> = Vec::new();
+        let mut pos = offset;
+        let mut looked = 0;
+        while pos < end && looked < 4096 {
+            let index = pos / bs;
+            let n = ((index + 1) * bs).min(end) - pos;
+            let zero = match &*content {
+                Content::Resource { map, .. } => map.hash_at(index).is_zero(),
+                Content::Volume(v) => match v.blocks.source(index)? {
+                    super::BlockSource::Zero => true,
+                    super::BlockSource::Shared(_) => false,
+                    super::BlockSource::Private(p) => {
+                        use std::os::unix::fs::MetadataExt;
+                        std::fs::metadata(&p)
+                            .map_err(|e| Error::io("stat", &p, e))?
+                            .blocks()
+                            == 0
+                    }
+                },
+            };
+            match out.last_mut() {
+                Some(last) if last.1 == zero => last.0 += n,
+                _ => out.push((n, zero)),
+            }
+            pos += n;
+            looked += 1;
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        if let Some((_, info)) = &self.serving {
+            // Removed before the lock is released; a stale one is ignored (lock free).
+            let _ = std::fs::remove_file(info);
+        }
+    }
+}
+
+/// Takes the serve lock of volume `id`, refusing when another server holds it, and records
+/// this process as its server.
+fn take_serve_lock(
+    repo: &Repository,
+    name: &str,
+    id: &str,
+    address: &str,
+) -> Result<(FileLock, PathBuf)> {
+    let (lock_path, info_path) = serve_paths(repo, id)?;
+    let lock = match try_lock_exclusive(&lock_path)? {
+        Some(l) => l,
+        None => {
+            // Held: by another server (refuse), or by a writer checking it for a moment.
+            if let Some(s) = server_of(repo, id)? {
+                return Err(Error::Served {
+                    name: name.to_string(),
+                    server: s.describe(),
+                    fix: "stop that server first, or serve it with --read-only".into(),
+                });
+            }
+            lock_exclusive(&lock_path)?
+        }
+    };
+    let info = ServerInfo {
+        pid: std::process::id(),
+        host: super::creating::hostname(),
+        started: crate::time::now_rfc3339(),
+        address: address.to_string(),
+    };
+    let bytes = serde_json::to_vec(&info).expect("server info serializes");
+    crate::storage::fsutil::atomic_write_mode(
+        &repo.tmp_dir(),
+        &info_path,
+        &bytes,
+        repo.modes().file(),
+    )?;
+    Ok((lock, info_path))
+}
