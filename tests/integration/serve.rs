@@ -280,3 +280,84 @@ fn writers_are_refused_naming_the_server_and_readers_work() {
     // Once stopped, writers work again.
     repo.ok(&["volume", "resize", "vm1", "1M"]);
 }
+
+/// `qemu-img map --output=json` of `uri` as `(start, length, zero, data)`.
+fn map(uri: &str) -> Vec<(u64, u64, bool, bool)> {
+    let out = tool(&["qemu-img", "map", "--output=json", "-f", "raw", uri]).stdout;
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                e["zero"].as_bool().unwrap(),
+                e["data"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn zeroed_blocks_keep_no_private_data_and_the_map_shows_holes() {
+    // 64 KiB: blocks 0-7 data (random), 8-15 zero, 4 KiB blocks.
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1"]);
+    let uri = srv.uri("vm1").to_string();
+    assert_eq!(
+        map(&uri),
+        vec![(0, 32768, false, true), (32768, 32768, true, false)]
+    );
+    tool(&[
+        "qemu-io",
+        "-f",
+        "raw",
+        "-c",
+        "write -z 0 8192", // two shared data blocks: zeroed, no data kept
+        "-c",
+        "write -P 1 40960 100", // a zero block becomes private
+        "-c",
+        "write -P 2 20000 10", // a shared block copied
+        "-c",
+        "discard 20480 4096", // then discarded whole
+        "-c",
+        "write -z 45000 10", // part of a private block: zeros written
+        "-c",
+        "flush",
+        &uri,
+    ]);
+    let mut model = img.clone();
+    model[..8192].fill(0);
+    model[40960..41060].fill(1);
+    model[20000..20010].fill(2);
+    model[20480..24576].fill(0);
+    compare(&uri, &repo.file("model.raw", &model));
+    assert_eq!(
+        map(&uri),
+        vec![
+            (0, 8192, true, false),
+            (8192, 12288, false, true),
+            (20480, 4096, true, false),
+            (24576, 8192, false, true),
+            (32768, 8192, true, false),
+            (40960, 4096, false, true),
+            (45056, 20480, true, false),
+        ]
+    );
+    assert_eq!(srv.stop().0, Some(0));
+    // On disk: the zeroed blocks 0, 1 and 5 are private files holding no data.
+    let v = repo.json(&["volume", "info", "vm1"]);
+    let id = v["id"].as_str().unwrap();
+    let dir = repo.root.join("volumes").join(id).join("1");
+    for i in [0, 1, 5] {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir.join(i.to_string())).unwrap();
+        assert_eq!(m.blocks(), 0, "block {i} keeps no data");
+    }
+    assert_eq!(export(&repo, "vm1"), model);
+    // A snapshot stores them as zero blocks: its map has data only where data is.
+    repo.ok(&["snapshot", "vm1", "s1"]);
+    repo.ok(&["clone", "snapshots/s1", "vm2"]);
+    assert_eq!(export(&repo, "vm2"), model);
+}
