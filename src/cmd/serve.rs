@@ -8,7 +8,7 @@
 
 use super::{Context, Status};
 use crate::nbd::{self, Export, Extent, Failure, Offer};
-use crate::services::volumes::served::Served;
+use crate::services::volumes::served::{Served, answer_control};
 use crate::storage::fsutil::{Modes, create_dir, set_mode};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
@@ -194,6 +194,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         Listener::Unix(_, p) => Some(p.clone()),
         Listener::Tcp(_) => None,
     });
+    let control_path = run_dir(&repo)?.join(format!("arch-serve-{}.ctl", std::process::id()));
+    let control = bind_unix(&control_path)?;
+    let control_removal = SocketFile(Some(control_path.clone()));
     let mut served = Vec::new();
     for name in &args.names {
         if args.names.iter().filter(|n| *n == name).count() > 1 {
@@ -204,6 +207,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             name,
             args.read_only,
             &listener.uri(name),
+            Some(&control_path),
         )?);
     }
     let exports: Vec<NbdExport> = served.iter().map(NbdExport).collect();
@@ -217,7 +221,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         .collect();
     print_listening(ctx, &listener, &served)?;
     let multi_conn = args.shared > 1 || args.read_only;
-    accept_loop(ctx, &listener, &offers, args.shared, multi_conn);
+    accept_loop(
+        ctx,
+        &listener,
+        &control,
+        &served,
+        &offers,
+        args.shared,
+        multi_conn,
+    );
     let mut failed = None;
     for s in &served {
         if let Err(e) = s.flush() {
@@ -228,6 +240,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     drop(exports);
     drop(served);
     drop(removal);
+    drop(control_removal);
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -297,11 +310,16 @@ fn listen(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<Listene
         Some(p) => p.clone(),
         None => run_dir(repo)?.join(format!("arch-serve-{}.sock", std::process::id())),
     };
-    remove_stale_socket(&path)?;
+    Ok(Listener::Unix(bind_unix(&path)?, path))
+}
+
+/// A Unix socket listening at `path`, mode 0600 from its creation, non-blocking.
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    remove_stale_socket(path)?;
     // The socket is made 0600 from the start: the umask covers the window before chmod.
     // SAFETY: umask only changes this process's file-creation mask; no other thread runs yet.
     let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(&path);
+    let bound = UnixListener::bind(path);
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     let l = bound.with_context(|| {
@@ -311,9 +329,9 @@ fn listen(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<Listene
             path.display()
         )
     })?;
-    set_mode(&path, 0o600)?;
+    set_mode(path, 0o600)?;
     l.set_nonblocking(true)?;
-    Ok(Listener::Unix(l, path))
+    Ok(l)
 }
 
 /// `REPO/run`, private to its owner (0700), created when missing.
@@ -355,18 +373,41 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
 
 /// Accepts clients until SIGINT/SIGTERM, each served on its own thread (at most `shared` at
 /// once); returns once every client thread has finished its last request.
-fn accept_loop(ctx: &Context, listener: &Listener, offers: &[Offer], shared: u32, multi: bool) {
+/// Requests on the control socket (`arch snapshot` of a served volume) are answered on
+/// their own threads.
+fn accept_loop(
+    ctx: &Context,
+    listener: &Listener,
+    control: &UnixListener,
+    served: &[Served],
+    offers: &[Offer],
+    shared: u32,
+    multi: bool,
+) {
     let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
     let next_id = AtomicU64::new(1);
     std::thread::scope(|scope| {
         while crate::interrupt::received().is_none() {
-            let mut pfd = libc::pollfd {
-                fd: listener.fd(),
+            let mut pfd = [listener.fd(), control.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            };
-            // SAFETY: one valid pollfd; a signal or the timeout returns early.
-            if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            });
+            // SAFETY: two valid pollfds; a signal or the timeout returns early.
+            if unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) } <= 0 {
+                continue;
+            }
+            if pfd[1].revents != 0 {
+                if let Ok((s, _)) = control.accept() {
+                    scope.spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        if let Err(e) = answer_control(served, s) {
+                            eprintln!("arch serve: control request failed: {e}");
+                        }
+                    });
+                }
+            }
+            if pfd[0].revents == 0 {
                 continue;
             }
             let stream = match listener.accept() {

@@ -361,3 +361,120 @@ fn zeroed_blocks_keep_no_private_data_and_the_map_shows_holes() {
     repo.ok(&["clone", "snapshots/s1", "vm2"]);
     assert_eq!(export(&repo, "vm2"), model);
 }
+
+/// A minimal NBD client over the Unix socket (fixed newstyle, NBD_OPT_EXPORT_NAME, simple
+/// replies), to hold a connection open and to misbehave on purpose.
+struct RawClient(std::os::unix::net::UnixStream);
+
+impl RawClient {
+    fn connect(socket: &Path, export: &str) -> RawClient {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        let mut greet = [0u8; 18];
+        s.read_exact(&mut greet).unwrap();
+        assert_eq!(&greet[..16], b"NBDMAGICIHAVEOPT");
+        s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
+        let mut opt = b"IHAVEOPT".to_vec();
+        opt.extend_from_slice(&1u32.to_be_bytes());
+        opt.extend_from_slice(&(export.len() as u32).to_be_bytes());
+        opt.extend_from_slice(export.as_bytes());
+        s.write_all(&opt).unwrap();
+        let mut info = [0u8; 10];
+        s.read_exact(&mut info).unwrap();
+        RawClient(s)
+    }
+
+    /// Sends one request (with `data` for a write) and returns the reply's error.
+    fn request(&mut self, kind: u16, offset: u64, length: u32, data: &[u8]) -> (u32, Vec<u8>) {
+        use std::io::Write;
+        let mut r = vec![0x25, 0x60, 0x95, 0x13, 0, 0];
+        r.extend_from_slice(&kind.to_be_bytes());
+        r.extend_from_slice(&42u64.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&length.to_be_bytes());
+        r.extend_from_slice(data);
+        self.0.write_all(&r).unwrap();
+        let mut reply = [0u8; 16];
+        self.0.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[..4], &[0x67, 0x44, 0x66, 0x98]);
+        let err = u32::from_be_bytes(reply[4..8].try_into().unwrap());
+        let mut payload = Vec::new();
+        if kind == 0 && err == 0 {
+            payload.resize(length as usize, 0);
+            self.0.read_exact(&mut payload).unwrap();
+        }
+        (err, payload)
+    }
+}
+
+#[test]
+fn snapshot_while_served_holds_every_acknowledged_write_and_serving_goes_on() {
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut vm = RawClient::connect(&srv.socket(), "vm1");
+    // Acknowledged but not flushed: the snapshot must still hold it.
+    assert_eq!(vm.request(1, 5000, 6, b"before").0, 0);
+    let v = repo.json(&["snapshot", "vm1", "s1"]);
+    assert_eq!(v["object"], "snapshots/s1");
+    // The same connection goes on, in the volume's new epoch.
+    assert_eq!(vm.request(1, 5000, 6, b"after!").0, 0);
+    let mut expect = img[4998..5008].to_vec();
+    expect[2..8].copy_from_slice(b"after!");
+    assert_eq!(vm.request(0, 4998, 10, &[]).1, expect);
+    assert_eq!(vm.request(3, 0, 0, &[]).0, 0);
+    drop(vm);
+    assert_eq!(srv.stop().0, Some(0));
+    let mut at_snapshot = img.clone();
+    at_snapshot[5000..5006].copy_from_slice(b"before");
+    repo.ok(&["clone", "snapshots/s1", "vm2"]);
+    assert_eq!(export(&repo, "vm2"), at_snapshot);
+    let mut now = img.clone();
+    now[5000..5006].copy_from_slice(b"after!");
+    assert_eq!(export(&repo, "vm1"), now);
+    let v = repo.json(&["fsck"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+}
+
+#[test]
+fn bad_clients_get_errors_or_are_dropped_and_others_go_on() {
+    use std::io::Write;
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1", "--shared", "4"]);
+    let sock = srv.socket();
+    // Garbage instead of a handshake.
+    let mut g = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let _ = g.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = g.read_to_end(&mut rest);
+    // Errors the spec defines, on a connection that goes on.
+    let mut c = RawClient::connect(&sock, "vm1");
+    assert_eq!(
+        c.request(0, 65530, 100, &[]).0,
+        22,
+        "read past the end: EINVAL"
+    );
+    assert_eq!(
+        c.request(1, 65530, 10, b"0123456789").0,
+        28,
+        "write past the end: ENOSPC"
+    );
+    assert_eq!(c.request(77, 0, 0, &[]).0, 22, "unknown command: EINVAL");
+    assert_eq!(c.request(0, 0, 4, &[]).1, img[..4].to_vec());
+    // Garbage in transmission, and a disconnect in the middle of a write: dropped.
+    c.0.write_all(&[0xffu8; 28]).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(c.0.read(&mut buf).unwrap_or(0), 0);
+    let mut d = RawClient::connect(&sock, "vm1");
+    let mut half = vec![0x25, 0x60, 0x95, 0x13, 0, 0, 0, 1];
+    half.extend_from_slice(&1u64.to_be_bytes());
+    half.extend_from_slice(&0u64.to_be_bytes());
+    half.extend_from_slice(&4096u32.to_be_bytes());
+    half.extend_from_slice(&[0xee; 100]);
+    d.0.write_all(&half).unwrap();
+    drop(d);
+    // The server and a well-behaved client go on; the half write was never applied.
+    let uri = srv.uri("vm1").to_string();
+    compare(&uri, &repo.file("img.raw2", &img));
+    assert_eq!(srv.stop().0, Some(0));
+    assert_eq!(export(&repo, "vm1"), img);
+}

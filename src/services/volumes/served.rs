@@ -13,16 +13,21 @@
 //! (`volume read`, `export`) still work, and writers check the serve lock first and are
 //! refused with the serving process named (see [`refuse_if_served`]).
 
+use super::SnapshotReport;
 use super::{OpenVolume, find, open};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
 use crate::services::images::{Among, resolve, resource_kind};
+use crate::services::names::ObjectName;
 use crate::services::objects::read_map_of;
 use crate::storage::export::read_one;
 use crate::storage::{BlockHash, BlockMap};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::io::Read;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Who serves a volume read-write (`locks/serve-<id>.json`).
@@ -31,8 +36,11 @@ pub struct ServerInfo {
     pub pid: u32,
     pub host: String,
     pub started: String,
-    /// Where clients (and `arch snapshot`) reach the server.
+    /// Where NBD clients reach the server.
     pub address: String,
+    /// The server's control socket, through which `arch snapshot` asks it for a snapshot.
+    #[serde(default)]
+    pub control: Option<PathBuf>,
 }
 
 impl ServerInfo {
@@ -94,6 +102,7 @@ pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
         host: "?".into(),
         started: "?".into(),
         address: "?".into(),
+        control: None,
     })))
 }
 
@@ -121,6 +130,7 @@ impl<'a> Served<'a> {
         name: &str,
         read_only: bool,
         address: &str,
+        control: Option<&Path>,
     ) -> Result<Served<'a>> {
         let cat = repo.read_catalog()?;
         if cat.volumes.contains_key(name) {
@@ -128,7 +138,7 @@ impl<'a> Served<'a> {
             let serving = if read_only {
                 None
             } else {
-                Some(take_serve_lock(repo, name, &id, address)?)
+                Some(take_serve_lock(repo, name, &id, address, control)?)
             };
             let vol = open(repo, name, false)?;
             if vol.record.id != id {
@@ -326,6 +336,123 @@ impl<'a> Served<'a> {
     }
 }
 
+impl Served<'_> {
+    /// Snapshots this served volume as `target` under its own lock: I/O pauses, every
+    /// acknowledged write is flushed, the snapshot is committed, and serving goes on in the
+    /// volume's new epoch.
+    pub fn snapshot(&self, target: &ObjectName) -> Result<SnapshotReport> {
+        let repo = self.repo;
+        self.volume(|v| {
+            v.blocks.finish()?;
+            let report = super::snapshot::snapshot_open(repo, v, target)?;
+            let record = find(&repo.read_catalog()?, &v.name)?.clone();
+            let base = read_map_of(repo, &format!("volume {}", v.name), &record.base_map)?;
+            v.blocks = super::blockio::VolumeBlocks::new(
+                repo.backend(),
+                base,
+                super::epoch_dir(repo, &record)?,
+                repo.tmp_dir(),
+                format!("volume {}", v.name),
+            );
+            v.record = record;
+            Ok(report)
+        })
+    }
+}
+
+/// A request on a server's control socket (one JSON line; the answer is one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+struct ControlRequest {
+    op: String,
+    volume: String,
+    object: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ControlReply {
+    report: Option<SnapshotReport>,
+    error: Option<String>,
+}
+
+/// Asks the server of volume `name` to snapshot it as `target` (waits for it).
+pub fn snapshot_by_server(
+    server: &ServerInfo,
+    name: &str,
+    target: &ObjectName,
+) -> Result<SnapshotReport> {
+    let Some(control) = &server.control else {
+        return Err(Error::Served {
+            name: name.to_string(),
+            server: server.describe(),
+            fix: "that server takes no snapshot requests; stop it first".into(),
+        });
+    };
+    let request = ControlRequest {
+        op: "snapshot".into(),
+        volume: name.to_string(),
+        object: target.full(),
+    };
+    let io = |e| Error::io("talk to the server through", control, e);
+    let mut stream = UnixStream::connect(control).map_err(io)?;
+    let mut line = serde_json::to_vec(&request).expect("request serializes");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    crate::interrupt::check()?;
+    let reply: ControlReply = serde_json::from_str(&answer).map_err(|_| Error::Busy {
+        resource: format!(
+            "the server of volume '{name}' ({}) ended during the snapshot, so it",
+            server.describe()
+        ),
+    })?;
+    match (reply.report, reply.error) {
+        (Some(r), _) => Ok(r),
+        (None, e) => Err(Error::invalid(format!(
+            "snapshot of volume '{name}' by its server ({}): {}",
+            server.describe(),
+            e.unwrap_or_default()
+        ))),
+    }
+}
+
+/// Answers one request on the control socket: `stream` carries a JSON line naming one of
+/// `served`.
+pub fn answer_control(served: &[Served], stream: UnixStream) -> std::io::Result<()> {
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .take(64 << 10)
+        .read_line(&mut line)?;
+    let result = (|| -> Result<SnapshotReport> {
+        let req: ControlRequest = serde_json::from_str(&line)
+            .map_err(|e| Error::invalid(format!("bad control request: {e}")))?;
+        let target = ObjectName::parse(&req.object)?;
+        let s = served
+            .iter()
+            .find(|s| s.name == req.volume && s.kind == "volume" && !s.read_only)
+            .ok_or_else(|| {
+                Error::invalid(format!("'{}' is not served read-write here", req.volume))
+            })?;
+        match req.op.as_str() {
+            "snapshot" => s.snapshot(&target),
+            op => Err(Error::invalid(format!("unknown control operation '{op}'"))),
+        }
+    })();
+    let reply = match result {
+        Ok(r) => ControlReply {
+            report: Some(r),
+            error: None,
+        },
+        Err(e) => ControlReply {
+            report: None,
+            error: Some(e.to_string()),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply).expect("reply serializes");
+    out.push(b'\n');
+    (&stream).write_all(&out)
+}
+
 impl Drop for Served<'_> {
     fn drop(&mut self) {
         if let Some((_, info)) = &self.serving {
@@ -342,6 +469,7 @@ fn take_serve_lock(
     name: &str,
     id: &str,
     address: &str,
+    control: Option<&Path>,
 ) -> Result<(FileLock, PathBuf)> {
     let (lock_path, info_path) = serve_paths(repo, id)?;
     let lock = match try_lock_exclusive(&lock_path)? {
@@ -363,6 +491,7 @@ fn take_serve_lock(
         host: super::creating::hostname(),
         started: crate::time::now_rfc3339(),
         address: address.to_string(),
+        control: control.map(Path::to_path_buf),
     };
     let bytes = serde_json::to_vec(&info).expect("server info serializes");
     crate::storage::fsutil::atomic_write_mode(
