@@ -478,3 +478,46 @@ fn bad_clients_get_errors_or_are_dropped_and_others_go_on() {
     assert_eq!(srv.stop().0, Some(0));
     assert_eq!(export(&repo, "vm1"), img);
 }
+
+#[test]
+fn kill_9_after_a_flush_reply_keeps_the_flushed_data_and_fsck_is_clean() {
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut vm = RawClient::connect(&srv.socket(), "vm1");
+    assert_eq!(vm.request(1, 100, 5, b"first").0, 0);
+    assert_eq!(vm.request(1, 40000, 6, b"second").0, 0);
+    assert_eq!(vm.request(3, 0, 0, &[]).0, 0, "FLUSH answered");
+    // After the flush: may be lost, or there; nothing else may change.
+    assert_eq!(vm.request(1, 20000, 5, b"third").0, 0);
+    signal(srv.child.id(), libc::SIGKILL);
+    drop(vm);
+    drop(srv);
+    let got = export(&repo, "vm1");
+    let mut flushed = img.clone();
+    flushed[100..105].copy_from_slice(b"first");
+    flushed[40000..40006].copy_from_slice(b"second");
+    let mut all = flushed.clone();
+    all[20000..20005].copy_from_slice(b"third");
+    assert!(
+        got == flushed || got == all,
+        "flushed writes kept, nothing else changed"
+    );
+    let v = repo.json(&["fsck"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    // Copy-on-write: only the touched blocks (0, 9 and perhaps 4) became private.
+    let id = repo.json(&["volume", "info", "vm1"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut private: Vec<String> = std::fs::read_dir(repo.root.join("volumes").join(id).join("1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    private.sort();
+    assert!(
+        private == ["0", "9"] || private == ["0", "4", "9"],
+        "{private:?}"
+    );
+    // The server is gone: writers work again (its stale lock is free).
+    repo.ok(&["volume", "resize", "vm1", "128K"]);
+}
