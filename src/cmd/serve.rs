@@ -454,12 +454,21 @@ fn accept_loop(
     });
 }
 
+/// Requests of one client executed at once (reads in parallel; writes one at a time).
+const WORKERS: usize = 4;
+
 fn client(mut stream: Stream, offers: &[Offer], multi_conn: bool) -> io::Result<()> {
     let Some(session) = nbd::handshake(&mut stream, offers, multi_conn)? else {
         return Ok(());
     };
     let mut r = BufReader::with_capacity(256 << 10, stream.try_clone()?);
     let mut w = BufWriter::with_capacity(256 << 10, stream);
-    nbd::serve(&mut r, &mut w, offers[session.export].export, &session)?;
+    nbd::serve(
+        &mut r,
+        &mut w,
+        offers[session.export].export,
+        &session,
+        WORKERS,
+    )?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 use super::wire::*;
 use super::{Export, Failure, Session};
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
 
 /// Counters of one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,45 +20,83 @@ pub struct Stats {
 }
 
 /// Serves requests from `r`, replying on `w`, until NBD_CMD_DISC or end of input between
-/// requests (`Ok`); `Err` when the stream broke or could not be framed.
-pub fn serve<R: Read, W: Write>(
+/// requests (`Ok`); `Err` when the stream broke or could not be framed. The calling thread
+/// reads requests (and write payloads); `workers` threads execute them, so replies may come
+/// out of order (the cookie names the request); with one worker they come in order. Every
+/// request read is executed and answered before this returns.
+pub fn serve<R: Read, W: Write + Send>(
     r: &mut R,
     w: &mut W,
     export: &dyn Export,
     session: &Session,
+    workers: usize,
 ) -> io::Result<Stats> {
-    let mut stats = Stats::default();
-    let mut buf = Vec::new();
-    loop {
-        let mut head = [0u8; Request::LEN];
-        if !read_full_or_eof(r, &mut head)? {
-            return Ok(stats);
+    let out: Mutex<(&mut W, Option<io::Error>)> = Mutex::new((w, None));
+    let errors = AtomicU64::new(0);
+    let mut requests = 0;
+    let (tx, rx) = mpsc::sync_channel::<(Request, Vec<u8>)>(workers.max(1) * 2);
+    let rx = Mutex::new(rx);
+    let read = std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let job = rx.lock().expect("request queue").recv();
+                    let Ok((req, data)) = job else { return };
+                    let mut frame = Vec::new();
+                    let result = handle(&req, &data, export, session, &mut frame);
+                    if let Err(f) = result {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        frame.clear();
+                        reply_error(&mut frame, &req, session, &f);
+                    }
+                    let mut o = out.lock().expect("reply stream");
+                    if o.1.is_none() {
+                        if let Err(e) = o.0.write_all(&frame).and_then(|()| o.0.flush()) {
+                            o.1 = Some(e);
+                        }
+                    }
+                }
+            });
         }
-        let Some(req) = Request::decode(&head) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "bad request magic",
-            ));
-        };
-        stats.requests += 1;
-        if req.kind == CMD_DISC {
-            return Ok(stats);
-        }
-        if req.kind == CMD_WRITE {
-            if req.length > MAX_PAYLOAD {
-                // The payload cannot be taken in safely: drop the client, as qemu-nbd does.
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "write too long"));
+        let tx = tx;
+        loop {
+            let mut head = [0u8; Request::LEN];
+            if !read_full_or_eof(r, &mut head)? {
+                return Ok(());
             }
-            buf.resize(req.length as usize, 0);
-            r.read_exact(&mut buf)?;
+            let Some(req) = Request::decode(&head) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad request magic",
+                ));
+            };
+            requests += 1;
+            if req.kind == CMD_DISC {
+                return Ok(());
+            }
+            let mut data = Vec::new();
+            if req.kind == CMD_WRITE {
+                if req.length > MAX_PAYLOAD {
+                    // The payload cannot be taken in safely: drop the client, as qemu-nbd does.
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "write too long"));
+                }
+                data.resize(req.length as usize, 0);
+                r.read_exact(&mut data)?;
+            }
+            if tx.send((req, data)).is_err() {
+                return Ok(());
+            }
         }
-        let result = handle(&req, &buf, export, session, w)?;
-        if let Err(f) = result {
-            stats.errors += 1;
-            reply_error(w, &req, session, &f)?;
-        }
-        w.flush()?;
+    });
+    let (_, write_error) = out.into_inner().expect("reply stream");
+    read?;
+    if let Some(e) = write_error {
+        return Err(e);
     }
+    Ok(Stats {
+        requests,
+        errors: errors.into_inner(),
+    })
 }
 
 /// Reads exactly `buf.len()` bytes; false on a clean end of input before the first byte.
@@ -82,10 +122,10 @@ fn handle(
     data: &[u8],
     export: &dyn Export,
     session: &Session,
-    w: &mut impl Write,
-) -> io::Result<Result<(), Failure>> {
+    w: &mut Vec<u8>,
+) -> Result<(), Failure> {
     if req.flags & !KNOWN_FLAGS != 0 {
-        return Ok(Err(Failure::new(EINVAL, "unknown command flags")));
+        return Err(Failure::new(EINVAL, "unknown command flags"));
     }
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let size = export.size();
@@ -93,23 +133,17 @@ fn handle(
     let len = req.length as u64;
     let writes = matches!(req.kind, CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES);
     if writes && export.read_only() {
-        return Ok(Err(Failure::new(EPERM, "the export is read-only")));
+        return Err(Failure::new(EPERM, "the export is read-only"));
     }
     let result = match req.kind {
         CMD_READ => {
             if req.length > MAX_PAYLOAD {
-                return Ok(Err(Failure::new(
-                    EINVAL,
-                    "read longer than the maximum payload",
-                )));
+                return Err(Failure::new(EINVAL, "read longer than the maximum payload"));
             }
             if !in_range(len) {
-                return Ok(Err(Failure::new(EINVAL, "read past the end of the export")));
+                return Err(Failure::new(EINVAL, "read past the end of the export"));
             }
-            let mut out = vec![0u8; req.length as usize];
-            if let Err(f) = export.read(req.offset, &mut out) {
-                return Ok(Err(f));
-            }
+            // The data is read straight into the reply frame (one copy).
             if session.structured {
                 let head = chunk_header(
                     REPLY_FLAG_DONE,
@@ -117,11 +151,14 @@ fn handle(
                     req.cookie,
                     8 + req.length,
                 );
-                write_frame(w, &[&head, &req.offset.to_be_bytes(), &out])?;
+                w.extend_from_slice(&head);
+                w.extend_from_slice(&req.offset.to_be_bytes());
             } else {
-                write_frame(w, &[&simple_reply(0, req.cookie), &out])?;
+                w.extend_from_slice(&simple_reply(0, req.cookie));
             }
-            return Ok(Ok(()));
+            let start = w.len();
+            w.resize(start + req.length as usize, 0);
+            return export.read(req.offset, &mut w[start..]);
         }
         CMD_WRITE if !in_range(len) => Err(Failure::new(ENOSPC, "write past the end")),
         CMD_WRITE => export.write(req.offset, data, fua),
@@ -141,30 +178,29 @@ fn handle(
         )),
     };
     if result.is_ok() {
-        w.write_all(&simple_reply(0, req.cookie))?;
+        w.extend_from_slice(&simple_reply(0, req.cookie));
     }
-    Ok(result)
+    result
 }
 
 fn block_status(
     req: &Request,
     export: &dyn Export,
     session: &Session,
-    w: &mut impl Write,
-) -> io::Result<Result<(), Failure>> {
+    w: &mut Vec<u8>,
+) -> Result<(), Failure> {
     if !session.base_allocation {
-        return Ok(Err(Failure::new(EINVAL, "no meta context was negotiated")));
+        return Err(Failure::new(EINVAL, "no meta context was negotiated"));
     }
     let size = export.size();
     let len = req.length as u64;
     if len == 0 || req.offset > size || len > size - req.offset {
-        return Ok(Err(Failure::new(EINVAL, "block status past the end")));
+        return Err(Failure::new(EINVAL, "block status past the end"));
     }
-    let mut extents = match export.extents(req.offset, len) {
-        Ok(e) if !e.is_empty() => e,
-        Ok(_) => return Ok(Err(Failure::new(EIO, "no extent"))),
-        Err(f) => return Ok(Err(f)),
-    };
+    let mut extents = export.extents(req.offset, len)?;
+    if extents.is_empty() {
+        return Err(Failure::new(EIO, "no extent"));
+    }
     if req.flags & CMD_FLAG_REQ_ONE != 0 {
         extents.truncate(1);
     }
@@ -179,11 +215,14 @@ fn block_status(
         req.cookie,
         payload.len() as u32,
     );
-    write_frame(w, &[&head, &payload])?;
-    Ok(Ok(()))
+    w.extend_from_slice(&head);
+    w.extend_from_slice(&payload);
+    Ok(())
 }
 
-fn reply_error(w: &mut impl Write, req: &Request, s: &Session, f: &Failure) -> io::Result<()> {
+/// Appends the error reply of `req` to `w`: an error chunk for READ and BLOCK_STATUS once
+/// structured replies are on, a simple reply otherwise.
+fn reply_error(w: &mut Vec<u8>, req: &Request, s: &Session, f: &Failure) {
     let structured_only = req.kind == CMD_READ || req.kind == CMD_BLOCK_STATUS;
     if s.structured && structured_only {
         let msg = &f.message.as_bytes()[..f.message.len().min(4096)];
@@ -193,17 +232,12 @@ fn reply_error(w: &mut impl Write, req: &Request, s: &Session, f: &Failure) -> i
             req.cookie,
             6 + msg.len() as u32,
         );
-        write_frame(
-            w,
-            &[
-                &head,
-                &f.errno.to_be_bytes(),
-                &(msg.len() as u16).to_be_bytes(),
-                msg,
-            ],
-        )
+        w.extend_from_slice(&head);
+        w.extend_from_slice(&f.errno.to_be_bytes());
+        w.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        w.extend_from_slice(msg);
     } else {
-        w.write_all(&simple_reply(f.errno, req.cookie))
+        w.extend_from_slice(&simple_reply(f.errno, req.cookie));
     }
 }
 
@@ -226,7 +260,7 @@ mod tests {
 
     fn run(e: &MemExport, s: &Session, input: Vec<u8>) -> (io::Result<Stats>, Vec<u8>) {
         let mut out = Vec::new();
-        let r = serve(&mut io::Cursor::new(input), &mut out, e, s);
+        let r = serve(&mut io::Cursor::new(input), &mut out, e, s, 1);
         (r, out)
     }
 
@@ -332,5 +366,28 @@ mod tests {
         let o = &o[40..];
         assert_eq!(be16(&o[6..8]), REPLY_TYPE_ERROR);
         assert_eq!(be32(&o[20..24]), EINVAL);
+    }
+
+    #[test]
+    fn parallel_workers_answer_every_request_by_its_cookie() {
+        let e = MemExport::new(1 << 16, false);
+        let data: Vec<u8> = (0..1u32 << 16).map(|i| (i % 251) as u8).collect();
+        e.write(0, &data, false).unwrap();
+        let mut input = Vec::new();
+        for c in 0..64u64 {
+            input.extend(req(CMD_READ, 0, c, c * 1000, 100));
+        }
+        let mut out = Vec::new();
+        let stats = serve(&mut io::Cursor::new(input), &mut out, &e, &SIMPLE, 4).unwrap();
+        assert_eq!(stats.requests, 64);
+        let mut seen = std::collections::BTreeSet::new();
+        for reply in out.chunks(116) {
+            assert_eq!(be32(&reply[4..8]), 0);
+            let c = be64(&reply[8..16]);
+            let o = (c * 1000) as usize;
+            assert_eq!(&reply[16..], &data[o..o + 100], "cookie {c}");
+            seen.insert(c);
+        }
+        assert_eq!(seen.len(), 64);
     }
 }

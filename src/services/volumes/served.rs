@@ -3,8 +3,9 @@
 //!
 //! - A write is applied at once (private block created atomically or written in place) and
 //!   durable after the next [`Served::flush`] or its own `fua`: fsyncs are batched until then.
-//! - I/O is serialized per volume under one mutex, so a read never sees a torn block and a
-//!   flush covers every write that returned before it.
+//! - Reads share a read lock and run in parallel; writes, zeroing and flushes take it
+//!   exclusively, so a read never sees a torn block and a flush covers every write that
+//!   returned before it.
 //! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
 //!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
 //!
@@ -28,7 +29,7 @@ use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Who serves a volume read-write (`locks/serve-<id>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,7 +76,7 @@ pub struct Served<'a> {
     pub size: u64,
     pub block_size: u32,
     pub read_only: bool,
-    content: Mutex<Content<'a>>,
+    content: RwLock<Content<'a>>,
     cache: Mutex<Vec<(BlockHash, Arc<Vec<u8>>)>>,
     serving: Option<(FileLock, PathBuf)>,
 }
@@ -153,7 +154,7 @@ impl<'a> Served<'a> {
                 size: vol.record.size,
                 block_size: vol.record.block_size,
                 read_only,
-                content: Mutex::new(Content::Volume(Box::new(vol))),
+                content: RwLock::new(Content::Volume(Box::new(vol))),
                 cache: Mutex::new(Vec::new()),
                 serving,
             });
@@ -169,7 +170,7 @@ impl<'a> Served<'a> {
             size: rec.bytes,
             block_size: rec.block_size,
             read_only: true,
-            content: Mutex::new(Content::Resource { map, _data: data }),
+            content: RwLock::new(Content::Resource { map, _data: data }),
             cache: Mutex::new(Vec::new()),
             serving: None,
         })
@@ -177,7 +178,7 @@ impl<'a> Served<'a> {
 
     /// Reads `buf.len()` bytes at `offset` (inside the resource).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let content = self.content.lock().expect("served volume lock");
+        let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let mut done = 0usize;
         while done < buf.len() {
@@ -210,12 +211,15 @@ impl<'a> Served<'a> {
 
     /// A shared block, decoded and verified, from the cache or the store.
     fn shared_block(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
-            let hit = cache.remove(pos);
-            cache.push(hit.clone());
-            return Ok(hit.1);
+        {
+            let mut cache = self.cache.lock().expect("cache lock");
+            if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
+                let hit = cache.remove(pos);
+                cache.push(hit.clone());
+                return Ok(hit.1);
+            }
         }
+        // Loaded without the cache lock, so reads of other blocks proceed meanwhile.
         let mut buf = Vec::new();
         let bs = self.block_size as usize;
         read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
@@ -226,6 +230,7 @@ impl<'a> Served<'a> {
             )
         })?;
         let block = Arc::new(buf);
+        let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= CACHED_BLOCKS {
             cache.remove(0);
         }
@@ -240,7 +245,7 @@ impl<'a> Served<'a> {
                 self.kind, self.name
             )));
         }
-        match &mut *self.content.lock().expect("served volume lock") {
+        match &mut *self.content.write().expect("served volume lock") {
             Content::Volume(v) => f(v),
             Content::Resource { .. } => unreachable!("resources are read-only"),
         }
@@ -302,7 +307,7 @@ impl<'a> Served<'a> {
     /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
     /// caller asks again for the rest).
     pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
-        let content = self.content.lock().expect("served volume lock");
+        let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let end = offset + len;
         let mut out: Vec<(u64, bool)> = Vec::new();
