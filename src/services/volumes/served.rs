@@ -29,7 +29,7 @@ use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// Who serves a volume read-write (`locks/serve-<id>.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +52,22 @@ impl ServerInfo {
             self.pid, self.host, self.started, self.address
         )
     }
+}
+
+/// A cached shared block: empty while being loaded, None when its load failed.
+type Slot = OnceLock<Option<Arc<Vec<u8>>>>;
+
+/// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(path)` of a private
+/// block file.
+fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<BlockHash, PathBuf>> {
+    Ok(match content {
+        Content::Resource { map, .. } => Ok(map.hash_at(index)),
+        Content::Volume(v) => match v.blocks.source(index)? {
+            super::BlockSource::Private(p) => Err(p),
+            super::BlockSource::Zero => Ok(BlockHash::ZERO),
+            super::BlockSource::Shared(h) => Ok(h),
+        },
+    })
 }
 
 /// Shared blocks kept decoded (4 MiB each by default): sequential reads of small requests
@@ -77,7 +93,7 @@ pub struct Served<'a> {
     pub block_size: u32,
     pub read_only: bool,
     content: RwLock<Content<'a>>,
-    cache: Mutex<Vec<(BlockHash, Arc<Vec<u8>>)>>,
+    cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
     serving: Option<(FileLock, PathBuf)>,
 }
 
@@ -186,40 +202,45 @@ impl<'a> Served<'a> {
             let (index, within) = (pos / bs, (pos % bs) as usize);
             let n = (bs as usize - within).min(buf.len() - done);
             let out = &mut buf[done..done + n];
-            let hash = match &*content {
-                Content::Resource { map, .. } => map.hash_at(index),
-                Content::Volume(v) => match v.blocks.source(index)? {
-                    super::BlockSource::Private(p) => {
-                        super::blockio::read_exact_at(&p, out, within)?;
-                        done += n;
-                        continue;
-                    }
-                    super::BlockSource::Zero => BlockHash::ZERO,
-                    super::BlockSource::Shared(h) => h,
-                },
-            };
-            if hash.is_zero() {
-                out.fill(0);
-            } else {
-                let block = self.shared_block(&hash, index)?;
-                out.copy_from_slice(&block[within..within + n]);
+            match shared_hash(&content, index)? {
+                Err(p) => super::blockio::read_exact_at(&p, out, within)?,
+                Ok(h) if h.is_zero() => out.fill(0),
+                Ok(h) => {
+                    // While another reader loads this block, load the next one meanwhile:
+                    // sequential readers then hash two blocks at once.
+                    let next = || {
+                        if (index + 1) * bs < self.size {
+                            if let Ok(Ok(h)) = shared_hash(&content, index + 1) {
+                                self.prefetch(&h, index + 1);
+                            }
+                        }
+                    };
+                    let block = self.shared_block(&h, index, next)?;
+                    out.copy_from_slice(&block[within..within + n]);
+                }
             }
             done += n;
         }
         Ok(())
     }
 
-    /// A shared block, decoded and verified, from the cache or the store.
-    fn shared_block(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
-        {
-            let mut cache = self.cache.lock().expect("cache lock");
-            if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
-                let hit = cache.remove(pos);
-                cache.push(hit.clone());
-                return Ok(hit.1);
-            }
+    /// The cache slot of shared block `hash`, and whether it was just made (empty).
+    fn slot(&self, hash: &BlockHash) -> (Arc<Slot>, bool) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
+            let hit = cache.remove(pos);
+            cache.push(hit.clone());
+            return (hit.1, false);
         }
-        // Loaded without the cache lock, so reads of other blocks proceed meanwhile.
+        if cache.len() >= CACHED_BLOCKS {
+            cache.remove(0);
+        }
+        let slot = Arc::new(Slot::new());
+        cache.push((*hash, slot.clone()));
+        (slot, true)
+    }
+
+    fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
         let mut buf = Vec::new();
         let bs = self.block_size as usize;
         read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
@@ -229,13 +250,37 @@ impl<'a> Served<'a> {
                 &format!("{} {}", self.kind, self.name),
             )
         })?;
-        let block = Arc::new(buf);
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() >= CACHED_BLOCKS {
-            cache.remove(0);
+        Ok(Arc::new(buf))
+    }
+
+    /// Starts nothing, waits for nothing: loads block `hash` only when nobody has yet.
+    fn prefetch(&self, hash: &BlockHash, index: u64) {
+        if hash.is_zero() {
+            return;
         }
-        cache.push((*hash, block.clone()));
-        Ok(block)
+        let (slot, fresh) = self.slot(hash);
+        if fresh {
+            slot.get_or_init(|| self.load(hash, index).ok());
+        }
+    }
+
+    /// A shared block, decoded and verified, from the cache or the store (loaded once however
+    /// many readers want it at the same time; `meanwhile` runs while waiting for another's
+    /// load). A block that failed to load is loaded again by the next reader.
+    fn shared_block(
+        &self,
+        hash: &BlockHash,
+        index: u64,
+        meanwhile: impl FnOnce(),
+    ) -> Result<Arc<Vec<u8>>> {
+        let (slot, fresh) = self.slot(hash);
+        if !fresh && slot.get().is_none() {
+            meanwhile();
+        }
+        match slot.get_or_init(|| self.load(hash, index).ok()) {
+            Some(block) => Ok(block.clone()),
+            None => self.load(hash, index),
+        }
     }
 
     fn volume<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
