@@ -279,6 +279,24 @@ fn writers_are_refused_naming_the_server_and_readers_work() {
     assert_eq!(srv.stop().0, Some(0));
     // Once stopped, writers work again.
     repo.ok(&["volume", "resize", "vm1", "1M"]);
+    // --read-only: clients cannot write, arch readers work.
+    let srv = Server::start(&repo, &["vm1", "--read-only"]);
+    let w = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 9 0 512", srv.uri("vm1")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&w.stdout).to_string() + &stderr(&w);
+    assert!(!w.status.success() || text.contains("failed"), "{text}");
+    repo.ok(&["volume", "read", "vm1", "--offset", "0", "--length", "10"]);
+    assert_eq!(srv.stop().0, Some(0));
+    // Removing the volume removes its serve lock and server info too.
+    repo.ok(&["volume", "rm", "vm1"]);
+    let left: Vec<_> = std::fs::read_dir(repo.root.join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("serve-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// `qemu-img map --output=json` of `uri` as `(start, length, zero, data)`.

@@ -621,6 +621,7 @@ fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
     crate::storage::fsutil::remove_path(&dir)?;
     // Safe while we hold it: every locker re-checks the record after locking.
     crate::storage::fsutil::remove_path(&repo.volume_lock_path(id)?)?;
+    served::forget(repo, id)?;
     Ok(freed)
 }
 

@@ -123,6 +123,14 @@ pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
     })))
 }
 
+/// Removes the serve lock and server info of volume `id` (being removed, with its lock held:
+/// no server holds them).
+pub fn forget(repo: &Repository, id: &str) -> Result<()> {
+    let (lock, info) = serve_paths(repo, id)?;
+    crate::storage::fsutil::remove_path(&info)?;
+    crate::storage::fsutil::remove_path(&lock)
+}
+
 /// Refuses a writer of volume `name` (id `id`) while it is served read-write.
 pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<()> {
     match server_of(repo, id)? {
