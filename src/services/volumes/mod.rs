@@ -129,14 +129,17 @@ fn open_as<'a>(
         }
     }
     let id = rec.id.clone();
-    if write || finish_creating {
-        served::refuse_if_served(repo, name, &id)?;
-    }
+    let serve_guard = if write || finish_creating {
+        Some(served::refuse_if_served(repo, name, &id)?)
+    } else {
+        None
+    };
     let lock = if write || finish_creating {
         repo.lock_volume_exclusive(&id)?
     } else {
         repo.lock_volume_shared(&id)?
     };
+    drop(serve_guard);
     let data = repo.lock_data_shared()?;
     // Re-read under the lock: the record may have changed (snapshot, resize) while we waited.
     let cat = repo.read_catalog()?;
@@ -593,8 +596,9 @@ pub struct RemoveReport {
 /// gone leaves an orphan directory that fsck reports as garbage and gc removes.
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let id = find(&repo.read_catalog()?, name)?.id.clone();
-    served::refuse_if_served(repo, name, &id)?;
+    let serve_guard = served::refuse_if_served(repo, name, &id)?;
     let _lock = repo.lock_volume_exclusive(&id)?;
+    drop(serve_guard);
     let freed = remove_locked(repo, name, &id)?;
     Ok(RemoveReport {
         volume: name.to_string(),

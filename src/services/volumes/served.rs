@@ -45,6 +45,17 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// A server whose info file is not written yet (or not any more).
+    fn unknown() -> ServerInfo {
+        ServerInfo {
+            pid: 0,
+            host: "?".into(),
+            started: "?".into(),
+            address: "?".into(),
+            control: None,
+        }
+    }
+
     /// `arch serve pid N on HOST since T (ADDRESS)`.
     pub fn describe(&self) -> String {
         format!(
@@ -114,13 +125,10 @@ pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
         return Ok(None);
     }
     let text = std::fs::read(&info).unwrap_or_default();
-    Ok(Some(serde_json::from_slice(&text).unwrap_or(ServerInfo {
-        pid: 0,
-        host: "?".into(),
-        started: "?".into(),
-        address: "?".into(),
-        control: None,
-    })))
+    // Unreadable only in the instant between a server's lock and its info file.
+    Ok(Some(
+        serde_json::from_slice(&text).unwrap_or_else(|_| ServerInfo::unknown()),
+    ))
 }
 
 /// Removes the serve lock and server info of volume `id` (being removed, with its lock held:
@@ -131,20 +139,24 @@ pub fn forget(repo: &Repository, id: &str) -> Result<()> {
     crate::storage::fsutil::remove_path(&lock)
 }
 
-/// Refuses a writer of volume `name` (id `id`) while it is served read-write.
-pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<()> {
-    match server_of(repo, id)? {
-        None => Ok(()),
-        Some(s) => Err(Error::Served {
-            name: name.to_string(),
-            server: s.describe(),
-            fix: format!(
-                "stop it first (Ctrl-C, or kill -TERM {}); readers (volume read, export) \
-                 still work",
-                s.pid
-            ),
-        }),
+/// Refuses a writer of volume `name` (id `id`) while it is served read-write. Otherwise
+/// returns a shared hold on the serve lock: keep it until the volume lock is taken, so no
+/// server can start in between (a server then waits for the writer instead).
+pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<FileLock> {
+    let (lock, _) = serve_paths(repo, id)?;
+    if let Some(guard) = lock_shared_nonblocking(&lock)? {
+        return Ok(guard);
     }
+    let s = server_of(repo, id)?.unwrap_or_else(ServerInfo::unknown);
+    Err(Error::Served {
+        name: name.to_string(),
+        server: s.describe(),
+        fix: format!(
+            "stop it first (Ctrl-C, or kill -TERM {}); readers (volume read, export) still \
+             work",
+            s.pid
+        ),
+    })
 }
 
 impl<'a> Served<'a> {
