@@ -436,8 +436,90 @@ def suite_sizes(work, reps):
     return tables
 
 
+class Daemon:
+    """A server in the background (arch serve, qemu-nbd); stop() returns its peak RSS (KiB)."""
+
+    def __init__(self, cmd, socket=None):
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if socket is None:  # arch serve --json: the first line is the export's URI
+            self.uri = json.loads(self.p.stdout.readline())["uri"]
+        else:
+            for _ in range(500):
+                if Path(socket).exists():
+                    break
+                time.sleep(0.01)
+            self.uri = f"nbd+unix:///?socket={socket}"
+
+    def stop(self):
+        self.p.terminate()
+        _, status, usage = os.wait4(self.p.pid, 0)
+        return usage.ru_maxrss
+
+
+def suite_serve(work, reps):
+    """Issue 13: arch serve over NBD beside qemu-nbd and qemu-io (qcow2 overlay)."""
+    repo = work / "repo-serve"
+    fresh_repo(repo)
+    gib = work / "serve-1g.raw"
+    make_sparse(gib, GiB, 256 * MiB)
+    run_once(arch(repo, "put", str(gib), "i/gib"))
+    offsets = [random.Random(7 + i).randrange(0, GiB // 4096) * 4096 for i in range(1000)]
+    writes = []
+    for o in offsets:
+        writes += ["-c", f"write -P 7 {o} 4k"]
+    writes += ["-c", "flush"]
+    t = Table("arch serve (NBD): random writes, sequential reads, server memory")
+    overlay, sock = work / "serve-overlay.qcow2", work / "qemu-nbd.sock"
+
+    def new_overlay():
+        rm(overlay)
+        sh(f"qemu-img create -q -f qcow2 -b {gib} -F raw {overlay}")
+
+    # First touch: every write lands in a block (4 MiB / 64 KiB cluster) not yet private.
+    n = [0]
+
+    def serve_volume():
+        n[0] += 1
+        run_once(arch(repo, "clone", "i/gib", f"s{n[0]}"))
+        return Daemon([str(ARCH), "-R", str(repo), "--json", "serve", f"s{n[0]}"])
+    a_first, q_first, n_first = [], [], []
+    a_again = []
+    rss_arch, rss_qnbd = 0, 0
+    for _ in range(reps):
+        d = serve_volume()
+        a_first.append(run_once(["qemu-io", "-f", "raw", *writes, d.uri])[0])
+        a_again.append(run_once(["qemu-io", "-f", "raw", *writes, d.uri])[0])
+        rss_arch = max(rss_arch, d.stop())
+        new_overlay()
+        q_first.append(run_once(["qemu-io", "-f", "qcow2", *writes, str(overlay)])[0])
+        new_overlay()
+        rm(sock)
+        d = Daemon(["qemu-nbd", "-f", "qcow2", "-t", f"--socket={sock}", str(overlay)], socket=sock)
+        n_first.append(run_once(["qemu-io", "-f", "raw", *writes, d.uri])[0])
+        rss_qnbd = max(rss_qnbd, d.stop())
+    med = statistics.median
+    t.row("1000 random 4 KiB writes + flush, qemu-io via arch serve (first touch)", (med(a_first), rss_arch),
+          "same via qemu-nbd on a qcow2 overlay", (med(n_first), rss_qnbd),
+          "RSS columns: the servers")
+    t.row("1000 random 4 KiB writes + flush, qemu-io via arch serve (first touch)", (med(a_first), rss_arch),
+          "qemu-io on the qcow2 overlay file (no server)", (med(q_first), 0))
+    t.row("the same 1000 writes again (blocks already private)", (med(a_again), rss_arch),
+          "same via qemu-nbd on a qcow2 overlay (first touch)", (med(n_first), rss_qnbd))
+    # Sequential read of the whole 1 GiB volume (256 MiB data, the rest holes).
+    d = serve_volume()
+    ra = [run_once(["nbdcopy", d.uri, "null:"])[0] for _ in range(reps)]
+    rss_read = d.stop()
+    rm(sock)
+    d = Daemon(["qemu-nbd", "-f", "raw", "-r", "-t", f"--socket={sock}", str(gib)], socket=sock)
+    rq = [run_once(["nbdcopy", d.uri, "null:"])[0] for _ in range(reps)]
+    rss_q = d.stop()
+    t.row("sequential read of a 1 GiB volume (nbdcopy to null:)", (med(ra), rss_read),
+          "nbdcopy from qemu-nbd on the raw file", (med(rq), rss_q), "RSS columns: the servers")
+    return [t]
+
+
 SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": suite_volumes,
-          "sizes": suite_sizes}
+          "sizes": suite_sizes, "serve": suite_serve}
 
 
 def versions():

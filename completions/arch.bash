@@ -70,6 +70,9 @@ _arch() {
             arch,rm)
                 cmd="arch__subcmd__rm"
                 ;;
+            arch,serve)
+                cmd="arch__subcmd__serve"
+                ;;
             arch,snapshot)
                 cmd="arch__subcmd__snapshot"
                 ;;
@@ -147,6 +150,9 @@ _arch() {
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
+                ;;
+            arch__subcmd__help,serve)
+                cmd="arch__subcmd__help__subcmd__serve"
                 ;;
             arch__subcmd__help,snapshot)
                 cmd="arch__subcmd__help__subcmd__snapshot"
@@ -305,7 +311,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume customize generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -677,7 +683,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume customize generate help"
+            opts="init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1041,6 +1047,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1675,6 +1695,40 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__serve)
+            opts="-R -q -h -V --socket --tcp --read-only --shared --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tcp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shared)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -56,6 +56,7 @@ pub enum Command {
     Image(cmd::image::Args),
     Clone(cmd::clone::Args),
     Snapshot(cmd::snapshot::Args),
+    Serve(cmd::serve::Args),
     Volume(cmd::volume::Args),
     Customize(cmd::customize::Args),
     #[command(hide = true)]

@@ -78,6 +78,12 @@ pub enum Error {
     Invalid(String),
     #[error("{resource} is in use by another arch process; retry when it has finished")]
     Busy { resource: String },
+    #[error("volume '{name}' is served read-write by {server}; {fix}")]
+    Served {
+        name: String,
+        server: String,
+        fix: String,
+    },
     #[error("volume '{name}' {state}; {fix}")]
     VolumeCreating {
         name: String,
@@ -160,6 +166,7 @@ impl Error {
             Error::Invalid(_) => "invalid_argument",
             Error::Busy { .. } => "busy",
             Error::VolumeCreating { .. } => "volume_creating",
+            Error::Served { .. } => "served",
             Error::Interrupted { .. } => "interrupted",
             Error::Io { .. } => "io",
             Error::InTask { source, .. } => source.kind(),

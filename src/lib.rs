@@ -8,6 +8,7 @@ pub mod customize;
 pub mod error;
 pub mod integrity;
 pub mod interrupt;
+pub mod nbd;
 pub mod progress;
 pub mod repo;
 pub mod services;

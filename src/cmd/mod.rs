@@ -20,6 +20,7 @@ pub mod output;
 pub mod progress_bar;
 pub mod put;
 pub mod rm;
+pub mod serve;
 pub mod snapshot;
 pub mod volume;
 
@@ -138,6 +139,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Image(a) => image::run(ctx, a),
         Command::Clone(a) => clone::run(ctx, a),
         Command::Snapshot(a) => snapshot::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, a),
         Command::Volume(a) => volume::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
         Command::Customize(a) => customize::run(ctx, a),

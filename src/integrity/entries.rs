@@ -7,7 +7,7 @@ use crate::repo::{CONFIG_FILE, Repository};
 use crate::storage::fsutil::{Modes, file_kind, set_mode};
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
 use std::io::ErrorKind::NotFound;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// What [`scan`] found.
@@ -35,6 +35,10 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
             }
         };
         let t = entry.file_type();
+        // `run/` holds the Unix sockets of `arch serve` (0600 in a 0700 directory).
+        if t.is_socket() && entry.path().parent() == Some(&repo.root().join("run")) {
+            continue;
+        }
         if !t.is_file() && !t.is_dir() {
             out.special
                 .push((entry.path().to_path_buf(), file_kind(&t)));

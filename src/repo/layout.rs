@@ -1,5 +1,5 @@
 //! The repository's fixed directories (`meta/`, `locks/`, `volumes/`, `tmp/`, `blocks/XX/`,
-//! `maps/XX/`, `quarantine/`) and the rule that each is a real directory, never a symbolic
+//! `maps/XX/`, `quarantine/`, `run/`) and the rule that each is a real directory, never a symbolic
 //! link or another kind of file: arch builds paths under them, so a link in their place would
 //! make it read, write or delete files outside the repository.
 //!
@@ -23,6 +23,7 @@ const REQUIRED: &[&str] = &[
 /// Directories that may be absent but, when present, must be real directories.
 const OPTIONAL: &[&str] = &[
     super::LOCKS_DIR,
+    "run",
     "quarantine",
     "quarantine/blocks",
     "quarantine/maps",

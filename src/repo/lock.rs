@@ -79,6 +79,16 @@ pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>> {
     }
 }
 
+/// Takes a shared lock if nobody holds the file exclusively; None when someone does.
+pub fn lock_shared_nonblocking(path: &Path) -> Result<Option<FileLock>> {
+    let file = open_lock_file(path)?;
+    match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(FileLock { _file: file })),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(Error::io("lock", path, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

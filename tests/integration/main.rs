@@ -13,6 +13,7 @@ mod objects;
 mod packaging;
 mod privacy;
 mod quarantine;
+mod serve;
 mod sizes;
 mod util;
 mod volumes;

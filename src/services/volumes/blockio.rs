@@ -43,8 +43,9 @@ pub struct VolumeBlocks<'a> {
     tmp_dir: PathBuf,
     resource: String,
     block_size: u64,
-    /// Private files written in place, to fsync at [`VolumeBlocks::finish`].
-    dirty: Vec<File>,
+    /// Private files written in place, by index, to fsync at [`VolumeBlocks::finish`] (one
+    /// descriptor per block, reused by later writes to it until then).
+    dirty: std::collections::BTreeMap<u64, File>,
     /// True when a private file was created: the epoch directory needs an fsync.
     created: bool,
 }
@@ -66,7 +67,7 @@ impl<'a> VolumeBlocks<'a> {
             epoch_dir,
             tmp_dir,
             resource,
-            dirty: Vec::new(),
+            dirty: Default::default(),
             created: false,
         }
     }
@@ -170,11 +171,15 @@ impl<'a> VolumeBlocks<'a> {
     ) -> Result<()> {
         match self.source(index)? {
             BlockSource::Private(p) => {
-                let f = crate::storage::fsutil::open_regular_rw(&p)?
-                    .ok_or_else(|| Error::io("open", &p, ErrorKind::NotFound.into()))?;
+                let f = match self.dirty.entry(index) {
+                    std::collections::btree_map::Entry::Occupied(f) => f.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                        crate::storage::fsutil::open_regular_rw(&p)?
+                            .ok_or_else(|| Error::io("open", &p, ErrorKind::NotFound.into()))?,
+                    ),
+                };
                 f.write_all_at(chunk, within as u64)
                     .map_err(|e| Error::io("write", &p, e))?;
-                self.dirty.push(f);
                 stats.blocks_in_place += 1;
             }
             BlockSource::Zero if chunk.iter().all(|&b| b == 0) => stats.blocks_skipped += 1,
@@ -191,6 +196,24 @@ impl<'a> VolumeBlocks<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Makes block `index` read as zeros with no private data: its private file goes when the
+    /// base block is zero, else it becomes an empty (all-hole) private block. Durable once
+    /// [`VolumeBlocks::finish`] returns.
+    pub fn zero_block(&mut self, index: u64) -> Result<()> {
+        // A descriptor kept for in-place writes would name the replaced file.
+        self.dirty.remove(&index);
+        if self.base.hash_at(index).is_zero() {
+            let path = self.private_path(index);
+            match fs::remove_file(&path) {
+                Ok(()) => self.created = true,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+            return Ok(());
+        }
+        self.create_private(index, |_| Ok(()))
     }
 
     /// Makes private block `index` appear atomically with the content `fill` writes into a
@@ -234,7 +257,7 @@ impl<'a> VolumeBlocks<'a> {
     /// Makes every write durable: in-place writes fsynced, new private files' directory
     /// entries fsynced.
     pub fn finish(&mut self) -> Result<()> {
-        for f in self.dirty.drain(..) {
+        for f in std::mem::take(&mut self.dirty).into_values() {
             f.sync_data()
                 .map_err(|e| Error::io("fsync", &self.epoch_dir, e))?;
         }
@@ -297,7 +320,8 @@ pub fn read_private(path: &Path, len: usize, buf: &mut Vec<u8>) -> Result<()> {
     read_exact_at(path, buf, 0)
 }
 
-fn read_exact_at(path: &Path, buf: &mut [u8], offset: usize) -> Result<()> {
+/// Reads `buf.len()` bytes at `offset` of a private block file.
+pub fn read_exact_at(path: &Path, buf: &mut [u8], offset: usize) -> Result<()> {
     let f = crate::storage::fsutil::open_regular(path)?
         .ok_or_else(|| Error::io("open", path, ErrorKind::NotFound.into()))?;
     f.read_exact_at(buf, offset as u64).map_err(|e| {

@@ -10,6 +10,7 @@ pub mod customize;
 pub mod format;
 mod partial;
 mod resize;
+pub mod served;
 mod snapshot;
 pub mod transfer;
 mod untrusted;
@@ -141,11 +142,17 @@ fn open_as<'a>(
         }
     }
     let id = rec.id.clone();
+    let serve_guard = if write || finish_creating {
+        Some(served::refuse_if_served(repo, name, &id)?)
+    } else {
+        None
+    };
     let lock = if write || finish_creating {
         repo.lock_volume_exclusive(&id)?
     } else {
         repo.lock_volume_shared(&id)?
     };
+    drop(serve_guard);
     let data = repo.lock_data_shared()?;
     // Re-read under the lock: the record may have changed (snapshot, resize) while we waited.
     let cat = repo.read_catalog()?;
@@ -637,7 +644,9 @@ pub struct RemoveReport {
 /// gone leaves an orphan directory that fsck reports as garbage and gc removes.
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
     let id = find(&repo.read_catalog()?, name)?.id.clone();
+    let serve_guard = served::refuse_if_served(repo, name, &id)?;
     let _lock = repo.lock_volume_exclusive(&id)?;
+    drop(serve_guard);
     let freed = remove_locked(repo, name, &id)?;
     Ok(RemoveReport {
         volume: name.to_string(),
@@ -666,6 +675,7 @@ fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
     crate::storage::fsutil::remove_path(&dir)?;
     // Safe while we hold it: every locker re-checks the record after locking.
     crate::storage::fsutil::remove_path(&lock_file)?;
+    served::forget(repo, id)?;
     Ok(freed)
 }
 

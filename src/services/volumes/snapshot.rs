@@ -8,7 +8,7 @@
 //! removed at once (or by gc after a crash).
 
 use super::blockio::read_private;
-use super::open;
+use super::{OpenVolume, open, served};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::records::{ImageRecord, ObjectRecord};
@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::sync::Mutex;
 
 /// What [`snapshot`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SnapshotReport {
     pub volume: String,
     /// The new object `container/name`.
@@ -42,8 +42,25 @@ pub struct SnapshotReport {
 }
 
 /// Freezes volume `name` as object `container/snapshot_name`, registered as a Snapshot whose
-/// properties name the source volume (and carry the source image's properties).
+/// properties name the source volume (and carry the source image's properties). A volume
+/// served read-write is snapshot by its server (see [`served::snapshot_by_server`]).
 pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<SnapshotReport> {
+    let id = super::find(&repo.read_catalog()?, name)?.id.clone();
+    if let Some(server) = served::server_of(repo, &id)? {
+        return served::snapshot_by_server(&server, name, target);
+    }
+    let vol = open(repo, name, true)?;
+    snapshot_open(repo, &vol, target)
+}
+
+/// [`snapshot`] of a volume the caller holds open for writing (exclusively, or as its server
+/// with every write of it finished and flushed).
+pub(super) fn snapshot_open(
+    repo: &Repository,
+    vol: &OpenVolume,
+    target: &ObjectName,
+) -> Result<SnapshotReport> {
+    let name = vol.name.as_str();
     let full = target.full();
     let exists = |cat: &crate::repo::catalog::Catalog| {
         cat.objects
@@ -57,7 +74,6 @@ pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<Sn
     if let Some(e) = exists(&repo.read_catalog()?) {
         return Err(e);
     }
-    let vol = open(repo, name, true)?;
     let rec = vol.record.clone();
     let bs = rec.block_size as u64;
     let private = vol.live_private()?;

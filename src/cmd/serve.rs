@@ -1,0 +1,474 @@
+//! `arch serve NAME...`: serve volumes (read-write) and objects, images, snapshots (read-only)
+//! to VMs and tools over the NBD protocol, in the foreground, until SIGINT/SIGTERM. The loop
+//! accepts clients and hands each to [`crate::nbd`] over a [`Served`] resource.
+//!
+//! Shutdown: on the first signal the listener closes, every client's reading side is shut
+//! down (the request in progress is completed and answered first), every volume is flushed,
+//! its locks are released, the socket is removed, and the command exits 0.
+
+use super::{Context, Status};
+use crate::nbd::{self, Export, Extent, Failure, Offer};
+use crate::services::volumes::served::{Served, answer_control};
+use crate::storage::fsutil::{Modes, create_dir, set_mode};
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Serve volumes and read-only resources over NBD (to QEMU, qemu-img, nbdcopy, nbd-client).
+/// A volume is served read-write (copy-on-write into the repository); objects, images and
+/// snapshots read-only. Writes are durable once a FLUSH (or FUA) is answered.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  arch serve vm1\n  qemu-system-x86_64 -drive file=nbd+unix:///vm1?socket=REPO/run/arch-serve-PID.sock,format=raw ...\n  arch serve vm1 --json &   # one line per export with its URI once listening\n  arch serve images/debian.raw --tcp 0.0.0.0:10809 --shared 4"
+)]
+pub struct Args {
+    /// Volumes (read-write) and objects, images or snapshots (read-only) to serve; each is an
+    /// NBD export of that name.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Unix socket to listen on (default: REPO/run/arch-serve-PID.sock, mode 0600).
+    #[arg(long, value_name = "PATH", conflicts_with = "tcp")]
+    pub socket: Option<PathBuf>,
+    /// Listen on TCP instead: PORT or HOST:PORT (host defaults to 127.0.0.1; port 0 picks one).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    /// Serve volumes read-only too (other readers and writers then wait as for `volume read`).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Clients served at once (more are turned away); flushes cover every client's writes.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shared: u32,
+}
+
+/// One export as printed at start.
+#[derive(Debug, Serialize)]
+struct Listening {
+    name: String,
+    uri: String,
+    kind: String,
+    read_only: bool,
+    size: u64,
+}
+
+enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+    fn shutdown(&self, how: Shutdown) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(how),
+            Stream::Tcp(s) => s.shutdown(how),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+    fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
+                Stream::Unix(s)
+            }
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+        })
+    }
+    fn uri(&self, name: &str) -> String {
+        match self {
+            Listener::Unix(_, p) => format!("nbd+unix:///{name}?socket={}", p.display()),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("nbd://{a}/{name}"),
+                Err(_) => format!("nbd:///{name}"),
+            },
+        }
+    }
+}
+
+/// The protocol's view of a served resource: errors become errnos (and a line on stderr).
+struct NbdExport<'s, 'a>(&'s Served<'a>);
+
+fn failure(e: crate::Error) -> Failure {
+    let errno = match &e {
+        crate::Error::NoSpace { .. } => nbd::wire::ENOSPC,
+        crate::Error::Invalid(_) => nbd::wire::EINVAL,
+        _ => nbd::wire::EIO,
+    };
+    eprintln!("arch serve: {e}");
+    Failure::new(errno, e.to_string())
+}
+
+impl Export for NbdExport<'_, '_> {
+    fn size(&self) -> u64 {
+        self.0.size
+    }
+    fn read_only(&self) -> bool {
+        self.0.read_only
+    }
+    fn preferred_block_size(&self) -> u32 {
+        self.0.block_size
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
+        self.0.read(offset, buf).map_err(failure)
+    }
+    fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
+        self.0.write(offset, data, fua).map_err(failure)
+    }
+    fn flush(&self) -> Result<(), Failure> {
+        self.0.flush().map_err(failure)
+    }
+    fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
+        self.0.zero(offset, length, trim, fua).map_err(failure)
+    }
+    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+        let runs = self.0.allocation(offset, length).map_err(failure)?;
+        Ok(runs
+            .into_iter()
+            .map(|(length, zero)| Extent {
+                length,
+                flags: if zero {
+                    nbd::wire::STATE_HOLE | nbd::wire::STATE_ZERO
+                } else {
+                    0
+                },
+            })
+            .collect())
+    }
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let listener = listen(&repo, args)?;
+    let removal = SocketFile(match &listener {
+        Listener::Unix(_, p) => Some(p.clone()),
+        Listener::Tcp(_) => None,
+    });
+    let control_path = run_dir(&repo)?.join(format!("arch-serve-{}.ctl", std::process::id()));
+    let control = bind_unix(&control_path)?;
+    let control_removal = SocketFile(Some(control_path.clone()));
+    let mut served = Vec::new();
+    for name in &args.names {
+        if args.names.iter().filter(|n| *n == name).count() > 1 {
+            bail!("'{name}' is named twice; serve each resource once");
+        }
+        served.push(Served::open(
+            &repo,
+            name,
+            args.read_only,
+            &listener.uri(name),
+            Some(&control_path),
+        )?);
+    }
+    let exports: Vec<NbdExport> = served.iter().map(NbdExport).collect();
+    let offers: Vec<Offer> = exports
+        .iter()
+        .map(|e| Offer {
+            name: e.0.name.clone(),
+            description: format!("arch {} {}", e.0.kind, e.0.name),
+            export: e,
+        })
+        .collect();
+    print_listening(ctx, &listener, &served)?;
+    let multi_conn = args.shared > 1 || args.read_only;
+    accept_loop(
+        ctx,
+        &listener,
+        &control,
+        &served,
+        &offers,
+        args.shared,
+        multi_conn,
+    );
+    let mut failed = None;
+    for s in &served {
+        if let Err(e) = s.flush() {
+            failed.get_or_insert(e);
+        }
+    }
+    drop(offers);
+    drop(exports);
+    drop(served);
+    drop(removal);
+    drop(control_removal);
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if !ctx.quiet {
+        eprintln!("arch serve: stopped; every acknowledged write is flushed");
+    }
+    Ok(Status::Ok)
+}
+
+/// Removes the Unix socket when the server ends (even by an error).
+struct SocketFile(Option<PathBuf>);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn print_listening(ctx: &Context, listener: &Listener, served: &[Served]) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    for s in served {
+        let l = Listening {
+            name: s.name.clone(),
+            uri: listener.uri(&s.name),
+            kind: s.kind.clone(),
+            read_only: s.read_only,
+            size: s.size,
+        };
+        if ctx.json {
+            writeln!(out, "{}", serde_json::to_string(&l)?)?;
+        } else if !ctx.quiet {
+            let text = format!(
+                "{}  ({} {}, {}, {})",
+                l.uri,
+                l.kind,
+                l.name,
+                if l.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+                crate::units::format_size(l.size)
+            );
+            writeln!(out, "{}", super::output::terminal_safe(&text))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn listen(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<Listener> {
+    if let Some(spec) = &args.tcp {
+        let addr = if spec.contains(':') {
+            spec.clone()
+        } else {
+            format!("127.0.0.1:{spec}")
+        };
+        let l = TcpListener::bind(&addr).with_context(|| {
+            format!("cannot listen on TCP {addr}; give --tcp HOST:PORT with a free port")
+        })?;
+        l.set_nonblocking(true)?;
+        return Ok(Listener::Tcp(l));
+    }
+    let path = match &args.socket {
+        Some(p) => p.clone(),
+        None => run_dir(repo)?.join(format!("arch-serve-{}.sock", std::process::id())),
+    };
+    Ok(Listener::Unix(bind_unix(&path)?, path))
+}
+
+/// A Unix socket listening at `path`, mode 0600 from its creation, non-blocking.
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    remove_stale_socket(path)?;
+    // The socket is made 0600 from the start: the umask covers the window before chmod.
+    // SAFETY: umask only changes this process's file-creation mask; no other thread runs yet.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let l = bound.with_context(|| {
+        format!(
+            "cannot listen on Unix socket {} (at most 107 bytes, in a writable directory); \
+             give another --socket PATH",
+            path.display()
+        )
+    })?;
+    set_mode(path, 0o600)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// `REPO/run`, private to its owner (0700), created when missing.
+fn run_dir(repo: &crate::repo::Repository) -> anyhow::Result<PathBuf> {
+    let dir = repo.root().join("run");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(
+            "{} is not a directory; remove it so arch serve can create its run directory",
+            dir.display()
+        ),
+        Err(_) => create_dir(&dir, Modes::PRIVATE)?,
+    }
+    set_mode(&dir, 0o700)?;
+    Ok(dir)
+}
+
+/// A socket file nobody listens on (left by a killed server) is removed; anything else at
+/// `path` is refused.
+fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.file_type().is_socket() && UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        return Ok(());
+    }
+    bail!(
+        "{} already exists{}; choose another --socket PATH",
+        path.display(),
+        if meta.file_type().is_socket() {
+            " and a server listens on it"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Accepts clients until SIGINT/SIGTERM, each served on its own thread (at most `shared` at
+/// once); returns once every client thread has finished its last request.
+/// Requests on the control socket (`arch snapshot` of a served volume) are answered on
+/// their own threads.
+fn accept_loop(
+    ctx: &Context,
+    listener: &Listener,
+    control: &UnixListener,
+    served: &[Served],
+    offers: &[Offer],
+    shared: u32,
+    multi: bool,
+) {
+    let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
+    let next_id = AtomicU64::new(1);
+    std::thread::scope(|scope| {
+        while crate::interrupt::received().is_none() {
+            let mut pfd = [listener.fd(), control.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: two valid pollfds; a signal or the timeout returns early.
+            if unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) } <= 0 {
+                continue;
+            }
+            if pfd[1].revents != 0 {
+                if let Ok((s, _)) = control.accept() {
+                    scope.spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        if let Err(e) = answer_control(served, s) {
+                            eprintln!("arch serve: control request failed: {e}");
+                        }
+                    });
+                }
+            }
+            if pfd[0].revents == 0 {
+                continue;
+            }
+            let stream = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("arch serve: accept failed: {e}");
+                    continue;
+                }
+            };
+            let mut list = clients.lock().unwrap();
+            if list.len() >= shared as usize {
+                eprintln!(
+                    "arch serve: turned a client away: {shared} already connected (--shared {shared})"
+                );
+                stream.shutdown(Shutdown::Both);
+                continue;
+            }
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            match stream.try_clone() {
+                Ok(handle) => list.push((id, handle)),
+                Err(e) => {
+                    eprintln!("arch serve: {e}");
+                    continue;
+                }
+            }
+            drop(list);
+            let clients = &clients;
+            let quiet = ctx.quiet;
+            scope.spawn(move || {
+                if let Err(e) = client(stream, offers, multi) {
+                    if !quiet && e.kind() != io::ErrorKind::UnexpectedEof {
+                        eprintln!("arch serve: client {id} dropped: {e}");
+                    }
+                }
+                clients.lock().unwrap().retain(|(i, _)| *i != id);
+            });
+        }
+        // Stop reading requests; a request being executed is completed and answered.
+        for (_, s) in clients.lock().unwrap().iter() {
+            s.shutdown(Shutdown::Read);
+        }
+    });
+}
+
+/// Requests of one client executed at once (reads in parallel; writes one at a time).
+const WORKERS: usize = 4;
+
+fn client(mut stream: Stream, offers: &[Offer], multi_conn: bool) -> io::Result<()> {
+    let Some(session) = nbd::handshake(&mut stream, offers, multi_conn)? else {
+        return Ok(());
+    };
+    let mut r = BufReader::with_capacity(256 << 10, stream.try_clone()?);
+    let mut w = BufWriter::with_capacity(256 << 10, stream);
+    nbd::serve(
+        &mut r,
+        &mut w,
+        offers[session.export].export,
+        &session,
+        WORKERS,
+    )?;
+    Ok(())
+}

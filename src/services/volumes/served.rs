@@ -1,0 +1,574 @@
+//! A volume (or a read-only resource) opened for serving to a VM: block I/O with the
+//! semantics of a disk with a volatile write cache. Knows nothing of any network protocol.
+//!
+//! - A write is applied at once (private block created atomically or written in place) and
+//!   durable after the next [`Served::flush`] or its own `fua`: fsyncs are batched until then.
+//! - Reads share a read lock and run in parallel; writes, zeroing and flushes take it
+//!   exclusively, so a read never sees a torn block and a flush covers every write that
+//!   returned before it.
+//! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
+//!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
+//!
+//! While a volume is served read-write the server holds `locks/serve-<id>.lock` exclusively
+//! (beside it `serve-<id>.json` names the process) and the volume lock *shared*: readers
+//! (`volume read`, `export`) still work, and writers check the serve lock first and are
+//! refused with the serving process named (see [`refuse_if_served`]).
+
+use super::SnapshotReport;
+use super::{OpenVolume, find, open};
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
+use crate::services::images::{Among, resolve, resource_kind};
+use crate::services::names::ObjectName;
+use crate::services::objects::read_map_of;
+use crate::storage::export::read_one;
+use crate::storage::{BlockHash, BlockMap};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+/// Who serves a volume read-write (`locks/serve-<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub host: String,
+    pub started: String,
+    /// Where NBD clients reach the server.
+    pub address: String,
+    /// The server's control socket, through which `arch snapshot` asks it for a snapshot.
+    #[serde(default)]
+    pub control: Option<PathBuf>,
+}
+
+impl ServerInfo {
+    /// A server whose info file is not written yet (or not any more).
+    fn unknown() -> ServerInfo {
+        ServerInfo {
+            pid: 0,
+            host: "?".into(),
+            started: "?".into(),
+            address: "?".into(),
+            control: None,
+        }
+    }
+
+    /// `arch serve pid N on HOST since T (ADDRESS)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "arch serve pid {} on {} since {} ({})",
+            self.pid, self.host, self.started, self.address
+        )
+    }
+}
+
+/// A cached shared block: empty while being loaded, None when its load failed.
+type Slot = OnceLock<Option<Arc<Vec<u8>>>>;
+
+/// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(path)` of a private
+/// block file.
+fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<BlockHash, PathBuf>> {
+    Ok(match content {
+        Content::Resource { map, .. } => Ok(map.hash_at(index)),
+        Content::Volume(v) => match v.blocks.source(index)? {
+            super::BlockSource::Private(p) => Err(p),
+            super::BlockSource::Zero => Ok(BlockHash::ZERO),
+            super::BlockSource::Shared(h) => Ok(h),
+        },
+    })
+}
+
+/// Shared blocks kept decoded (4 MiB each by default): sequential reads of small requests
+/// read and verify each shared block once, not once per request.
+const CACHED_BLOCKS: usize = 8;
+
+enum Content<'a> {
+    Volume(Box<OpenVolume<'a>>),
+    /// An object, image or snapshot: its map, with the data lock held.
+    Resource {
+        map: BlockMap,
+        _data: FileLock,
+    },
+}
+
+/// One served resource.
+pub struct Served<'a> {
+    repo: &'a Repository,
+    pub name: String,
+    /// volume | object | image | snapshot.
+    pub kind: String,
+    pub size: u64,
+    pub block_size: u32,
+    pub read_only: bool,
+    content: RwLock<Content<'a>>,
+    cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
+    serving: Option<(FileLock, PathBuf)>,
+}
+
+/// Paths of the serve lock and server info of volume `id`.
+fn serve_paths(repo: &Repository, id: &str) -> Result<(PathBuf, PathBuf)> {
+    let lock = repo.volume_lock_path(id)?;
+    let dir = lock.parent().expect("locks/").to_path_buf();
+    Ok((
+        dir.join(format!("serve-{id}.lock")),
+        dir.join(format!("serve-{id}.json")),
+    ))
+}
+
+/// The server of volume `id`, when one serves it read-write right now.
+pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
+    let (lock, info) = serve_paths(repo, id)?;
+    if !lock.exists() || lock_shared_nonblocking(&lock)?.is_some() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&info).unwrap_or_default();
+    // Unreadable only in the instant between a server's lock and its info file.
+    Ok(Some(
+        serde_json::from_slice(&text).unwrap_or_else(|_| ServerInfo::unknown()),
+    ))
+}
+
+/// Removes the serve lock and server info of volume `id` (being removed, with its lock held:
+/// no server holds them).
+pub fn forget(repo: &Repository, id: &str) -> Result<()> {
+    let (lock, info) = serve_paths(repo, id)?;
+    crate::storage::fsutil::remove_path(&info)?;
+    crate::storage::fsutil::remove_path(&lock)
+}
+
+/// Refuses a writer of volume `name` (id `id`) while it is served read-write. Otherwise
+/// returns a shared hold on the serve lock: keep it until the volume lock is taken, so no
+/// server can start in between (a server then waits for the writer instead).
+pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<FileLock> {
+    let (lock, _) = serve_paths(repo, id)?;
+    if let Some(guard) = lock_shared_nonblocking(&lock)? {
+        return Ok(guard);
+    }
+    let s = server_of(repo, id)?.unwrap_or_else(ServerInfo::unknown);
+    Err(Error::Served {
+        name: name.to_string(),
+        server: s.describe(),
+        fix: format!(
+            "stop it first (Ctrl-C, or kill -TERM {}); readers (volume read, export) still \
+             work",
+            s.pid
+        ),
+    })
+}
+
+impl<'a> Served<'a> {
+    /// Opens `name` for serving: a volume read-write unless `read_only`; an object, image or
+    /// snapshot always read-only. `address` is recorded for writers that get refused.
+    pub fn open(
+        repo: &'a Repository,
+        name: &str,
+        read_only: bool,
+        address: &str,
+        control: Option<&Path>,
+    ) -> Result<Served<'a>> {
+        let cat = repo.read_catalog()?;
+        if cat.volumes.contains_key(name) {
+            let id = find(&cat, name)?.id.clone();
+            let serving = if read_only {
+                None
+            } else {
+                Some(take_serve_lock(repo, name, &id, address, control)?)
+            };
+            let vol = open(repo, name, false)?;
+            if vol.record.id != id {
+                return Err(Error::Busy {
+                    resource: format!("volume '{name}' (replaced while opening it)"),
+                });
+            }
+            return Ok(Served {
+                repo,
+                name: name.to_string(),
+                kind: "volume".into(),
+                size: vol.record.size,
+                block_size: vol.record.block_size,
+                read_only,
+                content: RwLock::new(Content::Volume(Box::new(vol))),
+                cache: Mutex::new(Vec::new()),
+                serving,
+            });
+        }
+        let object = resolve(&cat, name, Among::Resources)?;
+        let rec = &cat.objects[&object];
+        let data = repo.lock_data_shared()?;
+        let map = read_map_of(repo, &format!("object {object}"), &rec.map)?;
+        Ok(Served {
+            repo,
+            name: name.to_string(),
+            kind: resource_kind(rec).to_string(),
+            size: rec.bytes,
+            block_size: rec.block_size,
+            read_only: true,
+            content: RwLock::new(Content::Resource { map, _data: data }),
+            cache: Mutex::new(Vec::new()),
+            serving: None,
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (inside the resource).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let content = self.content.read().expect("served volume lock");
+        let bs = self.block_size as u64;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let (index, within) = (pos / bs, (pos % bs) as usize);
+            let n = (bs as usize - within).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            match shared_hash(&content, index)? {
+                Err(p) => super::blockio::read_exact_at(&p, out, within)?,
+                Ok(h) if h.is_zero() => out.fill(0),
+                Ok(h) => {
+                    // While another reader loads this block, load the next one meanwhile:
+                    // sequential readers then hash two blocks at once.
+                    let next = || {
+                        if (index + 1) * bs < self.size {
+                            if let Ok(Ok(h)) = shared_hash(&content, index + 1) {
+                                self.prefetch(&h, index + 1);
+                            }
+                        }
+                    };
+                    let block = self.shared_block(&h, index, next)?;
+                    out.copy_from_slice(&block[within..within + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The cache slot of shared block `hash`, and whether it was just made (empty).
+    fn slot(&self, hash: &BlockHash) -> (Arc<Slot>, bool) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
+            let hit = cache.remove(pos);
+            cache.push(hit.clone());
+            return (hit.1, false);
+        }
+        if cache.len() >= CACHED_BLOCKS {
+            cache.remove(0);
+        }
+        let slot = Arc::new(Slot::new());
+        cache.push((*hash, slot.clone()));
+        (slot, true)
+    }
+
+    fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
+        let mut buf = Vec::new();
+        let bs = self.block_size as usize;
+        read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
+            f.with_location(
+                hash,
+                index * bs as u64,
+                &format!("{} {}", self.kind, self.name),
+            )
+        })?;
+        Ok(Arc::new(buf))
+    }
+
+    /// Starts nothing, waits for nothing: loads block `hash` only when nobody has yet.
+    fn prefetch(&self, hash: &BlockHash, index: u64) {
+        if hash.is_zero() {
+            return;
+        }
+        let (slot, fresh) = self.slot(hash);
+        if fresh {
+            slot.get_or_init(|| self.load(hash, index).ok());
+        }
+    }
+
+    /// A shared block, decoded and verified, from the cache or the store (loaded once however
+    /// many readers want it at the same time; `meanwhile` runs while waiting for another's
+    /// load). A block that failed to load is loaded again by the next reader.
+    fn shared_block(
+        &self,
+        hash: &BlockHash,
+        index: u64,
+        meanwhile: impl FnOnce(),
+    ) -> Result<Arc<Vec<u8>>> {
+        let (slot, fresh) = self.slot(hash);
+        if !fresh && slot.get().is_none() {
+            meanwhile();
+        }
+        match slot.get_or_init(|| self.load(hash, index).ok()) {
+            Some(block) => Ok(block.clone()),
+            None => self.load(hash, index),
+        }
+    }
+
+    fn volume<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        if self.read_only {
+            return Err(Error::invalid(format!(
+                "{} '{}' is served read-only",
+                self.kind, self.name
+            )));
+        }
+        match &mut *self.content.write().expect("served volume lock") {
+            Content::Volume(v) => f(v),
+            Content::Resource { .. } => unreachable!("resources are read-only"),
+        }
+    }
+
+    /// Writes `data` at `offset`; durable before returning with `fua`, else at the next flush.
+    pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+        self.volume(|v| {
+            v.check_range(offset, data.len() as u64)?;
+            v.blocks.write_at(offset, data)?;
+            if fua {
+                v.blocks.finish()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes every write that returned durable.
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.volume(|v| v.blocks.finish())
+    }
+
+    /// Makes `[offset, offset + len)` read as zeros: whole blocks keep no private data. With
+    /// `only_whole_blocks` (a discard), partial blocks at the edges are left as they are.
+    pub fn zero(&self, offset: u64, len: u64, only_whole_blocks: bool, fua: bool) -> Result<()> {
+        let bs = self.block_size as u64;
+        self.volume(|v| {
+            v.check_range(offset, len)?;
+            let end = offset + len;
+            let mut pos = offset;
+            while pos < end {
+                let index = pos / bs;
+                let block_end = ((index + 1) * bs).min(end);
+                // The last block of a volume whose size is not a multiple of the block size
+                // is whole when the range reaches the end of the volume.
+                let whole =
+                    pos == index * bs && (block_end == (index + 1) * bs || end == v.record.size);
+                if whole {
+                    v.blocks.zero_block(index)?;
+                } else if !only_whole_blocks {
+                    v.blocks
+                        .write_at(pos, &vec![0u8; (block_end - pos) as usize])?;
+                }
+                pos = block_end;
+            }
+            if fua {
+                v.blocks.finish()?;
+            }
+            Ok(())
+        })?;
+        self.cache.lock().expect("cache lock").clear();
+        Ok(())
+    }
+
+    /// Allocation of `[offset, offset + len)` as runs of `(length, reads_as_zeros)`: zero
+    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
+    /// caller asks again for the rest).
+    pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+        let content = self.content.read().expect("served volume lock");
+        let bs = self.block_size as u64;
+        let end = offset + len;
+        let mut out: Vec<(u64, bool)> = Vec::new();
+        let mut pos = offset;
+        let mut looked = 0;
+        while pos < end && looked < 4096 {
+            let index = pos / bs;
+            let n = ((index + 1) * bs).min(end) - pos;
+            let zero = match &*content {
+                Content::Resource { map, .. } => map.hash_at(index).is_zero(),
+                Content::Volume(v) => match v.blocks.source(index)? {
+                    super::BlockSource::Zero => true,
+                    super::BlockSource::Shared(_) => false,
+                    super::BlockSource::Private(p) => {
+                        use std::os::unix::fs::MetadataExt;
+                        std::fs::metadata(&p)
+                            .map_err(|e| Error::io("stat", &p, e))?
+                            .blocks()
+                            == 0
+                    }
+                },
+            };
+            match out.last_mut() {
+                Some(last) if last.1 == zero => last.0 += n,
+                _ => out.push((n, zero)),
+            }
+            pos += n;
+            looked += 1;
+        }
+        Ok(out)
+    }
+}
+
+impl Served<'_> {
+    /// Snapshots this served volume as `target` under its own lock: I/O pauses, every
+    /// acknowledged write is flushed, the snapshot is committed, and serving goes on in the
+    /// volume's new epoch.
+    pub fn snapshot(&self, target: &ObjectName) -> Result<SnapshotReport> {
+        let repo = self.repo;
+        self.volume(|v| {
+            v.blocks.finish()?;
+            let report = super::snapshot::snapshot_open(repo, v, target)?;
+            let record = find(&repo.read_catalog()?, &v.name)?.clone();
+            let base = read_map_of(repo, &format!("volume {}", v.name), &record.base_map)?;
+            v.blocks = super::blockio::VolumeBlocks::new(
+                repo.backend(),
+                base,
+                super::epoch_dir(repo, &record)?,
+                repo.tmp_dir(),
+                format!("volume {}", v.name),
+            );
+            v.record = record;
+            Ok(report)
+        })
+    }
+}
+
+/// A request on a server's control socket (one JSON line; the answer is one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+struct ControlRequest {
+    op: String,
+    volume: String,
+    object: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ControlReply {
+    report: Option<SnapshotReport>,
+    error: Option<String>,
+}
+
+/// Asks the server of volume `name` to snapshot it as `target` (waits for it).
+pub fn snapshot_by_server(
+    server: &ServerInfo,
+    name: &str,
+    target: &ObjectName,
+) -> Result<SnapshotReport> {
+    let Some(control) = &server.control else {
+        return Err(Error::Served {
+            name: name.to_string(),
+            server: server.describe(),
+            fix: "that server takes no snapshot requests; stop it first".into(),
+        });
+    };
+    let request = ControlRequest {
+        op: "snapshot".into(),
+        volume: name.to_string(),
+        object: target.full(),
+    };
+    let io = |e| Error::io("talk to the server through", control, e);
+    let mut stream = UnixStream::connect(control).map_err(io)?;
+    let mut line = serde_json::to_vec(&request).expect("request serializes");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    crate::interrupt::check()?;
+    let reply: ControlReply = serde_json::from_str(&answer).map_err(|_| Error::Busy {
+        resource: format!(
+            "the server of volume '{name}' ({}) ended during the snapshot, so it",
+            server.describe()
+        ),
+    })?;
+    match (reply.report, reply.error) {
+        (Some(r), _) => Ok(r),
+        (None, e) => Err(Error::invalid(format!(
+            "snapshot of volume '{name}' by its server ({}): {}",
+            server.describe(),
+            e.unwrap_or_default()
+        ))),
+    }
+}
+
+/// Answers one request on the control socket: `stream` carries a JSON line naming one of
+/// `served`.
+pub fn answer_control(served: &[Served], stream: UnixStream) -> std::io::Result<()> {
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .take(64 << 10)
+        .read_line(&mut line)?;
+    let result = (|| -> Result<SnapshotReport> {
+        let req: ControlRequest = serde_json::from_str(&line)
+            .map_err(|e| Error::invalid(format!("bad control request: {e}")))?;
+        let target = ObjectName::parse(&req.object)?;
+        let s = served
+            .iter()
+            .find(|s| s.name == req.volume && s.kind == "volume" && !s.read_only)
+            .ok_or_else(|| {
+                Error::invalid(format!("'{}' is not served read-write here", req.volume))
+            })?;
+        match req.op.as_str() {
+            "snapshot" => s.snapshot(&target),
+            op => Err(Error::invalid(format!("unknown control operation '{op}'"))),
+        }
+    })();
+    let reply = match result {
+        Ok(r) => ControlReply {
+            report: Some(r),
+            error: None,
+        },
+        Err(e) => ControlReply {
+            report: None,
+            error: Some(e.to_string()),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply).expect("reply serializes");
+    out.push(b'\n');
+    (&stream).write_all(&out)
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        if let Some((_, info)) = &self.serving {
+            // Removed before the lock is released; a stale one is ignored (lock free).
+            let _ = std::fs::remove_file(info);
+        }
+    }
+}
+
+/// Takes the serve lock of volume `id`, refusing when another server holds it, and records
+/// this process as its server.
+fn take_serve_lock(
+    repo: &Repository,
+    name: &str,
+    id: &str,
+    address: &str,
+    control: Option<&Path>,
+) -> Result<(FileLock, PathBuf)> {
+    let (lock_path, info_path) = serve_paths(repo, id)?;
+    let lock = match try_lock_exclusive(&lock_path)? {
+        Some(l) => l,
+        None => {
+            // Held: by another server (refuse), or by a writer checking it for a moment.
+            if let Some(s) = server_of(repo, id)? {
+                return Err(Error::Served {
+                    name: name.to_string(),
+                    server: s.describe(),
+                    fix: "stop that server first, or serve it with --read-only".into(),
+                });
+            }
+            lock_exclusive(&lock_path)?
+        }
+    };
+    let info = ServerInfo {
+        pid: std::process::id(),
+        host: super::creating::hostname(),
+        started: crate::time::now_rfc3339(),
+        address: address.to_string(),
+        control: control.map(Path::to_path_buf),
+    };
+    let bytes = serde_json::to_vec(&info).expect("server info serializes");
+    crate::storage::fsutil::atomic_write_mode(
+        &repo.tmp_dir(),
+        &info_path,
+        &bytes,
+        repo.modes().file(),
+    )?;
+    Ok((lock, info_path))
+}
