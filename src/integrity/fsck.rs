@@ -139,7 +139,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     // Invalid records are reported; only sound volumes are scanned below.
     let check = invariants::check_catalog(&catalog, repo.block_size());
     problems.extend(check.problems.iter().cloned());
-    let maps = referenced_maps(&catalog);
+    let maps = repo.catalog()?.read(referenced_maps)?;
     let (loaded, bad) = load_maps(repo, &maps);
     for (id, why) in &bad {
         let missing = why == "missing";

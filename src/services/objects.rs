@@ -6,7 +6,7 @@ use super::names::{ObjectName, closest};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::catalog::Catalog;
+use crate::repo::db::{Db, ObjectFilter};
 use crate::repo::records::ObjectRecord;
 use crate::storage::export::{Sink, export};
 use crate::storage::ingest::{Source, ingest};
@@ -140,20 +140,32 @@ pub fn validate_content_type(value: &str) -> Result<()> {
 }
 
 /// Looks up an object, with a closest-name suggestion when it is missing.
-pub fn find<'a>(catalog: &'a Catalog, name: &ObjectName) -> Result<&'a ObjectRecord> {
+pub fn find(catalog: &Db, name: &ObjectName) -> Result<ObjectRecord> {
     let full = name.full();
-    catalog
-        .objects
-        .get(&full)
-        .ok_or_else(|| not_found(catalog, &full))
+    match catalog.object(&full)? {
+        Some(rec) => Ok(rec),
+        None => Err(not_found(catalog, &full)?),
+    }
 }
 
-fn not_found(catalog: &Catalog, full: &str) -> Error {
-    Error::NotFound {
+/// Most names a not-found suggestion is chosen among (from the same container).
+const SUGGESTION_CANDIDATES: usize = 10_000;
+
+fn not_found(catalog: &Db, full: &str) -> Result<Error> {
+    let mut names = Vec::new();
+    let filter = ObjectFilter {
+        container: full.split_once('/').map(|(c, _)| c.to_string()),
+        ..Default::default()
+    };
+    catalog.for_each_object(&filter, &mut |n, _| {
+        names.push(n);
+        Ok(names.len() < SUGGESTION_CANDIDATES)
+    })?;
+    Ok(Error::NotFound {
         kind: "object",
         name: full.to_string(),
-        suggestion: closest(full, catalog.objects.keys().map(String::as_str)),
-    }
+        suggestion: closest(full, names.iter().map(String::as_str)),
+    })
 }
 
 /// Imports `source` as object `name`. Over an existing object: replaces data, content type
@@ -187,7 +199,7 @@ pub fn put(
         .collect();
     let hash = ingested.map.top_hash().to_hex();
     let (uuid, version, created) = repo.transact(|cat| {
-        let previous = cat.objects.get(&full).cloned();
+        let previous = cat.object(&full)?;
         let record = ObjectRecord {
             uuid: previous
                 .as_ref()
@@ -210,7 +222,7 @@ pub fn put(
             image: previous.as_ref().and_then(|p| p.image.clone()),
         };
         let out = (record.uuid.clone(), record.version, previous.is_none());
-        cat.objects.insert(full.clone(), record);
+        cat.put_object(&full, &record)?;
         Ok(out)
     })?;
     Ok(PutReport {
@@ -260,10 +272,9 @@ pub fn get(
 ) -> Result<GetReport> {
     // Lock before reading the catalog, so gc cannot drop blocks of the version we read.
     let _data = repo.lock_data_shared()?;
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
+    let rec = find(&repo.catalog()?, name)?;
     let full = name.full();
-    let map = load_map(repo, &full, rec)?;
+    let map = load_map(repo, &full, &rec)?;
     progress.set_total(map.size());
     export(repo.backend(), &map, &full, verify, sink, progress)?;
     progress.finish();
@@ -277,9 +288,9 @@ pub fn get(
 
 /// Containers with their object counts and sizes (containers exist while they hold objects).
 pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
-    let catalog = repo.read_catalog()?;
+    let catalog = repo.catalog()?;
     let mut out: BTreeMap<String, ContainerEntry> = BTreeMap::new();
-    for (full, rec) in &catalog.objects {
+    catalog.for_each_object(&ObjectFilter::default(), &mut |full, rec| {
         let container = full.split('/').next().unwrap_or_default().to_string();
         let e = out.entry(container.clone()).or_insert(ContainerEntry {
             name: container,
@@ -288,7 +299,8 @@ pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
         });
         e.count += 1;
         e.bytes += rec.bytes;
-    }
+        Ok(true)
+    })?;
     Ok(out.into_values().collect())
 }
 
@@ -300,45 +312,40 @@ pub fn list_objects(repo: &Repository, container: &str, prefix: &str) -> Result<
             reason,
         });
     }
-    let catalog = repo.read_catalog()?;
-    let start = format!("{container}/{prefix}");
-    let entries: Vec<ObjectEntry> = catalog
-        .objects
-        .range(start.clone()..)
-        .take_while(|(k, _)| k.starts_with(&start))
-        .map(|(k, rec)| ObjectEntry {
-            name: k.clone(),
-            kind: resource_kind(rec).into(),
+    let catalog = repo.catalog()?;
+    let mut entries = Vec::new();
+    let filter = ObjectFilter {
+        container: Some(container.to_string()),
+        prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    catalog.for_each_object(&filter, &mut |k, rec| {
+        entries.push(ObjectEntry {
+            kind: resource_kind(&rec).into(),
+            name: k,
             bytes: rec.bytes,
-            hash: rec.hash.clone(),
-            content_type: rec.content_type.clone(),
-            modified: rec.modified.clone(),
-            uuid: rec.uuid.clone(),
-        })
-        .collect();
+            hash: rec.hash,
+            content_type: rec.content_type,
+            modified: rec.modified,
+            uuid: rec.uuid,
+        });
+        Ok(true)
+    })?;
     if entries.is_empty() && prefix.is_empty() {
-        let prefix = format!("{container}/");
-        if !catalog.objects.keys().any(|k| k.starts_with(&prefix)) {
-            let containers: Vec<String> = catalog
-                .objects
-                .keys()
-                .filter_map(|k| k.split('/').next().map(String::from))
-                .collect();
-            return Err(Error::NotFound {
-                kind: "container",
-                name: container.to_string(),
-                suggestion: closest(container, containers.iter().map(String::as_str)),
-            });
-        }
+        let containers: Vec<String> = list_containers(repo)?.into_iter().map(|c| c.name).collect();
+        return Err(Error::NotFound {
+            kind: "container",
+            name: container.to_string(),
+            suggestion: closest(container, containers.iter().map(String::as_str)),
+        });
     }
     Ok(entries)
 }
 
 /// Describes one object.
 pub fn info(repo: &Repository, name: &ObjectName) -> Result<ObjectInfo> {
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
-    Ok(describe(name, rec))
+    let rec = find(&repo.catalog()?, name)?;
+    Ok(describe(name, &rec))
 }
 
 /// The [`ObjectInfo`] of a record.
@@ -378,10 +385,7 @@ pub fn update_meta(
     }
     repo.transact(|cat| {
         let full = name.full();
-        if !cat.objects.contains_key(&full) {
-            return Err(not_found(cat, &full));
-        }
-        let rec = cat.objects.get_mut(&full).expect("checked above");
+        let mut rec = find(cat, name)?;
         if set.is_empty() && unset.is_empty() {
             return Ok(rec.meta.clone());
         }
@@ -396,7 +400,8 @@ pub fn update_meta(
             rec.meta.remove(k);
         }
         rec.modified = now_rfc3339();
-        Ok(rec.meta.clone())
+        cat.put_object(&full, &rec)?;
+        Ok(rec.meta)
     })
 }
 
@@ -412,8 +417,8 @@ pub struct TransferReport {
     pub replaced: bool,
 }
 
-fn check_destination(cat: &Catalog, dst: &str, force: bool, verb: &str) -> Result<bool> {
-    let exists = cat.objects.contains_key(dst);
+fn check_destination(cat: &Db, dst: &str, force: bool, verb: &str) -> Result<bool> {
+    let exists = cat.has_object(dst)?;
     if exists && !force {
         return Err(Error::AlreadyExists {
             kind: "object",
@@ -437,7 +442,7 @@ pub fn copy(
 ) -> Result<TransferReport> {
     let (s, d) = (src.full(), dst.full());
     repo.transact(|cat| {
-        let source = find(cat, src)?.clone();
+        let source = find(cat, src)?;
         if s == d {
             return Err(Error::invalid(format!(
                 "source and destination are both '{s}'; choose another destination"
@@ -445,7 +450,7 @@ pub fn copy(
         }
         let replaced = check_destination(cat, &d, force, "copy")?;
         let now = now_rfc3339();
-        let previous = cat.objects.get(&d).cloned();
+        let previous = cat.object(&d)?;
         let record = ObjectRecord {
             uuid: previous.as_ref().map_or_else(new_uuid, |p| p.uuid.clone()),
             version: previous.as_ref().map_or(1, |p| p.version + 1),
@@ -464,7 +469,7 @@ pub fn copy(
             hash: record.hash.clone(),
             replaced,
         };
-        cat.objects.insert(d.clone(), record);
+        cat.put_object(&d, &record)?;
         Ok(report)
     })
 }
@@ -486,7 +491,8 @@ pub fn rename(
             )));
         }
         let replaced = check_destination(cat, &d, force, "move")?;
-        let mut record = cat.objects.remove(&s).expect("found above");
+        let mut record = find(cat, src)?;
+        cat.rename_object(&s, &d)?;
         record.modified = now_rfc3339();
         let report = TransferReport {
             source: s.clone(),
@@ -496,7 +502,7 @@ pub fn rename(
             hash: record.hash.clone(),
             replaced,
         };
-        cat.objects.insert(d.clone(), record);
+        cat.put_object(&d, &record)?;
         Ok(report)
     })
 }
@@ -514,8 +520,8 @@ pub struct RemoveReport {
 /// `arch gc` finds them unreferenced.
 pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
     repo.transact(|cat| {
-        let rec = find(cat, name)?.clone();
-        cat.objects.remove(&name.full());
+        let rec = find(cat, name)?;
+        cat.remove_object(&name.full())?;
         Ok(RemoveReport {
             name: name.full(),
             uuid: rec.uuid.clone(),
@@ -527,9 +533,8 @@ pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
 
 /// The Pithos hashmap of an object.
 pub fn hashmap(repo: &Repository, name: &ObjectName) -> Result<Hashmap> {
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
-    let map = load_map(repo, &name.full(), rec)?;
+    let rec = find(&repo.catalog()?, name)?;
+    let map = load_map(repo, &name.full(), &rec)?;
     Ok(Hashmap {
         block_hash: repo.config().hash.clone(),
         map,

@@ -1,6 +1,7 @@
 //! Integration tests: one test binary (fast to link) whose modules each drive the real `arch`
 //! binary in per-test temp directories.
 
+mod catalog_db;
 mod crash;
 mod crash_customize;
 mod crash_volumes;
@@ -9,6 +10,7 @@ mod faults;
 mod hostile;
 mod images;
 mod integrity;
+mod migration;
 mod objects;
 mod packaging;
 mod privacy;
