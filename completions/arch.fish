@@ -75,6 +75,10 @@ complete -c arch -n "__fish_arch_using_subcommand get" -s q -l quiet -d 'Print n
 complete -c arch -n "__fish_arch_using_subcommand get" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand get" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand get" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand ls" -l prefix -d 'Only objects whose name (inside the container) starts with P' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l delimiter -d 'Roll names up to the first D after the prefix into pseudo-folders (`subdir`)' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l marker -d 'Only names after M (the last name of the previous page)' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l limit -d 'At most N entries (objects and pseudo-folders)' -r
 complete -c arch -n "__fish_arch_using_subcommand ls" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand ls" -s l -l long -d 'Long listing: kind, size, modified time and hash'
 complete -c arch -n "__fish_arch_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of tables'

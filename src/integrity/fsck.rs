@@ -136,6 +136,16 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
         Err(e) => return Err(e),
     };
+    // The database's own consistency check (pages, indexes, constraints).
+    let db = repo.catalog()?;
+    for line in db.integrity_check()? {
+        problems.push(Problem {
+            kind: "corrupt_catalog".into(),
+            subject: db.path().display().to_string(),
+            resources: vec![],
+            message: format!("{}: integrity check: {line}", db.path().display()),
+        });
+    }
     // Invalid records are reported; only sound volumes are scanned below.
     let check = invariants::check_catalog(&catalog, repo.block_size());
     problems.extend(check.problems.iter().cloned());

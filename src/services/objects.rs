@@ -304,44 +304,6 @@ pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
     Ok(out.into_values().collect())
 }
 
-/// Objects of `container` whose object part starts with `prefix`, in name order.
-pub fn list_objects(repo: &Repository, container: &str, prefix: &str) -> Result<Vec<ObjectEntry>> {
-    if let Err(reason) = super::names::validate_container(container) {
-        return Err(Error::InvalidName {
-            name: container.to_string(),
-            reason,
-        });
-    }
-    let catalog = repo.catalog()?;
-    let mut entries = Vec::new();
-    let filter = ObjectFilter {
-        container: Some(container.to_string()),
-        prefix: prefix.to_string(),
-        ..Default::default()
-    };
-    catalog.for_each_object(&filter, &mut |k, rec| {
-        entries.push(ObjectEntry {
-            kind: resource_kind(&rec).into(),
-            name: k,
-            bytes: rec.bytes,
-            hash: rec.hash,
-            content_type: rec.content_type,
-            modified: rec.modified,
-            uuid: rec.uuid,
-        });
-        Ok(true)
-    })?;
-    if entries.is_empty() && prefix.is_empty() {
-        let containers: Vec<String> = list_containers(repo)?.into_iter().map(|c| c.name).collect();
-        return Err(Error::NotFound {
-            kind: "container",
-            name: container.to_string(),
-            suggestion: closest(container, containers.iter().map(String::as_str)),
-        });
-    }
-    Ok(entries)
-}
-
 /// Describes one object.
 pub fn info(repo: &Repository, name: &ObjectName) -> Result<ObjectInfo> {
     let rec = find(&repo.catalog()?, name)?;

@@ -2,6 +2,7 @@
 //! binary in per-test temp directories.
 
 mod catalog_db;
+mod concurrency;
 mod crash;
 mod crash_customize;
 mod crash_volumes;

@@ -134,3 +134,39 @@ fn an_invalid_format1_catalog_is_not_migrated() {
     assert!(!r.root.join("meta/catalog.db").exists());
     assert_eq!(std::fs::read_to_string(&path).unwrap().len(), text.len());
 }
+
+#[test]
+fn a_migration_killed_at_any_instant_leaves_a_usable_catalog() {
+    const EXTRA: usize = 20_000;
+    let r = format1_repo();
+    // A larger format-1 catalog, so that the migration's transaction takes a while.
+    let path = r.root.join("meta/catalog.json");
+    let mut cat: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let template = cat["objects"]["docs/hello.txt"].clone();
+    for i in 0..EXTRA {
+        let mut rec = template.clone();
+        rec["uuid"] = format!("{i:08x}-0000-4000-8000-000000000000").into();
+        cat["objects"][format!("bulk/o{i:06}")] = rec;
+    }
+    std::fs::write(&path, serde_json::to_vec(&cat).unwrap()).unwrap();
+    let start = std::time::Instant::now();
+    let probe = format1_repo();
+    std::fs::copy(&path, probe.root.join("meta/catalog.json")).unwrap();
+    probe.ok(&["ls"]);
+    let full = start.elapsed().as_micros() as u64 + 1;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..8 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = std::time::Duration::from_micros(rng % full);
+        crate::crash::run_and_kill(&r, &["ls"], delay);
+        // Either not migrated yet (the JSON catalog is whole) or migrated: never neither.
+        assert!(r.root.join("meta/catalog.db").is_file() || path.is_file());
+    }
+    let listed = r.ok(&["ls", "bulk"]);
+    assert_eq!(listed.iter().filter(|&&b| b == b'\n').count(), EXTRA);
+    assert_eq!(r.ok(&["get", "docs/hello.txt"]), expected("docs_hello.txt"));
+    assert!(!path.exists());
+}
