@@ -46,6 +46,9 @@ _arch() {
             arch,help)
                 cmd="arch__subcmd__help"
                 ;;
+            arch,history)
+                cmd="arch__subcmd__history"
+                ;;
             arch,image)
                 cmd="arch__subcmd__image"
                 ;;
@@ -64,8 +67,14 @@ _arch() {
             arch,mv)
                 cmd="arch__subcmd__mv"
                 ;;
+            arch,prune-versions)
+                cmd="arch__subcmd__prune__subcmd__versions"
+                ;;
             arch,put)
                 cmd="arch__subcmd__put"
+                ;;
+            arch,restore)
+                cmd="arch__subcmd__restore"
                 ;;
             arch,rm)
                 cmd="arch__subcmd__rm"
@@ -124,6 +133,9 @@ _arch() {
             arch__subcmd__help,help)
                 cmd="arch__subcmd__help__subcmd__help"
                 ;;
+            arch__subcmd__help,history)
+                cmd="arch__subcmd__help__subcmd__history"
+                ;;
             arch__subcmd__help,image)
                 cmd="arch__subcmd__help__subcmd__image"
                 ;;
@@ -142,8 +154,14 @@ _arch() {
             arch__subcmd__help,mv)
                 cmd="arch__subcmd__help__subcmd__mv"
                 ;;
+            arch__subcmd__help,prune-versions)
+                cmd="arch__subcmd__help__subcmd__prune__subcmd__versions"
+                ;;
             arch__subcmd__help,put)
                 cmd="arch__subcmd__help__subcmd__put"
+                ;;
+            arch__subcmd__help,restore)
+                cmd="arch__subcmd__help__subcmd__restore"
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
@@ -305,7 +323,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume customize generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -327,13 +345,17 @@ _arch() {
             return 0
             ;;
         arch__subcmd__clone)
-            opts="-R -q -h -V --size --no-customize --hostname --password-file --password --ssh-key --file --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --size --no-customize --version --hostname --password-file --password --ssh-key --file --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -373,12 +395,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__cp)
-            opts="-R -q -h -V --force --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --force --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -625,7 +651,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__get)
-            opts="-o -R -q -h -V --output --force --no-verify --repo --json --quiet --no-progress --help --version"
+            opts="-o -R -q -h --output --force --no-verify --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -636,6 +662,10 @@ _arch() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -655,12 +685,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__hashmap)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -677,7 +711,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot volume customize generate help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -845,6 +879,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1026,7 +1074,35 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__prune__subcmd__versions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__put)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1187,6 +1263,28 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__history)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1513,12 +1611,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__info)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1654,6 +1756,36 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__prune__subcmd__versions)
+            opts="-R -q -h -V --keep --older-than --dry-run --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__put)
             opts="-R -q -h -V --content-type --meta --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1666,6 +1798,32 @@ _arch() {
                     return 0
                     ;;
                 --meta)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__restore)
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -5,4 +5,5 @@ pub mod images;
 pub mod listing;
 pub mod names;
 pub mod objects;
+pub mod versions;
 pub mod volumes;

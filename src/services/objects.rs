@@ -3,6 +3,7 @@
 
 use super::images::{ImageView, image_view, resource_kind};
 use super::names::{ObjectName, closest};
+use super::versions::find_at;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -266,13 +267,14 @@ pub struct GetReport {
 pub fn get(
     repo: &Repository,
     name: &ObjectName,
+    version: Option<u64>,
     sink: Sink<'_>,
     verify: bool,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
     // Lock before reading the catalog, so gc cannot drop blocks of the version we read.
     let _data = repo.lock_data_shared()?;
-    let rec = find(&repo.catalog()?, name)?;
+    let rec = find_at(&repo.catalog()?, name, version)?;
     let full = name.full();
     let map = load_map(repo, &full, &rec)?;
     progress.set_total(map.size());
@@ -305,8 +307,8 @@ pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
 }
 
 /// Describes one object.
-pub fn info(repo: &Repository, name: &ObjectName) -> Result<ObjectInfo> {
-    let rec = find(&repo.catalog()?, name)?;
+pub fn info(repo: &Repository, name: &ObjectName, version: Option<u64>) -> Result<ObjectInfo> {
+    let rec = find_at(&repo.catalog()?, name, version)?;
     Ok(describe(name, &rec))
 }
 
@@ -399,12 +401,13 @@ fn check_destination(cat: &Db, dst: &str, force: bool, verb: &str) -> Result<boo
 pub fn copy(
     repo: &Repository,
     src: &ObjectName,
+    version: Option<u64>,
     dst: &ObjectName,
     force: bool,
 ) -> Result<TransferReport> {
     let (s, d) = (src.full(), dst.full());
     repo.transact(|cat| {
-        let source = find(cat, src)?;
+        let source = find_at(cat, src, version)?;
         if s == d {
             return Err(Error::invalid(format!(
                 "source and destination are both '{s}'; choose another destination"
@@ -494,8 +497,8 @@ pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
 }
 
 /// The Pithos hashmap of an object.
-pub fn hashmap(repo: &Repository, name: &ObjectName) -> Result<Hashmap> {
-    let rec = find(&repo.catalog()?, name)?;
+pub fn hashmap(repo: &Repository, name: &ObjectName, version: Option<u64>) -> Result<Hashmap> {
+    let rec = find_at(&repo.catalog()?, name, version)?;
     let map = load_map(repo, &name.full(), &rec)?;
     Ok(Hashmap {
         block_hash: repo.config().hash.clone(),

@@ -18,4 +18,5 @@ mod privacy;
 mod quarantine;
 mod sizes;
 mod util;
+mod versions;
 mod volumes;

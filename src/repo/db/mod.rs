@@ -289,6 +289,24 @@ impl Db {
         )
     }
 
+    /// Removes version `version` of object `uuid` (never the current one: refused).
+    pub fn remove_version(&self, uuid: &str, version: u64) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM versions WHERE uuid = ?1 AND version = ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM objects o WHERE o.uuid = ?1 AND o.version = ?2)",
+                params![uuid, version as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(Error::invalid(format!(
+                "version {version} of object {uuid} is current or gone; nothing was removed"
+            )));
+        }
+        Ok(())
+    }
+
     /// Inserts or replaces volume `name`.
     pub fn put_volume(&self, name: &str, rec: &VolumeRecord) -> Result<()> {
         rows::put_volume(self, name, rec)

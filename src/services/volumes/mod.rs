@@ -198,6 +198,8 @@ pub struct CloneOptions {
     pub size: Option<u64>,
     /// Customize the clone when its source is an Image (not a Snapshot, not a plain object).
     pub customize: Option<crate::customize::CustomizeOptions>,
+    /// Clone this version of the source object instead of its current one.
+    pub version: Option<u64>,
 }
 
 /// The read-only resource a clone starts from.
@@ -297,7 +299,14 @@ pub fn clone(
                 fix: "choose another name, or remove it with `arch volume rm`".into(),
             });
         }
-        let rec = source_record(cat, &src.object)?;
+        let rec = match opts.version {
+            None => source_record(cat, &src.object)?,
+            Some(v) => crate::services::versions::find_at(
+                cat,
+                &crate::services::names::ObjectName::parse(&src.object)?,
+                Some(v),
+            )?,
+        };
         let size = opts.size.unwrap_or(rec.bytes);
         crate::storage::map::check_resource_size("--size", size)?;
         if size < rec.bytes {
