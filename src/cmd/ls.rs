@@ -1,7 +1,8 @@
 //! `arch ls [CONTAINER[/PREFIX]] [--prefix P] [--delimiter D] [--marker M] [--limit N] [-l]`:
 //! list containers, or the objects of a container (Swift/Pithos listing semantics). Names
 //! are printed one per line with control characters escaped, so a listing always has one
-//! line per entry; plain and JSON listings are written as they are read (streamed).
+//! line per entry; plain and JSON listings are written as they are read (streamed) past their
+//! first 4 MiB, which are held back so that an early error leaves only the error document.
 
 use super::output::{emit, escape_control, table};
 use super::{Context, Status};
@@ -92,9 +93,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     if args.long && !ctx.json {
         return long_listing(ctx, &repo, container, &opts);
     }
-    // Streamed: each entry is written as it is read.
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // Streamed: each entry is written as it is read, past the first SPILL bytes (kept back so
+    // that an error early in a listing still leaves stdout one JSON document: the error's).
+    let mut out = Spill::new(SPILL);
     if ctx.json {
         write!(
             out,
@@ -130,6 +131,51 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     }
     out.flush()?;
     Ok(Status::Ok)
+}
+
+/// Output held back before a listing starts streaming to stdout.
+const SPILL: usize = 4 << 20;
+
+/// A stdout writer that keeps the first `limit` bytes in memory and streams the rest: when
+/// the command fails before the limit, nothing of the listing was printed.
+struct Spill {
+    held: Option<Vec<u8>>,
+    limit: usize,
+    out: io::BufWriter<io::StdoutLock<'static>>,
+}
+
+impl Spill {
+    fn new(limit: usize) -> Spill {
+        Spill {
+            held: Some(Vec::new()),
+            limit,
+            out: io::BufWriter::new(io::stdout().lock()),
+        }
+    }
+}
+
+impl Write for Spill {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.held {
+            Some(held) if held.len() + buf.len() <= self.limit => {
+                held.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            Some(_) => {
+                let held = self.held.take().expect("matched Some");
+                self.out.write_all(&held)?;
+                self.out.write(buf)
+            }
+            None => self.out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(held) = self.held.take() {
+            self.out.write_all(&held)?;
+        }
+        self.out.flush()
+    }
 }
 
 /// `-l`: a table, so the page is collected first (bound it with --limit).

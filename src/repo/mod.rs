@@ -283,7 +283,8 @@ impl Repository {
 }
 
 /// True when `dir` holds only what an interrupted `arch init` leaves (no `arch.toml`, and only
-/// the skeleton directories and an empty catalog), so init may be retried there.
+/// the skeleton directories, an empty catalog and the catalog being built in `tmp/`), so init
+/// may be retried there.
 fn is_leftover_skeleton(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
@@ -300,6 +301,7 @@ fn is_leftover_skeleton(dir: &Path) -> bool {
                     w.file_type().is_dir()
                         || w.path().ends_with(CATALOG_FILE)
                         || w.path().parent().is_some_and(|p| p.ends_with(META_DIR))
+                        || w.path().parent().is_some_and(|p| p.ends_with(TMP_DIR))
                 })
     })
 }

@@ -66,6 +66,10 @@ fn restore_prune_and_rm() {
     let info = r.json(&["info", "c/x"]);
     assert_eq!(info["version"], 4);
     assert!(info["meta"].as_object().unwrap().is_empty(), "{info}");
+    // The image registration belongs to the object and describes its current version.
+    r.ok(&["image", "register", "c/x", "--name", "X"]);
+    let img = r.json(&["image", "info", "X"]);
+    assert_eq!(img["version"], 4, "{img}");
     // No block was written by restore: everything it needs was already there.
     assert_eq!(r.json(&["du"])["stored_bytes"], stored);
 
