@@ -112,3 +112,31 @@ fn restore_prune_and_rm() {
     let g = r.json(&["gc"]);
     assert_eq!(g["blocks_kept"], 0, "rm removes the whole history: {g}");
 }
+
+#[test]
+fn a_damaged_old_version_is_reported_by_fsck_and_refused_on_read() {
+    let r = three_versions();
+    let c = rusqlite::Connection::open(r.root.join("meta/catalog.db")).unwrap();
+    c.execute(
+        "UPDATE versions SET modified = 'yesterday' WHERE version = 1",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let out = r.run(&["--json", "fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["kind"], "invalid_record");
+    assert_eq!(
+        problems[0]["resources"],
+        serde_json::json!(["object:c/x@1"])
+    );
+    let err = r.fails(2, &["get", "c/x", "--version", "1"]);
+    assert!(
+        err.contains("damaged") && err.contains("yesterday"),
+        "{err}"
+    );
+    assert_eq!(r.ok(&["get", "c/x"]), pseudo_random(9000, 3));
+}

@@ -226,7 +226,16 @@ impl Db {
         full: Option<&str>,
         f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
     ) -> Result<()> {
-        rows::for_each_version(self, full, f)
+        rows::for_each_version(self, full, true, f)
+    }
+
+    /// [`Db::for_each_version`] without the record checks (column types are still checked):
+    /// for fsck, which reports every invalid version.
+    pub fn for_each_version_unchecked(
+        &self,
+        f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
+    ) -> Result<()> {
+        rows::for_each_version(self, None, false, f)
     }
 
     /// Objects whose uuid starts with `prefix` (all of them for an empty prefix), plus the

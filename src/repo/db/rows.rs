@@ -286,6 +286,7 @@ pub fn for_each_object(
 pub fn for_each_version(
     db: &Db,
     full: Option<&str>,
+    validate: bool,
     f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
 ) -> Result<()> {
     let mut sql = String::from(
@@ -299,7 +300,7 @@ pub fn for_each_version(
         args.extend([container, name]);
     }
     sql.push_str(" ORDER BY o.container, o.name, v.version DESC");
-    scan_objects(db, &sql, params_from_iter(args.iter()), f)
+    scan_objects_checked(db, &sql, params_from_iter(args.iter()), validate, f)
 }
 
 pub fn objects_by_id_or_display(
