@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "arch"
+# ARCH_BIN: measure this arch binary instead of building the release one.
+ARCH = Path(os.environ["ARCH_BIN"]) if os.environ.get("ARCH_BIN") else ARCH
 TiB = 1 << 40
 GiB = 1 << 30
 MiB = 1 << 20
@@ -518,8 +520,123 @@ def suite_serve(work, reps):
     return [t]
 
 
+class CatalogTable:
+    """Rows: operation x catalog size, for the SQLite catalog and the JSON one."""
+
+    def __init__(self, title, sizes):
+        self.title, self.sizes, self.rows = title, sizes, []
+
+    def row(self, op, cells):
+        self.rows.append((op, cells))
+
+    def markdown(self):
+        head = "| operation | " + " | ".join(f"{n:,} objects" for n in self.sizes) + " |"
+        lines = [f"### {self.title}", "", head, "|---" * (len(self.sizes) + 1) + "|"]
+        for op, cells in self.rows:
+            lines.append(f"| {op} | " + " | ".join(cells.get(n, "-") for n in self.sizes) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def suite_catalog(work, reps):
+    """Single-object commands and listings at 100 .. 1M objects. The SQLite catalog is
+    populated through arch's own catalog code in one transaction (examples/populate_catalog);
+    the JSON catalog of the format-1 binary (ARCH_FORMAT1) is written as that binary writes
+    it. CATALOG_SIZES overrides the sizes (comma-separated); JSON_MAX caps the JSON runs."""
+    sizes = [int(n) for n in os.environ.get("CATALOG_SIZES", "100,10000,100000,1000000").split(",")]
+    json_max = int(os.environ.get("JSON_MAX", "100000"))
+    old = os.environ.get("ARCH_FORMAT1")
+    populate = Path(os.environ.get("POPULATE_BIN", ARCH.parent / "examples" / "populate_catalog"))
+    new_t = CatalogTable("Catalog: SQLite (`meta/catalog.db`), median ms / peak RSS MiB", sizes)
+    old_t = CatalogTable("Catalog: JSON (`meta/catalog.json`, format 1), median ms / peak RSS MiB", sizes)
+    small = work / "small"
+    small.write_bytes(b"abc")
+    ops = {}
+
+    def measure_rss(cmd, reps, setup=None):
+        """Median time and the true peak RSS of cmd: /usr/bin/time reports the process's own
+        (wait4 on a child forked from this large Python would report Python's size)."""
+        times, rss = [], 0
+        out = work / "rss"
+        for _ in range(reps):
+            if setup:
+                setup()
+            t, _ = run_once(["/usr/bin/time", "-f", "%M", "-o", str(out), *cmd])
+            times.append(t)
+            rss = max(rss, int(out.read_text().split()[-1]))
+        return statistics.median(times), rss
+
+    def cell(t_rss):
+        t, rss = t_rss
+        return f"{t * 1000:.1f} ms / {rss // 1024} MiB"
+
+    def run_ops(binary, repo, n, table_cells, new):
+        a = lambda *args: [str(binary), "-R", str(repo), "-q", *args]
+        res = {}
+        names = iter(range(10**9))
+        def put_cmd():
+            return a("put", str(small), f"c/new{next(names)}")
+        runs = [measure_rss(put_cmd(), 1) for _ in range(reps)]
+        res["put (3 bytes, new object)"] = (statistics.median(t for t, _ in runs),
+                                             max(r for _, r in runs))
+        res["info"] = measure_rss(a("info", "bulk/o0000050"), reps)
+        res["image register"] = measure_rss(a("image", "register", "c/base", "--name", "Bench"), reps)
+        sh(" ".join(a("mv", "bulk/o0000060", "c/moved")))
+        res["mv"] = measure_rss(a("mv", "c/moved", "c/moved2"), reps,
+                            setup=lambda: sh(" ".join(a("mv", "c/moved2", "c/moved")) + " 2>/dev/null || true"))
+        res["rm"] = measure_rss(a("rm", "c/victim"), reps,
+                            setup=lambda: sh(" ".join(a("cp", "c/base", "c/victim"))))
+        if new:
+            res["ls --limit 1000"] = measure_rss(a("ls", "bulk", "--limit", "1000"), reps)
+            t, rss = measure_rss(a("ls", "bulk"), 1)
+            res["ls (all, names/s)"] = (t, rss)
+            size = (repo / "meta" / "catalog.db").stat().st_size
+        else:
+            res["ls (first 1000 by prefix)"] = measure_rss(a("ls", "bulk/o0000"), reps)
+            t, rss = measure_rss(a("ls", "bulk"), 1)
+            res["ls (all, names/s)"] = (t, rss)
+            size = (repo / "meta" / "catalog.json").stat().st_size
+        for op, v in res.items():
+            if op.startswith("ls (all"):
+                table_cells.setdefault(op, {})[n] = f"{n / v[0]:,.0f} names/s / {v[1] // 1024} MiB"
+            else:
+                table_cells.setdefault(op, {})[n] = cell(v)
+        table_cells.setdefault("catalog bytes per object", {})[n] = f"{size / (n + 2):.0f} B"
+
+    new_cells, old_cells = {}, {}
+    for n in sizes:
+        repo = work / f"catalog-{n}"
+        rm(repo)
+        sh(f"{ARCH} -q init {repo} --block-size 4K")
+        sh(f"{ARCH} -R {repo} -q put {small} c/base")
+        t0 = time.perf_counter()
+        sh(f"{populate} {repo} c/base bulk {n}")
+        print(f"populated {n:,} objects in {time.perf_counter() - t0:.1f} s", flush=True)
+        run_ops(ARCH, repo, n, new_cells, True)
+        rm(repo)
+        if old and n <= json_max:
+            repo = work / f"catalog-json-{n}"
+            rm(repo)
+            sh(f"{old} -q init {repo} --block-size 4K")
+            sh(f"{old} -R {repo} -q put {small} c/base")
+            path = repo / "meta" / "catalog.json"
+            cat = json.loads(path.read_text())
+            base = cat["objects"]["c/base"]
+            for i in range(n):
+                rec = dict(base)
+                rec["uuid"] = f"{i:08x}-0000-4000-8000-{random.getrandbits(48):012x}"
+                cat["objects"][f"bulk/o{i:07}"] = rec
+            path.write_text(json.dumps(cat, indent=2))
+            run_ops(Path(old), repo, n, old_cells, False)
+            rm(repo)
+    for op, cells in new_cells.items():
+        new_t.row(op, cells)
+    for op, cells in old_cells.items():
+        old_t.row(op, cells)
+    return [new_t, old_t] if old else [new_t]
+
+
 SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": suite_volumes,
-          "sizes": suite_sizes, "serve": suite_serve}
+          "sizes": suite_sizes, "serve": suite_serve, "catalog": suite_catalog}
 
 
 def versions():
@@ -553,7 +670,10 @@ def main():
     ap.add_argument("--suite", action="append", choices=sorted(SUITES))
     ap.add_argument("--write", action="store_true", help="rewrite docs/BENCHMARKS.md")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not os.environ.get("ARCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "populate_catalog"],
+                       cwd=ROOT, check=True)
     args.dir.mkdir(parents=True, exist_ok=True)
     fs = subprocess.run(["df", "-T", str(args.dir)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
     header = [

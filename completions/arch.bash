@@ -46,6 +46,9 @@ _arch() {
             arch,help)
                 cmd="arch__subcmd__help"
                 ;;
+            arch,history)
+                cmd="arch__subcmd__history"
+                ;;
             arch,image)
                 cmd="arch__subcmd__image"
                 ;;
@@ -64,8 +67,14 @@ _arch() {
             arch,mv)
                 cmd="arch__subcmd__mv"
                 ;;
+            arch,prune-versions)
+                cmd="arch__subcmd__prune__subcmd__versions"
+                ;;
             arch,put)
                 cmd="arch__subcmd__put"
+                ;;
+            arch,restore)
+                cmd="arch__subcmd__restore"
                 ;;
             arch,rm)
                 cmd="arch__subcmd__rm"
@@ -127,6 +136,9 @@ _arch() {
             arch__subcmd__help,help)
                 cmd="arch__subcmd__help__subcmd__help"
                 ;;
+            arch__subcmd__help,history)
+                cmd="arch__subcmd__help__subcmd__history"
+                ;;
             arch__subcmd__help,image)
                 cmd="arch__subcmd__help__subcmd__image"
                 ;;
@@ -145,8 +157,14 @@ _arch() {
             arch__subcmd__help,mv)
                 cmd="arch__subcmd__help__subcmd__mv"
                 ;;
+            arch__subcmd__help,prune-versions)
+                cmd="arch__subcmd__help__subcmd__prune__subcmd__versions"
+                ;;
             arch__subcmd__help,put)
                 cmd="arch__subcmd__help__subcmd__put"
+                ;;
+            arch__subcmd__help,restore)
+                cmd="arch__subcmd__help__subcmd__restore"
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
@@ -311,7 +329,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,13 +351,17 @@ _arch() {
             return 0
             ;;
         arch__subcmd__clone)
-            opts="-R -q -h -V --size --no-customize --hostname --password-file --password --ssh-key --file --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --size --no-customize --version --hostname --password-file --password --ssh-key --file --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -379,12 +401,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__cp)
-            opts="-R -q -h -V --force --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --force --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -631,7 +657,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__get)
-            opts="-o -R -q -h -V --output --force --no-verify --repo --json --quiet --no-progress --help --version"
+            opts="-o -R -q -h --output --force --no-verify --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -642,6 +668,10 @@ _arch() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -661,12 +691,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__hashmap)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -683,7 +717,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -851,6 +885,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1032,7 +1080,35 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__prune__subcmd__versions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__put)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1207,6 +1283,28 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__history)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1533,12 +1631,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__info)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1585,12 +1687,28 @@ _arch() {
             return 0
             ;;
         arch__subcmd__ls)
-            opts="-l -R -q -h -V --long --repo --json --quiet --no-progress --help --version"
+            opts="-l -R -q -h -V --long --prefix --delimiter --marker --limit --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --delimiter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --marker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1658,6 +1776,36 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__prune__subcmd__versions)
+            opts="-R -q -h -V --keep --older-than --dry-run --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__put)
             opts="-R -q -h -V --content-type --meta --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1670,6 +1818,32 @@ _arch() {
                     return 0
                     ;;
                 --meta)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__restore)
+            opts="-R -q -h --version --repo --json --quiet --no-progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --version)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

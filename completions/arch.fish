@@ -40,6 +40,9 @@ complete -c arch -n "__fish_arch_needs_command" -f -a "cp" -d 'Copy object SRC t
 complete -c arch -n "__fish_arch_needs_command" -f -a "mv" -d 'Move object SRC to DST, keeping its uuid and image registration'
 complete -c arch -n "__fish_arch_needs_command" -f -a "rm" -d 'Remove object NAME (with any image registration). Space is reclaimed by `arch gc`'
 complete -c arch -n "__fish_arch_needs_command" -f -a "hashmap" -d 'Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "history" -d 'List the kept versions of NAME, newest first (version, size, hash, modified, content type)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "restore" -d 'Make version N of NAME its current content and metadata again, as a new version (no block is copied)'
+complete -c arch -n "__fish_arch_needs_command" -f -a "prune-versions" -d 'Remove old versions of objects (all objects, or the NAMEs given); current versions are always kept. Space is reclaimed by `arch gc`'
 complete -c arch -n "__fish_arch_needs_command" -f -a "fsck" -d 'Check that every resource\'s map and blocks are present (and intact with --read-data)'
 complete -c arch -n "__fish_arch_needs_command" -f -a "gc" -d 'Free the space of deleted objects and volumes, superseded versions and dropped blocks'
 complete -c arch -n "__fish_arch_needs_command" -f -a "du" -d 'Show space use: per resource and for the whole repository, with the deduplication ratio'
@@ -68,6 +71,7 @@ complete -c arch -n "__fish_arch_using_subcommand put" -l no-progress -d 'Never 
 complete -c arch -n "__fish_arch_using_subcommand put" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand put" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand get" -s o -l output -d 'Output file (default: stdout). Written to a temporary name and renamed when complete' -r -F
+complete -c arch -n "__fish_arch_using_subcommand get" -l version -d 'Read version N instead of the current one (see `arch history`)' -r
 complete -c arch -n "__fish_arch_using_subcommand get" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand get" -l force -d 'Replace FILE if it exists'
 complete -c arch -n "__fish_arch_using_subcommand get" -l no-verify -d 'Skip verifying blocks against their hashes'
@@ -75,7 +79,10 @@ complete -c arch -n "__fish_arch_using_subcommand get" -l json -d 'Print one JSO
 complete -c arch -n "__fish_arch_using_subcommand get" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand get" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand get" -s h -l help -d 'Print help'
-complete -c arch -n "__fish_arch_using_subcommand get" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand ls" -l prefix -d 'Only objects whose name (inside the container) starts with P' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l delimiter -d 'Roll names up to the first D after the prefix into pseudo-folders (`subdir`)' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l marker -d 'Only names after M (the last name of the previous page)' -r
+complete -c arch -n "__fish_arch_using_subcommand ls" -l limit -d 'At most N entries (objects and pseudo-folders)' -r
 complete -c arch -n "__fish_arch_using_subcommand ls" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand ls" -s l -l long -d 'Long listing: kind, size, modified time and hash'
 complete -c arch -n "__fish_arch_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -83,12 +90,12 @@ complete -c arch -n "__fish_arch_using_subcommand ls" -s q -l quiet -d 'Print no
 complete -c arch -n "__fish_arch_using_subcommand ls" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand info" -l version -d 'Read version N instead of the current one (see `arch history`)' -r
 complete -c arch -n "__fish_arch_using_subcommand info" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand info" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand info" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand info" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand info" -s h -l help -d 'Print help'
-complete -c arch -n "__fish_arch_using_subcommand info" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand meta" -l set -d 'Set KEY=VALUE (repeatable; an empty VALUE deletes KEY)' -r
 complete -c arch -n "__fish_arch_using_subcommand meta" -l unset -d 'Remove KEY (repeatable)' -r
 complete -c arch -n "__fish_arch_using_subcommand meta" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
@@ -97,13 +104,13 @@ complete -c arch -n "__fish_arch_using_subcommand meta" -s q -l quiet -d 'Print 
 complete -c arch -n "__fish_arch_using_subcommand meta" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand meta" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand meta" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand cp" -l version -d 'Copy version N of SRC instead of its current one (see `arch history`)' -r
 complete -c arch -n "__fish_arch_using_subcommand cp" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand cp" -l force -d 'Overwrite DST if it exists (it keeps its uuid, as with put)'
 complete -c arch -n "__fish_arch_using_subcommand cp" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand cp" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand cp" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand cp" -s h -l help -d 'Print help'
-complete -c arch -n "__fish_arch_using_subcommand cp" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand mv" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand mv" -l force -d 'Replace DST if it exists'
 complete -c arch -n "__fish_arch_using_subcommand mv" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -117,12 +124,33 @@ complete -c arch -n "__fish_arch_using_subcommand rm" -s q -l quiet -d 'Print no
 complete -c arch -n "__fish_arch_using_subcommand rm" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand rm" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand hashmap" -l version -d 'Read version N instead of the current one (see `arch history`)' -r
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand hashmap" -s h -l help -d 'Print help'
-complete -c arch -n "__fish_arch_using_subcommand hashmap" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand history" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand history" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand history" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand history" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand history" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand history" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand restore" -l version -d 'The version to restore (see `arch history`)' -r
+complete -c arch -n "__fish_arch_using_subcommand restore" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand restore" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand restore" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -l keep -d 'Keep the newest N versions of each object (the current one counts)' -r
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -l older-than -d 'Remove old versions modified longer ago than DURATION (e.g. 30d, 12h)' -r
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -l dry-run -d 'Show what would be removed; change nothing'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -l no-progress -d 'Never show progress bars'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -s h -l help -d 'Print help'
+complete -c arch -n "__fish_arch_using_subcommand prune-versions" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l read-data -d 'Rehash every stored block and report corrupted ones with the resources using them'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l repair -d 'Remove what is provably garbage (temporary files, leftover private-block files, stale locks); never anything a resource references. Move corrupt blocks and maps (with --read-data, every corrupt block) to quarantine/, so the next put of their data writes them again; restrict permissions wider than the repository\'s'
@@ -219,6 +247,7 @@ complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcomm
 complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "mark" -d 'Turn an image into a snapshot or a snapshot back into an image (metadata only)'
 complete -c arch -n "__fish_arch_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c arch -n "__fish_arch_using_subcommand clone" -l size -d 'Size of the volume (default: the source\'s size; never smaller). E.g. 20G' -r
+complete -c arch -n "__fish_arch_using_subcommand clone" -l version -d 'Clone version N of the source object instead of its current one (see `arch history`)' -r
 complete -c arch -n "__fish_arch_using_subcommand clone" -l hostname -d 'Host name for /etc/hostname and the 127.0.1.1 line of /etc/hosts' -r
 complete -c arch -n "__fish_arch_using_subcommand clone" -l password-file -d 'Read the password for the USERS (default root) from the first line of FILE' -r -F
 complete -c arch -n "__fish_arch_using_subcommand clone" -l password -d 'The password itself (visible to other local users in the process list: prefer --password-file)' -r
@@ -230,7 +259,6 @@ complete -c arch -n "__fish_arch_using_subcommand clone" -l json -d 'Print one J
 complete -c arch -n "__fish_arch_using_subcommand clone" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c arch -n "__fish_arch_using_subcommand clone" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand clone" -s h -l help -d 'Print help'
-complete -c arch -n "__fish_arch_using_subcommand clone" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand snapshot" -l container -d 'Container of the snapshot object' -r
 complete -c arch -n "__fish_arch_using_subcommand snapshot" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand snapshot" -l json -d 'Print one JSON document on stdout instead of tables'
@@ -366,27 +394,30 @@ complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subc
 complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "completions" -d 'bash (`arch.bash`), zsh (`_arch`) and fish (`arch.fish`) completions into DIR'
 complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "man" -d '`arch.1` and one page per subcommand (`arch-image-register.1`, ...) into DIR'
 complete -c arch -n "__fish_arch_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "init" -d 'Create a repository in DIR (created if missing; must be empty)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "put" -d 'Store a file (or stdin with `-`) as object NAME; replaces its data if it exists'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "get" -d 'Write object NAME to stdout or to a file (zero blocks become holes in a file)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "ls" -d 'List containers (no argument) or the objects of CONTAINER whose names start with PREFIX'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "info" -d 'Show an object\'s system fields, user metadata and image/snapshot view'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "meta" -d 'Show or change an object\'s user metadata (an empty value deletes a key)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "cp" -d 'Copy object SRC to DST: a new uuid, the same blocks, no data copied'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "mv" -d 'Move object SRC to DST, keeping its uuid and image registration'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "rm" -d 'Remove object NAME (with any image registration). Space is reclaimed by `arch gc`'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "hashmap" -d 'Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "fsck" -d 'Check that every resource\'s map and blocks are present (and intact with --read-data)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "gc" -d 'Free the space of deleted objects and volumes, superseded versions and dropped blocks'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "du" -d 'Show space use: per resource and for the whole repository, with the deduplication ratio'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "image" -d 'Register objects as images or snapshots and manage their metadata (metadata only: no data is ever copied)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "clone" -d 'Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF). Only metadata is written; the clone shares every block with its source. A clone of an Image (not a Snapshot, not a plain object) is then customized offline'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "snapshot" -d 'Freeze VOLUME\'s current content as the object CONTAINER/NAME, registered as a Snapshot. Only blocks written since the last snapshot are hashed; the volume stays writable'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "serve" -d 'Serve volumes and read-only resources over NBD (to QEMU, qemu-img, nbdcopy, nbd-client). A volume is served read-write (copy-on-write into the repository); objects, images and snapshots read-only. Writes are durable once a FLUSH (or FUA) is answered'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "volume" -d 'Read, write, list, inspect, resize, remove, import and export volumes'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "customize" -d 'Run the customization tasks (partition and filesystem growth, hostname, machine id, passwords, SSH keys, files) on a volume, offline and without root'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "generate" -d 'Generate shell completions or man pages (for packagers; the results are committed)'
-complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap fsck gc du image clone snapshot serve volume customize generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "init" -d 'Create a repository in DIR (created if missing; must be empty)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "put" -d 'Store a file (or stdin with `-`) as object NAME; replaces its data if it exists'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "get" -d 'Write object NAME to stdout or to a file (zero blocks become holes in a file)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "ls" -d 'List containers (no argument) or the objects of CONTAINER whose names start with PREFIX'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "info" -d 'Show an object\'s system fields, user metadata and image/snapshot view'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "meta" -d 'Show or change an object\'s user metadata (an empty value deletes a key)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "cp" -d 'Copy object SRC to DST: a new uuid, the same blocks, no data copied'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "mv" -d 'Move object SRC to DST, keeping its uuid and image registration'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "rm" -d 'Remove object NAME (with any image registration). Space is reclaimed by `arch gc`'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "hashmap" -d 'Print the Pithos hashmap of NAME (`{"block_hash","block_size","bytes","hashes"}`)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "history" -d 'List the kept versions of NAME, newest first (version, size, hash, modified, content type)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "restore" -d 'Make version N of NAME its current content and metadata again, as a new version (no block is copied)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "prune-versions" -d 'Remove old versions of objects (all objects, or the NAMEs given); current versions are always kept. Space is reclaimed by `arch gc`'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "fsck" -d 'Check that every resource\'s map and blocks are present (and intact with --read-data)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "gc" -d 'Free the space of deleted objects and volumes, superseded versions and dropped blocks'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "du" -d 'Show space use: per resource and for the whole repository, with the deduplication ratio'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "image" -d 'Register objects as images or snapshots and manage their metadata (metadata only: no data is ever copied)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "clone" -d 'Create volume VOLUME as a thin clone of SOURCE (an object name, or an image/snapshot REF). Only metadata is written; the clone shares every block with its source. A clone of an Image (not a Snapshot, not a plain object) is then customized offline'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "snapshot" -d 'Freeze VOLUME\'s current content as the object CONTAINER/NAME, registered as a Snapshot. Only blocks written since the last snapshot are hashed; the volume stays writable'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "serve" -d 'Serve volumes and read-only resources over NBD (to QEMU, qemu-img, nbdcopy, nbd-client). A volume is served read-write (copy-on-write into the repository); objects, images and snapshots read-only. Writes are durable once a FLUSH (or FUA) is answered'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "volume" -d 'Read, write, list, inspect, resize, remove, import and export volumes'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "customize" -d 'Run the customization tasks (partition and filesystem growth, hostname, machine id, passwords, SSH keys, files) on a volume, offline and without root'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "generate" -d 'Generate shell completions or man pages (for packagers; the results are committed)'
+complete -c arch -n "__fish_arch_using_subcommand help; and not __fish_seen_subcommand_from init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "register" -d 'Register the object NAME as an image (id = object uuid, checksum = object hash). Registering again updates the same image. Only metadata is written'
 complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "unregister" -d 'Remove the image registration; the object stays, byte-identical'
 complete -c arch -n "__fish_arch_using_subcommand help; and __fish_seen_subcommand_from image" -f -a "ls" -d 'List registered images (snapshots with --snapshots, both with --all)'

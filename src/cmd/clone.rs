@@ -9,7 +9,9 @@ use crate::units::format_size;
 /// Only metadata is written; the clone shares every block with its source. A clone of an
 /// Image (not a Snapshot, not a plain object) is then customized offline.
 #[derive(Debug, clap::Args)]
+// `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
+    disable_version_flag = true,
     after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key ~/.ssh/id_ed25519.pub"
 )]
 pub struct Args {
@@ -23,6 +25,9 @@ pub struct Args {
     /// Do not customize a clone of an Image.
     #[arg(long)]
     pub no_customize: bool,
+    /// Clone version N of the source object instead of its current one (see `arch history`).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
     #[command(flatten)]
     pub customize: super::customize::CustomizeArgs,
 }
@@ -34,6 +39,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         customize: (!args.no_customize)
             .then(|| args.customize.options())
             .transpose()?,
+        version: args.version,
     };
     let report = volumes::clone(&repo, &args.source, &args.volume, &opts)?;
     if let Some(old) = &report.removed_unfinished {

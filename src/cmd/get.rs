@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 /// Write object NAME to stdout or to a file (zero blocks become holes in a file).
 #[derive(Debug, clap::Args)]
+// `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
+    disable_version_flag = true,
     after_help = "Examples:\n  arch get images/debian.raw -o debian.raw\n  arch get images/notes.txt | less"
 )]
 pub struct Args {
@@ -29,6 +31,9 @@ pub struct Args {
     /// Skip verifying blocks against their hashes.
     #[arg(long)]
     pub no_verify: bool,
+    /// Read version N instead of the current one (see `arch history`).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
@@ -47,6 +52,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         let r = objects::get(
             &repo,
             &args.name,
+            args.version,
             Sink::Stream(&mut out),
             verify,
             progress.as_ref(),
@@ -61,6 +67,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         let r = objects::get(
             &repo,
             &args.name,
+            args.version,
             Sink::File(file),
             verify,
             progress.as_ref(),

@@ -8,18 +8,23 @@ use crate::units::format_size;
 
 /// Show an object's system fields, user metadata and image/snapshot view.
 #[derive(Debug, clap::Args)]
+// `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
+    disable_version_flag = true,
     after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash"
 )]
 pub struct Args {
     /// Object `container/object`.
     #[arg(value_parser = parse_object_name)]
     pub name: ObjectName,
+    /// Read version N instead of the current one (see `arch history`).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let info = objects::info(&repo, &args.name)?;
+    let info = objects::info(&repo, &args.name, args.version)?;
     emit(ctx, &info, |out| {
         let mut rows = vec![
             ("name", info.name.clone()),

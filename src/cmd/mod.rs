@@ -10,6 +10,7 @@ pub mod gc;
 pub mod generate;
 pub mod get;
 pub mod hashmap;
+pub mod history;
 pub mod image;
 pub mod info;
 pub mod init;
@@ -133,6 +134,9 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Mv(a) => mv::run(ctx, a),
         Command::Rm(a) => rm::run(ctx, a),
         Command::Hashmap(a) => hashmap::run(ctx, a),
+        Command::History(a) => history::history(ctx, a),
+        Command::Restore(a) => history::restore(ctx, a),
+        Command::PruneVersions(a) => history::prune(ctx, a),
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Du(a) => du::run(ctx, a),

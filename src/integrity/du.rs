@@ -46,8 +46,15 @@ pub struct DuReport {
 /// volume names.
 pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
     let _data = repo.lock_data_shared()?;
-    let catalog = repo.read_catalog()?;
-    let maps = referenced_maps(&catalog);
+    let db = repo.catalog()?;
+    let (catalog, maps, history) = db.read(|db| {
+        let mut history = Vec::new();
+        db.for_each_version(None, &mut |name, rec| {
+            history.push((name, rec));
+            Ok(true)
+        })?;
+        Ok((db.load(true)?, referenced_maps(db)?, history))
+    })?;
     let (loaded, bad) = load_maps(repo, &maps);
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {
@@ -66,6 +73,17 @@ pub fn du(repo: &Repository, names: &[String]) -> Result<DuReport> {
     for (name, rec) in &catalog.objects {
         let set = distinct(by_id[&rec.map]);
         resources.push((format!("object:{name}"), rec.bytes, set));
+    }
+    // Kept old versions hold their blocks too: each is a resource of its own.
+    for (name, rec) in &history {
+        if catalog
+            .objects
+            .get(name)
+            .is_some_and(|c| c.version != rec.version)
+        {
+            let set = distinct(by_id[&rec.map]);
+            resources.push((format!("object:{name}@{}", rec.version), rec.bytes, set));
+        }
     }
     let volumes = super::volume_files::scan(repo, &catalog)?;
     let mut private_bytes: HashMap<String, u64> = HashMap::new();

@@ -106,7 +106,7 @@ mod tests {
         let repo = Repository::init(&root, 4096).unwrap();
         set_mode(&root, 0o755).unwrap();
         set_mode(&root.join(CONFIG_FILE), 0o644).unwrap();
-        set_mode(&root.join("meta/catalog.json"), 0o640).unwrap();
+        set_mode(&root.join("meta/catalog.db"), 0o640).unwrap();
         let s = scan(&repo).unwrap();
         assert_eq!(s.exposed.len(), 3, "{s:?}");
         let (fixed, failed) = fix_modes(&repo, &s.exposed);
@@ -114,7 +114,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&root), 0o700);
         assert_eq!(mode(&root.join(CONFIG_FILE)), 0o400);
-        assert_eq!(mode(&root.join("meta/catalog.json")), 0o600);
+        assert_eq!(mode(&root.join("meta/catalog.db")), 0o600);
         assert!(scan(&repo).unwrap().exposed.is_empty());
     }
 }

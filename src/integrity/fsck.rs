@@ -160,10 +160,37 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
         Err(e) => return Err(e),
     };
+    // The database's own consistency check (pages, indexes, constraints).
+    let db = repo.catalog()?;
+    for line in db.integrity_check()? {
+        problems.push(Problem {
+            kind: "corrupt_catalog".into(),
+            subject: db.path().display().to_string(),
+            resources: vec![],
+            message: format!("{}: integrity check: {line}", db.path().display()),
+        });
+    }
     // Invalid records are reported; only sound volumes are scanned below.
     let check = invariants::check_catalog(&catalog, repo.block_size());
     problems.extend(check.problems.iter().cloned());
-    let maps = referenced_maps(&catalog);
+    // Kept old versions obey the object rules too (the current ones were checked above).
+    db.for_each_version_unchecked(&mut |name, rec| {
+        let current = catalog.objects.get(&name).map(|c| c.version);
+        if current != Some(rec.version) {
+            let label = format!("{name}@{}", rec.version);
+            for fault in rec.faults(&name, repo.block_size()) {
+                let shown = crate::services::names::escape_control(&label);
+                problems.push(Problem {
+                    kind: "invalid_record".into(),
+                    subject: format!("object:{shown}"),
+                    resources: vec![format!("object:{shown}")],
+                    message: format!("object '{shown}': {fault}"),
+                });
+            }
+        }
+        Ok(true)
+    })?;
+    let maps = repo.catalog()?.read(referenced_maps)?;
     let (loaded, bad) = load_maps(repo, &maps);
     for (id, why) in &bad {
         let missing = why == "missing";

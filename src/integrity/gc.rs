@@ -9,7 +9,7 @@
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 
 use super::du::add;
-use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries};
+use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries, volumes_only};
 use super::volume_files;
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
@@ -42,8 +42,10 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     let unfinished_volumes_removed =
         crate::services::volumes::creating::reap_all_abandoned(repo, dry_run)?;
     let _data = repo.lock_data_exclusive()?;
-    let catalog = repo.read_catalog()?;
-    let maps = referenced_maps(&catalog);
+    // One read transaction: the maps and volumes are of the same committed state.
+    let (maps, catalog) = repo
+        .catalog()?
+        .read(|db| Ok((referenced_maps(db)?, volumes_only(db)?)))?;
     let (loaded, bad) = load_maps(repo, &maps);
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {

@@ -4,26 +4,33 @@
 use crate::error::Result;
 use crate::repo::Repository;
 use crate::repo::catalog::Catalog;
+use crate::repo::db::Db;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use std::collections::BTreeMap;
 
 /// A resource that references a map: `object:<name>` or `volume:<name>`.
 pub type ResourceName = String;
 
-/// Every referenced map with the resources that reference it.
-pub fn referenced_maps(catalog: &Catalog) -> BTreeMap<MapId, Vec<ResourceName>> {
+/// Every referenced map with the resources that reference it, read in one pass of `catalog`
+/// (call it inside a read transaction for a consistent view): the maps of every kept object
+/// version (`object:<name>`, `object:<name>@<version>` for an old one) and of every volume.
+pub fn referenced_maps(catalog: &Db) -> Result<BTreeMap<MapId, Vec<ResourceName>>> {
     let mut maps: BTreeMap<MapId, Vec<ResourceName>> = BTreeMap::new();
-    for (name, rec) in &catalog.objects {
-        maps.entry(rec.map)
-            .or_default()
-            .push(format!("object:{name}"));
-    }
-    for (name, vol) in &catalog.volumes {
-        maps.entry(vol.base_map)
-            .or_default()
-            .push(format!("volume:{name}"));
-    }
-    maps
+    catalog.for_each_map_reference(&mut |map, holder| {
+        maps.entry(map).or_default().push(holder);
+        Ok(())
+    })?;
+    Ok(maps)
+}
+
+/// The volumes of `catalog` as an in-memory catalog without objects (for the volume scan).
+pub fn volumes_only(catalog: &Db) -> Result<Catalog> {
+    let mut out = Catalog::default();
+    catalog.for_each_volume(&mut |name, rec| {
+        out.volumes.insert(name, rec);
+        Ok(true)
+    })?;
+    Ok(out)
 }
 
 /// A sorted, deduplicated set of block hashes.

@@ -1,14 +1,16 @@
 //! A repository on disk: finding and opening it, its configuration, its locks, and
 //! transactions on its metadata catalog.
 //!
-//! Layout (see docs/FORMAT.md): `arch.toml`, `blocks/`, `maps/`, `meta/catalog.json`,
+//! Layout (see docs/FORMAT.md): `arch.toml`, `blocks/`, `maps/`, `meta/catalog.db`,
 //! `locks/`, `tmp/`. `arch.toml` is written last at init: its presence marks a repository.
 
 pub mod catalog;
 pub mod config;
+pub mod db;
 pub mod group;
 pub mod layout;
 pub mod lock;
+mod migrate;
 pub mod records;
 
 use crate::error::{Error, Result};
@@ -27,14 +29,18 @@ use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "arch.toml";
 pub const META_DIR: &str = "meta";
+/// The format-1 catalog (one JSON file), migrated to [`CATALOG_DB`] on first open.
 pub const CATALOG_FILE: &str = "meta/catalog.json";
+/// The catalog database (SQLite; docs/FORMAT.md "Catalog database").
+pub const CATALOG_DB: &str = "meta/catalog.db";
 pub const LOCKS_DIR: &str = "locks";
 /// Shared by every operation that writes or reads block data; exclusive for gc and repair,
 /// so garbage collection never runs while an operation has unreferenced blocks in flight.
 pub const DATA_LOCK: &str = "locks/data.lock";
 /// Private blocks of volumes: `volumes/<id>/<epoch>/<index>`.
 pub const VOLUMES_DIR: &str = "volumes";
-/// Exclusive for each read-modify-write of the catalog.
+/// Exclusive while the catalog is migrated and while tmp/ is cleaned (the migration stages
+/// its database in tmp/). Catalog changes themselves are database transactions.
 pub const CATALOG_LOCK: &str = "locks/catalog.lock";
 
 /// An open repository.
@@ -106,12 +112,7 @@ impl Repository {
             create_dir(&dir.join(sub), modes)?;
         }
         let tmp = dir.join(TMP_DIR);
-        atomic_write_mode(
-            &tmp,
-            &dir.join(CATALOG_FILE),
-            &Catalog::default().encode(),
-            modes.file(),
-        )?;
+        migrate::install_db(dir, &Catalog::default(), config.block_size as u32, modes)?;
         for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR] {
             sync_dir(&dir.join(sub))?;
         }
@@ -296,64 +297,42 @@ impl Repository {
         lock::lock_exclusive(&self.root.join(DATA_LOCK))
     }
 
-    /// Reads the catalog as last committed, refused as corrupt unless every record is valid
-    /// (see [`Catalog::decode_valid`]). Needs no lock: commits are atomic renames.
-    pub fn read_catalog(&self) -> Result<Catalog> {
-        let (path, bytes) = self.read_catalog_bytes()?;
-        Catalog::decode_valid(&path, &bytes, self.block_size())
-    }
-
-    /// Reads the catalog without checking its records: for fsck, which reports every invalid
-    /// record. Nothing read this way may be used as a path or a divisor unchecked.
-    pub fn read_catalog_unchecked(&self) -> Result<Catalog> {
-        let (path, bytes) = self.read_catalog_bytes()?;
-        Catalog::decode(&path, &bytes)
-    }
-
-    fn read_catalog_bytes(&self) -> Result<(PathBuf, Vec<u8>)> {
-        let path = self.root.join(CATALOG_FILE);
-        let Some(mut file) = open_regular(&path)? else {
-            return Err(Error::Corrupt {
-                path,
-                reason: "the catalog is missing".into(),
-            });
-        };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", &path, e))?;
-        Ok((path, bytes))
-    }
-
-    /// Runs `change` on the catalog under the exclusive catalog lock and commits the result
-    /// atomically. When `change` fails, nothing is written; when it changes nothing, the file
-    /// is left untouched.
-    pub fn transact<T>(&self, change: impl FnOnce(&mut Catalog) -> Result<T>) -> Result<T> {
-        let _lock = lock::lock_exclusive(&self.root.join(CATALOG_LOCK))?;
-        let before = self.read_catalog()?;
-        let mut after = before.clone();
-        let out = change(&mut after)?;
-        if after != before {
-            // Never commit what every later read would refuse: a change that breaks a rule
-            // of the catalog is a bug or an input the change failed to check.
-            if let Some(v) = after.violations(self.block_size()).first() {
-                return Err(Error::invalid(format!(
-                    "this change would leave the catalog invalid ({}); nothing was written",
-                    v.message
-                )));
-            }
-            atomic_write_mode(
-                &self.tmp_dir(),
-                &self.root.join(CATALOG_FILE),
-                &after.encode(),
-                self.modes.file(),
-            )?;
+    /// Opens the catalog database, migrating a format-1 `catalog.json` first (once; see
+    /// [`migrate`]). One connection per call: cheap next to the fsync of any change.
+    pub fn catalog(&self) -> Result<db::Db> {
+        let path = self.root.join(CATALOG_DB);
+        if !path.exists() {
+            migrate::migrate(self)?;
         }
-        Ok(out)
+        db::Db::open(&path, self.block_size())
+    }
+
+    /// Every record, validated, in memory. Only for the checks that still need the whole
+    /// catalog at once (fsck's cross-record invariants, quarantine); everything else queries
+    /// or streams through [`Repository::catalog`].
+    pub fn read_catalog(&self) -> Result<Catalog> {
+        let db = self.catalog()?;
+        db.read(|db| db.load(true))
+    }
+
+    /// Every record without the record checks (column types are still checked): for fsck,
+    /// which reports every invalid record. Nothing read this way may be used as a path or a
+    /// divisor unchecked.
+    pub fn read_catalog_unchecked(&self) -> Result<Catalog> {
+        let db = self.catalog()?;
+        db.read(|db| db.load(false))
+    }
+
+    /// Runs `change` in one catalog transaction: committed (durably) when it succeeds,
+    /// rolled back when it fails. Concurrent transactions wait for each other.
+    pub fn transact<T>(&self, change: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {
+        self.catalog()?.write(change)
     }
 }
 
 /// True when `dir` holds only what an interrupted `arch init` leaves (no `arch.toml`, and only
-/// the skeleton directories and an empty catalog), so init may be retried there.
+/// the skeleton directories, an empty catalog and the catalog being built in `tmp/`), so init
+/// may be retried there.
 fn is_leftover_skeleton(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
@@ -366,7 +345,12 @@ fn is_leftover_skeleton(dir: &Path) -> bool {
             && walkdir::WalkDir::new(e.path())
                 .into_iter()
                 .flatten()
-                .all(|w| w.file_type().is_dir() || w.path().ends_with(CATALOG_FILE))
+                .all(|w| {
+                    w.file_type().is_dir()
+                        || w.path().ends_with(CATALOG_FILE)
+                        || w.path().parent().is_some_and(|p| p.ends_with(META_DIR))
+                        || w.path().parent().is_some_and(|p| p.ends_with(TMP_DIR))
+                })
     })
 }
 
@@ -405,12 +389,16 @@ mod tests {
     fn failed_transaction_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path(), 4096).unwrap();
-        let before = fs::read(dir.path().join(CATALOG_FILE)).unwrap();
+        let rec = records::tests::volume();
+        repo.transact(|c| c.put_volume("kept", &rec)).unwrap();
         let r: Result<()> = repo.transact(|c| {
-            c.volumes.clear();
+            c.remove_volume("kept")?;
+            c.put_volume("new", &rec)?;
             Err(Error::invalid("no"))
         });
         assert!(r.is_err());
-        assert_eq!(fs::read(dir.path().join(CATALOG_FILE)).unwrap(), before);
+        let db = repo.catalog().unwrap();
+        assert_eq!(db.volume("kept").unwrap(), Some(rec));
+        assert_eq!(db.volume("new").unwrap(), None);
     }
 }

@@ -383,4 +383,4 @@ fn invalid_name_reason(e: crate::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,6 +2,8 @@
 //! returns a report and never prints.
 
 pub mod images;
+pub mod listing;
 pub mod names;
 pub mod objects;
+pub mod versions;
 pub mod volumes;

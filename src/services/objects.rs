@@ -3,10 +3,11 @@
 
 use super::images::{ImageView, image_view, resource_kind};
 use super::names::{ObjectName, closest};
+use super::versions::find_at;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::Repository;
-use crate::repo::catalog::Catalog;
+use crate::repo::db::{Db, ObjectFilter};
 use crate::repo::records::ObjectRecord;
 use crate::repo::records::next_counter;
 use crate::storage::export::{Sink, export};
@@ -141,20 +142,32 @@ pub fn validate_content_type(value: &str) -> Result<()> {
 }
 
 /// Looks up an object, with a closest-name suggestion when it is missing.
-pub fn find<'a>(catalog: &'a Catalog, name: &ObjectName) -> Result<&'a ObjectRecord> {
+pub fn find(catalog: &Db, name: &ObjectName) -> Result<ObjectRecord> {
     let full = name.full();
-    catalog
-        .objects
-        .get(&full)
-        .ok_or_else(|| not_found(catalog, &full))
+    match catalog.object(&full)? {
+        Some(rec) => Ok(rec),
+        None => Err(not_found(catalog, &full)?),
+    }
 }
 
-fn not_found(catalog: &Catalog, full: &str) -> Error {
-    Error::NotFound {
+/// Most names a not-found suggestion is chosen among (from the same container).
+const SUGGESTION_CANDIDATES: usize = 10_000;
+
+fn not_found(catalog: &Db, full: &str) -> Result<Error> {
+    let mut names = Vec::new();
+    let filter = ObjectFilter {
+        container: full.split_once('/').map(|(c, _)| c.to_string()),
+        ..Default::default()
+    };
+    catalog.for_each_object(&filter, &mut |n, _| {
+        names.push(n);
+        Ok(names.len() < SUGGESTION_CANDIDATES)
+    })?;
+    Ok(Error::NotFound {
         kind: "object",
         name: full.to_string(),
-        suggestion: closest(full, catalog.objects.keys().map(String::as_str)),
-    }
+        suggestion: closest(full, names.iter().map(String::as_str)),
+    })
 }
 
 /// Imports `source` as object `name`. Over an existing object: replaces data, content type
@@ -177,11 +190,9 @@ pub fn put(
     }
     // A damaged catalog refuses the put before any block is written (the commit would
     // refuse it after, leaving blocks that gc cannot collect until the catalog is fixed).
-    let catalog = repo.read_catalog()?;
-    if let Some(p) = catalog.objects.get(&name.full()) {
+    if let Some(p) = repo.catalog()?.object(&name.full())? {
         next_counter(&format!("version of {}", p.uuid), p.version)?;
     }
-    drop(catalog);
     let _data = repo.lock_data_shared()?;
     let ingested = ingest(repo.backend(), repo.block_size(), source, progress)?;
     progress.finish();
@@ -195,7 +206,7 @@ pub fn put(
         .collect();
     let hash = ingested.map.top_hash().to_hex();
     let (uuid, version, created) = repo.transact(|cat| {
-        let previous = cat.objects.get(&full).cloned();
+        let previous = cat.object(&full)?;
         let record = ObjectRecord {
             uuid: previous
                 .as_ref()
@@ -221,7 +232,7 @@ pub fn put(
             image: previous.as_ref().and_then(|p| p.image.clone()),
         };
         let out = (record.uuid.clone(), record.version, previous.is_none());
-        cat.objects.insert(full.clone(), record);
+        cat.put_object(&full, &record)?;
         Ok(out)
     })?;
     Ok(PutReport {
@@ -289,16 +300,16 @@ pub struct GetReport {
 pub fn get(
     repo: &Repository,
     name: &ObjectName,
+    version: Option<u64>,
     sink: Sink<'_>,
     verify: bool,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
     // Lock before reading the catalog, so gc cannot drop blocks of the version we read.
     let _data = repo.lock_data_shared()?;
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
+    let rec = find_at(&repo.catalog()?, name, version)?;
     let full = name.full();
-    let map = load_map(repo, &full, rec)?;
+    let map = load_map(repo, &full, &rec)?;
     progress.set_total(map.size());
     export(repo.backend(), &map, &full, verify, sink, progress)?;
     progress.finish();
@@ -312,9 +323,9 @@ pub fn get(
 
 /// Containers with their object counts and sizes (containers exist while they hold objects).
 pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
-    let catalog = repo.read_catalog()?;
+    let catalog = repo.catalog()?;
     let mut out: BTreeMap<String, ContainerEntry> = BTreeMap::new();
-    for (full, rec) in &catalog.objects {
+    catalog.for_each_object(&ObjectFilter::default(), &mut |full, rec| {
         let container = full.split('/').next().unwrap_or_default().to_string();
         let e = out.entry(container.clone()).or_insert(ContainerEntry {
             name: container,
@@ -323,57 +334,15 @@ pub fn list_containers(repo: &Repository) -> Result<Vec<ContainerEntry>> {
         });
         e.count += 1;
         e.bytes += rec.bytes;
-    }
+        Ok(true)
+    })?;
     Ok(out.into_values().collect())
 }
 
-/// Objects of `container` whose object part starts with `prefix`, in name order.
-pub fn list_objects(repo: &Repository, container: &str, prefix: &str) -> Result<Vec<ObjectEntry>> {
-    if let Err(reason) = super::names::validate_container(container) {
-        return Err(Error::InvalidName {
-            name: container.to_string(),
-            reason,
-        });
-    }
-    let catalog = repo.read_catalog()?;
-    let start = format!("{container}/{prefix}");
-    let entries: Vec<ObjectEntry> = catalog
-        .objects
-        .range(start.clone()..)
-        .take_while(|(k, _)| k.starts_with(&start))
-        .map(|(k, rec)| ObjectEntry {
-            name: k.clone(),
-            kind: resource_kind(rec).into(),
-            bytes: rec.bytes,
-            hash: rec.hash.clone(),
-            content_type: rec.content_type.clone(),
-            modified: rec.modified.clone(),
-            uuid: rec.uuid.clone(),
-        })
-        .collect();
-    if entries.is_empty() && prefix.is_empty() {
-        let prefix = format!("{container}/");
-        if !catalog.objects.keys().any(|k| k.starts_with(&prefix)) {
-            let containers: Vec<String> = catalog
-                .objects
-                .keys()
-                .filter_map(|k| k.split('/').next().map(String::from))
-                .collect();
-            return Err(Error::NotFound {
-                kind: "container",
-                name: container.to_string(),
-                suggestion: closest(container, containers.iter().map(String::as_str)),
-            });
-        }
-    }
-    Ok(entries)
-}
-
 /// Describes one object.
-pub fn info(repo: &Repository, name: &ObjectName) -> Result<ObjectInfo> {
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
-    Ok(describe(name, rec))
+pub fn info(repo: &Repository, name: &ObjectName, version: Option<u64>) -> Result<ObjectInfo> {
+    let rec = find_at(&repo.catalog()?, name, version)?;
+    Ok(describe(name, &rec))
 }
 
 /// The [`ObjectInfo`] of a record.
@@ -413,10 +382,7 @@ pub fn update_meta(
     }
     repo.transact(|cat| {
         let full = name.full();
-        if !cat.objects.contains_key(&full) {
-            return Err(not_found(cat, &full));
-        }
-        let rec = cat.objects.get_mut(&full).expect("checked above");
+        let mut rec = find(cat, name)?;
         if set.is_empty() && unset.is_empty() {
             return Ok(rec.meta.clone());
         }
@@ -431,7 +397,8 @@ pub fn update_meta(
             rec.meta.remove(k);
         }
         rec.modified = now_rfc3339();
-        Ok(rec.meta.clone())
+        cat.put_object(&full, &rec)?;
+        Ok(rec.meta)
     })
 }
 
@@ -447,8 +414,8 @@ pub struct TransferReport {
     pub replaced: bool,
 }
 
-fn check_destination(cat: &Catalog, dst: &str, force: bool, verb: &str) -> Result<bool> {
-    let exists = cat.objects.contains_key(dst);
+fn check_destination(cat: &Db, dst: &str, force: bool, verb: &str) -> Result<bool> {
+    let exists = cat.has_object(dst)?;
     if exists && !force {
         return Err(Error::AlreadyExists {
             kind: "object",
@@ -467,12 +434,13 @@ fn check_destination(cat: &Catalog, dst: &str, force: bool, verb: &str) -> Resul
 pub fn copy(
     repo: &Repository,
     src: &ObjectName,
+    version: Option<u64>,
     dst: &ObjectName,
     force: bool,
 ) -> Result<TransferReport> {
     let (s, d) = (src.full(), dst.full());
     repo.transact(|cat| {
-        let source = find(cat, src)?.clone();
+        let source = find_at(cat, src, version)?;
         if s == d {
             return Err(Error::invalid(format!(
                 "source and destination are both '{s}'; choose another destination"
@@ -480,7 +448,7 @@ pub fn copy(
         }
         let replaced = check_destination(cat, &d, force, "copy")?;
         let now = now_rfc3339();
-        let previous = cat.objects.get(&d).cloned();
+        let previous = cat.object(&d)?;
         let record = ObjectRecord {
             uuid: previous.as_ref().map_or_else(new_uuid, |p| p.uuid.clone()),
             version: match &previous {
@@ -502,7 +470,7 @@ pub fn copy(
             hash: record.hash.clone(),
             replaced,
         };
-        cat.objects.insert(d.clone(), record);
+        cat.put_object(&d, &record)?;
         Ok(report)
     })
 }
@@ -524,7 +492,8 @@ pub fn rename(
             )));
         }
         let replaced = check_destination(cat, &d, force, "move")?;
-        let mut record = cat.objects.remove(&s).expect("found above");
+        let mut record = find(cat, src)?;
+        cat.rename_object(&s, &d)?;
         record.modified = now_rfc3339();
         let report = TransferReport {
             source: s.clone(),
@@ -534,7 +503,7 @@ pub fn rename(
             hash: record.hash.clone(),
             replaced,
         };
-        cat.objects.insert(d.clone(), record);
+        cat.put_object(&d, &record)?;
         Ok(report)
     })
 }
@@ -552,8 +521,8 @@ pub struct RemoveReport {
 /// `arch gc` finds them unreferenced.
 pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
     repo.transact(|cat| {
-        let rec = find(cat, name)?.clone();
-        cat.objects.remove(&name.full());
+        let rec = find(cat, name)?;
+        cat.remove_object(&name.full())?;
         Ok(RemoveReport {
             name: name.full(),
             uuid: rec.uuid.clone(),
@@ -564,10 +533,9 @@ pub fn remove(repo: &Repository, name: &ObjectName) -> Result<RemoveReport> {
 }
 
 /// The Pithos hashmap of an object.
-pub fn hashmap(repo: &Repository, name: &ObjectName) -> Result<Hashmap> {
-    let catalog = repo.read_catalog()?;
-    let rec = find(&catalog, name)?;
-    let map = load_map(repo, &name.full(), rec)?;
+pub fn hashmap(repo: &Repository, name: &ObjectName, version: Option<u64>) -> Result<Hashmap> {
+    let rec = find_at(&repo.catalog()?, name, version)?;
+    let map = load_map(repo, &name.full(), &rec)?;
     Ok(Hashmap {
         block_hash: repo.config().hash.clone(),
         map,

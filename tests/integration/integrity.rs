@@ -30,9 +30,12 @@ fn rm_leaves_garbage_that_gc_frees_and_nothing_else() {
     let keep = pseudo_random(20_000, 2);
     put(&r, "c/keep", &keep);
     put(&r, "c/gone", &pseudo_random(20_000, 3));
-    // A superseded version is garbage too.
-    put(&r, "c/keep2", &pseudo_random(8192, 4));
+    // A superseded version is kept (Pithos versioning): its blocks are not garbage...
+    let old = pseudo_random(8192, 4);
+    put(&r, "c/keep2", &old);
     put(&r, "c/keep2", &pseudo_random(8192, 5));
+    // ...but an object removed with `rm` goes with its whole history.
+    put(&r, "c/gone", &pseudo_random(8192, 6));
     r.ok(&["rm", "c/gone"]);
     let f = r.json(&["fsck"]);
     assert_eq!(f["problems"], serde_json::json!([]));
@@ -49,6 +52,9 @@ fn rm_leaves_garbage_that_gc_frees_and_nothing_else() {
     let f = r.json(&["fsck", "--read-data"]);
     assert_eq!(f["garbage"]["unreferenced_blocks"], 0);
     assert_eq!(r.ok(&["get", "c/keep"]), keep);
+    // The kept version's blocks survived gc: its map still reads back.
+    let du = r.json(&["du"]);
+    assert!(du.to_string().contains("object:c/keep2@1"), "{du}");
     assert_eq!(r.json(&["gc"])["blocks_freed"], 0);
 }
 
@@ -98,8 +104,7 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
 
     let r = TestRepo::new();
     put(&r, "c/a", &pseudo_random(3 * 4096, 8));
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let catalog: serde_json::Value = crate::catalog_db::read(&r);
     let map = catalog["objects"]["c/a"]["map"]
         .as_str()
         .unwrap()
@@ -118,7 +123,7 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
 
     let r = TestRepo::new();
     std::fs::write(
-        r.root.join("meta/catalog.json"),
+        r.root.join("meta/catalog.db"),
         b"{\"format\": 1, \"objects\": [",
     )
     .unwrap();
@@ -127,7 +132,7 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["problems"][0]["kind"], "corrupt_catalog");
     let err = r.fails(2, &["ls"]);
-    assert!(err.contains("catalog.json"), "{err}");
+    assert!(err.contains("catalog.db"), "{err}");
 }
 
 #[test]

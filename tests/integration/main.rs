@@ -1,6 +1,8 @@
 //! Integration tests: one test binary (fast to link) whose modules each drive the real `arch`
 //! binary in per-test temp directories.
 
+mod catalog_db;
+mod concurrency;
 mod crash;
 mod crash_customize;
 mod crash_volumes;
@@ -9,6 +11,7 @@ mod faults;
 mod hostile;
 mod images;
 mod integrity;
+mod migration;
 mod objects;
 mod packaging;
 mod privacy;
@@ -16,4 +19,5 @@ mod quarantine;
 mod serve;
 mod sizes;
 mod util;
+mod versions;
 mod volumes;

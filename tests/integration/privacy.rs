@@ -122,7 +122,7 @@ fn everything_a_repository_holds_is_private_to_its_owner() {
             std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
-    let catalog = r.root.join("meta/catalog.json");
+    let catalog = r.root.join("meta/catalog.db");
     let private = walkdir::WalkDir::new(r.root.join("volumes"))
         .into_iter()
         .map(|e| e.unwrap().into_path())
@@ -304,8 +304,7 @@ fn object_files(r: &TestRepo, name: &str) -> (String, std::path::PathBuf, std::p
         .as_str()
         .unwrap()
         .to_string();
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let catalog: serde_json::Value = crate::catalog_db::read(r);
     let map = catalog["objects"][name]["map"]
         .as_str()
         .unwrap()
@@ -376,7 +375,7 @@ fn a_fifo_in_place_of_a_block_or_map_fails_fast_and_repair_moves_it_aside() {
 #[test]
 fn a_fifo_in_place_of_the_catalog_or_config_fails_fast() {
     let r = TestRepo::new();
-    let catalog = r.root.join("meta/catalog.json");
+    let catalog = r.root.join("meta/catalog.db");
     let saved = std::fs::read(&catalog).unwrap();
     std::fs::remove_file(&catalog).unwrap();
     mkfifo(&catalog);
@@ -385,7 +384,7 @@ fn a_fifo_in_place_of_the_catalog_or_config_fails_fast() {
         assert_ne!(out.status.code(), Some(0), "{args:?}");
         let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
         assert!(
-            all.contains("catalog.json") && all.contains("FIFO"),
+            all.contains("catalog.db") && all.contains("FIFO"),
             "{args:?}: {all}"
         );
     }

@@ -164,8 +164,7 @@ fn a_corrupt_map_is_quarantined_and_the_same_put_writes_it_again() {
     let data = pseudo_random(3 * 4096, 14);
     let src = r.file("data", &data);
     r.ok(&["put", src.to_str().unwrap(), "c/a"]);
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let catalog: serde_json::Value = crate::catalog_db::read(&r);
     let map = catalog["objects"]["c/a"]["map"]
         .as_str()
         .unwrap()

@@ -54,8 +54,7 @@ fn a_64_tib_volume_with_one_written_block_works_everywhere() {
     let object = snap["object"].as_str().unwrap().to_string();
     assert_eq!(snap["bytes"], 64 * TIB);
     assert_eq!(snap["blocks_hashed"], 1);
-    let catalog: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(r.root.join("meta/catalog.json")).unwrap()).unwrap();
+    let catalog: serde_json::Value = crate::catalog_db::read(&r);
     let map = catalog["objects"][&object]["map"]
         .as_str()
         .expect("the catalog names the map");

@@ -78,6 +78,7 @@ pub fn write_image(out: &mut dyn Write, object: &str, v: &ImageView) -> io::Resu
         ("owner", v.owner.clone()),
         ("created", v.created_at.clone()),
         ("updated", v.updated_at.clone()),
+        ("version", v.version.to_string()),
         ("properties", props.join(", ")),
     ];
     writeln!(out, "{}", key_values(&rows))

@@ -11,7 +11,7 @@ pub use view::{ImageView, image_view, resource_kind};
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::catalog::Catalog;
+use crate::repo::db::{Db, ObjectFilter};
 use crate::repo::records::{ImageRecord, ObjectRecord};
 use crate::services::names::ObjectName;
 use crate::services::objects;
@@ -130,12 +130,16 @@ fn set_snapshot_flag(img: &mut ImageRecord, snapshot: bool) {
     }
 }
 
-fn record_of<'a>(cat: &'a mut Catalog, full: &str) -> &'a mut ObjectRecord {
-    cat.objects.get_mut(full).expect("resolved name exists")
+/// The record of a resolved name (gone only if removed since it was resolved).
+fn record_of(cat: &Db, full: &str) -> Result<ObjectRecord> {
+    cat.object(full)?.ok_or_else(|| Error::NotFound {
+        kind: "object",
+        name: full.to_string(),
+        suggestion: None,
+    })
 }
 
-fn change(cat: &Catalog, full: &str, changed: bool) -> ImageChange {
-    let rec = &cat.objects[full];
+fn change(rec: &ObjectRecord, full: &str, changed: bool) -> ImageChange {
     ImageChange {
         object: full.to_string(),
         changed,
@@ -214,18 +218,20 @@ pub fn register(repo: &Repository, name: &str, opts: &RegisterOptions) -> Result
             same.updated_at = img.updated_at.clone();
             same != img
         });
+        let mut rec = rec;
         if changed {
             img.updated_at = now;
-            record_of(cat, &full).image = Some(img);
+            rec.image = Some(img);
+            cat.put_object(&full, &rec)?;
         }
-        Ok(change(cat, &full, changed))
+        Ok(change(&rec, &full, changed))
     })
 }
 
 /// Parses the NAME given to `register`: an object name; a volume gets the fix (snapshot it).
 fn parse_registrable(repo: &Repository, name: &str) -> Result<ObjectName> {
     ObjectName::parse(name).or_else(|err| {
-        if repo.read_catalog()?.volumes.contains_key(name) {
+        if repo.catalog()?.has_volume(name)? {
             Err(Error::invalid(format!(
                 "'{name}' is a volume; only read-only objects can be registered. \
                  Snapshot it first: arch snapshot {name} SNAPSHOT_NAME"
@@ -240,9 +246,10 @@ fn parse_registrable(repo: &Repository, name: &str) -> Result<ObjectName> {
 pub fn unregister(repo: &Repository, reference: &str) -> Result<ImageEntry> {
     repo.transact(|cat| {
         let full = resolve(cat, reference, Among::Images)?;
-        let rec = record_of(cat, &full);
-        let view = image_view(&full, rec).expect("resolved among images");
+        let mut rec = record_of(cat, &full)?;
+        let view = image_view(&full, &rec).expect("resolved among images");
         rec.image = None;
+        cat.put_object(&full, &rec)?;
         Ok(ImageEntry {
             object: full,
             image: view,
@@ -252,11 +259,12 @@ pub fn unregister(repo: &Repository, reference: &str) -> Result<ImageEntry> {
 
 /// The image `reference` designates.
 pub fn info(repo: &Repository, reference: &str) -> Result<ImageEntry> {
-    let cat = repo.read_catalog()?;
-    let full = resolve(&cat, reference, Among::Images)?;
-    Ok(ImageEntry {
-        image: image_view(&full, &cat.objects[&full]).expect("resolved among images"),
-        object: full,
+    repo.catalog()?.read(|cat| {
+        let full = resolve(cat, reference, Among::Images)?;
+        Ok(ImageEntry {
+            image: image_view(&full, &record_of(cat, &full)?).expect("resolved among images"),
+            object: full,
+        })
     })
 }
 
@@ -273,29 +281,35 @@ pub fn list(repo: &Repository, filter: &ListFilter) -> Result<Vec<ImageEntry>> {
         .map(|s| check_format("status", s, &["saving", "creating", "available", "error"]))
         .transpose()?
         .map(|s| s.to_ascii_uppercase());
-    let cat = repo.read_catalog()?;
-    Ok(cat
-        .objects
-        .iter()
-        .filter_map(|(full, rec)| image_view(full, rec).map(|v| (full, v)))
-        .filter(|(_, v)| match filter.kinds {
-            Kinds::Images => !v.is_snapshot,
-            Kinds::Snapshots => v.is_snapshot,
-            Kinds::All => true,
-        })
-        .filter(|(_, v)| status.as_ref().is_none_or(|s| &v.status == s))
-        .filter(|(_, v)| {
-            wanted.iter().all(|(k, want)| {
+    let mut out = Vec::new();
+    let only_images = ObjectFilter {
+        images_only: true,
+        ..Default::default()
+    };
+    repo.catalog()?
+        .for_each_object(&only_images, &mut |full, rec| {
+            let Some(v) = image_view(&full, &rec) else {
+                return Ok(true);
+            };
+            let kind = match filter.kinds {
+                Kinds::Images => !v.is_snapshot,
+                Kinds::Snapshots => v.is_snapshot,
+                Kinds::All => true,
+            };
+            let props = wanted.iter().all(|(k, want)| {
                 v.properties.get(k).is_some_and(|have| {
                     have == want || properties::canonical_value(k, want).is_ok_and(|c| &c == have)
                 })
-            })
-        })
-        .map(|(full, image)| ImageEntry {
-            object: full.clone(),
-            image,
-        })
-        .collect())
+            });
+            if kind && props && status.as_ref().is_none_or(|s| &v.status == s) {
+                out.push(ImageEntry {
+                    object: full,
+                    image: v,
+                });
+            }
+            Ok(true)
+        })?;
+    Ok(out)
 }
 
 /// Changes the display name, properties or visibility of an image.
@@ -316,7 +330,7 @@ pub fn modify(repo: &Repository, reference: &str, opts: &ModifyOptions) -> Resul
     }
     repo.transact(|cat| {
         let full = resolve(cat, reference, Among::Images)?;
-        let rec = record_of(cat, &full);
+        let mut rec = record_of(cat, &full)?;
         let img = rec.image.as_mut().expect("resolved among images");
         let before = img.clone();
         if let Some(n) = &opts.display_name {
@@ -332,8 +346,9 @@ pub fn modify(repo: &Repository, reference: &str, opts: &ModifyOptions) -> Resul
         let changed = *img != before;
         if changed {
             img.updated_at = now_rfc3339();
+            cat.put_object(&full, &rec)?;
         }
-        Ok(change(cat, &full, changed))
+        Ok(change(&rec, &full, changed))
     })
 }
 
@@ -342,16 +357,15 @@ pub fn modify(repo: &Repository, reference: &str, opts: &ModifyOptions) -> Resul
 pub fn mark(repo: &Repository, reference: &str, snapshot: bool) -> Result<ImageChange> {
     repo.transact(|cat| {
         let full = resolve(cat, reference, Among::Images)?;
-        let img = record_of(cat, &full)
-            .image
-            .as_mut()
-            .expect("resolved among images");
+        let mut rec = record_of(cat, &full)?;
+        let img = rec.image.as_mut().expect("resolved among images");
         let before = img.clone();
         set_snapshot_flag(img, snapshot);
         let changed = *img != before;
         if changed {
             img.updated_at = now_rfc3339();
+            cat.put_object(&full, &rec)?;
         }
-        Ok(change(cat, &full, changed))
+        Ok(change(&rec, &full, changed))
     })
 }

@@ -2,7 +2,8 @@
 //! `container/object`, or unique display name) to the object that carries it.
 
 use crate::error::{Error, Result};
-use crate::repo::catalog::Catalog;
+use crate::repo::db::{Db, ObjectFilter};
+use crate::repo::records::ObjectRecord;
 use crate::services::names::closest;
 
 /// Shortest accepted id prefix.
@@ -23,35 +24,50 @@ pub enum Among {
 /// reference, starts with it (when it has at least [`MIN_ID_PREFIX`] characters), or whose
 /// image display name equals it; exactly one candidate resolves, several are an error listing
 /// them all.
-pub fn resolve(cat: &Catalog, reference: &str, among: Among) -> Result<String> {
-    if let Some(rec) = cat.objects.get(reference) {
+pub fn resolve(cat: &Db, reference: &str, among: Among) -> Result<String> {
+    if let Some(rec) = cat.object(reference)? {
         if among == Among::Images && rec.image.is_none() {
             return Err(not_an_image(reference));
         }
         return Ok(reference.to_string());
     }
-    let eligible = cat
-        .objects
-        .iter()
-        .filter(|(_, r)| among == Among::Resources || r.image.is_some());
-    if let Some((name, _)) = eligible.clone().find(|(_, r)| r.uuid == reference) {
-        return Ok(name.clone());
-    }
+    let eligible = |r: &ObjectRecord| among == Among::Resources || r.image.is_some();
     let by_prefix = reference.len() >= MIN_ID_PREFIX;
-    let candidates: Vec<(&String, String)> = eligible
-        .clone()
-        .filter(|(_, r)| {
-            (by_prefix && r.uuid.starts_with(reference))
-                || r.image.as_ref().is_some_and(|i| i.name == reference)
-        })
-        .map(|(name, r)| (name, r.uuid.clone()))
-        .collect();
+    let mut exact = None;
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    // The ids starting with the reference (of which only an exact id counts when it is too
+    // short for a prefix), and the images displayed under it.
+    cat.objects_by_id_or_display(reference, reference, &mut |name, r| {
+        if !eligible(&r) {
+            return Ok(true);
+        }
+        if r.uuid == reference {
+            exact = Some(name);
+            return Ok(false);
+        }
+        if (by_prefix && r.uuid.starts_with(reference))
+            || r.image.as_ref().is_some_and(|i| i.name == reference)
+        {
+            candidates.push((name, r.uuid));
+        }
+        Ok(true)
+    })?;
+    if let Some(name) = exact {
+        return Ok(name);
+    }
     match candidates.as_slice() {
-        [(name, _)] => Ok((*name).clone()),
+        [(name, _)] => Ok(name.clone()),
         [] => {
-            let known = eligible.flat_map(|(name, r)| {
-                std::iter::once(name.as_str()).chain(r.image.as_ref().map(|i| i.name.as_str()))
-            });
+            let mut known: Vec<String> = Vec::new();
+            let filter = ObjectFilter {
+                images_only: among == Among::Images,
+                ..Default::default()
+            };
+            cat.for_each_object(&filter, &mut |name, r| {
+                known.push(name);
+                known.extend(r.image.map(|i| i.name));
+                Ok(known.len() < 10_000)
+            })?;
             Err(Error::NotFound {
                 kind: if among == Among::Images {
                     "image"
@@ -59,7 +75,7 @@ pub fn resolve(cat: &Catalog, reference: &str, among: Among) -> Result<String> {
                     "resource"
                 },
                 name: reference.to_string(),
-                suggestion: closest(reference, known),
+                suggestion: closest(reference, known.iter().map(String::as_str)),
             })
         }
         many => Err(Error::Ambiguous {
@@ -84,73 +100,60 @@ pub fn not_an_image(name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::records::{ImageRecord, ObjectRecord};
-    use crate::storage::BlockHash;
 
     fn object(uuid: &str, display: Option<&str>) -> ObjectRecord {
-        ObjectRecord {
-            uuid: uuid.into(),
-            bytes: 0,
-            hash: String::new(),
-            map: BlockHash([0; 32]),
-            block_size: 4096,
-            content_type: String::new(),
-            version: 1,
-            created: String::new(),
-            modified: String::new(),
-            meta: Default::default(),
-            image: display.map(|n| ImageRecord {
-                name: n.into(),
-                owner: String::new(),
-                status: "AVAILABLE".into(),
-                disk_format: "diskdump".into(),
-                container_format: "bare".into(),
-                is_public: false,
-                is_snapshot: false,
-                created_at: String::new(),
-                updated_at: String::new(),
-                properties: Default::default(),
-            }),
-        }
+        let mut rec = crate::repo::records::tests::object();
+        rec.uuid = format!("{uuid}-4000-8000-000000000000");
+        rec.image = display.map(|n| {
+            let mut img = crate::repo::records::tests::image();
+            img.name = n.into();
+            img
+        });
+        rec
     }
 
-    fn catalog() -> Catalog {
-        let mut c = Catalog::default();
-        c.objects
-            .insert("images/a".into(), object("aaaaaaaa-1111", Some("Debian")));
-        c.objects
-            .insert("images/b".into(), object("aaaaaaaa-2222", Some("Ubuntu")));
-        c.objects
-            .insert("images/c".into(), object("cccccccc-3333", Some("Ubuntu")));
-        c.objects
-            .insert("plain/d".into(), object("dddddddd-4444", None));
-        c
+    /// A catalog database in `dir` holding four objects, three of them images.
+    fn catalog(dir: &std::path::Path) -> Db {
+        let path = dir.join("catalog.db");
+        crate::repo::db::schema::build(&path, &Default::default(), 4096).unwrap();
+        let db = Db::open(&path, 4096).unwrap();
+        db.write(|c| {
+            c.put_object("images/a", &object("aaaaaaaa-1111", Some("Debian")))?;
+            c.put_object("images/b", &object("aaaaaaaa-2222", Some("Ubuntu")))?;
+            c.put_object("images/c", &object("cccccccc-3333", Some("Ubuntu")))?;
+            c.put_object("plain/d", &object("dddddddd-4444", None))
+        })
+        .unwrap();
+        db
     }
 
     #[test]
     fn resolves_by_name_id_prefix_and_display_name() {
-        let c = catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path());
         assert_eq!(resolve(&c, "images/a", Among::Images).unwrap(), "images/a");
         assert_eq!(
-            resolve(&c, "aaaaaaaa-2222", Among::Images).unwrap(),
+            resolve(&c, "aaaaaaaa-2222-4000-8000-000000000000", Among::Images).unwrap(),
             "images/b"
         );
         assert_eq!(resolve(&c, "cccccccc", Among::Images).unwrap(), "images/c");
         assert_eq!(resolve(&c, "Debian", Among::Images).unwrap(), "images/a");
         assert_eq!(
-            resolve(&c, "dddddddd-4444", Among::Resources).unwrap(),
+            resolve(&c, "dddddddd-4444-4000-8000-000000000000", Among::Resources).unwrap(),
             "plain/d"
         );
     }
 
     #[test]
     fn ambiguity_lists_every_candidate() {
-        let c = catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path());
         let e = resolve(&c, "aaaaaaaa", Among::Images)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("aaaaaaaa-1111 (images/a)") && e.contains("aaaaaaaa-2222 (images/b)"),
+            e.contains("aaaaaaaa-1111-4000-8000-000000000000 (images/a)")
+                && e.contains("aaaaaaaa-2222-4000-8000-000000000000 (images/b)"),
             "{e}"
         );
         let e = resolve(&c, "Ubuntu", Among::Images)
@@ -161,13 +164,14 @@ mod tests {
 
     #[test]
     fn short_prefixes_plain_objects_and_unknowns_are_refused() {
-        let c = catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let c = catalog(dir.path());
         assert!(resolve(&c, "aaaa", Among::Images).is_err());
         let e = resolve(&c, "plain/d", Among::Images)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not registered"), "{e}");
-        assert!(resolve(&c, "dddddddd-4444", Among::Images).is_err());
+        assert!(resolve(&c, "dddddddd-4444-4000-8000-000000000000", Among::Images).is_err());
         let e = resolve(&c, "Debain", Among::Images)
             .unwrap_err()
             .to_string();

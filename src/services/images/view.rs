@@ -23,6 +23,9 @@ pub struct ImageView {
     pub updated_at: String,
     /// `arch://container/object`.
     pub location: String,
+    /// The object version the image describes: always the current one (an image belongs
+    /// to its object, as in Pithos).
+    pub version: u64,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -43,6 +46,7 @@ pub fn image_view(full_name: &str, rec: &ObjectRecord) -> Option<ImageView> {
         created_at: img.created_at.clone(),
         updated_at: img.updated_at.clone(),
         location: format!("arch://{full_name}"),
+        version: rec.version,
         properties: img.properties.clone(),
     })
 }

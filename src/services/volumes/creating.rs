@@ -131,19 +131,17 @@ pub fn refuse_if_creating(repo: &Repository, name: &str, rec: &VolumeRecord) -> 
 /// Before a clone into `name`: a `creating` volume of that name whose creator is gone is
 /// removed (returned); one still being created is refused. Other volumes are left alone.
 pub fn reap_if_abandoned(repo: &Repository, name: &str) -> Result<Option<CreationRecord>> {
-    let cat = repo.read_catalog()?;
-    let Some(rec) = cat.volumes.get(name) else {
+    let Some(rec) = repo.catalog()?.volume(name)? else {
         return Ok(None);
     };
     if rec.status != STATUS_CREATING {
         return Ok(None);
     }
     let Some(lock) = try_lock_exclusive(&repo.volume_lock_path(&rec.id)?)? else {
-        return Err(refusal(name, rec, true));
+        return Err(refusal(name, &rec, true));
     };
     // Re-read under the lock: it may have been finished or removed meanwhile.
-    let cat = repo.read_catalog()?;
-    match cat.volumes.get(name) {
+    match repo.catalog()?.volume(name)? {
         Some(now) if now.id == rec.id && now.status == STATUS_CREATING => {
             remove_locked(repo, name, &rec.id)?;
             drop(lock);
@@ -158,21 +156,23 @@ pub fn reap_if_abandoned(repo: &Repository, name: &str) -> Result<Option<Creatio
 /// Returns the names removed, or, with `dry_run`, those that would be. A volume whose creator
 /// still runs is left alone. Must be called without the data lock held (removal takes it).
 pub fn reap_all_abandoned(repo: &Repository, dry_run: bool) -> Result<Vec<String>> {
-    let cat = repo.read_catalog()?;
+    let mut creating = Vec::new();
+    repo.catalog()?.for_each_volume(&mut |name, rec| {
+        if rec.status == STATUS_CREATING {
+            creating.push((name, rec.id));
+        }
+        Ok(true)
+    })?;
     let mut reaped = Vec::new();
-    for (name, rec) in cat
-        .volumes
-        .iter()
-        .filter(|(_, v)| v.status == STATUS_CREATING)
-    {
+    for (name, id) in creating {
         if dry_run {
-            if !creator_running(repo, &rec.id)? {
-                reaped.push(name.clone());
+            if !creator_running(repo, &id)? {
+                reaped.push(name);
             }
             continue;
         }
-        match reap_if_abandoned(repo, name) {
-            Ok(Some(_)) => reaped.push(name.clone()),
+        match reap_if_abandoned(repo, &name) {
+            Ok(Some(_)) => reaped.push(name),
             Ok(None) | Err(Error::VolumeCreating { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -186,7 +186,7 @@ pub fn reap_all_abandoned(repo: &Repository, dry_run: bool) -> Result<Vec<String
 pub fn restart(repo: &Repository, name: &str, id: &str, opts: &CustomizeOptions) -> Result<()> {
     crate::storage::fsutil::remove_path(&repo.volume_dir(id)?)?;
     repo.transact(|cat| {
-        let v = find(cat, name)?;
+        let mut v = find(cat, name)?;
         if v.id != id || v.status != STATUS_CREATING {
             return Err(Error::Busy {
                 resource: format!("volume '{name}' (changed while waiting)"),
@@ -196,12 +196,11 @@ pub fn restart(repo: &Repository, name: &str, id: &str, opts: &CustomizeOptions)
             .creation
             .as_ref()
             .map_or_else(|| "creation".into(), |c| c.operation.clone());
-        let v = cat.volumes.get_mut(name).expect("found above");
         v.creation = Some(new_record(
             format!("{operation}, finished by customize"),
             opts,
         ));
-        Ok(())
+        cat.put_volume(name, &v)
     })
 }
 
@@ -274,7 +273,7 @@ mod tests {
             .unwrap()
             .id;
         repo.transact(|cat| {
-            let v = cat.volumes.get_mut("v").unwrap();
+            let mut v = cat.volume("v")?.unwrap();
             v.status = STATUS_CREATING.into();
             v.creation = Some(new_record(
                 "clone of c/base".into(),
@@ -283,7 +282,7 @@ mod tests {
                     ..Default::default()
                 },
             ));
-            Ok(())
+            cat.put_volume("v", &v)
         })
         .unwrap();
         (repo, id)
@@ -293,7 +292,13 @@ mod tests {
     fn a_creating_volume_is_refused_while_running_and_reaped_once_its_creator_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let (repo, id) = creating_volume(dir.path());
-        let catalog = std::fs::read_to_string(dir.path().join("meta/catalog.json")).unwrap();
+        // Every byte of the catalog (the database and any write-ahead log not yet merged).
+        let mut catalog = String::new();
+        for f in ["meta/catalog.db", "meta/catalog.db-wal"] {
+            if let Ok(b) = std::fs::read(dir.path().join(f)) {
+                catalog.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
         assert!(catalog.contains("--password-file") && !catalog.contains("secret"));
 
         let held = repo.lock_volume_exclusive(&id).unwrap();
@@ -308,14 +313,14 @@ mod tests {
             err.contains("left unfinished") && err.contains("--password-file"),
             "{err}"
         );
-        let rec = repo.read_catalog().unwrap().volumes["v"].clone();
+        let rec = repo.catalog().unwrap().volume("v").unwrap().unwrap();
         let st = state(&repo, &rec).unwrap().unwrap();
         assert!(!st.creator_running);
         assert_eq!(st.record.pid, std::process::id());
 
         let reaped = reap_if_abandoned(&repo, "v").unwrap().unwrap();
         assert_eq!(reaped.operation, "clone of c/base");
-        assert!(!repo.read_catalog().unwrap().volumes.contains_key("v"));
+        assert!(!repo.catalog().unwrap().has_volume("v").unwrap());
         assert!(!repo.volume_lock_path(&id).unwrap().exists());
         assert!(reap_if_abandoned(&repo, "v").unwrap().is_none());
     }

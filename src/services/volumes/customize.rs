@@ -19,14 +19,15 @@ use std::os::unix::fs::FileExt;
 /// The image properties that drive the customization of volume `name`: those of the image
 /// it was cloned from, when that object still exists.
 pub fn source_properties(repo: &Repository, name: &str) -> Result<BTreeMap<String, String>> {
-    let cat = repo.read_catalog()?;
+    let cat = repo.catalog()?;
     let vol = find(&cat, name)?;
-    Ok(vol
-        .source_object
-        .as_ref()
-        .and_then(|o| cat.objects.get(o))
-        .and_then(|o| o.image.as_ref())
-        .map(|i| i.properties.clone())
+    let source = match &vol.source_object {
+        Some(o) => cat.object(o)?,
+        None => None,
+    };
+    Ok(source
+        .and_then(|o| o.image)
+        .map(|i| i.properties)
         .unwrap_or_default())
 }
 

@@ -20,7 +20,7 @@ pub use snapshot::{SnapshotReport, snapshot};
 
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::catalog::Catalog;
+use crate::repo::db::Db;
 use crate::repo::lock::FileLock;
 use crate::repo::records::{CreationRecord, TaskRecord, VolumeRecord};
 use crate::services::images::{Among, resolve, resource_kind};
@@ -39,17 +39,25 @@ pub const STATUS_AVAILABLE: &str = "available";
 pub const STATUS_CREATING: &str = "creating";
 
 /// Looks up a volume by name, suggesting the closest one when missing.
-pub fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a VolumeRecord> {
-    if !cat.volumes.contains_key(name) && cat.objects.contains_key(name) {
+pub fn find(cat: &Db, name: &str) -> Result<VolumeRecord> {
+    if let Some(rec) = cat.volume(name)? {
+        return Ok(rec);
+    }
+    if cat.has_object(name)? {
         return Err(Error::invalid(format!(
             "'{name}' is a read-only object, not a volume; clone it into a volume first: \
              arch clone {name} NEW_VOLUME"
         )));
     }
-    cat.volumes.get(name).ok_or_else(|| Error::NotFound {
+    let mut names = Vec::new();
+    cat.for_each_volume(&mut |n, _| {
+        names.push(n);
+        Ok(names.len() < 10_000)
+    })?;
+    Err(Error::NotFound {
         kind: "volume",
         name: name.to_string(),
-        suggestion: closest(name, cat.volumes.keys().map(String::as_str)),
+        suggestion: closest(name, names.iter().map(String::as_str)),
     })
 }
 
@@ -133,12 +141,11 @@ fn open_as<'a>(
     write: bool,
     finish_creating: bool,
 ) -> Result<OpenVolume<'a>> {
-    let cat = repo.read_catalog()?;
-    let rec = find(&cat, name)?;
+    let rec = find(&repo.catalog()?, name)?;
     if rec.status == STATUS_CREATING {
         let running = creating::creator_running(repo, &rec.id)?;
         if running || !finish_creating {
-            return Err(creating::refusal(name, rec, running));
+            return Err(creating::refusal(name, &rec, running));
         }
     }
     let id = rec.id.clone();
@@ -155,8 +162,7 @@ fn open_as<'a>(
     drop(serve_guard);
     let data = repo.lock_data_shared()?;
     // Re-read under the lock: the record may have changed (snapshot, resize) while we waited.
-    let cat = repo.read_catalog()?;
-    let record = find(&cat, name)?.clone();
+    let record = find(&repo.catalog()?, name)?;
     if record.id != id {
         return Err(Error::Busy {
             resource: format!("volume '{name}' (replaced while waiting)"),
@@ -172,7 +178,7 @@ fn open_as<'a>(
 /// Opens volume `name`, whose exclusive lock the caller holds (a volume it is creating).
 fn open_locked<'a>(repo: &'a Repository, name: &str, id: &str) -> Result<OpenVolume<'a>> {
     let data = repo.lock_data_shared()?;
-    let record = find(&repo.read_catalog()?, name)?.clone();
+    let record = find(&repo.catalog()?, name)?;
     if record.id != id {
         return Err(Error::Busy {
             resource: format!("volume '{name}' (replaced while creating it)"),
@@ -212,6 +218,8 @@ pub struct CloneOptions {
     pub size: Option<u64>,
     /// Customize the clone when its source is an Image (not a Snapshot, not a plain object).
     pub customize: Option<crate::customize::CustomizeOptions>,
+    /// Clone this version of the source object instead of its current one.
+    pub version: Option<u64>,
 }
 
 /// The read-only resource a clone starts from.
@@ -244,16 +252,16 @@ pub struct CloneReport {
 }
 
 /// Resolves a clone SOURCE to a read-only resource; a volume gets the fix (snapshot first).
-pub fn resolve_source(cat: &Catalog, source: &str) -> Result<CloneSource> {
-    if cat.volumes.contains_key(source) && !cat.objects.contains_key(source) {
+pub fn resolve_source(cat: &Db, source: &str) -> Result<CloneSource> {
+    if cat.has_volume(source)? && !cat.has_object(source)? {
         return Err(Error::invalid(format!(
             "'{source}' is a volume; volumes are not cloned directly. Snapshot it first: \
              arch snapshot {source} NAME && arch clone snapshots/NAME NEW_VOLUME"
         )));
     }
     let object = resolve(cat, source, Among::Resources)?;
-    let rec = &cat.objects[&object];
-    let kind = resource_kind(rec);
+    let rec = source_record(cat, &object)?;
+    let kind = resource_kind(&rec);
     Ok(CloneSource {
         source: format!("{kind}:{}", rec.uuid),
         kind: kind.to_string(),
@@ -263,6 +271,15 @@ pub fn resolve_source(cat: &Catalog, source: &str) -> Result<CloneSource> {
             .map(|i| i.properties.clone())
             .unwrap_or_default(),
         object,
+    })
+}
+
+/// The record of a resolved clone source (gone only if removed since).
+fn source_record(cat: &Db, object: &str) -> Result<crate::repo::records::ObjectRecord> {
+    cat.object(object)?.ok_or_else(|| Error::NotFound {
+        kind: "object",
+        name: object.to_string(),
+        suggestion: None,
     })
 }
 
@@ -295,17 +312,24 @@ pub fn clone(
     let lock = repo.lock_volume_exclusive(&id)?;
     let committed = repo.transact(|cat| {
         let src = resolve_source(cat, source)?;
-        if cat.volumes.contains_key(name) {
+        if cat.has_volume(name)? {
             return Err(Error::AlreadyExists {
                 kind: "volume",
                 name: name.to_string(),
                 fix: "choose another name, or remove it with `arch volume rm`".into(),
             });
         }
-        let rec = &cat.objects[&src.object];
+        let rec = match opts.version {
+            None => source_record(cat, &src.object)?,
+            Some(v) => crate::services::versions::find_at(
+                cat,
+                &crate::services::names::ObjectName::parse(&src.object)?,
+                Some(v),
+            )?,
+        };
         // The source's map must be the one its record describes (a damaged record could
         // give the volume a size that does not cover its base map).
-        crate::services::objects::load_map(repo, &src.object, rec)?;
+        crate::services::objects::load_map(repo, &src.object, &rec)?;
         let size = opts.size.unwrap_or(rec.bytes);
         crate::storage::map::check_resource_size("--size", size)?;
         if size < rec.bytes {
@@ -349,7 +373,7 @@ pub fn clone(
             customization: None,
             removed_unfinished: removed_unfinished.clone(),
         };
-        cat.volumes.insert(name.to_string(), record);
+        cat.put_volume(name, &record)?;
         Ok((report, customizing))
     });
     let (mut report, customizing) = match committed {
@@ -407,16 +431,15 @@ pub fn record_customization(
     tasks: Vec<TaskRecord>,
 ) -> Result<()> {
     repo.transact(|cat| {
-        let v = cat
-            .volumes
-            .get_mut(name)
+        let mut v = cat
+            .volume(name)?
             .filter(|v| v.id == id)
             .ok_or_else(|| Error::invalid(format!("volume '{name}' vanished")))?;
         v.customization = tasks;
         v.status = STATUS_AVAILABLE.into();
         v.creation = None;
         v.modified_at = now_rfc3339();
-        Ok(())
+        cat.put_volume(name, &v)
     })
 }
 
@@ -511,17 +534,17 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
 
 /// Every volume, in name order.
 pub fn list(repo: &Repository) -> Result<Vec<VolumeInfo>> {
-    let cat = repo.read_catalog()?;
-    cat.volumes
-        .iter()
-        .map(|(name, rec)| describe(repo, name, rec))
-        .collect()
+    let mut out = Vec::new();
+    repo.catalog()?.for_each_volume(&mut |name, rec| {
+        out.push(describe(repo, &name, &rec)?);
+        Ok(true)
+    })?;
+    Ok(out)
 }
 
 /// One volume.
 pub fn info(repo: &Repository, name: &str) -> Result<VolumeInfo> {
-    let cat = repo.read_catalog()?;
-    describe(repo, name, find(&cat, name)?)
+    describe(repo, name, &find(&repo.catalog()?, name)?)
 }
 
 /// Reads `len` bytes at `offset` of volume `name`, handing them to `sink` in pieces of at
@@ -643,7 +666,7 @@ pub struct RemoveReport {
 /// Crash safety: the record goes first (one atomic commit); a crash before the directory is
 /// gone leaves an orphan directory that fsck reports as garbage and gc removes.
 pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
-    let id = find(&repo.read_catalog()?, name)?.id.clone();
+    let id = find(&repo.catalog()?, name)?.id;
     let serve_guard = served::refuse_if_served(repo, name, &id)?;
     let _lock = repo.lock_volume_exclusive(&id)?;
     drop(serve_guard);
@@ -668,7 +691,7 @@ fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
                 resource: format!("volume '{name}' (replaced while waiting)"),
             });
         }
-        cat.volumes.remove(name);
+        cat.remove_volume(name)?;
         Ok(())
     })?;
     let freed = count_private_files(&dir);

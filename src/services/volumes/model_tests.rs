@@ -72,7 +72,7 @@ fn read_volume(repo: &Repository, name: &str, size: u64) -> Vec<u8> {
 fn get_object(repo: &Repository, name: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let n = ObjectName::parse(name).unwrap();
-    objects::get(repo, &n, Sink::Stream(&mut out), true, &NoProgress).unwrap();
+    objects::get(repo, &n, None, Sink::Stream(&mut out), true, &NoProgress).unwrap();
     out
 }
 

@@ -74,11 +74,11 @@ pub fn resize(
     vol.blocks.finish()?;
     if new_size != old {
         repo.transact(|cat| {
-            let v = cat.volumes.get_mut(name).expect("volume is locked");
+            let mut v = super::find(cat, name)?;
             v.size = new_size;
             v.base_map = base_map;
             v.modified_at = now_rfc3339();
-            Ok(())
+            cat.put_volume(name, &v)
         })?;
     }
     let mut dropped = 0;

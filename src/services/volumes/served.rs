@@ -21,7 +21,6 @@ use crate::repo::Repository;
 use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
-use crate::services::objects::read_map_of;
 use crate::storage::export::read_one;
 use crate::storage::{BlockHash, BlockMap};
 use serde::{Deserialize, Serialize};
@@ -169,9 +168,9 @@ impl<'a> Served<'a> {
         address: &str,
         control: Option<&Path>,
     ) -> Result<Served<'a>> {
-        let cat = repo.read_catalog()?;
-        if cat.volumes.contains_key(name) {
-            let id = find(&cat, name)?.id.clone();
+        let cat = repo.catalog()?;
+        if cat.has_volume(name)? {
+            let id = find(&cat, name)?.id;
             let serving = if read_only {
                 None
             } else {
@@ -196,13 +195,18 @@ impl<'a> Served<'a> {
             });
         }
         let object = resolve(&cat, name, Among::Resources)?;
-        let rec = &cat.objects[&object];
+        let rec = cat.object(&object)?.ok_or_else(|| Error::NotFound {
+            kind: "object",
+            name: object.clone(),
+            suggestion: None,
+        })?;
+        drop(cat);
         let data = repo.lock_data_shared()?;
-        let map = read_map_of(repo, &format!("object {object}"), &rec.map)?;
+        let map = crate::services::objects::load_map(repo, &object, &rec)?;
         Ok(Served {
             repo,
             name: name.to_string(),
-            kind: resource_kind(rec).to_string(),
+            kind: resource_kind(&rec).to_string(),
             size: rec.bytes,
             block_size: rec.block_size,
             read_only: true,
@@ -415,8 +419,8 @@ impl Served<'_> {
         self.volume(|v| {
             v.blocks.finish()?;
             let report = super::snapshot::snapshot_open(repo, v, target)?;
-            let record = find(&repo.read_catalog()?, &v.name)?.clone();
-            let base = read_map_of(repo, &format!("volume {}", v.name), &record.base_map)?;
+            let record = find(&repo.catalog()?, &v.name)?;
+            let base = super::load_base_map(repo, &v.name, &record)?;
             v.blocks = super::blockio::VolumeBlocks::new(
                 repo.backend(),
                 base,

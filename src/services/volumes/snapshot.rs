@@ -45,7 +45,7 @@ pub struct SnapshotReport {
 /// properties name the source volume (and carry the source image's properties). A volume
 /// served read-write is snapshot by its server (see [`served::snapshot_by_server`]).
 pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<SnapshotReport> {
-    let id = super::find(&repo.read_catalog()?, name)?.id.clone();
+    let id = super::find(&repo.catalog()?, name)?.id;
     if let Some(server) = served::server_of(repo, &id)? {
         return served::snapshot_by_server(&server, name, target);
     }
@@ -62,16 +62,14 @@ pub(super) fn snapshot_open(
 ) -> Result<SnapshotReport> {
     let name = vol.name.as_str();
     let full = target.full();
-    let exists = |cat: &crate::repo::catalog::Catalog| {
-        cat.objects
-            .contains_key(&full)
-            .then(|| Error::AlreadyExists {
-                kind: "object",
-                name: full.clone(),
-                fix: "choose another snapshot name".into(),
-            })
+    let exists = |cat: &crate::repo::db::Db| -> Result<Option<Error>> {
+        Ok(cat.has_object(&full)?.then(|| Error::AlreadyExists {
+            kind: "object",
+            name: full.clone(),
+            fix: "choose another snapshot name".into(),
+        }))
     };
-    if let Some(e) = exists(&repo.read_catalog()?) {
+    if let Some(e) = exists(&repo.catalog()?)? {
         return Err(e);
     }
     let rec = vol.record.clone();
@@ -130,23 +128,24 @@ pub(super) fn snapshot_open(
     let now = now_rfc3339();
     let old_epoch_dir = super::epoch_dir(repo, &rec)?;
     let (id, epoch) = repo.transact(|cat| {
-        if let Some(e) = exists(cat) {
+        if let Some(e) = exists(cat)? {
             return Err(e);
         }
-        let mut properties = rec
-            .source_object
-            .as_ref()
-            .and_then(|o| cat.objects.get(o))
-            .and_then(|o| o.image.as_ref())
-            .map(|i| i.properties.clone())
+        let source = match &rec.source_object {
+            Some(o) => cat.object(o)?,
+            None => None,
+        };
+        let mut properties = source
+            .and_then(|o| o.image)
+            .map(|i| i.properties)
             .unwrap_or_default();
         properties.insert(SOURCE_VOLUME.into(), name.to_string());
         properties.insert("SOURCE_VOLUME_ID".into(), rec.id.clone());
         properties.insert(EXCLUDE_ALL_TASKS.into(), "yes".into());
         let uuid = new_uuid();
-        cat.objects.insert(
-            full.clone(),
-            ObjectRecord {
+        cat.put_object(
+            &full,
+            &ObjectRecord {
                 uuid: uuid.clone(),
                 bytes: rec.size,
                 hash: hash.clone(),
@@ -170,13 +169,14 @@ pub(super) fn snapshot_open(
                     properties,
                 }),
             },
-        );
-        let v = cat.volumes.get_mut(name).expect("volume is locked");
+        )?;
+        let mut v = super::find(cat, name)?;
         let epoch =
             crate::repo::records::next_counter(&format!("epoch of volume {name}"), v.epoch)?;
         v.base_map = map_id;
         v.epoch = epoch;
         v.modified_at = now.clone();
+        cat.put_volume(name, &v)?;
         Ok((uuid, v.epoch))
     })?;
     // The old epoch is now garbage: nothing reads it any more.

@@ -210,7 +210,7 @@ pub fn import_volume(
         name: name.to_string(),
         fix: "choose another name, or remove it with `arch volume rm`".into(),
     };
-    if repo.read_catalog()?.volumes.contains_key(name) {
+    if repo.catalog()?.has_volume(name)? {
         return Err(exists());
     }
     if let Err(e) = std::fs::metadata(path) {
@@ -278,12 +278,12 @@ pub fn import_volume(
     let now = now_rfc3339();
     let id = new_uuid();
     repo.transact(|cat| {
-        if cat.volumes.contains_key(name) {
+        if cat.has_volume(name)? {
             return Err(exists());
         }
-        cat.volumes.insert(
-            name.to_string(),
-            VolumeRecord {
+        cat.put_volume(
+            name,
+            &VolumeRecord {
                 id: id.clone(),
                 size: ingested.map.size(),
                 block_size: repo.block_size(),
@@ -297,8 +297,7 @@ pub fn import_volume(
                 customization: Vec::new(),
                 creation: None,
             },
-        );
-        Ok(())
+        )
     })?;
     Ok(ImportReport {
         volume: name.to_string(),
