@@ -333,6 +333,14 @@ mod tests {
         assert!(reap_all_abandoned(&repo, false).unwrap().is_empty());
         assert!(repo.read_catalog().unwrap().volumes.contains_key("v"));
         drop(held);
+        // Another test of this process forking a tool may hold a copy of the lock's file
+        // description until its child execs (close-on-exec): wait for that copy to go.
+        for _ in 0..200 {
+            if !creator_running(&repo, &id).unwrap() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(
             reap_all_abandoned(&repo, true).unwrap(),
             vec!["v".to_string()]
