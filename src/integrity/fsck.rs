@@ -191,7 +191,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         Ok(true)
     })?;
     let maps = repo.catalog()?.read(referenced_maps)?;
-    let (loaded, bad) = load_maps(repo, &maps);
+    let (loaded, bad) = load_maps(repo, maps.keys());
     for (id, why) in &bad {
         let missing = why == "missing";
         problems.push(Problem {

@@ -56,13 +56,13 @@ pub type LoadedMaps = Vec<(MapId, BlockMap)>;
 
 /// Loads each referenced map that is present and decodes; missing or damaged ones are
 /// returned apart so callers can report them.
-pub fn load_maps(
+pub fn load_maps<'a>(
     repo: &Repository,
-    maps: &BTreeMap<MapId, Vec<ResourceName>>,
+    maps: impl IntoIterator<Item = &'a MapId>,
 ) -> (LoadedMaps, Vec<(MapId, String)>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    for id in maps.keys() {
+    for id in maps {
         match repo.backend().read_map(id) {
             Ok(Some(m)) => ok.push((*id, m)),
             Ok(None) => bad.push((*id, "missing".to_string())),
