@@ -1,16 +1,12 @@
 //! `arch du [NAME...]`: logical, stored, unique and shared bytes per resource.
 //!
-//! Rows are written as they are computed (streamed): a plain table with fixed columns, or
-//! one JSON document written incrementally (`{"resources":[...], totals}`), held back for
-//! its first 4 MiB so that an early error leaves only the error document.
+//! Rows are written as they are computed (streamed, see [`super::rows`]): the JSON document
+//! is `{"resources":[...], <totals>}`.
 
-use super::ls::Spill;
-use super::output::escape_control;
+use super::rows::{Column, RowWriter};
 use super::{Context, Status};
-use crate::error::Error;
 use crate::integrity::du::{DuTotals, du};
 use crate::units::format_size;
-use std::io::Write;
 
 /// Show space use: per resource and for the whole repository, with the deduplication ratio.
 #[derive(Debug, clap::Args)]
@@ -24,63 +20,31 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let mut out = Spill::new(super::ls::SPILL);
-    let io = |e| Error::io("write", "stdout", e);
-    if ctx.json {
-        write!(out, "{{\"resources\":[").map_err(io)?;
-    } else if !ctx.quiet {
-        writeln!(
-            out,
-            "{}",
-            line("resource", ["logical", "stored", "unique", "shared"])
-        )
-        .map_err(io)?;
-    }
-    let mut first = true;
+    let mut w = RowWriter::start(ctx, "resources", COLUMNS)?;
     let totals = du(&repo, &args.names, &mut |r| {
-        if ctx.json {
-            let sep = if first { "" } else { "," };
-            let doc = serde_json::to_string(&r).expect("a usage row serializes");
-            write!(out, "{sep}{doc}").map_err(io)?;
-        } else if !ctx.quiet {
+        w.row(&r, || {
             let sizes = [
                 r.logical_bytes,
                 r.stored_bytes,
                 r.unique_bytes,
                 r.shared_bytes,
             ];
-            let cells = sizes.map(format_size);
-            writeln!(
-                out,
-                "{}",
-                line(
-                    &escape_control(&r.resource),
-                    cells.each_ref().map(String::as_str)
-                )
-            )
-            .map_err(io)?;
-        }
-        first = false;
-        Ok(())
+            let mut cells = vec![r.resource.clone()];
+            cells.extend(sizes.map(format_size));
+            cells
+        })
     })?;
-    if ctx.json {
-        let doc = serde_json::to_string(&totals)?;
-        // The totals object's fields follow the resources in the same document.
-        writeln!(out, "],{}", &doc[1..])?;
-    } else if !ctx.quiet {
-        writeln!(out, "{}", summary(&totals))?;
-    }
-    out.flush()?;
+    w.finish(Some(&totals), Some(summary(&totals)))?;
     Ok(Status::Ok)
 }
 
-/// One row of the plain table: the resource, then four right-aligned sizes.
-fn line(resource: &str, sizes: [&str; 4]) -> String {
-    let [a, b, c, d] = sizes;
-    format!("{resource:<40} {a:>10} {b:>10} {c:>10} {d:>10}")
-        .trim_end()
-        .to_string()
-}
+const COLUMNS: &[Column] = &[
+    ("resource", 40, false),
+    ("logical", 10, true),
+    ("stored", 10, true),
+    ("unique", 10, true),
+    ("shared", 10, true),
+];
 
 fn summary(t: &DuTotals) -> String {
     format!(
