@@ -2,7 +2,9 @@
 //! referenced block is present (and, with `read_data`, intact), and counts the garbage that
 //! gc or `--repair` removes.
 
-use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, temp_entries, volumes_only};
+use super::refs::{
+    HashSet32, holders, live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only,
+};
 use super::{invariants, volume_files};
 use crate::error::{Error, Result};
 use crate::repo::catalog::Catalog;
@@ -10,7 +12,7 @@ use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Options of [`fsck`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -184,8 +186,11 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     // Invalid volume records are reported; only sound volumes are scanned below.
     let check = invariants::check_catalog(&catalog, repo.block_size());
     problems.extend(check.problems.iter().cloned());
-    let maps = db.read(referenced_maps)?;
-    let (loaded, bad) = load_maps(repo, maps.keys());
+    let maps = db.read(referenced_map_ids)?;
+    // Problems that name the resources holding some maps: filled in once all are found, from
+    // one more pass over the references (few maps; never every holder of every map).
+    let mut needs: Vec<(usize, Vec<MapId>)> = Vec::new();
+    let (loaded, bad) = load_maps(repo, maps.iter());
     for (id, why) in &bad {
         let missing = why == "missing";
         problems.push(Problem {
@@ -196,9 +201,10 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             }
             .into(),
             subject: id.to_hex(),
-            resources: maps[id].clone(),
+            resources: vec![],
             message: format!("map {id}: {why}"),
         });
+        needs.push((problems.len() - 1, vec![*id]));
     }
     let by_id: BTreeMap<MapId, &BlockMap> = loaded.iter().map(|(id, m)| (*id, m)).collect();
     let mut objects = 0u64;
@@ -238,15 +244,12 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     })?;
     stored.sort_unstable();
     let present = HashSet32::from_iter(stored.iter().map(|(h, _)| *h));
-    let users = |h: &BlockHash| -> Vec<String> {
-        let mut out: Vec<String> = loaded
+    let users = |h: &BlockHash| -> Vec<MapId> {
+        loaded
             .iter()
             .filter(|(_, m)| m.entries().iter().any(|e| e.1 == *h))
-            .flat_map(|(id, _)| maps[id].iter().cloned())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+            .map(|(id, _)| *id)
+            .collect()
     };
     let mut reported_missing = std::collections::HashSet::new();
     for (_, m) in &loaded {
@@ -255,9 +258,10 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 problems.push(Problem {
                     kind: "missing_block".into(),
                     subject: h.to_hex(),
-                    resources: users(h),
+                    resources: vec![],
                     message: format!("block {h} is referenced but missing"),
                 });
+                needs.push((problems.len() - 1, users(h)));
             }
         }
     }
@@ -266,8 +270,8 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         let corrupt = rehash_all(repo, &stored)?;
         blocks_read = stored.len() as u64;
         for h in corrupt {
-            let resources = users(&h);
-            let message = if resources.is_empty() {
+            let users = users(&h);
+            let message = if users.is_empty() {
                 format!("block {h} is corrupt (unreferenced: gc removes it)")
             } else {
                 format!("block {h} is corrupt: its content does not match its hash")
@@ -275,9 +279,23 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             problems.push(Problem {
                 kind: "corrupt_block".into(),
                 subject: h.to_hex(),
-                resources,
+                resources: vec![],
                 message,
             });
+            needs.push((problems.len() - 1, users));
+        }
+    }
+    let wanted: BTreeSet<MapId> = needs.iter().flat_map(|(_, ids)| ids.clone()).collect();
+    if !wanted.is_empty() {
+        let holders = db.read(|db| holders(db, &wanted))?;
+        for (i, ids) in needs {
+            let mut names: Vec<String> = ids
+                .iter()
+                .flat_map(|id| holders.get(id).into_iter().flatten().cloned())
+                .collect();
+            names.sort();
+            names.dedup();
+            problems[i].resources = names;
         }
     }
     let mut garbage = Garbage::default();
@@ -290,7 +308,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     let mut all_maps = 0;
     repo.backend().for_each_map(&mut |id| {
         all_maps += 1;
-        if !maps.contains_key(&id) {
+        if !maps.contains(&id) {
             garbage.unreferenced_maps += 1;
         }
         Ok(())
