@@ -1,8 +1,11 @@
 //! `arch du [NAME...]`: logical, stored, unique and shared bytes per resource.
+//!
+//! Rows are written as they are computed (streamed, see [`super::rows`]): the JSON document
+//! is `{"resources":[...], <totals>}`.
 
-use super::output::{emit, table};
+use super::rows::{Column, RowWriter};
 use super::{Context, Status};
-use crate::integrity::du::du;
+use crate::integrity::du::{DuTotals, du};
 use crate::units::format_size;
 
 /// Show space use: per resource and for the whole repository, with the deduplication ratio.
@@ -17,40 +20,40 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let report = du(&repo, &args.names)?;
-    emit(ctx, &report, |out| {
-        let rows = report
-            .resources
-            .iter()
-            .map(|r| {
-                vec![
-                    r.resource.clone(),
-                    format_size(r.logical_bytes),
-                    format_size(r.stored_bytes),
-                    format_size(r.unique_bytes),
-                    format_size(r.shared_bytes),
-                ]
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            table(
-                &["resource", "logical", "stored", "unique", "shared"],
-                rows,
-                &[1, 2, 3, 4]
-            )
-        )?;
-        writeln!(
-            out,
-            "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}",
-            total_size(report.logical_bytes),
-            format_size(report.stored_bytes),
-            format_size(report.garbage_bytes),
-            report.dedup_ratio
-        )
+    let mut w = RowWriter::start(ctx, "resources", COLUMNS)?;
+    let totals = du(&repo, &args.names, &mut |r| {
+        w.row(&r, || {
+            let sizes = [
+                r.logical_bytes,
+                r.stored_bytes,
+                r.unique_bytes,
+                r.shared_bytes,
+            ];
+            let mut cells = vec![r.resource.clone()];
+            cells.extend(sizes.map(format_size));
+            cells
+        })
     })?;
+    w.finish(Some(&totals), Some(summary(&totals)))?;
     Ok(Status::Ok)
+}
+
+const COLUMNS: &[Column] = &[
+    ("resource", 40, false),
+    ("logical", 10, true),
+    ("stored", 10, true),
+    ("unique", 10, true),
+    ("shared", 10, true),
+];
+
+fn summary(t: &DuTotals) -> String {
+    format!(
+        "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}",
+        total_size(t.logical_bytes),
+        format_size(t.stored_bytes),
+        format_size(t.garbage_bytes),
+        t.dedup_ratio
+    )
 }
 
 /// A total for humans: in units when it fits a u64, else exact bytes.

@@ -134,18 +134,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
 }
 
 /// Output held back before a listing starts streaming to stdout.
-const SPILL: usize = 4 << 20;
+pub(super) const SPILL: usize = 4 << 20;
 
 /// A stdout writer that keeps the first `limit` bytes in memory and streams the rest: when
 /// the command fails before the limit, nothing of the listing was printed.
-struct Spill {
+pub(super) struct Spill {
     held: Option<Vec<u8>>,
     limit: usize,
     out: io::BufWriter<io::StdoutLock<'static>>,
 }
 
 impl Spill {
-    fn new(limit: usize) -> Spill {
+    pub(super) fn new(limit: usize) -> Spill {
         Spill {
             held: Some(Vec::new()),
             limit,

@@ -21,6 +21,7 @@ pub mod output;
 pub mod progress_bar;
 pub mod put;
 pub mod rm;
+pub mod rows;
 pub mod serve;
 pub mod snapshot;
 pub mod volume;

@@ -2,14 +2,17 @@
 //! referenced block is present (and, with `read_data`, intact), and counts the garbage that
 //! gc or `--repair` removes.
 
-use super::refs::{HashSet32, live_blocks, load_maps, referenced_maps, temp_entries};
+use super::refs::{
+    HashSet32, holders, live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only,
+};
 use super::{invariants, volume_files};
 use crate::error::{Error, Result};
+use crate::repo::catalog::Catalog;
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Options of [`fsck`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,8 +128,9 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             remove_path(&entry)?;
             repaired.push(format!("removed {}", entry.display()));
         }
-        if let Ok(catalog) = repo.read_catalog() {
-            let found = volume_files::scan(repo, &catalog)?;
+        // Only validated volume records name directories (an invalid one fails the read).
+        if let Ok(volumes) = repo.catalog().and_then(|db| db.read(volumes_only)) {
+            let found = volume_files::scan(repo, &volumes)?;
             for path in &found.garbage {
                 remove_path(path)?;
                 repaired.push(format!("removed {}", path.display()));
@@ -146,22 +150,31 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     };
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let catalog = match repo.read_catalog_unchecked() {
-        Ok(c) => c,
+    // The catalog is streamed: only the volumes are held (unchecked: fsck reports each
+    // invalid one), since their files are scanned against them; objects and versions are
+    // checked one at a time as they are read.
+    let db = match repo.catalog() {
+        Ok(db) => db,
         Err(Error::Corrupt { path, reason }) => {
-            // Without the catalog nothing else can be checked: report it as the damage.
-            problems.push(Problem {
-                kind: "corrupt_catalog".into(),
-                subject: path.display().to_string(),
-                resources: vec![],
-                message: format!("{}: {reason}", path.display()),
-            });
-            return Ok(FsckReport::only(problems, repaired, warnings));
+            return Ok(catalog_damaged(
+                problems, &path, &reason, repaired, warnings,
+            ));
         }
         Err(e) => return Err(e),
     };
-    // The database's own consistency check (pages, indexes, constraints).
-    let db = repo.catalog()?;
+    let mut catalog = Catalog::default();
+    let read = db.read(|db| {
+        db.for_each_volume_unchecked(&mut |name, rec| {
+            catalog.volumes.insert(name, rec);
+            Ok(true)
+        })
+    });
+    if let Err(Error::Corrupt { path, reason }) = &read {
+        return Ok(catalog_damaged(problems, path, reason, repaired, warnings));
+    }
+    read?;
+    // The database's own consistency check (pages, indexes, constraints: it also proves
+    // object uuids unique, their primary key).
     for line in db.integrity_check()? {
         problems.push(Problem {
             kind: "corrupt_catalog".into(),
@@ -170,28 +183,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             message: format!("{}: integrity check: {line}", db.path().display()),
         });
     }
-    // Invalid records are reported; only sound volumes are scanned below.
+    // Invalid volume records are reported; only sound volumes are scanned below.
     let check = invariants::check_catalog(&catalog, repo.block_size());
     problems.extend(check.problems.iter().cloned());
-    // Kept old versions obey the object rules too (the current ones were checked above).
-    db.for_each_version_unchecked(&mut |name, rec| {
-        let current = catalog.objects.get(&name).map(|c| c.version);
-        if current != Some(rec.version) {
-            let label = format!("{name}@{}", rec.version);
-            for fault in rec.faults(&name, repo.block_size()) {
-                let shown = crate::services::names::escape_control(&label);
-                problems.push(Problem {
-                    kind: "invalid_record".into(),
-                    subject: format!("object:{shown}"),
-                    resources: vec![format!("object:{shown}")],
-                    message: format!("object '{shown}': {fault}"),
-                });
-            }
-        }
-        Ok(true)
-    })?;
-    let maps = repo.catalog()?.read(referenced_maps)?;
-    let (loaded, bad) = load_maps(repo, &maps);
+    let maps = db.read(referenced_map_ids)?;
+    // Problems that name the resources holding some maps: filled in once all are found, from
+    // one more pass over the references (few maps; never every holder of every map).
+    let mut needs: Vec<(usize, Vec<MapId>)> = Vec::new();
+    let (loaded, bad) = load_maps(repo, maps.iter());
     for (id, why) in &bad {
         let missing = why == "missing";
         problems.push(Problem {
@@ -202,30 +201,40 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             }
             .into(),
             subject: id.to_hex(),
-            resources: maps[id].clone(),
+            resources: vec![],
             message: format!("map {id}: {why}"),
         });
+        needs.push((problems.len() - 1, vec![*id]));
     }
     let by_id: BTreeMap<MapId, &BlockMap> = loaded.iter().map(|(id, m)| (*id, m)).collect();
-    for (name, rec) in &catalog.objects {
-        let Some(map) = by_id.get(&rec.map) else {
-            continue;
-        };
-        let top = map.top_hash().to_hex();
-        if map.size() != rec.bytes || top != rec.hash || map.block_size() != repo.block_size() {
-            problems.push(Problem {
-                kind: "map_mismatch".into(),
-                subject: rec.map.to_hex(),
-                resources: vec![format!("object:{name}")],
-                message: format!(
-                    "object {name} records {} bytes, hash {}, but its map has {} bytes, hash {top}",
-                    rec.bytes,
-                    rec.hash,
-                    map.size()
-                ),
-            });
-        }
+    let mut objects = 0u64;
+    let bs = repo.block_size();
+    let read = db.read(|db| {
+        db.for_each_object_unchecked(&mut |name, rec| {
+            objects += 1;
+            for fault in rec.faults(&name, bs) {
+                problems.push(invalid_record(&name, fault));
+            }
+            // Kept old versions obey the object rules too.
+            db.for_each_version_unchecked(Some(&name), &mut |_, old| {
+                if old.version != rec.version {
+                    let label = format!("{name}@{}", old.version);
+                    for fault in old.faults(&name, bs) {
+                        problems.push(invalid_record(&label, fault));
+                    }
+                }
+                Ok(true)
+            })?;
+            if let Some(p) = map_mismatch(&name, &rec, &by_id, bs) {
+                problems.push(p);
+            }
+            Ok(true)
+        })
+    });
+    if let Err(Error::Corrupt { path, reason }) = &read {
+        return Ok(catalog_damaged(problems, path, reason, repaired, warnings));
     }
+    read?;
     problems.extend(invariants::check_volume_maps(&check.sound, &by_id));
     let live = live_blocks(&loaded);
     let mut stored: Vec<(BlockHash, u64)> = Vec::new();
@@ -235,15 +244,12 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     })?;
     stored.sort_unstable();
     let present = HashSet32::from_iter(stored.iter().map(|(h, _)| *h));
-    let users = |h: &BlockHash| -> Vec<String> {
-        let mut out: Vec<String> = loaded
+    let users = |h: &BlockHash| -> Vec<MapId> {
+        loaded
             .iter()
             .filter(|(_, m)| m.entries().iter().any(|e| e.1 == *h))
-            .flat_map(|(id, _)| maps[id].iter().cloned())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+            .map(|(id, _)| *id)
+            .collect()
     };
     let mut reported_missing = std::collections::HashSet::new();
     for (_, m) in &loaded {
@@ -252,9 +258,10 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 problems.push(Problem {
                     kind: "missing_block".into(),
                     subject: h.to_hex(),
-                    resources: users(h),
+                    resources: vec![],
                     message: format!("block {h} is referenced but missing"),
                 });
+                needs.push((problems.len() - 1, users(h)));
             }
         }
     }
@@ -263,8 +270,8 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         let corrupt = rehash_all(repo, &stored)?;
         blocks_read = stored.len() as u64;
         for h in corrupt {
-            let resources = users(&h);
-            let message = if resources.is_empty() {
+            let users = users(&h);
+            let message = if users.is_empty() {
                 format!("block {h} is corrupt (unreferenced: gc removes it)")
             } else {
                 format!("block {h} is corrupt: its content does not match its hash")
@@ -272,9 +279,23 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             problems.push(Problem {
                 kind: "corrupt_block".into(),
                 subject: h.to_hex(),
-                resources,
+                resources: vec![],
                 message,
             });
+            needs.push((problems.len() - 1, users));
+        }
+    }
+    let wanted: BTreeSet<MapId> = needs.iter().flat_map(|(_, ids)| ids.clone()).collect();
+    if !wanted.is_empty() {
+        let holders = db.read(|db| holders(db, &wanted))?;
+        for (i, ids) in needs {
+            let mut names: Vec<String> = ids
+                .iter()
+                .flat_map(|id| holders.get(id).into_iter().flatten().cloned())
+                .collect();
+            names.sort();
+            names.dedup();
+            problems[i].resources = names;
         }
     }
     let mut garbage = Garbage::default();
@@ -287,7 +308,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     let mut all_maps = 0;
     repo.backend().for_each_map(&mut |id| {
         all_maps += 1;
-        if !maps.contains_key(&id) {
+        if !maps.contains(&id) {
             garbage.unreferenced_maps += 1;
         }
         Ok(())
@@ -341,14 +362,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     }
     super::quarantine::check(
         repo,
-        &catalog,
+        &db,
         opts.repair,
         &mut problems,
         &mut warnings,
         &mut repaired,
     )?;
     Ok(FsckReport {
-        objects: catalog.objects.len() as u64,
+        objects,
         volumes: catalog.volumes.len() as u64,
         maps: all_maps,
         blocks: stored.len() as u64,
@@ -358,6 +379,59 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         garbage,
         repaired,
         warnings,
+    })
+}
+
+/// The report of a catalog that cannot be read: nothing else can be checked.
+fn catalog_damaged(
+    mut problems: Vec<Problem>,
+    path: &std::path::Path,
+    reason: &str,
+    repaired: Vec<String>,
+    warnings: Vec<String>,
+) -> FsckReport {
+    problems.push(Problem {
+        kind: "corrupt_catalog".into(),
+        subject: path.display().to_string(),
+        resources: vec![],
+        message: format!("{}: {reason}", path.display()),
+    });
+    FsckReport::only(problems, repaired, warnings)
+}
+
+/// One broken rule of object (or old version) `label`'s record.
+fn invalid_record(label: &str, fault: String) -> Problem {
+    let shown = crate::services::names::escape_control(label);
+    Problem {
+        kind: "invalid_record".into(),
+        subject: format!("object:{shown}"),
+        resources: vec![format!("object:{shown}")],
+        message: format!("object '{shown}': {fault}"),
+    }
+}
+
+/// A problem when object `name`'s loaded map disagrees with its record.
+fn map_mismatch(
+    name: &str,
+    rec: &crate::repo::records::ObjectRecord,
+    by_id: &BTreeMap<MapId, &BlockMap>,
+    block_size: u32,
+) -> Option<Problem> {
+    let map = by_id.get(&rec.map)?;
+    let top = map.top_hash().to_hex();
+    if map.size() == rec.bytes && top == rec.hash && map.block_size() == block_size {
+        return None;
+    }
+    Some(Problem {
+        kind: "map_mismatch".into(),
+        subject: rec.map.to_hex(),
+        resources: vec![format!("object:{name}")],
+        message: format!(
+            "object {name} records {} bytes, hash {}, but its map has {} bytes, hash {top}",
+            rec.bytes,
+            rec.hash,
+            map.size()
+        ),
     })
 }
 

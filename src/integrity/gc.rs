@@ -46,7 +46,7 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     let (maps, catalog) = repo
         .catalog()?
         .read(|db| Ok((referenced_maps(db)?, volumes_only(db)?)))?;
-    let (loaded, bad) = load_maps(repo, &maps);
+    let (loaded, bad) = load_maps(repo, maps.keys());
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {
             path: repo.local_backend().map_path(id),

@@ -13,7 +13,7 @@ use super::entries::{self, EntryScan};
 use super::fsck::Problem;
 use crate::error::Result;
 use crate::repo::Repository;
-use crate::repo::catalog::Catalog;
+use crate::repo::db::Db;
 use crate::storage::fsutil::{Modes, create_dir_all, open_regular, sync_dir, sync_parent};
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
 use crate::storage::{BlockHash, BlockMap};
@@ -50,7 +50,7 @@ impl Kind {
 /// data lock): special files and exposed modes, quarantine moves, notes on quarantined blocks.
 pub fn check(
     repo: &Repository,
-    catalog: &Catalog,
+    db: &Db,
     repair: bool,
     problems: &mut Vec<Problem>,
     warnings: &mut Vec<String>,
@@ -104,7 +104,7 @@ pub fn check(
                 relative(repo, &path)
             ));
         }
-        quarantine_corrupt(repo, catalog, problems, repaired)?;
+        quarantine_corrupt(repo, db, problems, repaired)?;
     } else if let Some((path, mode)) = exposed.first() {
         warnings.push(format!(
             "{} entries are accessible to users outside the repository ({}), e.g. {} has mode {mode:04o}; run `arch fsck --repair` to restrict them",
@@ -128,7 +128,7 @@ fn access_text(modes: Modes) -> &'static str {
 /// Moves each block or map reported corrupt that is still corrupt.
 fn quarantine_corrupt(
     repo: &Repository,
-    catalog: &Catalog,
+    db: &Db,
     problems: &mut [Problem],
     repaired: &mut Vec<String>,
 ) -> Result<()> {
@@ -156,7 +156,7 @@ fn quarantine_corrupt(
         }
         let to = move_to_quarantine(repo, kind, &p.subject, &path)?;
         let to = relative(repo, &to);
-        let needed = needed_by(catalog, &p.resources);
+        let needed = needed_by(db, &p.resources);
         p.message.push_str(&format!("; moved to {to}"));
         repaired.push(if needed.is_empty() {
             format!(
@@ -255,14 +255,15 @@ fn note_quarantined(
 
 /// The resources needing a file, with the image or snapshot each object is: `object:<name>`
 /// is followed by `image:<name>` or `snapshot:<name>` when it is registered as one.
-pub fn needed_by(catalog: &Catalog, resources: &[String]) -> Vec<String> {
+/// Each object is looked up by name (an unreadable record just adds nothing).
+pub fn needed_by(db: &Db, resources: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for r in resources {
         out.push(r.clone());
         let image = r
             .strip_prefix("object:")
-            .and_then(|name| catalog.objects.get(name))
-            .and_then(|rec| rec.image.as_ref());
+            .and_then(|name| db.object(name).ok().flatten())
+            .and_then(|rec| rec.image);
         if let Some(img) = image {
             let kind = if img.is_snapshot { "snapshot" } else { "image" };
             out.push(format!("{kind}:{}", img.name));

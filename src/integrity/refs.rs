@@ -6,7 +6,7 @@ use crate::repo::Repository;
 use crate::repo::catalog::Catalog;
 use crate::repo::db::Db;
 use crate::storage::{BlockHash, BlockMap, MapId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A resource that references a map: `object:<name>` or `volume:<name>`.
 pub type ResourceName = String;
@@ -21,6 +21,33 @@ pub fn referenced_maps(catalog: &Db) -> Result<BTreeMap<MapId, Vec<ResourceName>
         Ok(())
     })?;
     Ok(maps)
+}
+
+/// Every referenced map id, without the resources holding it (memory grows with the distinct
+/// maps, not with the records): see [`holders`] for the few maps a report must name users of.
+pub fn referenced_map_ids(catalog: &Db) -> Result<BTreeSet<MapId>> {
+    let mut out = BTreeSet::new();
+    catalog.for_each_map_reference(&mut |map, _| {
+        out.insert(map);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The resources holding each map of `wanted` (one more pass over the references, keeping
+/// only those).
+pub fn holders(
+    catalog: &Db,
+    wanted: &BTreeSet<MapId>,
+) -> Result<BTreeMap<MapId, Vec<ResourceName>>> {
+    let mut out: BTreeMap<MapId, Vec<ResourceName>> = BTreeMap::new();
+    catalog.for_each_map_reference(&mut |map, holder| {
+        if wanted.contains(&map) {
+            out.entry(map).or_default().push(holder);
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// The volumes of `catalog` as an in-memory catalog without objects (for the volume scan).
@@ -56,13 +83,13 @@ pub type LoadedMaps = Vec<(MapId, BlockMap)>;
 
 /// Loads each referenced map that is present and decodes; missing or damaged ones are
 /// returned apart so callers can report them.
-pub fn load_maps(
+pub fn load_maps<'a>(
     repo: &Repository,
-    maps: &BTreeMap<MapId, Vec<ResourceName>>,
+    maps: impl IntoIterator<Item = &'a MapId>,
 ) -> (LoadedMaps, Vec<(MapId, String)>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    for id in maps.keys() {
+    for id in maps {
         match repo.backend().read_map(id) {
             Ok(Some(m)) => ok.push((*id, m)),
             Ok(None) => bad.push((*id, "missing".to_string())),

@@ -307,22 +307,6 @@ impl Repository {
         db::Db::open(&path, self.block_size())
     }
 
-    /// Every record, validated, in memory. Only for the checks that still need the whole
-    /// catalog at once (fsck's cross-record invariants, quarantine); everything else queries
-    /// or streams through [`Repository::catalog`].
-    pub fn read_catalog(&self) -> Result<Catalog> {
-        let db = self.catalog()?;
-        db.read(|db| db.load(true))
-    }
-
-    /// Every record without the record checks (column types are still checked): for fsck,
-    /// which reports every invalid record. Nothing read this way may be used as a path or a
-    /// divisor unchecked.
-    pub fn read_catalog_unchecked(&self) -> Result<Catalog> {
-        let db = self.catalog()?;
-        db.read(|db| db.load(false))
-    }
-
     /// Runs `change` in one catalog transaction: committed (durably) when it succeeds,
     /// rolled back when it fails. Concurrent transactions wait for each other.
     pub fn transact<T>(&self, change: impl FnOnce(&db::Db) -> Result<T>) -> Result<T> {

@@ -140,3 +140,31 @@ fn a_damaged_old_version_is_reported_by_fsck_and_refused_on_read() {
     );
     assert_eq!(r.ok(&["get", "c/x"]), pseudo_random(9000, 3));
 }
+
+/// du streams its rows: each kept old version is a resource after its object (newest first),
+/// the plain table has one line per resource, and the JSON document (written incrementally)
+/// holds the same rows and totals.
+#[test]
+fn du_streams_one_row_per_kept_version() {
+    let r = three_versions();
+    let d = r.json(&["du"]);
+    let names: Vec<&str> = d["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["object:c/x", "object:c/x@2", "object:c/x@1"], "{d}");
+    assert_eq!(d["logical_bytes"], 3 * 9000);
+    let text = String::from_utf8(r.ok(&["du"])).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 3 + 1, "{text}");
+    assert!(lines[2].starts_with("object:c/x@2 "), "{text}");
+    assert!(lines[4].starts_with("total: "), "{text}");
+    // Only the current version when the object is named.
+    let one = r.json(&["du", "c/x"]);
+    assert_eq!(one["resources"].as_array().unwrap().len(), 1, "{one}");
+    // Empty streamed listings are still one document each.
+    assert_eq!(r.json(&["volume", "ls"])["volumes"], serde_json::json!([]));
+    assert_eq!(r.json(&["image", "ls"])["images"], serde_json::json!([]));
+}

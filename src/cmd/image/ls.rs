@@ -1,11 +1,10 @@
 //! `arch image ls`: images (by default), snapshots, or both, filtered by property and status.
 
 use super::kind_of;
-use crate::cmd::output::{emit, table};
+use crate::cmd::rows::{Column, RowWriter};
 use crate::cmd::{Context, Status, parse_key_value};
-use crate::services::images::{self, ImageEntry, Kinds, ListFilter};
+use crate::services::images::{self, Kinds, ListFilter};
 use crate::units::format_size;
-use serde::Serialize;
 
 /// List registered images (snapshots with --snapshots, both with --all).
 #[derive(Debug, clap::Args)]
@@ -27,11 +26,6 @@ pub struct Args {
     pub status: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Report {
-    images: Vec<ImageEntry>,
-}
-
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let filter = ListFilter {
@@ -45,33 +39,29 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         properties: args.properties.clone(),
         status: args.status.clone(),
     };
-    let report = Report {
-        images: images::list(&repo, &filter)?,
-    };
-    emit(ctx, &report, |out| {
-        let rows = report
-            .images
-            .iter()
-            .map(|e| {
-                vec![
-                    e.image.id[..8].to_string(),
-                    kind_of(&e.image).to_string(),
-                    e.image.status.clone(),
-                    format_size(e.image.size),
-                    e.image.name.clone(),
-                    e.object.clone(),
-                ]
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            table(
-                &["id", "kind", "status", "size", "name", "object"],
-                rows,
-                &[3]
-            )
-        )
+    // Streamed: each image is written as it is read.
+    let mut w = RowWriter::start(ctx, "images", COLUMNS)?;
+    images::list(&repo, &filter, &mut |e| {
+        w.row(&e, || {
+            vec![
+                e.image.id[..8].to_string(),
+                kind_of(&e.image).to_string(),
+                e.image.status.clone(),
+                format_size(e.image.size),
+                e.image.name.clone(),
+                e.object.clone(),
+            ]
+        })
     })?;
+    w.finish::<()>(None, None)?;
     Ok(Status::Ok)
 }
+
+const COLUMNS: &[Column] = &[
+    ("id", 8, false),
+    ("kind", 8, false),
+    ("status", 9, false),
+    ("size", 10, true),
+    ("name", 24, false),
+    ("object", 0, false),
+];

@@ -1,10 +1,10 @@
 //! `arch volume ls|info|rm|resize`: volume metadata and lifecycle.
 
-use crate::cmd::output::{emit, key_values, table};
+use crate::cmd::output::{emit, key_values};
+use crate::cmd::rows::{Column, RowWriter};
 use crate::cmd::{Context, Status, parse_size_arg};
 use crate::services::volumes::{self, VolumeInfo};
 use crate::units::format_size;
-use serde::Serialize;
 
 /// List volumes with their size, source and private block count.
 #[derive(Debug, clap::Args)]
@@ -47,43 +47,34 @@ pub struct ResizeArgs {
     pub allow_shrink: bool,
 }
 
-#[derive(Serialize)]
-struct LsReport {
-    volumes: Vec<VolumeInfo>,
-}
-
 pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let report = LsReport {
-        volumes: volumes::list(&repo)?,
-    };
-    emit(ctx, &report, |out| {
-        let rows = report
-            .volumes
-            .iter()
-            .map(|v| {
-                vec![
-                    v.name.clone(),
-                    status_text(v),
-                    format_size(v.size),
-                    v.private_blocks.to_string(),
-                    v.source_object.clone().unwrap_or_else(|| "-".into()),
-                    v.created_at.clone(),
-                ]
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            table(
-                &["name", "status", "size", "private", "source", "created"],
-                rows,
-                &[2, 3]
-            )
-        )
+    // Streamed: each volume is written as it is read.
+    let mut w = RowWriter::start(ctx, "volumes", LS_COLUMNS)?;
+    volumes::list(&repo, &mut |v| {
+        w.row(&v, || {
+            vec![
+                v.name.clone(),
+                status_text(&v),
+                format_size(v.size),
+                v.private_blocks.to_string(),
+                v.source_object.clone().unwrap_or_else(|| "-".into()),
+                v.created_at.clone(),
+            ]
+        })
     })?;
+    w.finish::<()>(None, None)?;
     Ok(Status::Ok)
 }
+
+const LS_COLUMNS: &[Column] = &[
+    ("name", 16, false),
+    ("status", 10, false),
+    ("size", 10, true),
+    ("private", 8, true),
+    ("source", 24, false),
+    ("created", 0, false),
+];
 
 pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;

@@ -244,9 +244,30 @@ impl Db {
     /// for fsck, which reports every invalid version.
     pub fn for_each_version_unchecked(
         &self,
+        full: Option<&str>,
         f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
     ) -> Result<()> {
-        rows::for_each_version(self, None, false, f)
+        rows::for_each_version(self, full, false, f)
+    }
+
+    /// Every current object in name order without the record checks (column types are still
+    /// checked): for fsck, which reports every invalid record.
+    pub fn for_each_object_unchecked(
+        &self,
+        f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let sql = format!("{} ORDER BY o.container, o.name", rows::OBJECT_SELECT);
+        rows::scan_objects_checked(self, &sql, [], false, f)
+    }
+
+    /// Every volume in name order without the record checks (column types are still
+    /// checked): for fsck.
+    pub fn for_each_volume_unchecked(
+        &self,
+        f: &mut dyn FnMut(String, VolumeRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let sql = format!("{} ORDER BY name", rows::VOLUME_SELECT);
+        rows::scan_volumes_checked(self, &sql, [], false, f)
     }
 
     /// Objects whose uuid starts with `prefix` (all of them for an empty prefix), plus the
@@ -355,12 +376,6 @@ impl Db {
         f: &mut dyn FnMut(crate::storage::MapId, String) -> Result<()>,
     ) -> Result<()> {
         rows::for_each_map_reference(self, f)
-    }
-
-    /// Every current object and every volume as one in-memory catalog, the record rules
-    /// checked when `validate`. Only for checks that need every record at once.
-    pub fn load(&self, validate: bool) -> Result<crate::repo::catalog::Catalog> {
-        rows::load(self, validate)
     }
 
     /// Runs SQLite's own consistency check; the problems it reports (empty when sound).

@@ -531,17 +531,3 @@ pub fn for_each_map_reference(
         Ok(true)
     })
 }
-
-/// Every current object and every volume in memory (see [`Db::load`]).
-pub fn load(db: &Db, validate: bool) -> Result<crate::repo::catalog::Catalog> {
-    let mut out = crate::repo::catalog::Catalog::default();
-    scan_objects_checked(db, OBJECT_SELECT, [], validate, &mut |full, rec| {
-        out.objects.insert(full, rec);
-        Ok(true)
-    })?;
-    scan_volumes_checked(db, VOLUME_SELECT, [], validate, &mut |name, rec| {
-        out.volumes.insert(name, rec);
-        Ok(true)
-    })?;
-    Ok(out)
-}

@@ -268,8 +268,13 @@ pub fn info(repo: &Repository, reference: &str) -> Result<ImageEntry> {
     })
 }
 
-/// Images (and/or snapshots) matching `filter`, in object-name order.
-pub fn list(repo: &Repository, filter: &ListFilter) -> Result<Vec<ImageEntry>> {
+/// Images (and/or snapshots) matching `filter`, in object-name order, each passed to `f` as
+/// it is read (streamed: nothing is collected).
+pub fn list(
+    repo: &Repository,
+    filter: &ListFilter,
+    f: &mut dyn FnMut(ImageEntry) -> Result<()>,
+) -> Result<()> {
     let wanted: Vec<(String, String)> = filter
         .properties
         .iter()
@@ -281,7 +286,6 @@ pub fn list(repo: &Repository, filter: &ListFilter) -> Result<Vec<ImageEntry>> {
         .map(|s| check_format("status", s, &["saving", "creating", "available", "error"]))
         .transpose()?
         .map(|s| s.to_ascii_uppercase());
-    let mut out = Vec::new();
     let only_images = ObjectFilter {
         images_only: true,
         ..Default::default()
@@ -302,14 +306,13 @@ pub fn list(repo: &Repository, filter: &ListFilter) -> Result<Vec<ImageEntry>> {
                 })
             });
             if kind && props && status.as_ref().is_none_or(|s| &v.status == s) {
-                out.push(ImageEntry {
+                f(ImageEntry {
                     object: full,
                     image: v,
-                });
+                })?;
             }
             Ok(true)
-        })?;
-    Ok(out)
+        })
 }
 
 /// Changes the display name, properties or visibility of an image.

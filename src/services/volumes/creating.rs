@@ -331,7 +331,7 @@ mod tests {
         let (repo, id) = creating_volume(dir.path());
         let held = repo.lock_volume_exclusive(&id).unwrap();
         assert!(reap_all_abandoned(&repo, false).unwrap().is_empty());
-        assert!(repo.read_catalog().unwrap().volumes.contains_key("v"));
+        assert!(repo.catalog().unwrap().has_volume("v").unwrap());
         drop(held);
         // Another test of this process forking a tool may hold a copy of the lock's file
         // description until its child execs (close-on-exec): wait for that copy to go.
@@ -345,15 +345,12 @@ mod tests {
             reap_all_abandoned(&repo, true).unwrap(),
             vec!["v".to_string()]
         );
-        assert!(
-            repo.read_catalog().unwrap().volumes.contains_key("v"),
-            "dry run"
-        );
+        assert!(repo.catalog().unwrap().has_volume("v").unwrap(), "dry run");
         assert_eq!(
             reap_all_abandoned(&repo, false).unwrap(),
             vec!["v".to_string()]
         );
-        assert!(!repo.read_catalog().unwrap().volumes.contains_key("v"));
+        assert!(!repo.catalog().unwrap().has_volume("v").unwrap());
         assert!(!repo.volume_dir(&id).unwrap().exists());
     }
 }

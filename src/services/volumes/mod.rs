@@ -532,14 +532,13 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
     })
 }
 
-/// Every volume, in name order.
-pub fn list(repo: &Repository) -> Result<Vec<VolumeInfo>> {
-    let mut out = Vec::new();
+/// Every volume, in name order, each described and passed to `f` as it is read (streamed:
+/// nothing is collected).
+pub fn list(repo: &Repository, f: &mut dyn FnMut(VolumeInfo) -> Result<()>) -> Result<()> {
     repo.catalog()?.for_each_volume(&mut |name, rec| {
-        out.push(describe(repo, &name, &rec)?);
+        f(describe(repo, &name, &rec)?)?;
         Ok(true)
-    })?;
-    Ok(out)
+    })
 }
 
 /// One volume.
