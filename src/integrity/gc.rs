@@ -9,7 +9,7 @@
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 
 use super::du::add;
-use super::refs::{live_blocks, load_maps, referenced_maps, temp_entries, volumes_only};
+use super::refs::{live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only};
 use super::volume_files;
 use crate::error::{Error, Result};
 use crate::repo::{CATALOG_LOCK, Repository, lock};
@@ -45,8 +45,8 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     // One read transaction: the maps and volumes are of the same committed state.
     let (maps, catalog) = repo
         .catalog()?
-        .read(|db| Ok((referenced_maps(db)?, volumes_only(db)?)))?;
-    let (loaded, bad) = load_maps(repo, maps.keys());
+        .read(|db| Ok((referenced_map_ids(db)?, volumes_only(db)?)))?;
+    let (loaded, bad) = load_maps(repo, maps.iter());
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {
             path: repo.local_backend().map_path(id),
@@ -63,7 +63,7 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
     };
     let mut doomed_maps: Vec<MapId> = Vec::new();
     repo.backend().for_each_map(&mut |id| {
-        if !maps.contains_key(&id) {
+        if !maps.contains(&id) {
             doomed_maps.push(id);
         }
         Ok(())

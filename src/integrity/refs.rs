@@ -11,20 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A resource that references a map: `object:<name>` or `volume:<name>`.
 pub type ResourceName = String;
 
-/// Every referenced map with the resources that reference it, read in one pass of `catalog`
-/// (call it inside a read transaction for a consistent view): the maps of every kept object
-/// version (`object:<name>`, `object:<name>@<version>` for an old one) and of every volume.
-pub fn referenced_maps(catalog: &Db) -> Result<BTreeMap<MapId, Vec<ResourceName>>> {
-    let mut maps: BTreeMap<MapId, Vec<ResourceName>> = BTreeMap::new();
-    catalog.for_each_map_reference(&mut |map, holder| {
-        maps.entry(map).or_default().push(holder);
-        Ok(())
-    })?;
-    Ok(maps)
-}
-
-/// Every referenced map id, without the resources holding it (memory grows with the distinct
-/// maps, not with the records): see [`holders`] for the few maps a report must name users of.
+/// Every referenced map id, read in one pass of `catalog` (call it inside a read transaction
+/// for a consistent view): the maps of every kept object version and of every volume, without
+/// the resources holding them (memory grows with the distinct maps, not with the records): see [`holders`] for the few maps a report must name users of.
 pub fn referenced_map_ids(catalog: &Db) -> Result<BTreeSet<MapId>> {
     let mut out = BTreeSet::new();
     catalog.for_each_map_reference(&mut |map, _| {
