@@ -1,29 +1,13 @@
 //! Crash tests: `kill -9` of a real `arch` process at random instants, then the repository
 //! must show the old or the new version of the object, complete, and nothing else.
 
-use crate::util::{TestRepo, pseudo_random};
-use std::process::Stdio;
+use crate::util::{TestRepo, pseudo_random, run_and_signal};
 use std::time::{Duration, Instant};
 
-/// Runs `arch args` and kills it after `delay`; returns whether it finished first.
+/// Runs `arch args` and kills it (SIGKILL) after `delay`; returns whether it finished first.
 pub fn run_and_kill(r: &TestRepo, args: &[&str], delay: Duration) -> bool {
-    let mut child = r
-        .cmd()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < delay {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    false
+    use std::os::unix::process::ExitStatusExt;
+    run_and_signal(r, args, delay, libc::SIGKILL).signal() != Some(libc::SIGKILL)
 }
 
 #[test]

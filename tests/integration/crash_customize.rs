@@ -2,42 +2,10 @@
 //! instants never leaves a volume that looks usable but was not customized; SIGTERM during
 //! `get -o`/`volume export -o` leaves no temporary file; `-o` takes a 255-byte file name.
 
-use crate::util::{TestRepo, pseudo_random, stderr};
+use crate::util::{Rng, TestRepo, pseudo_random, run_and_signal, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Runs `arch args`, sends `signal` after `delay` unless it finished; returns its status.
-fn run_and_signal(r: &TestRepo, args: &[&str], delay: Duration, signal: i32) -> ExitStatus {
-    let mut child = r
-        .cmd()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while start.elapsed() < delay {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    // SAFETY: kill(2) on our own child, which is not reaped yet.
-    unsafe { libc::kill(child.id() as i32, signal) };
-    child.wait().unwrap()
-}
 
 /// A repository holding the GPT fixture registered as the Image "GPT"; returns it and the
 /// fixture's rootfs directory (the image's original files).

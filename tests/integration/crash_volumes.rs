@@ -3,19 +3,8 @@
 //! identical, and gc removes whatever the crash left behind.
 
 use crate::crash::run_and_kill;
-use crate::util::{TestRepo, pseudo_random};
+use crate::util::{Rng, TestRepo, pseudo_random};
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn read_all(r: &TestRepo, vol: &str) -> Vec<u8> {
     r.ok(&["volume", "read", vol, "--offset", "0"])

@@ -155,3 +155,42 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A xorshift generator for random instants and offsets in tests (no RNG crate needed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Runs `arch args`, sends `signal` after `delay` unless it finished first; returns its
+/// exit status.
+pub fn run_and_signal(
+    r: &TestRepo,
+    args: &[&str],
+    delay: std::time::Duration,
+    signal: i32,
+) -> std::process::ExitStatus {
+    let mut child = r
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < delay {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    // SAFETY: kill(2) on our own child, which is not reaped yet.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait().unwrap()
+}
