@@ -57,6 +57,9 @@ pub fn list(
     // One pass per pseudo-folder: the folder is emitted, then the scan restarts past every
     // name it covers.
     db.read(|db| {
+        // The folder last emitted: a name inside it that sorts past the restart marker
+        // (`folder` + U+10FFFF, then more U+10FFFF) is skipped, never emitted again.
+        let mut emitted: Option<String> = None;
         while left > 0 {
             let filter = ObjectFilter {
                 container: Some(container.to_string()),
@@ -68,6 +71,12 @@ pub fn list(
             db.for_each_object(&filter, &mut |full, rec| {
                 any = true;
                 let object = &full[container.len() + 1..];
+                if emitted
+                    .as_ref()
+                    .is_some_and(|e| object.starts_with(e.as_str()))
+                {
+                    return Ok(true);
+                }
                 if let Some(d) = &opts.delimiter
                     && let Some(at) = object[opts.prefix.len()..].find(d.as_str())
                 {
@@ -93,6 +102,7 @@ pub fn list(
             f(Listed::Folder(format!("{container}/{folder}")))?;
             // Past every name that starts with the folder.
             marker = Some(format!("{folder}{}", char::MAX));
+            emitted = Some(folder);
         }
         Ok(())
     })?;
@@ -185,5 +195,26 @@ mod tests {
             ["c/a/ (folder)", "c/b"]
         );
         assert!(list(&repo, "nope", &ListOptions::default(), &mut |_| Ok(())).is_err());
+    }
+
+    /// `a/\u{10FFFF}\u{10FFFF}` sorts past the restart marker of folder `a/`: it must not
+    /// bring the folder back (the listing looped forever before).
+    #[test]
+    fn a_name_past_the_folder_marker_does_not_repeat_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path(), 4096).unwrap();
+        for n in ["a/1", "a/\u{10FFFF}\u{10FFFF}", "b"] {
+            let src = Source::Stream {
+                reader: Box::new(std::io::Cursor::new(b"x".to_vec())),
+                label: n.into(),
+            };
+            let name = ObjectName::parse(&format!("c/{n}")).unwrap();
+            put(&repo, src, &name, &PutOptions::default(), &NoProgress).unwrap();
+        }
+        let opts = ListOptions {
+            delimiter: Some("/".into()),
+            ..Default::default()
+        };
+        assert_eq!(names(&repo, opts), ["c/a/ (folder)", "c/b"]);
     }
 }
