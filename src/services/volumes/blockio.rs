@@ -281,7 +281,6 @@ pub fn write_nonzero_pages(f: &File, data: &[u8], offset: u64) -> std::io::Resul
     Ok(())
 }
 
-/// Indexes of the private block files in `epoch_dir` (none when it does not exist).
 /// The block index a private file named `name` holds: canonical decimal only (no sign, no
 /// leading zero), since only `volumes/<id>/<epoch>/<i>` with `i` written so is ever read.
 pub fn parse_block_index(name: &str) -> Option<u64> {

@@ -218,6 +218,7 @@ impl<'a> Served<'a> {
 
     /// Reads `buf.len()` bytes at `offset` (inside the resource).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let mut done = 0usize;
@@ -264,6 +265,26 @@ impl<'a> Served<'a> {
         (slot, true)
     }
 
+    /// Refuses a range that does not lie inside the export (the protocol layer checks it
+    /// first; this keeps the service safe for any caller, without overflow).
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(Error::invalid(format!(
+                "range {offset}+{len} is past the end of {} ({} bytes)",
+                self.name, self.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops the cache slot of `hash`.
+    fn forget(&self, hash: &BlockHash) {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .retain(|(h, _)| h != hash);
+    }
+
     fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
         let mut buf = Vec::new();
         let bs = self.block_size as usize;
@@ -303,7 +324,12 @@ impl<'a> Served<'a> {
         }
         match slot.get_or_init(|| self.load(hash, index).ok()) {
             Some(block) => Ok(block.clone()),
-            None => self.load(hash, index),
+            None => {
+                // The failed slot is dropped, so the next reader loads again instead of
+                // finding an empty slot forever; this reader loads again for its error.
+                self.forget(hash);
+                self.load(hash, index)
+            }
         }
     }
 
@@ -367,15 +393,14 @@ impl<'a> Served<'a> {
                 v.blocks.finish()?;
             }
             Ok(())
-        })?;
-        self.cache.lock().expect("cache lock").clear();
-        Ok(())
+        })
     }
 
     /// Allocation of `[offset, offset + len)` as runs of `(length, reads_as_zeros)`: zero
     /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
     /// caller asks again for the rest).
     pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+        self.check_range(offset, len)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let end = offset + len;
