@@ -164,7 +164,11 @@ impl Repository {
             .map_err(|e| Error::io("read", &cfg_path, e))?;
         let config = Config::parse(root, &text)?;
         let modes = Modes::of_dir(root);
-        create_dir(&root.join(LOCKS_DIR), modes)?;
+        let locks = root.join(LOCKS_DIR);
+        // Created when missing; anything else in its place is reported by the layout check.
+        if fs::symlink_metadata(&locks).is_err() {
+            create_dir(&locks, modes)?;
+        }
         Ok(Repository {
             root: root.to_path_buf(),
             config,

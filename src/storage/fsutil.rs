@@ -56,10 +56,31 @@ impl Modes {
     }
 }
 
-/// Sets the permission bits of `path` (not following a symlink: callers pass paths they made).
+/// Sets the permission bits of `path`, never through a symlink: a link swapped in for an
+/// entry of a shared repository must not let its target's mode be changed (`fchmodat` with
+/// `AT_SYMLINK_NOFOLLOW`, which fails on a link).
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("chmod", path, e))
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("{} holds a NUL byte", path.display())))?;
+    // SAFETY: fchmodat reads a valid NUL-terminated path and touches no memory of ours.
+    let rc = unsafe {
+        libc::fchmodat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// True when `path` is a directory itself, not a symlink to one.
+fn is_real_dir(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
 /// Creates directory `path` (its parent must exist) with `modes.dir()`; an existing
@@ -67,14 +88,14 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 pub fn create_dir(path: &Path, modes: Modes) -> Result<()> {
     match fs::create_dir(path) {
         Ok(()) => set_mode(path, modes.dir()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && is_real_dir(path) => Ok(()),
         Err(e) => Err(Error::io("create directory", path, e)),
     }
 }
 
 /// Creates `path` and its missing parents, each new one with `modes.dir()`.
 pub fn create_dir_all(path: &Path, modes: Modes) -> Result<()> {
-    if path.is_dir() {
+    if is_real_dir(path) {
         return Ok(());
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -466,5 +487,22 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         remove_path(&link).unwrap();
         assert!(target.join("keep").exists() && fs::symlink_metadata(&link).is_err());
+    }
+
+    #[test]
+    fn set_mode_never_changes_a_link_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        fs::write(&target, b"x").unwrap();
+        set_mode(&target, 0o644).unwrap();
+        assert_eq!(mode(&target), 0o644);
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(set_mode(&link, 0o600).is_err());
+        assert_eq!(mode(&target), 0o644);
+        // A linked directory is not taken for an existing directory.
+        let linked_dir = dir.path().join("d");
+        std::os::unix::fs::symlink(dir.path(), &linked_dir).unwrap();
+        assert!(create_dir(&linked_dir, Modes::PRIVATE).is_err());
     }
 }

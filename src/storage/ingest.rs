@@ -177,7 +177,6 @@ pub fn ingest(
         }
     }
     batch.commit()?;
-    entries.retain(|e| !e.1.is_zero());
     let map = BlockMap::from_entries(block_size, size, entries)
         .expect("entries are sorted, inside the size, which is checked against the limit");
     let zero_blocks = map.block_count() - map.data_blocks();
