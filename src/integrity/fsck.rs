@@ -244,46 +244,63 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     })?;
     stored.sort_unstable();
     let present = HashSet32::from_iter(stored.iter().map(|(h, _)| *h));
-    let users = |h: &BlockHash| -> Vec<MapId> {
-        loaded
-            .iter()
-            .filter(|(_, m)| m.entries().iter().any(|e| e.1 == *h))
-            .map(|(id, _)| *id)
-            .collect()
-    };
+    let mut missing: Vec<BlockHash> = Vec::new();
     let mut reported_missing = std::collections::HashSet::new();
     for (_, m) in &loaded {
         for (_, h) in m.entries() {
             if !h.is_zero() && !present.contains(h) && reported_missing.insert(*h) {
-                problems.push(Problem {
-                    kind: "missing_block".into(),
-                    subject: h.to_hex(),
-                    resources: vec![],
-                    message: format!("block {h} is referenced but missing"),
-                });
-                needs.push((problems.len() - 1, users(h)));
+                missing.push(*h);
             }
         }
     }
     let mut blocks_read = 0;
-    if opts.read_data {
-        let corrupt = rehash_all(repo, &stored)?;
+    let corrupt = if opts.read_data {
         blocks_read = stored.len() as u64;
-        for h in corrupt {
-            let users = users(&h);
-            let message = if users.is_empty() {
-                format!("block {h} is corrupt (unreferenced: gc removes it)")
-            } else {
-                format!("block {h} is corrupt: its content does not match its hash")
-            };
-            problems.push(Problem {
-                kind: "corrupt_block".into(),
-                subject: h.to_hex(),
-                resources: vec![],
-                message,
-            });
-            needs.push((problems.len() - 1, users));
+        rehash_all(repo, &stored)?
+    } else {
+        Vec::new()
+    };
+    // The maps using each bad block, in one pass over the maps (not one pass per block).
+    let mut users: std::collections::HashMap<BlockHash, Vec<MapId>> = missing
+        .iter()
+        .chain(&corrupt)
+        .map(|h| (*h, Vec::new()))
+        .collect();
+    if !users.is_empty() {
+        for (id, m) in &loaded {
+            for (_, h) in m.entries() {
+                if let Some(ids) = users.get_mut(h)
+                    && ids.last() != Some(id)
+                {
+                    ids.push(*id);
+                }
+            }
         }
+    }
+    let mut users_of = |h: &BlockHash| users.remove(h).unwrap_or_default();
+    for h in missing {
+        problems.push(Problem {
+            kind: "missing_block".into(),
+            subject: h.to_hex(),
+            resources: vec![],
+            message: format!("block {h} is referenced but missing"),
+        });
+        needs.push((problems.len() - 1, users_of(&h)));
+    }
+    for h in corrupt {
+        let users = users_of(&h);
+        let message = if users.is_empty() {
+            format!("block {h} is corrupt (unreferenced: gc removes it)")
+        } else {
+            format!("block {h} is corrupt: its content does not match its hash")
+        };
+        problems.push(Problem {
+            kind: "corrupt_block".into(),
+            subject: h.to_hex(),
+            resources: vec![],
+            message,
+        });
+        needs.push((problems.len() - 1, users));
     }
     let wanted: BTreeSet<MapId> = needs.iter().flat_map(|(_, ids)| ids.clone()).collect();
     if !wanted.is_empty() {

@@ -179,40 +179,89 @@ fn quarantine_corrupt(
 /// True when the file of `hash` still fails verification: not a regular file, content that
 /// does not hash to its name, a block longer than a block, or a map that does not decode.
 /// False when it is gone or now sound. An error when it cannot be read at all.
+/// A block longer than a block is judged by its length alone: a huge planted file is never read.
 fn still_bad(repo: &Repository, kind: Kind, hash: &BlockHash, path: &Path) -> Result<bool> {
-    let mut file = match open_regular(path) {
+    let file = match open_regular(path) {
         Ok(Some(f)) => f,
         Ok(None) => return Ok(false),
         Err(crate::Error::Corrupt { .. }) => return Ok(true),
         Err(e) => return Err(e),
     };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    let len = file
+        .metadata()
+        .map_err(|e| crate::Error::io("stat", path, e))?
+        .len();
+    if kind == Kind::Block && len > u64::from(repo.block_size()) {
+        return Ok(true);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 26));
+    file.take(len)
+        .read_to_end(&mut bytes)
         .map_err(|e| crate::Error::io("read", path, e))?;
     if BlockHash::of_bytes(&bytes) != *hash {
         return Ok(true);
     }
     Ok(match kind {
-        Kind::Block => bytes.len() > repo.block_size() as usize,
+        Kind::Block => false,
         Kind::Map => BlockMap::decode(&bytes).is_err(),
     })
 }
 
 /// Renames `from` to `quarantine/<kind>s/<hex>` (`.1`, `.2` ... when that name is taken)
-/// and makes the move durable. Returns the new path.
+/// and makes the move durable. Returns the new path. The rename never replaces a file: a
+/// name taken between the probe and the rename (another fsck) moves on to the next one.
 fn move_to_quarantine(repo: &Repository, kind: Kind, hex: &str, from: &Path) -> Result<PathBuf> {
     let dir = repo.root().join(QUARANTINE_DIR).join(kind.dir());
     create_dir_all(&dir, repo.modes())?;
-    let mut to = dir.join(hex);
-    let mut n = 0;
-    while std::fs::symlink_metadata(&to).is_ok() {
-        n += 1;
-        to = dir.join(format!("{hex}.{n}"));
-    }
-    std::fs::rename(from, &to).map_err(|e| crate::Error::io("move to quarantine", from, e))?;
+    let mut n = 0u32;
+    let to = loop {
+        let to = match n {
+            0 => dir.join(hex),
+            n => dir.join(format!("{hex}.{n}")),
+        };
+        match rename_noreplace(from, &to) {
+            Ok(()) => break to,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(crate::Error::io("move to quarantine", from, e)),
+        }
+    };
     sync_dir(&dir)?;
     sync_parent(from)?;
     Ok(to)
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to` (Linux
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, a probe then a rename).
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (cfrom, cto) = (c(from)?, c(to)?);
+    // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
 }
 
 /// Adds to each missing-block problem that the block is in quarantine, and warns about what
@@ -226,17 +275,27 @@ fn note_quarantined(
     let mut held = 0;
     for kind in [Kind::Block, Kind::Map] {
         let dir = root.join(kind.dir());
-        match std::fs::read_dir(&dir) {
-            Ok(entries) => held += entries.count(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(crate::Error::io("list", &dir, e)),
-        }
         let missing = match kind {
             Kind::Block => "missing_block",
             Kind::Map => "missing_map",
         };
+        let mut names = std::collections::HashSet::new();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|e| crate::Error::io("list", &dir, e))?;
+                    held += 1;
+                    // `<hex>` or `<hex>.<n>` (a second copy moved aside later).
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let hex = name.split_once('.').map_or(name.as_str(), |(h, _)| h);
+                    names.insert(hex.to_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::Error::io("list", &dir, e)),
+        }
         for p in problems.iter_mut().filter(|p| p.kind == missing) {
-            if dir.join(&p.subject).exists() {
+            if names.contains(&p.subject) {
                 p.message.push_str(&format!(
                     " (quarantined as corrupt in {QUARANTINE_DIR}/{}/{}: put the original data again to restore it)",
                     kind.dir(),
@@ -291,4 +350,25 @@ fn relative(repo: &Repository, path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rename_noreplace;
+
+    #[test]
+    fn rename_noreplace_never_replaces_and_leaves_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"first").unwrap();
+        std::fs::write(&b, b"second").unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&a).unwrap(), b"first");
+        assert_eq!(std::fs::read(&b).unwrap(), b"second");
+        let c = dir.path().join("c");
+        rename_noreplace(&a, &c).unwrap();
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&c).unwrap(), b"first");
+    }
 }

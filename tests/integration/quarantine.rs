@@ -186,3 +186,34 @@ fn a_corrupt_map_is_quarantined_and_the_same_put_writes_it_again() {
     let (code, report) = fsck_json(&r, &["--read-data"]);
     assert_eq!(code, 0, "{report}");
 }
+
+#[test]
+fn a_block_quarantined_twice_is_still_named_when_only_its_second_copy_remains() {
+    let r = TestRepo::new();
+    let data = pseudo_random(3 * 4096, 21);
+    let src = r.file("data", &data);
+    r.ok(&["put", src.to_str().unwrap(), "c/a"]);
+    let (h, block) = second_block(&r, "c/a");
+    flip_first_byte(&block);
+    r.fails(1, &["fsck", "--read-data", "--repair"]);
+    r.ok(&["put", src.to_str().unwrap(), "c/b"]);
+    let (_, block) = second_block(&r, "c/a");
+    flip_first_byte(&block);
+    r.fails(1, &["fsck", "--read-data", "--repair"]);
+    let first = r.root.join("quarantine/blocks").join(&h);
+    assert!(r.root.join(format!("quarantine/blocks/{h}.1")).is_file());
+    // The user deletes the first copy; the second one still explains the missing block.
+    std::fs::remove_file(first).unwrap();
+    let (code, report) = fsck_json(&r, &[]);
+    assert_eq!(code, 1, "{report}");
+    let missing = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "missing_block" && p["subject"] == h.as_str())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        missing["message"].as_str().unwrap().contains("quarantined"),
+        "{missing}"
+    );
+}
