@@ -273,6 +273,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Large, mostly empty maps: the all-zero subtrees the sparse walk skips span many
+        /// levels and both sides of the power-of-two padding.
+        #[test]
+        fn sparse_top_hash_equals_dense_on_large_sparse_maps(
+            blocks in 1u64..20_000,
+            picks in proptest::collection::vec((0u64..20_000, 1u8..=255), 0..12),
+        ) {
+            let mut dense = vec![BlockHash::ZERO; blocks as usize];
+            for (i, k) in picks {
+                let i = i % blocks;
+                dense[i as usize] = BlockHash::of_bytes(&[k, i as u8, (i >> 8) as u8]);
+            }
+            let entries: Vec<(u64, BlockHash)> = dense
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !h.is_zero())
+                .map(|(i, h)| (i as u64, *h))
+                .collect();
+            proptest::prop_assert_eq!(sparse_top_hash(blocks, &entries), top_hash(&dense));
+        }
+    }
+
     #[test]
     fn sparse_top_hash_of_64_tib_is_cheap() {
         // 2^34 blocks with one data block: ~34 x 2 hashes, not 2^35.
