@@ -80,9 +80,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let prefix = match (&args.prefix, in_path) {
         (Some(p), "") => p.clone(),
         (None, p) => p.to_string(),
-        (Some(_), _) => anyhow::bail!(
-            "the prefix is given twice ('{path}' and --prefix); use one: arch ls {container} --prefix P"
-        ),
+        (Some(_), _) => {
+            return Err(crate::Error::invalid(format!(
+                "the prefix is given twice ('{path}' and --prefix); use one: arch ls {container} --prefix P"
+            ))
+            .into());
+        }
     };
     let opts = ListOptions {
         prefix: prefix.clone(),
