@@ -39,6 +39,12 @@ pub struct Args {
     pub limit: Option<u64>,
 }
 
+/// A folder in a `--delimiter` listing: `{"subdir": "a/"}`.
+#[derive(Serialize)]
+struct Subdir<'a> {
+    subdir: &'a str,
+}
+
 #[derive(Serialize)]
 struct ContainersReport {
     containers: Vec<objects::ContainerEntry>,
@@ -113,7 +119,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let sep = if first { "" } else { "," };
             let doc = match &entry {
                 Listed::Object(o) => serde_json::to_string(o),
-                Listed::Folder(f) => serde_json::to_string(&serde_json::json!({ "subdir": f })),
+                Listed::Folder(f) => serde_json::to_string(&Subdir { subdir: f }),
             }
             .expect("entries serialize");
             write!(out, "{sep}{doc}")

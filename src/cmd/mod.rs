@@ -14,6 +14,7 @@ pub mod history;
 pub mod image;
 pub mod info;
 pub mod init;
+pub mod json;
 pub mod ls;
 pub mod meta;
 pub mod mv;
