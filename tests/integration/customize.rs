@@ -112,7 +112,10 @@ fn image_clone_is_customized_without_root_and_the_image_never_changes() {
     let info = r.json(&["volume", "info", "vm"]);
     // The same customization shape as clone's: the recorded tasks, equal to those clone
     // reported; blocks_changed is only known to the command that ran them.
-    assert_eq!(info["customization"]["tasks"], doc["customization"]["tasks"]);
+    assert_eq!(
+        info["customization"]["tasks"],
+        doc["customization"]["tasks"]
+    );
     assert!(info["customization"]["blocks_changed"].is_null(), "{info}");
     let private = info["private_blocks"].as_u64().unwrap();
     assert!(

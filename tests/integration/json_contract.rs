@@ -1,0 +1,537 @@
+//! The JSON contract (docs/JSON.md): every command's `--json` output, produced by the real
+//! binary, validates against its schema in docs/json/ and writes its keys in the order the
+//! schema lists them; every failure, a refused command line included, prints the error
+//! document on stdout and the message on stderr.
+
+use crate::util::{TestRepo, stderr};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A JSON value that keeps object keys in document order. (`serde_json::Value` sorts them
+/// unless serde_json's `preserve_order` feature is on, and turning that on here would turn
+/// it on in the binary under test too, hiding the very bug this checks for.)
+#[derive(Debug, Clone)]
+enum Ordered {
+    Scalar(serde_json::Value),
+    Array(Vec<Ordered>),
+    Object(Vec<(String, Ordered)>),
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(serde_json::Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Ordered, E> {
+                Ok(Ordered::Scalar(v.into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = a.next_element()? {
+                    out.push(v);
+                }
+                Ok(Ordered::Array(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = a.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(Ordered::Object(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Ordered {
+    fn to_value(&self) -> serde_json::Value {
+        match self {
+            Ordered::Scalar(v) => v.clone(),
+            Ordered::Array(a) => a.iter().map(Ordered::to_value).collect(),
+            Ordered::Object(o) => o.iter().map(|(k, v)| (k.clone(), v.to_value())).collect(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Ordered> {
+        match self {
+            Ordered::Object(o) => o.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Ordered::Scalar(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+const DEFS: &str = "defs.schema.json";
+const BASE: &str = "https://arch.invalid/json/";
+
+/// The schemas of docs/json/ and the ones the test has checked an output against.
+struct Contract {
+    schemas: BTreeMap<String, Ordered>,
+    defs: serde_json::Value,
+    used: RefCell<BTreeSet<String>>,
+}
+
+impl Contract {
+    fn load() -> Contract {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json");
+        let mut schemas = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let Some(stem) = name.strip_suffix(".schema.json") else {
+                panic!("{name}: docs/json holds only NAME.schema.json files");
+            };
+            let doc: Ordered = serde_json::from_slice(&std::fs::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let id = doc.get("$id").and_then(Ordered::str);
+            assert_eq!(id, Some(format!("{BASE}{name}").as_str()), "{name}: $id");
+            schemas.insert(stem.to_string(), doc);
+        }
+        let defs = schemas["defs"].to_value();
+        Contract {
+            schemas,
+            defs,
+            used: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// Parses `stdout` as one JSON document, validates it against `docs/json/<schema>.schema.json`
+    /// and checks its key order; returns it.
+    fn check(&self, schema: &str, stdout: &[u8]) -> serde_json::Value {
+        let text = String::from_utf8_lossy(stdout);
+        let doc: Ordered = serde_json::from_slice(stdout)
+            .unwrap_or_else(|e| panic!("{schema}: not one JSON document ({e}): {text}"));
+        let node = self
+            .schemas
+            .get(schema)
+            .unwrap_or_else(|| panic!("no docs/json/{schema}.schema.json"));
+        let registry = jsonschema::Registry::new()
+            .add(format!("{BASE}{DEFS}"), self.defs.clone())
+            .unwrap()
+            .prepare()
+            .unwrap();
+        let validator = jsonschema::options()
+            .with_registry(&registry)
+            .build(&node.to_value())
+            .unwrap_or_else(|e| panic!("{schema}.schema.json: {e}"));
+        let value = doc.to_value();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{schema}: {errors:#?}\n{text}");
+        self.order(&doc, node, schema, "");
+        self.used.borrow_mut().insert(schema.to_string());
+        value
+    }
+
+    /// The schema node `reference` names: `#/$defs/X` inside defs, `defs.schema.json#/$defs/X`.
+    fn deref(&self, reference: &str) -> &Ordered {
+        let name = reference
+            .strip_prefix("#/$defs/")
+            .or_else(|| reference.strip_prefix("defs.schema.json#/$defs/"))
+            .unwrap_or_else(|| panic!("unsupported $ref {reference}"));
+        self.schemas["defs"]
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .unwrap_or_else(|| panic!("$ref {reference}: no such definition"))
+    }
+
+    fn target<'s>(&'s self, node: &'s Ordered) -> Option<&'s Ordered> {
+        node.get("$ref")
+            .and_then(Ordered::str)
+            .map(|r| self.deref(r))
+    }
+
+    /// The properties `node` declares, in order: those of its `$ref` first, then its own
+    /// (a `$ref` with sibling properties is how a shape extends another, as serde's flatten).
+    fn properties<'s>(&'s self, node: &'s Ordered) -> Vec<(&'s str, &'s Ordered)> {
+        let mut out = self
+            .target(node)
+            .map_or_else(Vec::new, |t| self.properties(t));
+        if let Some(Ordered::Object(props)) = node.get("properties") {
+            out.extend(props.iter().map(|(k, v)| (k.as_str(), v)));
+        }
+        out
+    }
+
+    /// A keyword of `node` or of what its `$ref` names.
+    fn keyword<'s>(&'s self, node: &'s Ordered, key: &str) -> Option<&'s Ordered> {
+        node.get(key)
+            .or_else(|| self.target(node).and_then(|t| self.keyword(t, key)))
+    }
+
+    /// Checks that each object of `doc` writes its keys in the order its schema lists them
+    /// (optional keys may be absent), and that free maps have sorted keys.
+    fn order(&self, doc: &Ordered, node: &Ordered, schema: &str, path: &str) {
+        let branches = self
+            .keyword(node, "anyOf")
+            .or_else(|| self.keyword(node, "oneOf"));
+        if let Some(Ordered::Array(branches)) = branches {
+            // The branch for this value: for an object, the one declaring all its keys.
+            let fits = |b: &Ordered| match doc {
+                Ordered::Object(o) => {
+                    let props = self.properties(b);
+                    let free = self.keyword(b, "additionalProperties");
+                    !props.is_empty() && o.iter().all(|(k, _)| props.iter().any(|p| p.0 == k))
+                        || props.is_empty() && matches!(free, Some(Ordered::Object(_)))
+                }
+                _ => true,
+            };
+            if let Some(b) = branches.iter().find(|b| fits(b)) {
+                self.order(doc, b, schema, path);
+            }
+            return;
+        }
+        match doc {
+            Ordered::Object(entries) => {
+                let props = self.properties(node);
+                if props.is_empty() {
+                    let keys: Vec<&String> = entries.iter().map(|(k, _)| k).collect();
+                    assert!(
+                        keys.is_sorted(),
+                        "{schema}: keys of {path} not sorted: {keys:?}"
+                    );
+                    if let Some(free @ Ordered::Object(_)) =
+                        self.keyword(node, "additionalProperties")
+                    {
+                        for (k, v) in entries {
+                            self.order(v, free, schema, &format!("{path}/{k}"));
+                        }
+                    }
+                    return;
+                }
+                let mut last = None;
+                for (k, v) in entries {
+                    let i = props
+                        .iter()
+                        .position(|p| p.0 == k)
+                        .unwrap_or_else(|| panic!("{schema}: {path}/{k} is not in the schema"));
+                    assert!(
+                        last.is_none_or(|l| l < i),
+                        "{schema}: {path}/{k} is out of the documented order {:?}; keys: {:?}",
+                        props.iter().map(|p| p.0).collect::<Vec<_>>(),
+                        entries.iter().map(|e| &e.0).collect::<Vec<_>>()
+                    );
+                    last = Some(i);
+                    self.order(v, props[i].1, schema, &format!("{path}/{k}"));
+                }
+            }
+            Ordered::Array(items) => {
+                if let Some(item) = self.keyword(node, "items") {
+                    for (i, v) in items.iter().enumerate() {
+                        self.order(v, item, schema, &format!("{path}/{i}"));
+                    }
+                }
+            }
+            Ordered::Scalar(_) => {}
+        }
+    }
+}
+
+/// `arch --json ARGS` in `r`: asserts success, checks stdout against `schema`.
+fn ok(c: &Contract, r: &TestRepo, schema: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    c.check(schema, &r.ok(&all))
+}
+
+/// `arch ARGS` (which include `--json`) fails with exit 2: the error document on stdout,
+/// the same message on stderr; returns the document.
+fn fails(c: &Contract, r: &TestRepo, args: &[&str]) -> serde_json::Value {
+    let out = r.run(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    let doc = c.check("error", &out.stdout);
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(!message.is_empty() && !message.contains('\n'), "{doc}");
+    let head = message.split([';', ':']).next().unwrap();
+    assert!(
+        stderr(&out).contains(head),
+        "{args:?}: stderr does not say {message:?}: {}",
+        stderr(&out)
+    );
+    doc
+}
+
+#[test]
+fn every_command_prints_json_that_matches_its_schema() {
+    let c = Contract::load();
+    let r = TestRepo::new();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    let new_repo = s(&r.path("second"));
+    ok(&c, &r, "init", &["init", &new_repo]);
+
+    let data = r.file("a.raw", &crate::util::pseudo_random(40_000, 1));
+    let a = s(&data);
+    let put = ok(&c, &r, "put", &["put", &a, "images/a.raw"]);
+    ok(&c, &r, "put", &["put", &a, "images/dir/b.raw"]);
+    let got = s(&r.path("got.raw"));
+    ok(&c, &r, "get", &["get", "images/a.raw", "-o", &got]);
+    ok(&c, &r, "ls", &["ls"]);
+    ok(&c, &r, "ls", &["ls", "images"]);
+    let folders = ok(&c, &r, "ls", &["ls", "images", "--delimiter", "/"]);
+    assert_eq!(folders["objects"][1]["subdir"], "images/dir/", "{folders}");
+    let info = ok(&c, &r, "info", &["info", "images/a.raw"]);
+    assert!(info["image"].is_null());
+    ok(
+        &c,
+        &r,
+        "meta",
+        &["meta", "images/a.raw", "--set", "b=2", "--set", "a=1"],
+    );
+    ok(&c, &r, "cp", &["cp", "images/a.raw", "images/c.raw"]);
+    ok(&c, &r, "mv", &["mv", "images/c.raw", "images/d.raw"]);
+    ok(&c, &r, "rm", &["rm", "images/d.raw"]);
+    ok(&c, &r, "hashmap", &["hashmap", "images/a.raw"]);
+    ok(&c, &r, "put", &["put", &got, "images/a.raw"]);
+    ok(&c, &r, "history", &["history", "images/a.raw"]);
+    ok(
+        &c,
+        &r,
+        "restore",
+        &["restore", "images/a.raw", "--version", "1"],
+    );
+    ok(
+        &c,
+        &r,
+        "prune-versions",
+        &["prune-versions", "--keep", "1", "--dry-run"],
+    );
+
+    // An image is the same object in image register, info, ls, modify, mark and unregister.
+    let reg = ok(
+        &c,
+        &r,
+        "image-register",
+        &[
+            "image",
+            "register",
+            "images/a.raw",
+            "--name",
+            "A",
+            "-p",
+            "OSFAMILY=linux",
+        ],
+    );
+    let image = ok(&c, &r, "image-info", &["image", "info", "A"]);
+    let listed = ok(&c, &r, "image-ls", &["image", "ls"]);
+    let info = ok(&c, &r, "info", &["info", "images/a.raw"]);
+    assert_eq!(listed["images"][0], image);
+    assert_eq!(info["image"], image);
+    let mut without_changed = reg.clone();
+    without_changed.as_object_mut().unwrap().remove("changed");
+    assert_eq!(without_changed, image);
+    assert_eq!(image["object"], "images/a.raw");
+    assert_eq!(image["id"], put["uuid"]);
+    ok(
+        &c,
+        &r,
+        "image-modify",
+        &["image", "modify", "A", "--name", "B"],
+    );
+    ok(&c, &r, "image-mark", &["image", "mark", "B", "image"]);
+
+    // A volume's source and customization are the same objects in clone, volume info/ls.
+    let clone = ok(&c, &r, "clone", &["clone", "B", "v1", "--no-customize"]);
+    assert!(clone["customization"].is_null());
+    let vinfo = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert_eq!(vinfo["source"], clone["source"]);
+    assert_eq!(clone["source"]["kind"], "image");
+    assert_eq!(clone["source"]["object"], "images/a.raw");
+    let patch = s(&r.file("patch", b"hello"));
+    ok(
+        &c,
+        &r,
+        "volume-write",
+        &["volume", "write", "v1", "--offset", "4K", &patch],
+    );
+    let read = s(&r.path("read.bin"));
+    ok(
+        &c,
+        &r,
+        "volume-read",
+        &[
+            "volume", "read", "v1", "--offset", "0", "--length", "8K", "-o", &read,
+        ],
+    );
+    ok(&c, &r, "volume-resize", &["volume", "resize", "v1", "64K"]);
+    let snap = ok(&c, &r, "snapshot", &["snapshot", "v1", "s1"]);
+    let from_snap = ok(
+        &c,
+        &r,
+        "clone",
+        &["clone", snap["object"].as_str().unwrap(), "v2"],
+    );
+    assert_eq!(from_snap["source"]["kind"], "snapshot");
+    let raw = s(&r.path("v1.raw"));
+    ok(
+        &c,
+        &r,
+        "volume-export",
+        &["volume", "export", "v1", "-o", &raw],
+    );
+    ok(
+        &c,
+        &r,
+        "volume-import",
+        &["volume", "import", &raw, "v3", "--format", "raw"],
+    );
+    let listed = ok(&c, &r, "volume-ls", &["volume", "ls"]);
+    assert_eq!(
+        listed["volumes"][0],
+        ok(&c, &r, "volume-info", &["volume", "info", "v1"])
+    );
+    assert!(listed["volumes"][2]["source"].is_null(), "{listed}");
+    ok(&c, &r, "volume-rm", &["volume", "rm", "v2"]);
+    ok(&c, &r, "image-mark", &["image", "mark", "B", "snapshot"]);
+    ok(&c, &r, "image-unregister", &["image", "unregister", "B"]);
+
+    // A customized clone of a real partitioned image: the customization shape with and
+    // without blocks_changed.
+    let fx = r.path("fx");
+    let built = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/build.sh"))
+        .arg(&fx)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    r.ok(&["put", &s(&fx.join("mbr-ext4.raw")), "images/mbr.raw"]);
+    r.ok(&["image", "register", "images/mbr.raw", "--name", "M"]);
+    let cust = ok(
+        &c,
+        &r,
+        "clone",
+        &["clone", "M", "web", "--hostname", "web1"],
+    );
+    let tasks = &cust["customization"]["tasks"];
+    assert!(tasks.as_array().is_some_and(|t| !t.is_empty()), "{cust}");
+    assert!(cust["customization"]["blocks_changed"].is_u64(), "{cust}");
+    let web = ok(&c, &r, "volume-info", &["volume", "info", "web"]);
+    assert_eq!(&web["customization"]["tasks"], tasks);
+    ok(
+        &c,
+        &r,
+        "customize",
+        &["customize", "web", "--hostname", "web2"],
+    );
+
+    ok(&c, &r, "du", &["du"]);
+    ok(&c, &r, "fsck", &["fsck"]);
+    ok(&c, &r, "gc", &["gc"]);
+    let gen_dir = s(&r.path("man"));
+    ok(&c, &r, "generate", &["generate", "man", &gen_dir]);
+
+    // Failures, found by the library or by the argument parser.
+    for (args, kind) in [
+        (&["info", "images/none", "--json"][..], "not_found"),
+        (&["info", "a/../b", "--json"], "invalid_name"),
+        (&["--json", "infp"], "usage"),
+        (
+            &["volume", "resize", "v1", "12Q", "--json"],
+            "invalid_argument",
+        ),
+        (&["volume", "info", "--json"], "usage"),
+        (&["volume", "info", "--json", "--bogus", "v1"], "usage"),
+    ] {
+        assert_eq!(fails(&c, &r, args)["error"]["kind"], kind, "{args:?}");
+    }
+
+    // Every documented shape was produced (serve's event lines are not part of it yet).
+    let all: BTreeSet<String> = c.schemas.keys().filter(|k| *k != "defs").cloned().collect();
+    let used = c.used.borrow();
+    let unused: Vec<_> = all.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "schemas no output was checked against: {unused:?}"
+    );
+}
+
+#[test]
+fn without_json_a_refused_command_line_prints_nothing_on_stdout() {
+    let r = TestRepo::new();
+    for args in [&["info", "a/../b"][..], &["infp"], &["put", "--", "--json"]] {
+        let out = r.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
+        assert!(stderr(&out).contains("error:"), "{args:?}");
+    }
+}
+
+#[test]
+fn the_schemas_refuse_a_wrong_document() {
+    let c = Contract::load();
+    let refused = |schema: &str, doc: &[u8]| {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.check(schema, doc);
+        }));
+        assert!(
+            caught.is_err(),
+            "{schema} accepted {}",
+            String::from_utf8_lossy(doc)
+        );
+    };
+    let id = "0f5e2f1c-8c47-4a1e-9d0a-2b8f3e4c5d6a";
+    let good = format!(r#"{{"volume":"v","id":"{id}","private_blocks_freed":0}}"#);
+    c.check("volume-rm", good.as_bytes());
+    // A missing field, an undocumented one, a wrong type, a bad id, a wrong source kind.
+    refused("volume-rm", br#"{"volume":"v","private_blocks_freed":0}"#);
+    refused(
+        "volume-rm",
+        format!(r#"{{"volume":"v","id":"{id}","private_blocks_freed":0,"x":1}}"#).as_bytes(),
+    );
+    refused(
+        "volume-rm",
+        format!(r#"{{"volume":"v","id":"{id}","private_blocks_freed":"0"}}"#).as_bytes(),
+    );
+    refused(
+        "volume-rm",
+        br#"{"volume":"v","id":"nope","private_blocks_freed":0}"#,
+    );
+    refused(
+        "clone",
+        format!(r#"{{"volume":"v","id":"{id}","size":1,"source":{{"kind":"volume","id":"{id}","object":null}},"customization":null}}"#).as_bytes(),
+    );
+    refused("error", br#"{"error":{"kind":"whatever","message":"m"}}"#);
+}
+
+#[test]
+fn the_order_check_catches_keys_out_of_order() {
+    let c = Contract::load();
+    let sorted = br#"{"blocks_changed": null, "tasks": []}"#;
+    let doc: Ordered = serde_json::from_slice(sorted).unwrap();
+    let node = c.deref("#/$defs/customization");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.order(&doc, node, "test", "")
+    }));
+    assert!(caught.is_err(), "alphabetical order was accepted");
+    let right: Ordered = serde_json::from_slice(br#"{"tasks": [], "blocks_changed": 3}"#).unwrap();
+    c.order(&right, node, "test", "");
+}
