@@ -255,7 +255,10 @@ mod tests {
         let err = crate::cli::Cli::try_parse_from(["arch", "infp"]).unwrap_err();
         let msg = usage_error_message(&err);
         assert!(msg.starts_with("unrecognized subcommand 'infp'"), "{msg}");
-        assert!(msg.contains("tip: a similar subcommand exists: 'info'"), "{msg}");
+        assert!(
+            msg.contains("tip: a similar subcommand exists: 'info'"),
+            "{msg}"
+        );
         assert!(!msg.contains("Usage:") && !msg.contains('\n'), "{msg}");
         assert_eq!(usage_error_kind(&err), "usage");
         let err = crate::cli::Cli::try_parse_from(["arch", "cp"]).unwrap_err();
@@ -265,8 +268,8 @@ mod tests {
         );
         let err = crate::cli::Cli::try_parse_from(["arch", "info", "a/../b"]).unwrap_err();
         assert_eq!(usage_error_kind(&err), "invalid_name");
-        let err = crate::cli::Cli::try_parse_from(["arch", "volume", "resize", "v", "12Q"])
-            .unwrap_err();
+        let err =
+            crate::cli::Cli::try_parse_from(["arch", "volume", "resize", "v", "12Q"]).unwrap_err();
         assert_eq!(usage_error_kind(&err), "invalid_argument");
     }
 
