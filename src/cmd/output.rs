@@ -103,6 +103,9 @@ pub fn report_error(ctx: &Context, err: &anyhow::Error) -> ExitCode {
     let broken_pipe = err.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            // A JSON document cut short by the reader (`arch volume info --json | head -1`).
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
             || matches!(
                 c.downcast_ref::<crate::Error>(),
                 Some(crate::Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe

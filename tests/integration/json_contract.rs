@@ -535,3 +535,25 @@ fn the_order_check_catches_keys_out_of_order() {
     let right: Ordered = serde_json::from_slice(br#"{"tasks": [], "blocks_changed": 3}"#).unwrap();
     c.order(&right, node, "test", "");
 }
+
+#[test]
+fn a_reader_that_closed_the_pipe_is_not_an_error() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let r = TestRepo::new();
+    let data = r.file("a", b"abc");
+    r.ok(&["put", data.to_str().unwrap(), "x/a"]);
+    for args in [
+        &["--json", "info", "x/a"][..],
+        &["info", "x/a"],
+        &["--json", "ls", "x"],
+    ] {
+        // stdout is a pipe whose read end is already closed: every write fails with EPIPE.
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        drop(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        let write_end = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        let out = r.cmd().args(args).stdout(write_end).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}
