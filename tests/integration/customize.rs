@@ -173,7 +173,7 @@ fn image_clone_is_customized_without_root_and_the_image_never_changes() {
     // A Snapshot's clone runs no task: it reads exactly the snapshot.
     r.ok(&["image", "mark", "GPT", "snapshot"]);
     let plain = r.json(&["clone", "GPT", "plain"]);
-    assert!(plain.get("customization").is_none(), "{plain}");
+    assert!(plain["customization"].is_null(), "{plain}");
     let out = dir.join("plain.raw");
     r.ok(&["volume", "export", "plain", "-o", out.to_str().unwrap()]);
     assert!(std::fs::read(&out).unwrap() == r.ok(&["get", "images/gpt.raw"]));
