@@ -557,3 +557,39 @@ fn a_reader_that_closed_the_pipe_is_not_an_error() {
         assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_documented_error_kinds_are_the_ones_arch_uses() {
+    // The library's kinds, read from `Error::kind` in src/error.rs, plus those the CLI edge
+    // adds (src/cmd/output.rs): a refused command line, and an error of no library kind.
+    let src = include_str!("../../src/error.rs");
+    let body = &src[src.find("pub fn kind(&self)").expect("Error::kind")..];
+    let body = &body[..body.find("\n    }\n").unwrap()];
+    let mut used: BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.split("=> \"").nth(1))
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    assert!(used.contains("not_found") && used.len() > 15, "{used:?}");
+    used.extend(["usage", "invalid_argument", "io", "other"].map(String::from));
+    let c = Contract::load();
+    let schema = c.schemas["error"].to_value();
+    let documented: BTreeSet<String> = schema["properties"]["error"]["properties"]["kind"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        used, documented,
+        "docs/json/error.schema.json and docs/JSON.md"
+    );
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/JSON.md")).unwrap();
+    for k in &documented {
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/JSON.md does not list {k}"
+        );
+    }
+}
