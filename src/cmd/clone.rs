@@ -48,15 +48,10 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             args.volume, old.pid, old.host, old.operation, old.started
         );
     }
-    if let Some(c) = &report.customization {
-        if ctx.json {
-            let doc = serde_json::json!({ "clone": &report, "customization": c });
-            emit(ctx, &doc, |_| Ok(()))?;
-            return Ok(Status::Ok);
-        }
+    if let (Some(c), false) = (&report.customization, ctx.json) {
         super::customize::render(ctx, c)?;
     }
-    emit(ctx, &report, |out| {
+    emit(ctx, &super::json::Cloned::new(&report), |out| {
         writeln!(
             out,
             "{}",

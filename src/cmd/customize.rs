@@ -82,7 +82,11 @@ pub struct Args {
 
 /// Prints the task table of a customization.
 pub fn render(ctx: &Context, report: &CustomizeReport) -> anyhow::Result<()> {
-    emit(ctx, report, |out| {
+    let doc = super::json::Customized {
+        volume: &report.volume,
+        customization: super::json::Customization::ran(report),
+    };
+    emit(ctx, &doc, |out| {
         let rows = report
             .tasks
             .iter()

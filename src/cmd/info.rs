@@ -25,7 +25,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let info = objects::info(&repo, &args.name, args.version)?;
-    emit(ctx, &info, |out| {
+    emit(ctx, &super::json::Object::new(&info), |out| {
         let mut rows = vec![
             ("name", info.name.clone()),
             ("kind", info.kind.clone()),

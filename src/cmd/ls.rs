@@ -39,6 +39,12 @@ pub struct Args {
     pub limit: Option<u64>,
 }
 
+/// A folder in a `--delimiter` listing: `{"subdir": "a/"}`.
+#[derive(Serialize)]
+struct Subdir<'a> {
+    subdir: &'a str,
+}
+
 #[derive(Serialize)]
 struct ContainersReport {
     containers: Vec<objects::ContainerEntry>,
@@ -80,9 +86,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let prefix = match (&args.prefix, in_path) {
         (Some(p), "") => p.clone(),
         (None, p) => p.to_string(),
-        (Some(_), _) => anyhow::bail!(
-            "the prefix is given twice ('{path}' and --prefix); use one: arch ls {container} --prefix P"
-        ),
+        (Some(_), _) => {
+            return Err(crate::Error::invalid(format!(
+                "the prefix is given twice ('{path}' and --prefix); use one: arch ls {container} --prefix P"
+            ))
+            .into());
+        }
     };
     let opts = ListOptions {
         prefix: prefix.clone(),
@@ -110,7 +119,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let sep = if first { "" } else { "," };
             let doc = match &entry {
                 Listed::Object(o) => serde_json::to_string(o),
-                Listed::Folder(f) => serde_json::to_string(&serde_json::json!({ "subdir": f })),
+                Listed::Folder(f) => serde_json::to_string(&Subdir { subdir: f }),
             }
             .expect("entries serialize");
             write!(out, "{sep}{doc}")

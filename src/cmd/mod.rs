@@ -14,6 +14,7 @@ pub mod history;
 pub mod image;
 pub mod info;
 pub mod init;
+pub mod json;
 pub mod ls;
 pub mod meta;
 pub mod mv;
@@ -92,8 +93,7 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+            return output::report_usage_error(output::json_requested(std::env::args_os()), &e);
         }
     };
     let ctx = Context::from_cli(&cli);
@@ -164,6 +164,8 @@ pub fn parse_size_arg(s: &str) -> Result<u64, String> {
 }
 
 /// Parses `container/object` (clap value parser).
-pub fn parse_object_name(s: &str) -> Result<crate::services::names::ObjectName, String> {
-    crate::services::names::ObjectName::parse(s).map_err(|e| e.to_string())
+/// The library error is kept (not turned into text) so that a `--json` usage error reports
+/// its kind (`invalid_name`).
+pub fn parse_object_name(s: &str) -> Result<crate::services::names::ObjectName, crate::Error> {
+    crate::services::names::ObjectName::parse(s)
 }

@@ -62,6 +62,8 @@ pub struct ObjectInfo {
     pub created: String,
     pub modified: String,
     pub meta: BTreeMap<String, String>,
+    /// Written by `cmd::json::Object` in the image shape shared with `image info`.
+    #[serde(skip)]
     pub image: Option<ImageView>,
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod images;
 mod integrity;
+mod json_contract;
 mod migration;
 mod objects;
 mod packaging;

@@ -2,6 +2,7 @@
 
 use super::register::visibility;
 use super::{kind_of, write_image};
+use crate::cmd::json::ImageChanged;
 use crate::cmd::output::emit;
 use crate::cmd::{Context, Status, parse_key_value};
 use crate::services::images::{self, ModifyOptions};
@@ -87,7 +88,7 @@ pub fn run_modify(ctx: &Context, args: &ModifyArgs) -> anyhow::Result<Status> {
         is_public: visibility(args.public, args.private),
     };
     let report = images::modify(&repo, &args.reference, &opts)?;
-    emit(ctx, &report, |out| {
+    emit(ctx, &ImageChanged::new(&report), |out| {
         write_image(out, &report.object, &report.image)
     })?;
     Ok(Status::Ok)
@@ -96,7 +97,7 @@ pub fn run_modify(ctx: &Context, args: &ModifyArgs) -> anyhow::Result<Status> {
 pub fn run_mark(ctx: &Context, args: &MarkArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let report = images::mark(&repo, &args.reference, args.mark_as == MarkAs::Snapshot)?;
-    emit(ctx, &report, |out| {
+    emit(ctx, &ImageChanged::new(&report), |out| {
         let state = if report.changed {
             "is now a"
         } else {

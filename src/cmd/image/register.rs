@@ -1,6 +1,7 @@
 //! `arch image register NAME --name DISPLAY ...`: make an object an image or a snapshot.
 
 use super::{kind_of, write_image};
+use crate::cmd::json::ImageChanged;
 use crate::cmd::output::emit;
 use crate::cmd::{Context, Status, parse_key_value};
 use crate::services::images::{self, RegisterOptions};
@@ -56,7 +57,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         checksum: args.checksum.clone(),
     };
     let report = images::register(&repo, &args.name, &opts)?;
-    emit(ctx, &report, |out| {
+    emit(ctx, &ImageChanged::new(&report), |out| {
         writeln!(
             out,
             "registered {} as {} {}",

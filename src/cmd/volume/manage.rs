@@ -1,5 +1,6 @@
 //! `arch volume ls|info|rm|resize`: volume metadata and lifecycle.
 
+use crate::cmd::json::Volume;
 use crate::cmd::output::{emit, key_values};
 use crate::cmd::rows::{Column, RowWriter};
 use crate::cmd::{Context, Status, parse_size_arg};
@@ -52,7 +53,7 @@ pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
     // Streamed: each volume is written as it is read.
     let mut w = RowWriter::start(ctx, "volumes", LS_COLUMNS)?;
     volumes::list(&repo, &mut |v| {
-        w.row(&v, || {
+        w.row(&Volume::new(&v), || {
             vec![
                 v.name.clone(),
                 status_text(&v),
@@ -79,7 +80,7 @@ const LS_COLUMNS: &[Column] = &[
 pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let v = volumes::info(&repo, &args.volume)?;
-    emit(ctx, &v, |out| {
+    emit(ctx, &Volume::new(&v), |out| {
         let mut rows = vec![
             ("name", v.name.clone()),
             ("id", v.id.clone()),

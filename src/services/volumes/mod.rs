@@ -454,7 +454,10 @@ pub struct VolumeInfo {
     /// While `status` is `creating`: who creates it and whether that process still runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creation: Option<creating::CreationState>,
+    /// Written by `cmd::json::Volume` as one `source` object (shared with `clone`).
+    #[serde(skip)]
     pub source: Option<String>,
+    #[serde(skip)]
     pub source_object: Option<String>,
     pub created_at: String,
     pub modified_at: String,
@@ -466,6 +469,8 @@ pub struct VolumeInfo {
     pub shared_blocks: u64,
     /// Blocks that read as zeros and are stored nowhere.
     pub zero_blocks: u64,
+    /// Written by `cmd::json::Volume` in the `customization` shape shared with `clone`.
+    #[serde(skip)]
     pub customization: Vec<TaskRecord>,
 }
 
