@@ -71,9 +71,19 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let rows = r
                 .extents
                 .iter()
-                .map(|e| vec![e.offset.to_string(), e.length.to_string(), e.kind.to_string()])
+                .map(|e| {
+                    vec![
+                        e.offset.to_string(),
+                        e.length.to_string(),
+                        e.kind.to_string(),
+                    ]
+                })
                 .collect();
-            writeln!(out, "{}", table(&["offset", "length", "type"], rows, &[0, 1]))?;
+            writeln!(
+                out,
+                "{}",
+                table(&["offset", "length", "type"], rows, &[0, 1])
+            )?;
         }
         writeln!(out, "{}", stat_line())
     })?;

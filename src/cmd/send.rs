@@ -79,7 +79,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
 fn summary(r: &SendReport) -> String {
     let mut s = String::new();
     for res in &r.resources {
-        s.push_str(&format!("sent {} {} ({})\n", res.kind, res.name, format_size(res.bytes)));
+        s.push_str(&format!(
+            "sent {} {} ({})\n",
+            res.kind,
+            res.name,
+            format_size(res.bytes)
+        ));
     }
     s.push_str(&format!(
         "{} blocks sent ({}), {} left out (the receiver has them), {} maps; stream {}\n",

@@ -96,7 +96,11 @@ fn reordered_records_and_trailing_bytes_are_refused() {
 
 #[test]
 fn hostile_lengths_allocate_nothing_they_do_not_receive() {
-    let mut b = StreamWriter::new(Vec::new(), BS).unwrap().finish().unwrap().0;
+    let mut b = StreamWriter::new(Vec::new(), BS)
+        .unwrap()
+        .finish()
+        .unwrap()
+        .0;
     b.truncate(HEADER_LEN);
     // A resource claiming 256 MiB with 3 bytes behind it: truncation, no 256 MiB buffer.
     b.push(TAG_RESOURCE);
@@ -120,7 +124,12 @@ fn header_checks_magic_version_and_block_size() {
     assert!(read_all(&v2).unwrap_err().to_string().contains("version 2"));
     let mut bs = bytes.clone();
     bs[12..16].copy_from_slice(&1000u32.to_le_bytes());
-    assert!(read_all(&bs).unwrap_err().to_string().contains("block size"));
+    assert!(
+        read_all(&bs)
+            .unwrap_err()
+            .to_string()
+            .contains("block size")
+    );
     assert!(
         read_all(b"ARCHMAP\0xxxxxxxx")
             .unwrap_err()

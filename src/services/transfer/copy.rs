@@ -60,13 +60,16 @@ pub fn copy(
     }
     let (writer, mut reader) = pipe(4);
     let (sent, received) = std::thread::scope(|scope| {
-        let sender = scope.spawn(|| send(src, specs, &Destination(dest), writer, progress));
+        // The writer is dropped as the sender ends, so the receiver sees the end of input.
+        let sender = scope.spawn(|| {
+            send(src, specs, &Destination(dest), writer, progress).map(|(report, _)| report)
+        });
         let received = receive(dest, &mut reader, renames, &NoProgress);
         drop(reader);
         (sender.join().expect("sender panicked"), received)
     });
     let sent = match (sent, &received) {
-        (Ok((report, _)), _) => report,
+        (Ok(report), _) => report,
         // The receiver's refusal explains a sender that found the pipe closed.
         (Err(Error::Io { source, .. }), Err(_))
             if source.kind() == std::io::ErrorKind::BrokenPipe =>

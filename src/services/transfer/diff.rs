@@ -146,14 +146,34 @@ mod tests {
     fn ranges_are_merged_and_typed() {
         let a = content(10 * 4096, &[(0, 1), (1, 2), (2, 3), (5, 4)], &[]);
         // Block 1 changed, 2 zeroed by a private block, 5 gone, 7 new; 0 the same.
-        let b = content(10 * 4096, &[(0, 1), (1, 9), (5, 4), (7, 8)], &[(2, 0), (5, 0)]);
+        let b = content(
+            10 * 4096,
+            &[(0, 1), (1, 9), (5, 4), (7, 8)],
+            &[(2, 0), (5, 0)],
+        );
         assert_eq!(
             compare(&a, &b),
             vec![
-                DiffExtent { offset: 4096, length: 4096, kind: "data" },
-                DiffExtent { offset: 8192, length: 4096, kind: "zero" },
-                DiffExtent { offset: 5 * 4096, length: 4096, kind: "zero" },
-                DiffExtent { offset: 7 * 4096, length: 4096, kind: "data" },
+                DiffExtent {
+                    offset: 4096,
+                    length: 4096,
+                    kind: "data"
+                },
+                DiffExtent {
+                    offset: 8192,
+                    length: 4096,
+                    kind: "zero"
+                },
+                DiffExtent {
+                    offset: 5 * 4096,
+                    length: 4096,
+                    kind: "zero"
+                },
+                DiffExtent {
+                    offset: 7 * 4096,
+                    length: 4096,
+                    kind: "data"
+                },
             ]
         );
         assert!(compare(&a, &a).is_empty());
@@ -165,7 +185,11 @@ mod tests {
         let b = content(4096 + 100, &[(1, 2)], &[]);
         assert_eq!(
             compare(&a, &b),
-            vec![DiffExtent { offset: 4096, length: 100, kind: "data" }]
+            vec![DiffExtent {
+                offset: 4096,
+                length: 100,
+                kind: "data"
+            }]
         );
     }
 

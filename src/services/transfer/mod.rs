@@ -75,7 +75,9 @@ pub fn resolve_target(cat: &Db, spec: &str) -> Result<Target> {
         && !cat.has_object(spec)?
     {
         let version: u64 = v.parse().map_err(|_| {
-            Error::invalid(format!("'{spec}': version {v} is not a number that arch keeps"))
+            Error::invalid(format!(
+                "'{spec}': version {v} is not a number that arch keeps"
+            ))
         })?;
         let name = resolve(cat, base, Among::Resources)?;
         let record =

@@ -109,20 +109,18 @@ pub fn receive(
                 maps.insert(id, map);
             }
             Record::Resource(json) => {
-                let r: WireResource = serde_json::from_slice(&json).map_err(|e| {
-                    Error::BadStream {
+                let r: WireResource =
+                    serde_json::from_slice(&json).map_err(|e| Error::BadStream {
                         reason: format!("resource record {} is not valid: {e}", resources.len()),
-                    }
-                })?;
+                    })?;
                 resources.push(r);
             }
             Record::End => break,
         }
     }
     report.stream_bytes = reader.bytes();
-    let present = |h: &BlockHash| -> Result<bool> {
-        Ok(in_stream.contains(h) || backend.has_block(h)?)
-    };
+    let present =
+        |h: &BlockHash| -> Result<bool> { Ok(in_stream.contains(h) || backend.has_block(h)?) };
     let plan = plan(repo, resources, renames, &maps, &present)?;
     batch.commit()?;
     let mut written_maps = HashSet::new();
@@ -355,7 +353,12 @@ fn volume_id_used(cat: &Db, id: &str) -> Result<bool> {
 
 /// Writes the private blocks of a received volume into `volumes/<id>/1/` from the store
 /// (every block is there: the batch committed), durably.
-fn write_private(repo: &Repository, p: &Plan, id: &str, private: &[(u64, BlockHash)]) -> Result<()> {
+fn write_private(
+    repo: &Repository,
+    p: &Plan,
+    id: &str,
+    private: &[(u64, BlockHash)],
+) -> Result<()> {
     let Planned::Volume { record, .. } = &p.what else {
         return Ok(());
     };

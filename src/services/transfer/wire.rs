@@ -35,9 +35,7 @@ impl WireResource {
     pub fn kind(&self) -> &'static str {
         match self {
             WireResource::Volume { .. } => "volume",
-            WireResource::Object { record, .. } => {
-                crate::services::images::resource_kind(record)
-            }
+            WireResource::Object { record, .. } => crate::services::images::resource_kind(record),
         }
     }
 }
