@@ -27,7 +27,7 @@ fn receive_killed_at_any_instant_is_all_or_nothing() {
         probe.ok(&["receive", s]);
         t.elapsed().as_micros() as u64 + 1
     };
-    let mut rng = Rng(0x5EED_0F_C0FFEE);
+    let mut rng = Rng(0x5EED_0FC0_FFEE);
     let (mut killed, mut applied) = (0, 0);
     for trial in 0..32u64 {
         let r = TestRepo::new();
