@@ -339,3 +339,21 @@ fn rollback_restores_the_snapshot_and_refuses_others_and_busy_volumes() {
     drop(lock);
     no_damage(&r);
 }
+
+#[test]
+fn send_to_stdout_pipes_into_receive() {
+    let a = populated();
+    let out = a.run(&["send", "files/a.bin", "images/os.raw"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blocks sent"), "{}", stderr(&out));
+    let e = a.fails(2, &["--json", "send", "files/a.bin"]);
+    assert!(e.contains("--json needs -o FILE"), "{e}");
+    let b = TestRepo::new();
+    let got = b.run_stdin(
+        &["receive", "--rename", "files/a.bin=other/b.bin"],
+        &out.stdout,
+    );
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(b.ok(&["get", "other/b.bin"]), a.ok(&["get", "files/a.bin"]));
+    assert_eq!(b.json(&["image", "info", "OS"])["name"], "OS");
+}

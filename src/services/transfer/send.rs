@@ -101,6 +101,16 @@ pub fn send<W: Write>(
         let name = match &t {
             Target::Volume { name, record } => {
                 refuse_creating(name, record)?;
+                // A served volume changes under the sender: its snapshot is what to send.
+                if let Some(server) = volumes::served::server_of(repo, &record.id)? {
+                    return Err(Error::Served {
+                        name: name.clone(),
+                        server: server.describe(),
+                        fix: format!(
+                            "send a snapshot of it instead (`arch snapshot {name} NAME`, then                              `arch send snapshots/NAME`), or stop the server first"
+                        ),
+                    });
+                }
                 name.clone()
             }
             Target::Object { name, .. } => name.clone(),
