@@ -226,3 +226,6 @@ pub fn renames(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
