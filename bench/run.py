@@ -637,6 +637,8 @@ def suite_catalog(work, reps):
 
 SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": suite_volumes,
           "sizes": suite_sizes, "serve": suite_serve, "catalog": suite_catalog}
+# Issue 15 (send/receive/copy): its suite lives in bench/suite_send.py.
+SUITES["send"] = lambda work, reps: __import__("suite_send").suite_send(work, reps, sys.modules[__name__])
 
 
 def versions():

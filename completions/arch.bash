@@ -19,11 +19,17 @@ _arch() {
             arch,clone)
                 cmd="arch__subcmd__clone"
                 ;;
+            arch,copy)
+                cmd="arch__subcmd__copy"
+                ;;
             arch,cp)
                 cmd="arch__subcmd__cp"
                 ;;
             arch,customize)
                 cmd="arch__subcmd__customize"
+                ;;
+            arch,diff)
+                cmd="arch__subcmd__diff"
                 ;;
             arch,du)
                 cmd="arch__subcmd__du"
@@ -73,11 +79,17 @@ _arch() {
             arch,put)
                 cmd="arch__subcmd__put"
                 ;;
+            arch,receive)
+                cmd="arch__subcmd__receive"
+                ;;
             arch,restore)
                 cmd="arch__subcmd__restore"
                 ;;
             arch,rm)
                 cmd="arch__subcmd__rm"
+                ;;
+            arch,send)
+                cmd="arch__subcmd__send"
                 ;;
             arch,serve)
                 cmd="arch__subcmd__serve"
@@ -109,11 +121,17 @@ _arch() {
             arch__subcmd__help,clone)
                 cmd="arch__subcmd__help__subcmd__clone"
                 ;;
+            arch__subcmd__help,copy)
+                cmd="arch__subcmd__help__subcmd__copy"
+                ;;
             arch__subcmd__help,cp)
                 cmd="arch__subcmd__help__subcmd__cp"
                 ;;
             arch__subcmd__help,customize)
                 cmd="arch__subcmd__help__subcmd__customize"
+                ;;
+            arch__subcmd__help,diff)
+                cmd="arch__subcmd__help__subcmd__diff"
                 ;;
             arch__subcmd__help,du)
                 cmd="arch__subcmd__help__subcmd__du"
@@ -163,11 +181,17 @@ _arch() {
             arch__subcmd__help,put)
                 cmd="arch__subcmd__help__subcmd__put"
                 ;;
+            arch__subcmd__help,receive)
+                cmd="arch__subcmd__help__subcmd__receive"
+                ;;
             arch__subcmd__help,restore)
                 cmd="arch__subcmd__help__subcmd__restore"
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
+                ;;
+            arch__subcmd__help,send)
+                cmd="arch__subcmd__help__subcmd__send"
                 ;;
             arch__subcmd__help,serve)
                 cmd="arch__subcmd__help__subcmd__serve"
@@ -222,6 +246,9 @@ _arch() {
                 ;;
             arch__subcmd__help__subcmd__volume,rm)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__rm"
+                ;;
+            arch__subcmd__help__subcmd__volume,rollback)
+                cmd="arch__subcmd__help__subcmd__volume__subcmd__rollback"
                 ;;
             arch__subcmd__help__subcmd__volume,write)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__write"
@@ -292,6 +319,9 @@ _arch() {
             arch__subcmd__volume,rm)
                 cmd="arch__subcmd__volume__subcmd__rm"
                 ;;
+            arch__subcmd__volume,rollback)
+                cmd="arch__subcmd__volume__subcmd__rollback"
+                ;;
             arch__subcmd__volume,write)
                 cmd="arch__subcmd__volume__subcmd__write"
                 ;;
@@ -319,6 +349,9 @@ _arch() {
             arch__subcmd__volume__subcmd__help,rm)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__rm"
                 ;;
+            arch__subcmd__volume__subcmd__help,rollback)
+                cmd="arch__subcmd__volume__subcmd__help__subcmd__rollback"
+                ;;
             arch__subcmd__volume__subcmd__help,write)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__write"
                 ;;
@@ -329,7 +362,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -382,6 +415,36 @@ _arch() {
                     return 0
                     ;;
                 --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__copy)
+            opts="-R -q -h -V --to --rename --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rename)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -453,6 +516,28 @@ _arch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__diff)
+            opts="-R -q -h -V --stat --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -717,7 +802,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -731,6 +816,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__copy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -759,6 +858,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__customize)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1108,6 +1221,20 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__receive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1123,6 +1250,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1165,7 +1306,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume)
-            opts="write read ls info rm resize export import"
+            opts="write read ls info rm resize export import rollback"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1263,6 +1404,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__volume__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1836,6 +1991,32 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__receive)
+            opts="-R -q -h -V --rename --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --rename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__restore)
             opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1869,6 +2050,40 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__send)
+            opts="-o -R -q -h -V --base --output --force --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1945,7 +2160,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm resize export import help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm resize export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2001,7 +2216,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help)
-            opts="write read ls info rm resize export import help"
+            opts="write read ls info rm resize export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2113,6 +2328,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__volume__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2272,6 +2501,28 @@ _arch() {
             ;;
         arch__subcmd__volume__subcmd__rm)
             opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__volume__subcmd__rollback)
+            opts="-R -q -h -V --force --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -62,6 +62,10 @@ pub enum Command {
     Serve(cmd::serve::Args),
     Volume(cmd::volume::Args),
     Customize(cmd::customize::Args),
+    Send(cmd::send::Args),
+    Receive(cmd::receive::Args),
+    Copy(cmd::copy::Args),
+    Diff(cmd::diff::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
 }

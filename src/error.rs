@@ -107,6 +107,12 @@ pub enum Error {
         changes: String,
         cause: Box<Error>,
     },
+    /// A send stream that is truncated, reordered, corrupt or hostile (see docs/FORMAT.md
+    /// "Send streams"); refused before anything it holds becomes visible.
+    #[error(
+        "not a valid arch stream: {reason}; nothing was received (the repository is as it was). Send it again, or check what produced it"
+    )]
+    BadStream { reason: String },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -171,6 +177,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::InTask { source, .. } => source.kind(),
             Error::PartialWrite { .. } => "partial_write",
+            Error::BadStream { .. } => "bad_stream",
         }
     }
 }

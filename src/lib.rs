@@ -13,6 +13,7 @@ pub mod progress;
 pub mod repo;
 pub mod services;
 pub mod storage;
+pub mod stream;
 pub mod time;
 pub mod units;
 

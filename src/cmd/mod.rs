@@ -2,8 +2,10 @@
 //! context (repository discovery, output mode, progress) and exit codes.
 
 pub mod clone;
+pub mod copy;
 pub mod cp;
 pub mod customize;
+pub mod diff;
 pub mod du;
 pub mod fsck;
 pub mod gc;
@@ -21,8 +23,10 @@ pub mod mv;
 pub mod output;
 pub mod progress_bar;
 pub mod put;
+pub mod receive;
 pub mod rm;
 pub mod rows;
+pub mod send;
 pub mod serve;
 pub mod snapshot;
 pub mod volume;
@@ -148,6 +152,10 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Volume(a) => volume::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
         Command::Customize(a) => customize::run(ctx, a),
+        Command::Send(a) => send::run(ctx, a),
+        Command::Receive(a) => receive::run(ctx, a),
+        Command::Copy(a) => copy::run(ctx, a),
+        Command::Diff(a) => diff::run(ctx, a),
     }
 }
 

@@ -5,5 +5,6 @@ pub mod images;
 pub mod listing;
 pub mod names;
 pub mod objects;
+pub mod transfer;
 pub mod versions;
 pub mod volumes;

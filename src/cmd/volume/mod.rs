@@ -2,6 +2,7 @@
 
 pub mod io;
 pub mod manage;
+pub mod rollback;
 pub mod transfer;
 
 use super::{Context, Status};
@@ -27,6 +28,7 @@ pub enum VolumeCommand {
     Resize(manage::ResizeArgs),
     Export(transfer::ExportArgs),
     Import(transfer::ImportArgs),
+    Rollback(rollback::Args),
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
@@ -39,5 +41,6 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         VolumeCommand::Resize(a) => manage::run_resize(ctx, a),
         VolumeCommand::Export(a) => transfer::run_export(ctx, a),
         VolumeCommand::Import(a) => transfer::run_import(ctx, a),
+        VolumeCommand::Rollback(a) => rollback::run(ctx, a),
     }
 }

@@ -10,6 +10,7 @@ pub mod customize;
 pub mod format;
 mod partial;
 mod resize;
+pub mod rollback;
 pub mod served;
 mod snapshot;
 pub mod transfer;

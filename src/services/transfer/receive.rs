@@ -1,0 +1,447 @@
+//! `receive`: checks a send stream and applies it, all or nothing.
+//!
+//! Order (docs/FORMAT.md "Send streams"), under the shared data lock:
+//! 1. every block record is verified and staged in one block batch (`tmp/batch-*`, not
+//!    visible); maps and resource records are kept in memory;
+//! 2. the trailer is verified (record count, checksum, end of input): until then nothing
+//!    is visible, whatever the stream holds;
+//! 3. every resource is checked: its name (after `--rename`) free and valid, its record valid,
+//!    its map in the stream or the repository and matching the record, every block it needs
+//!    in the stream or the repository;
+//! 4. the batch commits (blocks become visible: unreferenced, so garbage for gc if what
+//!    follows fails), the stream's maps are written, each volume's private blocks are written
+//!    under `volumes/<new id>/1/` (an id no record names yet: garbage until the commit);
+//! 5. ONE catalog transaction adds every resource.
+//!
+//! A crash or error before 5 commits leaves the catalog as it was (plus garbage); after it,
+//! the whole stream is applied. No path is built from stream data: volume ids are checked
+//! uuids (or new), object and volume names are validated, private indexes are numbers.
+
+use super::wire::WireResource;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::db::Db;
+use crate::repo::records::{VolumeRecord, is_uuid};
+use crate::services::images::properties::SOURCE_VOLUME;
+use crate::services::objects::new_uuid;
+use crate::services::volumes::blockio::VolumeBlocks;
+use crate::services::volumes::{STATUS_AVAILABLE, validate_volume_name};
+use crate::storage::{BlockHash, BlockMap, MapId};
+use crate::stream::{Record, StreamReader};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// One resource received.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceivedResource {
+    /// volume | object | image | snapshot.
+    pub kind: String,
+    /// Its name here.
+    pub name: String,
+    /// Its name in the stream, when `--rename` changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    pub bytes: u64,
+}
+
+/// What a receive applied.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReceiveReport {
+    pub resources: Vec<ReceivedResource>,
+    /// Blocks of the stream written to the store.
+    pub blocks_received: u64,
+    /// Blocks of the stream the store already had (not written again).
+    pub blocks_skipped: u64,
+    /// Bytes of block data written to the store.
+    pub bytes_received: u64,
+    pub maps_received: u64,
+    /// Length of the stream.
+    pub stream_bytes: u64,
+}
+
+/// Checks the stream on `input` and applies it to `repo` (see the module doc), renaming
+/// resources by `renames` (stream name -> new name).
+pub fn receive(
+    repo: &Repository,
+    input: &mut dyn Read,
+    renames: &BTreeMap<String, String>,
+    progress: &dyn Progress,
+) -> Result<ReceiveReport> {
+    let mut reader = StreamReader::new(input)?;
+    if reader.block_size() != repo.block_size() {
+        return Err(Error::invalid(format!(
+            "the stream holds blocks of {} bytes and this repository uses {}; arch does not \
+             convert block sizes (every hash would change). Receive it into a repository made \
+             with `arch init --block-size {}`, or export and import the data instead",
+            reader.block_size(),
+            repo.block_size(),
+            reader.block_size()
+        )));
+    }
+    let _data = repo.lock_data_shared()?;
+    let backend = repo.backend();
+    let batch = backend.begin_batch()?;
+    let mut report = ReceiveReport::default();
+    let mut in_stream = HashSet::new();
+    let mut maps: HashMap<MapId, BlockMap> = HashMap::new();
+    let mut resources = Vec::new();
+    let mut read = 0;
+    loop {
+        let record = reader.next()?;
+        progress.advance(reader.bytes() - read);
+        read = reader.bytes();
+        match record {
+            Record::Block { hash, data } => {
+                if !in_stream.insert(hash) {
+                    continue;
+                }
+                if batch.stage(&hash, &data)? {
+                    report.blocks_received += 1;
+                    report.bytes_received += data.len() as u64;
+                } else {
+                    report.blocks_skipped += 1;
+                }
+            }
+            Record::Map { id, map } => {
+                maps.insert(id, map);
+            }
+            Record::Resource(json) => {
+                let r: WireResource =
+                    serde_json::from_slice(&json).map_err(|e| Error::BadStream {
+                        reason: format!("resource record {} is not valid: {e}", resources.len()),
+                    })?;
+                resources.push(r);
+            }
+            Record::End => break,
+        }
+    }
+    report.stream_bytes = reader.bytes();
+    let present =
+        |h: &BlockHash| -> Result<bool> { Ok(in_stream.contains(h) || backend.has_block(h)?) };
+    let plan = plan(repo, resources, renames, &maps, &present)?;
+    batch.commit()?;
+    let mut written_maps = HashSet::new();
+    for p in &plan {
+        if let Some(map) = maps.get(&p.map_id)
+            && written_maps.insert(p.map_id)
+        {
+            backend.put_map(map)?;
+            report.maps_received += 1;
+        }
+    }
+    let mut made = Vec::new();
+    let result = (|| {
+        for p in &plan {
+            if let Planned::Volume { id, private, .. } = &p.what {
+                made.push(repo.volume_dir(id)?);
+                write_private(repo, p, id, private)?;
+            }
+        }
+        repo.transact(|cat| commit(cat, &plan))
+    })();
+    if let Err(e) = result {
+        for dir in made {
+            let _ = crate::storage::fsutil::remove_path(&dir);
+        }
+        return Err(e);
+    }
+    progress.finish();
+    report.resources = plan
+        .iter()
+        .map(|p| ReceivedResource {
+            kind: p.kind.to_string(),
+            name: p.name.clone(),
+            renamed_from: (p.name != p.stream_name).then(|| p.stream_name.clone()),
+            bytes: p.bytes,
+        })
+        .collect();
+    Ok(report)
+}
+
+/// A checked resource, ready to be committed.
+struct Plan {
+    kind: &'static str,
+    stream_name: String,
+    name: String,
+    bytes: u64,
+    map_id: MapId,
+    map: BlockMap,
+    what: Planned,
+}
+
+enum Planned {
+    Object(Box<crate::repo::records::ObjectRecord>),
+    Volume {
+        id: String,
+        record: Box<VolumeRecord>,
+        private: Vec<(u64, BlockHash)>,
+    },
+}
+
+fn exists(kind: &'static str, name: &str, stream_name: &str) -> Error {
+    Error::AlreadyExists {
+        kind,
+        name: name.to_string(),
+        fix: format!(
+            "receive it under another name with --rename {stream_name}=NEW_NAME, or remove \
+             the existing one first; nothing was received"
+        ),
+    }
+}
+
+/// Checks every resource of the stream (step 3 of the module doc).
+fn plan(
+    repo: &Repository,
+    resources: Vec<WireResource>,
+    renames: &BTreeMap<String, String>,
+    maps: &HashMap<MapId, BlockMap>,
+    present: &dyn Fn(&BlockHash) -> Result<bool>,
+) -> Result<Vec<Plan>> {
+    let names: HashSet<&str> = resources.iter().map(|r| r.name()).collect();
+    if let Some(old) = renames.keys().find(|o| !names.contains(o.as_str())) {
+        let mut known: Vec<&str> = names.iter().copied().collect();
+        known.sort();
+        return Err(Error::invalid(format!(
+            "--rename {old}=...: the stream holds no resource '{old}'; it holds {}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    let bs = repo.block_size();
+    let cat = repo.catalog()?;
+    let mut taken = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for r in resources {
+        let kind = r.kind();
+        let stream_name = r.name().to_string();
+        let name = renames.get(&stream_name).unwrap_or(&stream_name).clone();
+        if !taken.insert(name.clone()) {
+            return Err(Error::BadStream {
+                reason: format!("two resources would be named '{name}'"),
+            });
+        }
+        let bad_record = |faults: Vec<String>| Error::BadStream {
+            reason: format!(
+                "resource '{}' has an invalid record: {}",
+                crate::services::names::escape_control(&stream_name),
+                faults.join("; ")
+            ),
+        };
+        let (map_id, bytes, what) = match r {
+            WireResource::Object { record, .. } => {
+                crate::services::names::ObjectName::parse(&name)?;
+                let faults = record.faults(&name, bs);
+                if !faults.is_empty() {
+                    return Err(bad_record(faults));
+                }
+                if cat.has_object(&name)? {
+                    return Err(exists("object", &name, &stream_name));
+                }
+                (record.map, record.bytes, Planned::Object(Box::new(record)))
+            }
+            WireResource::Volume {
+                record, private, ..
+            } => {
+                validate_volume_name(&name)?;
+                let faults = record.faults(&name, bs);
+                if !faults.is_empty() {
+                    return Err(bad_record(faults));
+                }
+                if cat.has_volume(&name)? {
+                    return Err(exists("volume", &name, &stream_name));
+                }
+                let blocks = record.size.div_ceil(bs as u64);
+                for (k, &(i, _)) in private.iter().enumerate() {
+                    if i >= blocks || (k > 0 && private[k - 1].0 >= i) {
+                        return Err(Error::BadStream {
+                            reason: format!(
+                                "volume '{stream_name}' lists private block {i} out of order \
+                                 or past its {blocks} blocks"
+                            ),
+                        });
+                    }
+                }
+                let id = volume_id(repo, &cat, &record.id, &ids)?;
+                ids.insert(id.clone());
+                let map = record.base_map;
+                let size = record.size;
+                let what = Planned::Volume {
+                    id,
+                    record: Box::new(record),
+                    private,
+                };
+                (map, size, what)
+            }
+        };
+        let map = match maps.get(&map_id) {
+            Some(m) => m.clone(),
+            None => repo.backend().read_map(&map_id)?.ok_or_else(|| {
+                Error::invalid(format!(
+                    "'{stream_name}' needs map {map_id}, which is neither in the stream nor in \
+                     this repository: the stream was sent with a --base this repository does \
+                     not hold; receive the base first. Nothing was received"
+                ))
+            })?,
+        };
+        check_map(&stream_name, &what, &map, bytes, bs)?;
+        let needed = map.entries().iter().map(|e| e.1).chain(match &what {
+            Planned::Volume { private, .. } => private.iter().map(|p| p.1).collect(),
+            Planned::Object(_) => Vec::new(),
+        });
+        for h in needed {
+            if !h.is_zero() && !present(&h)? {
+                return Err(Error::invalid(format!(
+                    "'{stream_name}' needs block {h}, which is neither in the stream nor in \
+                     this repository: the stream was sent with a --base this repository does \
+                     not hold; receive the base first. Nothing was received"
+                )));
+            }
+        }
+        out.push(Plan {
+            kind,
+            stream_name,
+            name,
+            bytes,
+            map_id,
+            map,
+            what,
+        });
+    }
+    Ok(out)
+}
+
+/// Refuses a map that does not fit the record naming it.
+fn check_map(name: &str, what: &Planned, map: &BlockMap, bytes: u64, bs: u32) -> Result<()> {
+    let fits = map.block_size() == bs
+        && match what {
+            Planned::Object(rec) => map.size() == bytes && map.top_hash().to_hex() == rec.hash,
+            Planned::Volume { .. } => map.block_count() <= bytes.div_ceil(bs as u64),
+        };
+    if fits {
+        return Ok(());
+    }
+    Err(Error::BadStream {
+        reason: format!("the map of '{name}' does not match its record (size, hash or block size)"),
+    })
+}
+
+/// The id the received volume gets: the sender's when no volume here uses it and no
+/// directory stands at it, else a new one.
+fn volume_id(repo: &Repository, cat: &Db, id: &str, planned: &HashSet<String>) -> Result<String> {
+    let free = is_uuid(id)
+        && !planned.contains(id)
+        && !volume_id_used(cat, id)?
+        && std::fs::symlink_metadata(repo.volume_dir(id)?).is_err();
+    Ok(if free { id.to_string() } else { new_uuid() })
+}
+
+fn volume_id_used(cat: &Db, id: &str) -> Result<bool> {
+    let mut used = false;
+    cat.for_each_volume(&mut |_, v| {
+        used = v.id == id;
+        Ok(!used)
+    })?;
+    Ok(used)
+}
+
+/// Writes the private blocks of a received volume into `volumes/<id>/1/` from the store
+/// (every block is there: the batch committed), durably.
+fn write_private(
+    repo: &Repository,
+    p: &Plan,
+    id: &str,
+    private: &[(u64, BlockHash)],
+) -> Result<()> {
+    let Planned::Volume { record, .. } = &p.what else {
+        return Ok(());
+    };
+    let dir: PathBuf = repo.volume_dir(id)?.join("1");
+    let mut blocks = VolumeBlocks::new(
+        repo.backend(),
+        p.map.clone(),
+        dir,
+        repo.tmp_dir(),
+        format!("volume {}", p.name),
+    );
+    let bs = record.block_size as u64;
+    let mut buf = Vec::new();
+    for &(index, hash) in private {
+        crate::interrupt::check()?;
+        if hash.is_zero() {
+            blocks.zero_block(index)?;
+            continue;
+        }
+        crate::storage::export::read_one(repo.backend(), &hash, bs as usize, true, &mut buf)
+            .map_err(|f| f.with_location(&hash, index * bs, &format!("volume {}", p.name)))?;
+        let len = (record.size - index * bs).min(bs) as usize;
+        blocks.write_at(index * bs, &buf[..len])?;
+    }
+    blocks.finish()
+}
+
+/// Adds every planned resource in one transaction (step 5).
+fn commit(cat: &Db, plan: &[Plan]) -> Result<()> {
+    // Snapshots of a received volume keep naming it, by its id and name here.
+    let mut moved: HashMap<String, (String, String)> = HashMap::new();
+    for p in plan {
+        if let Planned::Volume { id, record, .. } = &p.what {
+            moved.insert(record.id.clone(), (id.clone(), p.name.clone()));
+        }
+    }
+    let now = crate::time::now_rfc3339();
+    for p in plan {
+        match &p.what {
+            Planned::Object(rec) => {
+                if cat.has_object(&p.name)? {
+                    return Err(exists("object", &p.name, &p.stream_name));
+                }
+                let mut rec = (**rec).clone();
+                if uuid_used(cat, &rec.uuid)? {
+                    rec.uuid = new_uuid();
+                }
+                if let Some(img) = &mut rec.image
+                    && let Some(from) = img.properties.get("SOURCE_VOLUME_ID").cloned()
+                    && let Some((id, name)) = moved.get(&from)
+                {
+                    img.properties.insert("SOURCE_VOLUME_ID".into(), id.clone());
+                    img.properties.insert(SOURCE_VOLUME.into(), name.clone());
+                }
+                cat.put_object(&p.name, &rec)?;
+            }
+            Planned::Volume { id, record, .. } => {
+                if cat.has_volume(&p.name)? {
+                    return Err(exists("volume", &p.name, &p.stream_name));
+                }
+                if volume_id_used(cat, id)? {
+                    return Err(Error::Busy {
+                        resource: format!("volume id {id} (taken while receiving; retry)"),
+                    });
+                }
+                let mut rec = (**record).clone();
+                rec.id = id.clone();
+                rec.epoch = 1;
+                rec.status = STATUS_AVAILABLE.into();
+                rec.creation = None;
+                rec.modified_at = now.clone();
+                cat.put_volume(&p.name, &rec)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn uuid_used(cat: &Db, uuid: &str) -> Result<bool> {
+    let mut used = false;
+    cat.objects_by_id_or_display(uuid, "", &mut |_, r| {
+        used |= r.uuid == uuid;
+        Ok(!used)
+    })?;
+    Ok(used)
+}

@@ -1,0 +1,288 @@
+//! `send`: writes named resources as a self-contained stream (see `crate::stream`), holding
+//! only the blocks the receiver is not known to have: those of no `--base` resource (send),
+//! or those the destination lacks when asked (copy).
+//!
+//! Consistency: the shared data lock is held throughout (gc cannot remove a block being
+//! sent) and each volume is read under its shared lock (no writer changes it meanwhile).
+
+use super::wire::WireResource;
+use super::{Target, load_content, private_hashes, refuse_creating, resolve_target};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::services::volumes;
+use crate::storage::{Backend, BlockHash, BlockMap, MapId};
+use crate::stream::StreamWriter;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::io::Write;
+
+/// What the receiver already has: blocks and maps that need not be sent.
+pub trait Known {
+    /// True when the receiver has block `hash`.
+    fn has_block(&self, hash: &BlockHash) -> Result<bool>;
+    /// True when the receiver has map `id`.
+    fn has_map(&self, id: &MapId) -> Result<bool>;
+}
+
+/// The blocks and maps of the `--base` resources.
+#[derive(Default)]
+pub struct Bases {
+    blocks: HashSet<BlockHash>,
+    maps: HashSet<MapId>,
+}
+
+impl Known for Bases {
+    fn has_block(&self, hash: &BlockHash) -> Result<bool> {
+        Ok(self.blocks.contains(hash))
+    }
+    fn has_map(&self, id: &MapId) -> Result<bool> {
+        Ok(self.maps.contains(id))
+    }
+}
+
+impl Bases {
+    /// The blocks and maps of every resource in `specs` (names as [`resolve_target`] takes).
+    pub fn of(repo: &Repository, specs: &[String]) -> Result<Bases> {
+        let mut out = Bases::default();
+        let cat = repo.catalog()?;
+        for spec in specs {
+            let target = resolve_target(&cat, spec)?;
+            let content = load_content(repo, &target)?;
+            out.maps.insert(content.map.id());
+            out.blocks.extend(content.hashes());
+        }
+        Ok(out)
+    }
+}
+
+/// One resource sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentResource {
+    /// volume | object | image | snapshot.
+    pub kind: String,
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// What a send wrote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendReport {
+    pub resources: Vec<SentResource>,
+    /// Distinct blocks written into the stream.
+    pub blocks_sent: u64,
+    /// Distinct blocks left out because the receiver has them.
+    pub blocks_skipped: u64,
+    /// Bytes of block data in the stream (stored form: trailing zeros stripped).
+    pub bytes_sent: u64,
+    pub maps_sent: u64,
+    /// Length of the whole stream.
+    pub stream_bytes: u64,
+}
+
+/// Writes a stream of the resources named by `specs` to `out`, leaving out what `known`
+/// says the receiver has. Returns the report and `out`.
+pub fn send<W: Write>(
+    repo: &Repository,
+    specs: &[String],
+    known: &dyn Known,
+    out: W,
+    progress: &dyn Progress,
+) -> Result<(SendReport, W)> {
+    if specs.is_empty() {
+        return Err(Error::invalid("name at least one resource to send"));
+    }
+    let _data = repo.lock_data_shared()?;
+    let cat = repo.catalog()?;
+    let mut targets = Vec::new();
+    let mut seen = HashSet::new();
+    for spec in specs {
+        let t = resolve_target(&cat, spec)?;
+        let name = match &t {
+            Target::Volume { name, record } => {
+                refuse_creating(name, record)?;
+                // A served volume changes under the sender: its snapshot is what to send.
+                if let Some(server) = volumes::served::server_of(repo, &record.id)? {
+                    return Err(Error::Served {
+                        name: name.clone(),
+                        server: server.describe(),
+                        fix: format!(
+                            "send a snapshot of it instead (`arch snapshot {name} NAME`, then                              `arch send snapshots/NAME`), or stop the server first"
+                        ),
+                    });
+                }
+                name.clone()
+            }
+            Target::Object { name, .. } => name.clone(),
+        };
+        if !seen.insert(name.clone()) {
+            return Err(Error::invalid(format!(
+                "'{spec}' names {name}, which is already in the list; name each resource once"
+            )));
+        }
+        targets.push(t);
+    }
+    drop(cat);
+    let mut s = Sender {
+        backend: repo.backend(),
+        known,
+        sent: HashSet::new(),
+        skipped: HashSet::new(),
+        maps: HashSet::new(),
+        report: SendReport::default(),
+        out: StreamWriter::new(out, repo.block_size())?,
+        buf: Vec::new(),
+        progress,
+    };
+    let mut total = 0;
+    for t in &targets {
+        total += match t {
+            Target::Object { record, .. } => record.bytes,
+            Target::Volume { record, .. } => record.size,
+        };
+    }
+    progress.set_total(total);
+    for t in &targets {
+        s.target(repo, t)?;
+    }
+    let Sender {
+        mut report, out, ..
+    } = s;
+    let (w, bytes) = out.finish()?;
+    progress.finish();
+    report.stream_bytes = bytes;
+    Ok((report, w))
+}
+
+struct Sender<'a, W: Write> {
+    backend: &'a dyn Backend,
+    known: &'a dyn Known,
+    sent: HashSet<BlockHash>,
+    skipped: HashSet<BlockHash>,
+    maps: HashSet<MapId>,
+    report: SendReport,
+    out: StreamWriter<W>,
+    buf: Vec<u8>,
+    progress: &'a dyn Progress,
+}
+
+impl<W: Write> Sender<'_, W> {
+    fn target(&mut self, repo: &Repository, t: &Target) -> Result<()> {
+        let (resource, bytes) = match t {
+            Target::Object { name, record, .. } => {
+                let content = load_content(repo, t)?;
+                self.map_blocks(&content.map, name)?;
+                self.map(&content.map)?;
+                let r = WireResource::Object {
+                    name: name.clone(),
+                    record: record.clone(),
+                };
+                (r, record.bytes)
+            }
+            Target::Volume { name, .. } => {
+                // Read under the volume's shared lock: no writer changes it meanwhile.
+                let vol = volumes::open(repo, name, false)?;
+                let private = private_hashes(&vol)?;
+                let bs = vol.record.block_size as u64;
+                for (&index, hash) in &private {
+                    crate::interrupt::check()?;
+                    self.progress.advance(bs);
+                    if hash.is_zero() || !self.wanted(hash)? {
+                        continue;
+                    }
+                    let path = vol.blocks.private_path(index);
+                    volumes::blockio::read_private(&path, bs as usize, &mut self.buf)?;
+                    let len = (vol.record.size - index * bs).min(bs) as usize;
+                    let stored = crate::storage::hash::strip_trailing_zeros(&self.buf[..len]);
+                    if BlockHash::of_bytes(stored) != *hash {
+                        return Err(Error::Busy {
+                            resource: format!("volume '{name}' (changed while being sent)"),
+                        });
+                    }
+                    self.out.block(hash, stored)?;
+                    self.report.bytes_sent += stored.len() as u64;
+                }
+                // Every block of the base map, even those private blocks hide: the receiver
+                // keeps the map, and every block a kept map names must be present.
+                let base = vol.blocks.base().clone();
+                self.map_blocks(&base, name)?;
+                self.map(&base)?;
+                let mut record = vol.record.clone();
+                record.creation = None;
+                let r = WireResource::Volume {
+                    name: name.clone(),
+                    record,
+                    private: private.into_iter().collect(),
+                };
+                (r, vol.record.size)
+            }
+        };
+        let kind = resource.kind().to_string();
+        let json = serde_json::to_vec(&resource).expect("records serialize");
+        self.out.resource(&json)?;
+        self.report.resources.push(SentResource {
+            kind,
+            name: t.label(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// True when block `hash` must go into the stream now (not sent yet, not known to the
+    /// receiver); counts it either way.
+    fn wanted(&mut self, hash: &BlockHash) -> Result<bool> {
+        if self.sent.contains(hash) || self.skipped.contains(hash) {
+            return Ok(false);
+        }
+        if self.known.has_block(hash)? {
+            self.skipped.insert(*hash);
+            self.report.blocks_skipped += 1;
+            return Ok(false);
+        }
+        self.sent.insert(*hash);
+        self.report.blocks_sent += 1;
+        Ok(true)
+    }
+
+    /// Sends the blocks of `map` the receiver lacks, each verified against its hash as it
+    /// is read.
+    fn map_blocks(&mut self, map: &BlockMap, resource: &str) -> Result<()> {
+        let bs = map.block_size() as u64;
+        for &(index, hash) in map.entries() {
+            crate::interrupt::check()?;
+            self.progress.advance(bs);
+            if !self.wanted(&hash)? {
+                continue;
+            }
+            let offset = index * bs;
+            let present = self.backend.read_block(&hash, &mut self.buf)?;
+            if !present {
+                return Err(Error::MissingBlock {
+                    hash: hash.to_hex(),
+                    offset,
+                    resource: resource.to_string(),
+                });
+            }
+            if BlockHash::of_bytes(&self.buf) != hash || self.buf.len() as u64 > bs {
+                return Err(Error::CorruptBlock {
+                    hash: hash.to_hex(),
+                    offset,
+                    resource: resource.to_string(),
+                });
+            }
+            self.out.block(&hash, &self.buf)?;
+            self.report.bytes_sent += self.buf.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Sends `map` unless the receiver has it or it is in the stream already.
+    fn map(&mut self, map: &BlockMap) -> Result<()> {
+        let id = map.id();
+        if self.maps.insert(id) && !self.known.has_map(&id)? {
+            self.out.map(map)?;
+            self.report.maps_sent += 1;
+        }
+        Ok(())
+    }
+}

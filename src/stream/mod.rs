@@ -1,0 +1,346 @@
+//! The send stream codec (docs/FORMAT.md "Send streams"): a versioned header, then records
+//! (blocks with their hash, maps, resource descriptions), then a trailer holding the record
+//! count and the sha256 of every byte before it. It knows nothing of repositories: the
+//! services in `services::transfer` decide what goes in and what a received record means.
+//!
+//! Invariants of [`StreamReader`]: every block it returns hashes to its name and is no longer
+//! than the header's block size; every map decodes and has the header's block size; it never
+//! allocates more than the bytes that actually arrived, whatever a length field claims; and
+//! [`StreamReader::next`] returns [`Record::End`] only after the trailer's count and checksum
+//! matched and the input ended right after it. So a caller that applies nothing before `End`
+//! never applies a truncated, reordered or corrupted stream.
+
+use crate::error::{Error, Result};
+use crate::storage::hash::{HASH_LEN, strip_trailing_zeros};
+use crate::storage::map::valid_block_size;
+use crate::storage::{BlockHash, BlockMap, MapId};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+/// First bytes of every stream.
+pub const MAGIC: &[u8; 8] = b"ARCHSEND";
+/// The stream format version this arch writes and reads.
+pub const VERSION: u32 = 1;
+/// Header: magic, version u32, block size u32.
+pub const HEADER_LEN: usize = 16;
+/// Largest map record (a 64 TiB resource at 4 MiB blocks is 512 MiB of hashes; larger maps
+/// than this limit are not sent).
+pub const MAX_MAP_RECORD: u64 = 1 << 30;
+/// Largest resource record (JSON).
+pub const MAX_RESOURCE_RECORD: u64 = 256 << 20;
+
+const TAG_BLOCK: u8 = 1;
+const TAG_MAP: u8 = 2;
+const TAG_RESOURCE: u8 = 3;
+const TAG_END: u8 = 0xff;
+/// The trailer's payload: record count u64 + sha256.
+const END_LEN: u64 = 8 + HASH_LEN as u64;
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::BadStream {
+        reason: reason.into(),
+    }
+}
+
+/// One record of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A block: its stored bytes (trailing zeros stripped, not empty) and their sha256.
+    Block { hash: BlockHash, data: Vec<u8> },
+    /// A map, with the id it has once stored.
+    Map { id: MapId, map: BlockMap },
+    /// A resource description (JSON, interpreted by the caller).
+    Resource(Vec<u8>),
+    /// The verified trailer: nothing follows.
+    End,
+}
+
+/// Writes a stream: header at [`StreamWriter::new`], trailer at [`StreamWriter::finish`].
+pub struct StreamWriter<W: Write> {
+    out: W,
+    hasher: Sha256,
+    records: u64,
+    bytes: u64,
+    block_size: u32,
+}
+
+impl<W: Write> StreamWriter<W> {
+    /// Starts a stream of blocks of `block_size` bytes on `out`.
+    pub fn new(out: W, block_size: u32) -> Result<StreamWriter<W>> {
+        let mut w = StreamWriter {
+            out,
+            hasher: Sha256::new(),
+            records: 0,
+            bytes: 0,
+            block_size,
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&block_size.to_le_bytes());
+        w.put(&header)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", "the stream", e))
+    }
+
+    fn record(&mut self, tag: u8, parts: &[&[u8]]) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut head = [0u8; 9];
+        head[0] = tag;
+        head[1..].copy_from_slice(&(len as u64).to_le_bytes());
+        self.put(&head)?;
+        for p in parts {
+            self.put(p)?;
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes a block given its stored bytes (trailing zeros stripped, not all zero).
+    pub fn block(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
+        debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
+        self.record(TAG_BLOCK, &[&hash.0, stored])
+    }
+
+    /// Writes a map.
+    pub fn map(&mut self, map: &BlockMap) -> Result<()> {
+        self.record(TAG_MAP, &[&map.encode()])
+    }
+
+    /// Writes a resource description.
+    pub fn resource(&mut self, json: &[u8]) -> Result<()> {
+        self.record(TAG_RESOURCE, &[json])
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes the trailer and flushes; returns the output and the stream's length.
+    pub fn finish(mut self) -> Result<(W, u64)> {
+        let count = self.records;
+        let digest: [u8; HASH_LEN] = self.hasher.clone().finalize().into();
+        self.record(TAG_END, &[&count.to_le_bytes(), &digest])?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io("write", "the stream", e))?;
+        Ok((self.out, self.bytes))
+    }
+}
+
+/// Reads and checks a stream record by record.
+pub struct StreamReader<R: Read> {
+    input: R,
+    hasher: Sha256,
+    records: u64,
+    bytes: u64,
+    block_size: u32,
+    ended: bool,
+}
+
+impl<R: Read> StreamReader<R> {
+    /// Reads and checks the header.
+    pub fn new(input: R) -> Result<StreamReader<R>> {
+        let mut r = StreamReader {
+            input,
+            hasher: Sha256::new(),
+            records: 0,
+            bytes: 0,
+            block_size: 0,
+            ended: false,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        r.fill(&mut header, "the header")?;
+        if &header[..8] != MAGIC {
+            return Err(bad(
+                "it does not start with ARCHSEND (not a stream made by `arch send`)",
+            ));
+        }
+        let version = u32::from_le_bytes(header[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(bad(format!(
+                "stream format version {version}; this arch reads version {VERSION} (use the \
+                 arch that sent it, or a newer one)"
+            )));
+        }
+        let bs = u32::from_le_bytes(header[12..16].try_into().unwrap());
+        if !valid_block_size(bs as u64) {
+            return Err(bad(format!("block size {bs} in the header is not valid")));
+        }
+        r.block_size = bs;
+        Ok(r)
+    }
+
+    /// Block size of the blocks and maps in the stream.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Reads exactly `buf.len()` bytes, hashed; the end of the input is truncation.
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.input.read(&mut buf[done..]) {
+                Ok(0) => {
+                    return Err(bad(format!(
+                        "it ends in {what} after {} bytes (truncated)",
+                        self.bytes + done as u64
+                    )));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    crate::interrupt::check()?;
+                }
+                Err(e) => return Err(Error::io("read", "the stream", e)),
+            }
+        }
+        self.hasher.update(&buf[..]);
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads `len` bytes into a vector grown as they arrive (a hostile length allocates
+    /// nothing it does not receive).
+    fn payload(&mut self, len: u64, what: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len.min(1 << 20) as usize);
+        let mut chunk = vec![0u8; (len.min(1 << 20)) as usize];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            self.fill(&mut chunk[..n], what)?;
+            out.extend_from_slice(&chunk[..n]);
+            left -= n as u64;
+        }
+        Ok(out)
+    }
+
+    /// The next record; [`Record::End`] once the trailer verified and the input ended.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Record> {
+        if self.ended {
+            return Ok(Record::End);
+        }
+        crate::interrupt::check()?;
+        // The checksum covers everything before the trailer's tag.
+        let before = self.hasher.clone();
+        let mut head = [0u8; 9];
+        self.fill(&mut head, "a record header")?;
+        let tag = head[0];
+        let len = u64::from_le_bytes(head[1..].try_into().unwrap());
+        let record = self.records;
+        let at = self.bytes - 9;
+        let record = match tag {
+            TAG_BLOCK => {
+                if len <= HASH_LEN as u64 || len > HASH_LEN as u64 + self.block_size as u64 {
+                    return Err(bad(format!(
+                        "record {record} (offset {at}) is a block of {} bytes; a block holds \
+                         1 to {} bytes",
+                        len.saturating_sub(HASH_LEN as u64),
+                        self.block_size
+                    )));
+                }
+                let mut raw = self.payload(len, "a block")?;
+                let data = raw.split_off(HASH_LEN);
+                let hash = BlockHash(raw[..].try_into().unwrap());
+                if strip_trailing_zeros(&data).len() != data.len() {
+                    return Err(bad(format!(
+                        "block {hash} (record {record}) ends with zero bytes; blocks are sent \
+                         with trailing zeros stripped"
+                    )));
+                }
+                if BlockHash::of_bytes(&data) != hash {
+                    return Err(bad(format!(
+                        "block {hash} (record {record}, offset {at}) does not match its hash \
+                         (corrupted in transit)"
+                    )));
+                }
+                Record::Block { hash, data }
+            }
+            TAG_MAP => {
+                if len > MAX_MAP_RECORD {
+                    return Err(bad(format!(
+                        "record {record} is a map of {len} bytes, more than the {MAX_MAP_RECORD} \
+                         a stream may hold"
+                    )));
+                }
+                let bytes = self.payload(len, "a map")?;
+                let map = BlockMap::decode(&bytes)
+                    .map_err(|e| bad(format!("map in record {record} is invalid: {e}")))?;
+                if map.block_size() != self.block_size {
+                    return Err(bad(format!(
+                        "map in record {record} has blocks of {}, the stream {}",
+                        map.block_size(),
+                        self.block_size
+                    )));
+                }
+                Record::Map {
+                    id: BlockHash::of_bytes(&bytes),
+                    map,
+                }
+            }
+            TAG_RESOURCE => {
+                if len > MAX_RESOURCE_RECORD {
+                    return Err(bad(format!(
+                        "record {record} is a resource of {len} bytes, more than the \
+                         {MAX_RESOURCE_RECORD} a stream may hold"
+                    )));
+                }
+                Record::Resource(self.payload(len, "a resource")?)
+            }
+            TAG_END => {
+                if len != END_LEN {
+                    return Err(bad(format!("the trailer is {len} bytes, not {END_LEN}")));
+                }
+                let body = self.payload(len, "the trailer")?;
+                let count = u64::from_le_bytes(body[..8].try_into().unwrap());
+                let digest: [u8; HASH_LEN] = before.finalize().into();
+                if count != self.records {
+                    return Err(bad(format!(
+                        "the trailer counts {count} records, {} arrived (records lost or added)",
+                        self.records
+                    )));
+                }
+                if body[8..] != digest {
+                    return Err(bad(
+                        "the trailer checksum does not match the bytes before it (corrupted, \
+                         reordered or spliced)",
+                    ));
+                }
+                let mut extra = [0u8; 1];
+                loop {
+                    match self.input.read(&mut extra) {
+                        Ok(0) => break,
+                        Ok(_) => return Err(bad("bytes follow the trailer")),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io("read", "the stream", e)),
+                    }
+                }
+                self.ended = true;
+                return Ok(Record::End);
+            }
+            other => {
+                return Err(bad(format!(
+                    "record {record} (offset {at}) has unknown type {other}"
+                )));
+            }
+        };
+        self.records += 1;
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests;
