@@ -14,6 +14,7 @@ pub mod repo;
 pub mod services;
 pub mod storage;
 pub mod time;
+pub mod tools;
 pub mod units;
 
 pub use error::{Error, Result};

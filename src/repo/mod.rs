@@ -10,6 +10,7 @@ pub mod db;
 pub mod group;
 pub mod layout;
 pub mod lock;
+mod locate;
 mod migrate;
 pub mod records;
 
@@ -190,6 +191,11 @@ impl Repository {
 
     fn find_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
         if let Some(dir) = explicit {
+            if !dir.join(CONFIG_FILE).exists() {
+                if let Some(e) = locate::misplaced(dir) {
+                    return Err(e);
+                }
+            }
             return Ok(dir.to_path_buf());
         }
         let mut dir = Some(start);
@@ -199,9 +205,9 @@ impl Repository {
             }
             dir = d.parent();
         }
-        Err(Error::NoRepository {
+        Err(locate::misplaced(start).unwrap_or_else(|| Error::NoRepository {
             start: start.to_path_buf(),
-        })
+        }))
     }
 
     /// Root directory.

@@ -8,14 +8,17 @@ pub mod blockio;
 pub mod creating;
 pub mod customize;
 pub mod format;
+pub mod lineage;
 mod partial;
+mod rename;
 mod resize;
 pub mod served;
 mod snapshot;
 pub mod transfer;
 mod untrusted;
 
-pub use resize::resize;
+pub use rename::{RenameReport, rename};
+pub use resize::{NewSize, resize, resize_to};
 pub use snapshot::{SnapshotReport, snapshot};
 
 use crate::error::{Error, Result};
@@ -455,7 +458,11 @@ pub struct VolumeInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creation: Option<creating::CreationState>,
     pub source: Option<String>,
+    /// The source object by its current name (found by id: a renamed source shows its new
+    /// name); None when imported or when the source was removed.
     pub source_object: Option<String>,
+    /// True when the source object was removed since the clone (the volume keeps its data).
+    pub source_removed: bool,
     pub created_at: String,
     pub modified_at: String,
     pub epoch: u64,
@@ -467,6 +474,9 @@ pub struct VolumeInfo {
     /// Blocks that read as zeros and are stored nowhere.
     pub zero_blocks: u64,
     pub customization: Vec<TaskRecord>,
+    /// The snapshots taken from the volume (`volume info` only: absent from listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Vec<lineage::TakenSnapshot>>,
 }
 
 /// Reads the base map of volume `name`, refused as damage unless it fits the record: the
@@ -501,7 +511,8 @@ pub fn load_base_map(
     }
 }
 
-fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
+fn describe(repo: &Repository, cat: &Db, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
+    let source_now = lineage::source_now(cat, rec)?;
     let base = load_base_map(repo, name, rec)?;
     let blocks = rec.size.div_ceil(rec.block_size as u64);
     let private = list_private(&epoch_dir(repo, rec)?)?;
@@ -520,7 +531,11 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
         status: rec.status.clone(),
         creation: creating::state(repo, rec)?,
         source: rec.source.clone(),
-        source_object: rec.source_object.clone(),
+        source_object: match &source_now {
+            lineage::SourceNow::Present { name } => Some(name.clone()),
+            _ => None,
+        },
+        source_removed: source_now == lineage::SourceNow::Removed,
         created_at: rec.created_at.clone(),
         modified_at: rec.modified_at.clone(),
         epoch: rec.epoch,
@@ -529,21 +544,24 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
         shared_blocks,
         zero_blocks: blocks - private_blocks - shared_blocks,
         customization: rec.customization.clone(),
+        snapshots: None,
     })
 }
 
 /// Every volume, in name order, each described and passed to `f` as it is read (streamed:
 /// nothing is collected).
 pub fn list(repo: &Repository, f: &mut dyn FnMut(VolumeInfo) -> Result<()>) -> Result<()> {
-    repo.catalog()?.for_each_volume(&mut |name, rec| {
-        f(describe(repo, &name, &rec)?)?;
+    let cat = repo.catalog()?;
+    cat.for_each_volume(&mut |name, rec| {
+        f(describe(repo, &cat, &name, &rec)?)?;
         Ok(true)
     })
 }
 
-/// One volume.
+/// One volume (its `snapshots` are left to [`lineage::snapshots_of`]).
 pub fn info(repo: &Repository, name: &str) -> Result<VolumeInfo> {
-    describe(repo, name, &find(&repo.catalog()?, name)?)
+    let cat = repo.catalog()?;
+    describe(repo, &cat, name, &find(&cat, name)?)
 }
 
 /// Reads `len` bytes at `offset` of volume `name`, handing them to `sink` in pieces of at
@@ -644,11 +662,29 @@ pub fn write(
             return Err(changes.into_error(name, written.err().unwrap_or(sync)));
         }
     }
+    if pos > offset {
+        touch(repo, name, &vol.record.id)?;
+    }
     Ok(WriteReport {
         volume: name.to_string(),
         offset,
         bytes: pos - offset,
         stats,
+    })
+}
+
+/// Sets the `modified_at` of volume `name` (id `id`, locked by the caller) to now: its
+/// content changed.
+pub fn touch(repo: &Repository, name: &str, id: &str) -> Result<()> {
+    repo.transact(|cat| {
+        let mut v = find(cat, name)?;
+        if v.id != id {
+            return Err(Error::Busy {
+                resource: format!("volume '{name}' (replaced while writing)"),
+            });
+        }
+        v.modified_at = now_rfc3339();
+        cat.put_volume(name, &v)
     })
 }
 
