@@ -30,11 +30,7 @@ pub fn misplaced(dir: &Path) -> Option<Error> {
     Some(Error::invalid(format!(
         "{} is not an arch repository, but it holds {}: {}; pass -R {} (or set ARCH_REPO to it)",
         dir.display(),
-        if below.len() == 1 {
-            "one"
-        } else {
-            "several"
-        },
+        if below.len() == 1 { "one" } else { "several" },
         list.join(", "),
         list[0]
     )))
@@ -89,7 +85,10 @@ mod tests {
             inside.contains("is inside the arch repository") && inside.ends_with("to it)"),
             "{inside}"
         );
-        assert!(inside.contains(&format!("-R {}", repo.display())), "{inside}");
+        assert!(
+            inside.contains(&format!("-R {}", repo.display())),
+            "{inside}"
+        );
         let above = misplaced(tmp.path()).unwrap().to_string();
         assert!(above.contains(&format!("-R {}", repo.display())), "{above}");
         let elsewhere = tempfile::tempdir().unwrap();

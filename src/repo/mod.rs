@@ -9,8 +9,8 @@ pub mod config;
 pub mod db;
 pub mod group;
 pub mod layout;
-pub mod lock;
 mod locate;
+pub mod lock;
 mod migrate;
 pub mod records;
 
@@ -205,9 +205,11 @@ impl Repository {
             }
             dir = d.parent();
         }
-        Err(locate::misplaced(start).unwrap_or_else(|| Error::NoRepository {
-            start: start.to_path_buf(),
-        }))
+        Err(
+            locate::misplaced(start).unwrap_or_else(|| Error::NoRepository {
+                start: start.to_path_buf(),
+            }),
+        )
     }
 
     /// Root directory.

@@ -19,5 +19,6 @@ mod quarantine;
 mod serve;
 mod sizes;
 mod util;
+mod ux;
 mod versions;
 mod volumes;

@@ -176,9 +176,7 @@ fn source_long(v: &VolumeInfo) -> String {
         .unwrap_or(("", ""));
     match (&v.source_object, v.source_removed) {
         (Some(name), _) => format!("{name} ({kind} {id})"),
-        (None, true) => format!(
-            "removed ({kind} {id}); the volume keeps its data"
-        ),
+        (None, true) => format!("removed ({kind} {id}); the volume keeps its data"),
         (None, false) => "imported (no source)".into(),
     }
 }

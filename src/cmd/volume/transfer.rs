@@ -1,11 +1,14 @@
 //! `arch volume export|import`: volumes to and from disk-image files (raw, or via qemu-img).
 
-use crate::cmd::output::{emit, key_values};
 use crate::cmd::get::is_stdout;
+use crate::cmd::output::{emit, key_values};
 use crate::cmd::{Context, Status, progress_bar};
-use crate::services::volumes::{self, transfer::{self, ExportFormat}};
-use std::io::{Read, Write};
+use crate::services::volumes::{
+    self,
+    transfer::{self, ExportFormat},
+};
 use crate::units::format_size;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 /// Write a volume to FILE (or stdout with `-o -`): raw (sparse, zero blocks as holes), or
@@ -149,8 +152,8 @@ fn export_to_stdout(
             false,
             &crate::progress::NoProgress,
         )?;
-        let mut file = std::fs::File::open(tmp.path())
-            .map_err(|e| crate::Error::io("open", tmp.path(), e))?;
+        let mut file =
+            std::fs::File::open(tmp.path()).map_err(|e| crate::Error::io("open", tmp.path(), e))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             crate::interrupt::check()?;

@@ -86,3 +86,15 @@ pub fn snapshots_of(repo: &Repository, id: &str) -> Result<Vec<TakenSnapshot>> {
     })?;
     Ok(out)
 }
+
+/// The volumes cloned from the object with uuid `uuid` (any version of it), in name order.
+pub fn volumes_cloned_from(cat: &Db, uuid: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    cat.for_each_volume(&mut |name, rec| {
+        if source_uuid(&rec) == Some(uuid) {
+            out.push(name);
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}

@@ -77,11 +77,7 @@ pub fn export_volume(
     progress: &dyn Progress,
 ) -> Result<ExportReport> {
     if format != ExportFormat::Raw {
-        crate::tools::require(
-            &format!("export to {}", format.name()),
-            &["qemu-img"],
-            None,
-        )?;
+        crate::tools::require(&format!("export to {}", format.name()), &["qemu-img"], None)?;
     }
     let vol = open(repo, name, false)?;
     let size = vol.record.size;
