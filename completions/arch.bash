@@ -19,6 +19,9 @@ _arch() {
             arch,clone)
                 cmd="arch__subcmd__clone"
                 ;;
+            arch,complete)
+                cmd="arch__subcmd__complete"
+                ;;
             arch,cp)
                 cmd="arch__subcmd__cp"
                 ;;
@@ -108,6 +111,9 @@ _arch() {
                 ;;
             arch__subcmd__help,clone)
                 cmd="arch__subcmd__help__subcmd__clone"
+                ;;
+            arch__subcmd__help,complete)
+                cmd="arch__subcmd__help__subcmd__complete"
                 ;;
             arch__subcmd__help,cp)
                 cmd="arch__subcmd__help__subcmd__cp"
@@ -217,6 +223,9 @@ _arch() {
             arch__subcmd__help__subcmd__volume,read)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__read"
                 ;;
+            arch__subcmd__help__subcmd__volume,rename)
+                cmd="arch__subcmd__help__subcmd__volume__subcmd__rename"
+                ;;
             arch__subcmd__help__subcmd__volume,resize)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__resize"
                 ;;
@@ -286,6 +295,9 @@ _arch() {
             arch__subcmd__volume,read)
                 cmd="arch__subcmd__volume__subcmd__read"
                 ;;
+            arch__subcmd__volume,rename)
+                cmd="arch__subcmd__volume__subcmd__rename"
+                ;;
             arch__subcmd__volume,resize)
                 cmd="arch__subcmd__volume__subcmd__resize"
                 ;;
@@ -313,6 +325,9 @@ _arch() {
             arch__subcmd__volume__subcmd__help,read)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__read"
                 ;;
+            arch__subcmd__volume__subcmd__help,rename)
+                cmd="arch__subcmd__volume__subcmd__help__subcmd__rename"
+                ;;
             arch__subcmd__volume__subcmd__help,resize)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__resize"
                 ;;
@@ -329,7 +344,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,6 +400,28 @@ _arch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__complete)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -717,7 +754,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -731,6 +768,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__complete)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1165,7 +1216,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume)
-            opts="write read ls info rm resize export import"
+            opts="write read ls info rm rename resize export import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1235,6 +1286,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume__subcmd__read)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__volume__subcmd__rename)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1469,7 +1534,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__image__subcmd__ls)
-            opts="-R -q -h -V --snapshots --all --property --status --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --snapshots --all --property --status --from-volume --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1480,6 +1545,10 @@ _arch() {
                     return 0
                     ;;
                 --status)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-volume)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1945,7 +2014,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm resize export import help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm rename resize export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1982,7 +2051,7 @@ _arch() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "raw qcow2" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "raw qcow2 vmdk vdi vhdx" -- "${cur}"))
                     return 0
                     ;;
                 --repo)
@@ -2001,7 +2070,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help)
-            opts="write read ls info rm resize export import help"
+            opts="write read ls info rm rename resize export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2085,6 +2154,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help__subcmd__read)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__volume__subcmd__help__subcmd__rename)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2248,6 +2331,28 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__volume__subcmd__rename)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__volume__subcmd__resize)
             opts="-R -q -h -V --allow-shrink --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2322,7 +2427,19 @@ _arch() {
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _arch -o nosort -o bashdefault -o default arch
+    complete -F _arch_names -o nosort -o bashdefault -o default arch
 else
-    complete -F _arch -o bashdefault -o default arch
+    complete -F _arch_names -o bashdefault -o default arch
 fi
+
+# Repository names (objects, images, snapshots, volumes) from `arch complete`, after the
+# generated completion of subcommands and options.
+_arch_names() {
+    _arch "$@"
+    local cur="${COMP_WORDS[COMP_CWORD]}" name
+    [[ "$cur" == -* ]] && return 0
+    local IFS=$'\n'
+    for name in $("${COMP_WORDS[0]}" complete -- "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null); do
+        COMPREPLY+=("$(printf '%q' "$name")")
+    done
+}

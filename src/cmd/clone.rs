@@ -15,7 +15,7 @@ use crate::units::format_size;
 // `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
     disable_version_flag = true,
-    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key ~/.ssh/id_ed25519.pub"
+    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key id.pub"
 )]
 pub struct Args {
     /// Object `container/object`, or an image id (prefix), or a display name.

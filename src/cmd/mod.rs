@@ -2,6 +2,7 @@
 //! context (repository discovery, output mode, progress) and exit codes.
 
 pub mod clone;
+pub mod complete;
 pub mod cp;
 pub mod customize;
 pub mod du;
@@ -15,6 +16,7 @@ pub mod image;
 pub mod info;
 pub mod init;
 pub mod ls;
+pub mod manpage;
 pub mod meta;
 pub mod mv;
 pub mod output;
@@ -147,6 +149,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Serve(a) => serve::run(ctx, a),
         Command::Volume(a) => volume::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
         Command::Customize(a) => customize::run(ctx, a),
     }
 }

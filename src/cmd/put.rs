@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// type and user metadata (the previous version stays in `arch history`).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch put disk.raw images/debian.raw\n  curl -s https://example.org/x.img | arch put - images/x.img --meta source=example"
+    after_help = "Examples:\n  arch put disk.raw images/debian.raw\n  curl -s https://example.org/x.img | arch put - images/x.img --meta src=web"
 )]
 pub struct Args {
     /// Source file, or `-` for stdin.

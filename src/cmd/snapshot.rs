@@ -11,7 +11,7 @@ use crate::units::format_size;
 /// Only blocks written since the last snapshot are hashed; the volume stays writable.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch snapshot vm1 vm1-monday\n  arch snapshot vm1 backups/vm1-monday\n  arch snapshot vm1 golden --container images && arch image mark images/golden image"
+    after_help = "Examples:\n  arch snapshot vm1 vm1-monday\n  arch snapshot vm1 backups/vm1-monday\n  arch snapshot vm1 images/golden && arch image mark images/golden image"
 )]
 pub struct Args {
     /// The volume.

@@ -20,5 +20,6 @@ mod serve;
 mod sizes;
 mod util;
 mod ux;
+mod ux_docs;
 mod versions;
 mod volumes;
