@@ -63,9 +63,9 @@ pub fn resolve(cat: &Db, reference: &str, among: Among) -> Result<String> {
     match candidates.as_slice() {
         [(name, _)] => Ok(name.clone()),
         [] if !short_matches.is_empty() => Err(Error::invalid(format!(
-            "'{reference}' is shorter than {MIN_ID_PREFIX} characters, too short for an id \
-             prefix (it starts the id{} {}); give at least {MIN_ID_PREFIX} characters of the \
-             id, the object name or the display name",
+            "image '{reference}' not found: '{reference}' is shorter than {MIN_ID_PREFIX} \
+             characters, too short for an id prefix (it starts the id{} {}); give at least \
+             {MIN_ID_PREFIX} characters of the id, the object name or the display name",
             if short_matches.len() == 1 { "" } else { "s" },
             short_matches
                 .iter()
