@@ -462,6 +462,31 @@ fn volume_write_reports_blocks_and_messages_read_as_english() {
         human.contains("blocks:  0 copied, 0 allocated, 2 in place"),
         "{human}"
     );
+    // A file larger than one read chunk (4 MiB), unaligned: each block counts once, also
+    // the block that a chunk boundary splits.
+    let r64 = TestRepo::with_block_size("64K");
+    let src = r64.file("src", &pseudo_random(100 << 10, 4));
+    r64.ok(&["put", src.to_str().unwrap(), "c/src"]);
+    r64.ok(&["clone", "c/src", "v", "--size", "8M"]);
+    let big = r64.file("big", &pseudo_random(5 << 20, 9));
+    let v = r64.json(&[
+        "volume",
+        "write",
+        "v",
+        "--offset",
+        "100",
+        big.to_str().unwrap(),
+    ]);
+    let touched = (100 + (5u64 << 20)).div_ceil(64 << 10);
+    let counted = [
+        "blocks_copied",
+        "blocks_allocated",
+        "blocks_in_place",
+        "blocks_skipped",
+    ]
+    .map(|k| v[k].as_u64().unwrap());
+    // Blocks 0 and 1 were shared (copied), the rest zero (allocated).
+    assert_eq!(counted, [2, touched - 2, 0, 0], "{v}");
     let err = r.fails(2, &["clone", "c/disk", "a/b"]);
     assert!(err.contains("a volume name cannot contain `/`"), "{err}");
     r.ok(&["snapshot", "vm1", "s1"]);

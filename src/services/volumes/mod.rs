@@ -588,6 +588,40 @@ pub fn read(
     Ok(())
 }
 
+/// Counts a write's blocks once each, however many pieces of the input reached a block (an
+/// input read in chunks splits a block at each chunk boundary): a block counts as what its
+/// first piece that changed it did (copied, allocated, in place), or as skipped when no
+/// piece changed it. Pieces of one block arrive one after another.
+#[derive(Debug, Default)]
+struct BlockTally {
+    current: Option<(u64, WriteStats)>,
+}
+
+impl BlockTally {
+    fn add(&mut self, index: u64, piece: WriteStats, total: &mut WriteStats) {
+        match &mut self.current {
+            Some((i, first)) if *i == index => {
+                if first.blocks_skipped > 0 && piece.blocks_skipped == 0 {
+                    *first = piece;
+                }
+            }
+            _ => {
+                self.flush(total);
+                self.current = Some((index, piece));
+            }
+        }
+    }
+
+    fn flush(&mut self, total: &mut WriteStats) {
+        if let Some((_, s)) = self.current.take() {
+            total.blocks_copied += s.blocks_copied;
+            total.blocks_allocated += s.blocks_allocated;
+            total.blocks_in_place += s.blocks_in_place;
+            total.blocks_skipped += s.blocks_skipped;
+        }
+    }
+}
+
 /// What [`write`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteReport {
@@ -612,6 +646,7 @@ pub fn write(
     let bs = vol.blocks.block_size();
     let mut changes = partial::Changes::new(bs, offset, offset + total);
     let mut stats = WriteStats::default();
+    let mut per_block = BlockTally::default();
     let mut buf = Vec::new();
     let mut pos = offset;
     // Block by block, so that a failure knows exactly which blocks already changed.
@@ -640,10 +675,7 @@ pub fn write(
                 if s.blocks_skipped == 0 {
                     changes.changed(index, at + len as u64);
                 }
-                stats.blocks_copied += s.blocks_copied;
-                stats.blocks_allocated += s.blocks_allocated;
-                stats.blocks_in_place += s.blocks_in_place;
-                stats.blocks_skipped += s.blocks_skipped;
+                per_block.add(index, s, &mut stats);
                 done += len;
             }
             pos += n as u64;
@@ -651,6 +683,7 @@ pub fn write(
         Ok(())
     };
     let written = write_all();
+    per_block.flush(&mut stats);
     // What did change is made durable before any error returns, so that its account holds
     // after a crash (or says that it may not).
     let synced = vol.blocks.finish();
