@@ -3,27 +3,16 @@
 //! and no dangling reference, repository names completed in bash, and a tour that finds the
 //! binary wherever cargo put it.
 
+use crate::packaging::command_paths;
 use crate::util::{TestRepo, bin, stderr};
 use clap::CommandFactory;
 use std::path::Path;
 use std::process::Command;
 
-fn visible_paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
-    for sub in cmd.get_subcommands() {
-        if sub.is_hide_set() || sub.get_name() == "help" {
-            continue;
-        }
-        let mut path = prefix.clone();
-        path.push(sub.get_name().to_string());
-        out.push(path.clone());
-        visible_paths(sub, path, out);
-    }
-}
-
 #[test]
 fn help_lists_global_options_apart_and_examples_fit_80_columns() {
     let mut paths = vec![vec![]];
-    visible_paths(&arch::cli::Cli::command(), vec![], &mut paths);
+    command_paths(&arch::cli::Cli::command(), vec![], &mut paths);
     for path in paths {
         let out = Command::new(bin())
             .args(&path)
