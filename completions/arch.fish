@@ -303,7 +303,7 @@ complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcom
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from write" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l offset -d 'Byte offset' -r
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l length -d 'Bytes to read (default: to the end of the volume)' -r
-complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s o -l output -d 'Write to FILE (atomically) instead of stdout' -r -F
+complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s o -l output -d 'Write to FILE (atomically) instead of stdout (`-o -` is stdout too)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l force -d 'Replace an existing FILE'
 complete -c arch -n "__fish_arch_using_subcommand volume; and __fish_seen_subcommand_from read" -l json -d 'Print one JSON document on stdout instead of tables'

@@ -177,6 +177,63 @@ fn completion_offers_repository_names_for_the_argument_under_the_cursor() {
     };
     assert_eq!(run_bash("volume rm vm"), "vm1\nvm2\n");
     assert_eq!(run_bash("clone Deb"), "Debian\\ 12\n");
+    let bin_dir = Path::new(bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let completions = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    if Command::new("fish").arg("--version").output().is_ok() {
+        let out = Command::new("fish")
+            .arg("-c")
+            .arg(format!(
+                "source {}; complete -C 'arch volume info vm'; complete -C 'arch clone Deb'",
+                completions.join("arch.fish").display()
+            ))
+            .env("PATH", &path)
+            .env("ARCH_REPO", &r.root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "vm1\nvm2\nDebian 12\n",
+            "{}",
+            stderr(&out)
+        );
+    }
+    if Command::new("zsh").arg("--version").output().is_ok() {
+        // An interactive zsh in a pseudo-terminal completes `arch volume info vm<TAB>`;
+        // compadd is wrapped to record what is offered.
+        let out_file = r.path("zsh-offered");
+        let script = r.file(
+            "capture.zsh",
+            format!(
+                r#"zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1=''"
+zpty -w z 'fpath=({dir} $fpath); autoload -U compinit; compinit -u -D'
+zpty -w z 'compadd () {{ local -a h; builtin compadd -O h "$@"; print -l -- $h >> {out}; builtin compadd "$@" }}'
+zpty -w z $'arch volume info vm	'
+for i in {{1..200}}; do [[ -s {out} ]] && break; sleep 0.05; done
+sleep 0.2
+zpty -d z
+"#,
+                dir = completions.display(),
+                out = out_file.display()
+            )
+            .as_bytes(),
+        );
+        let out = Command::new("zsh")
+            .arg("-f")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("ARCH_REPO", &r.root)
+            .output()
+            .unwrap();
+        let offered = std::fs::read_to_string(&out_file).unwrap_or_default();
+        assert_eq!(offered, "vm1\nvm2\n", "{}", stderr(&out));
+    }
     for (file, call) in [("_arch", "complete --"), ("arch.fish", "arch complete --")] {
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
