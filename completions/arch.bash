@@ -19,17 +19,14 @@ _arch() {
             arch,clone)
                 cmd="arch__subcmd__clone"
                 ;;
-            arch,copy)
-                cmd="arch__subcmd__copy"
+            arch,complete)
+                cmd="arch__subcmd__complete"
                 ;;
             arch,cp)
                 cmd="arch__subcmd__cp"
                 ;;
             arch,customize)
                 cmd="arch__subcmd__customize"
-                ;;
-            arch,diff)
-                cmd="arch__subcmd__diff"
                 ;;
             arch,du)
                 cmd="arch__subcmd__du"
@@ -79,17 +76,11 @@ _arch() {
             arch,put)
                 cmd="arch__subcmd__put"
                 ;;
-            arch,receive)
-                cmd="arch__subcmd__receive"
-                ;;
             arch,restore)
                 cmd="arch__subcmd__restore"
                 ;;
             arch,rm)
                 cmd="arch__subcmd__rm"
-                ;;
-            arch,send)
-                cmd="arch__subcmd__send"
                 ;;
             arch,serve)
                 cmd="arch__subcmd__serve"
@@ -121,17 +112,14 @@ _arch() {
             arch__subcmd__help,clone)
                 cmd="arch__subcmd__help__subcmd__clone"
                 ;;
-            arch__subcmd__help,copy)
-                cmd="arch__subcmd__help__subcmd__copy"
+            arch__subcmd__help,complete)
+                cmd="arch__subcmd__help__subcmd__complete"
                 ;;
             arch__subcmd__help,cp)
                 cmd="arch__subcmd__help__subcmd__cp"
                 ;;
             arch__subcmd__help,customize)
                 cmd="arch__subcmd__help__subcmd__customize"
-                ;;
-            arch__subcmd__help,diff)
-                cmd="arch__subcmd__help__subcmd__diff"
                 ;;
             arch__subcmd__help,du)
                 cmd="arch__subcmd__help__subcmd__du"
@@ -181,17 +169,11 @@ _arch() {
             arch__subcmd__help,put)
                 cmd="arch__subcmd__help__subcmd__put"
                 ;;
-            arch__subcmd__help,receive)
-                cmd="arch__subcmd__help__subcmd__receive"
-                ;;
             arch__subcmd__help,restore)
                 cmd="arch__subcmd__help__subcmd__restore"
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
-                ;;
-            arch__subcmd__help,send)
-                cmd="arch__subcmd__help__subcmd__send"
                 ;;
             arch__subcmd__help,serve)
                 cmd="arch__subcmd__help__subcmd__serve"
@@ -241,14 +223,14 @@ _arch() {
             arch__subcmd__help__subcmd__volume,read)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__read"
                 ;;
+            arch__subcmd__help__subcmd__volume,rename)
+                cmd="arch__subcmd__help__subcmd__volume__subcmd__rename"
+                ;;
             arch__subcmd__help__subcmd__volume,resize)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__resize"
                 ;;
             arch__subcmd__help__subcmd__volume,rm)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__rm"
-                ;;
-            arch__subcmd__help__subcmd__volume,rollback)
-                cmd="arch__subcmd__help__subcmd__volume__subcmd__rollback"
                 ;;
             arch__subcmd__help__subcmd__volume,write)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__write"
@@ -313,14 +295,14 @@ _arch() {
             arch__subcmd__volume,read)
                 cmd="arch__subcmd__volume__subcmd__read"
                 ;;
+            arch__subcmd__volume,rename)
+                cmd="arch__subcmd__volume__subcmd__rename"
+                ;;
             arch__subcmd__volume,resize)
                 cmd="arch__subcmd__volume__subcmd__resize"
                 ;;
             arch__subcmd__volume,rm)
                 cmd="arch__subcmd__volume__subcmd__rm"
-                ;;
-            arch__subcmd__volume,rollback)
-                cmd="arch__subcmd__volume__subcmd__rollback"
                 ;;
             arch__subcmd__volume,write)
                 cmd="arch__subcmd__volume__subcmd__write"
@@ -343,14 +325,14 @@ _arch() {
             arch__subcmd__volume__subcmd__help,read)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__read"
                 ;;
+            arch__subcmd__volume__subcmd__help,rename)
+                cmd="arch__subcmd__volume__subcmd__help__subcmd__rename"
+                ;;
             arch__subcmd__volume__subcmd__help,resize)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__resize"
                 ;;
             arch__subcmd__volume__subcmd__help,rm)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__rm"
-                ;;
-            arch__subcmd__volume__subcmd__help,rollback)
-                cmd="arch__subcmd__volume__subcmd__help__subcmd__rollback"
                 ;;
             arch__subcmd__volume__subcmd__help,write)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__write"
@@ -362,7 +344,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,21 +415,13 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        arch__subcmd__copy)
-            opts="-R -q -h -V --to --rename --repo --json --quiet --no-progress --help --version"
+        arch__subcmd__complete)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --to)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --rename)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -516,28 +490,6 @@ _arch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --repo)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -R)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__diff)
-            opts="-R -q -h -V --stat --repo --json --quiet --no-progress --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -802,7 +754,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -829,7 +781,7 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        arch__subcmd__help__subcmd__copy)
+        arch__subcmd__help__subcmd__complete)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -858,20 +810,6 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__customize)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1221,20 +1159,6 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        arch__subcmd__help__subcmd__receive)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         arch__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1250,20 +1174,6 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__rm)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1306,7 +1216,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume)
-            opts="write read ls info rm resize export import rollback"
+            opts="write read ls info rm rename resize export import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1389,6 +1299,20 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__volume__subcmd__rename)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__volume__subcmd__resize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1404,20 +1328,6 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume__subcmd__rm)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__help__subcmd__volume__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1624,7 +1534,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__image__subcmd__ls)
-            opts="-R -q -h -V --snapshots --all --property --status --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --snapshots --all --property --status --from-volume --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1635,6 +1545,10 @@ _arch() {
                     return 0
                     ;;
                 --status)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-volume)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1991,32 +1905,6 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        arch__subcmd__receive)
-            opts="-R -q -h -V --rename --repo --json --quiet --no-progress --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --rename)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repo)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -R)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         arch__subcmd__restore)
             opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -2050,40 +1938,6 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
-                --repo)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -R)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__send)
-            opts="-o -R -q -h -V --base --output --force --repo --json --quiet --no-progress --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --base)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --output)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2160,7 +2014,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm resize export import rollback help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm rename resize export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2197,7 +2051,7 @@ _arch() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "raw qcow2" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "raw qcow2 vmdk vdi vhdx" -- "${cur}"))
                     return 0
                     ;;
                 --repo)
@@ -2216,7 +2070,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help)
-            opts="write read ls info rm resize export import rollback help"
+            opts="write read ls info rm rename resize export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2313,6 +2167,20 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__volume__subcmd__help__subcmd__rename)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__volume__subcmd__help__subcmd__resize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2328,20 +2196,6 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help__subcmd__rm)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__volume__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2477,6 +2331,28 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__volume__subcmd__rename)
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__volume__subcmd__resize)
             opts="-R -q -h -V --allow-shrink --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2501,28 +2377,6 @@ _arch() {
             ;;
         arch__subcmd__volume__subcmd__rm)
             opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --repo)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -R)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        arch__subcmd__volume__subcmd__rollback)
-            opts="-R -q -h -V --force --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2573,7 +2427,19 @@ _arch() {
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _arch -o nosort -o bashdefault -o default arch
+    complete -F _arch_names -o nosort -o bashdefault -o default arch
 else
-    complete -F _arch -o bashdefault -o default arch
+    complete -F _arch_names -o bashdefault -o default arch
 fi
+
+# Repository names (objects, images, snapshots, volumes) from `arch complete`, after the
+# generated completion of subcommands and options.
+_arch_names() {
+    _arch "$@"
+    local cur="${COMP_WORDS[COMP_CWORD]}" name
+    [[ "$cur" == -* ]] && return 0
+    local IFS=$'\n'
+    for name in $("${COMP_WORDS[0]}" complete -- "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null); do
+        COMPREPLY+=("$(printf '%q' "$name")")
+    done
+}

@@ -5,6 +5,9 @@ use crate::cmd;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The help heading of the options every command takes, listed apart from its own.
+pub const GLOBAL: &str = "Global options";
+
 /// Objects, images, snapshots and copy-on-write volumes over one content-addressed store.
 #[derive(Debug, Parser)]
 #[command(
@@ -21,17 +24,18 @@ pub struct Cli {
         long = "repo",
         global = true,
         env = "ARCH_REPO",
-        value_name = "DIR"
+        value_name = "DIR",
+        help_heading = GLOBAL
     )]
     pub repo: Option<PathBuf>,
     /// Print one JSON document on stdout instead of tables.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print nothing but data and errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// Never show progress bars.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_progress: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -68,4 +72,6 @@ pub enum Command {
     Diff(cmd::diff::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
+    #[command(hide = true)]
+    Complete(cmd::complete::Args),
 }

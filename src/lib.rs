@@ -15,6 +15,7 @@ pub mod services;
 pub mod storage;
 pub mod stream;
 pub mod time;
+pub mod tools;
 pub mod units;
 
 pub use error::{Error, Result};

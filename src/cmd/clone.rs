@@ -2,6 +2,9 @@
 
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_size_arg};
+use crate::Error;
+use crate::services::names::ObjectName;
+use crate::services::versions;
 use crate::services::volumes::{self, CloneOptions};
 use crate::units::format_size;
 
@@ -12,7 +15,7 @@ use crate::units::format_size;
 // `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
     disable_version_flag = true,
-    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key ~/.ssh/id_ed25519.pub"
+    after_help = "Examples:\n  arch clone images/debian.raw vm1\n  arch clone \"Debian 12\" vm2 --size 20G\n  arch clone snapshots/vm1-monday vm1-restore\n  arch clone \"Debian 12\" web1 --size 10G --hostname web1 --ssh-key id.pub"
 )]
 pub struct Args {
     /// Object `container/object`, or an image id (prefix), or a display name.
@@ -32,8 +35,50 @@ pub struct Args {
     pub customize: super::customize::CustomizeArgs,
 }
 
+/// What the clone will start from, checked before any work: the options that cannot apply
+/// to it are refused, and a customization's tools must be installed. Returns the source's
+/// kind and size.
+fn check_source(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<(String, u64)> {
+    let given = args.customize.given();
+    if args.no_customize && !given.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} cannot apply with --no-customize: drop --no-customize to customize the clone, \
+             or drop {}",
+            given.join(", "),
+            given.join(", ")
+        ))
+        .into());
+    }
+    let cat = repo.catalog()?;
+    let src = volumes::resolve_source(&cat, &args.source)?;
+    let rec = versions::find_at(&cat, &ObjectName::parse(&src.object)?, args.version)?;
+    if src.kind != "image" && !given.is_empty() {
+        let never = match src.kind.as_str() {
+            "snapshot" => "a Snapshot, which is never customized (it already is a machine)",
+            _ => "a plain object, which is never customized (it is not an Image)",
+        };
+        return Err(Error::invalid(format!(
+            "{} cannot apply: '{}' is {never}; drop {}, or clone without them and then run \
+             `arch customize {}` with them",
+            given.join(", "),
+            src.object,
+            given.join(", "),
+            args.volume,
+        ))
+        .into());
+    }
+    if src.kind == "image" && !args.no_customize {
+        crate::tools::require_customize(&format!(
+            "customizing a clone of Image '{}' (--no-customize skips it)",
+            src.object
+        ))?;
+    }
+    Ok((src.kind, rec.bytes))
+}
+
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
+    let (kind, source_bytes) = check_source(&repo, args)?;
     let opts = CloneOptions {
         size: args.size,
         customize: (!args.no_customize)
@@ -46,6 +91,24 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         eprintln!(
             "arch: removed the unfinished volume '{}' left by arch pid {} on {} ({}, started {})",
             args.volume, old.pid, old.host, old.operation, old.started
+        );
+    }
+    if kind != "image" && report.size > source_bytes && !ctx.quiet {
+        let never = if kind == "snapshot" {
+            "a Snapshot"
+        } else {
+            "a plain object"
+        };
+        eprintln!(
+            "arch: warning: volume '{}' is {} but its source '{}' is {}: the partition table \
+             and filesystem were not grown ({never} is never customized), the extra space is \
+             unallocated. Grow them with `arch customize {}`, or register the source as an \
+             Image and clone that",
+            report.volume,
+            format_size(report.size),
+            report.source.object,
+            format_size(source_bytes),
+            report.volume
         );
     }
     if let (Some(c), false) = (&report.customization, ctx.json) {

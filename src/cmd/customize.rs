@@ -31,6 +31,21 @@ pub struct CustomizeArgs {
 }
 
 impl CustomizeArgs {
+    /// The options given, as their flags (`--hostname`, ...), for errors about options that
+    /// cannot apply.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--hostname", self.hostname.is_some()),
+            ("--password-file", self.password_file.is_some()),
+            ("--password", self.password.is_some()),
+            ("--ssh-key", !self.ssh_keys.is_empty()),
+            ("--file", !self.files.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
     /// The library options, reading the password and key files.
     pub fn options(&self) -> anyhow::Result<CustomizeOptions> {
         let password = match (&self.password_file, &self.password) {
@@ -103,6 +118,7 @@ pub fn render(ctx: &Context, report: &CustomizeReport) -> anyhow::Result<()> {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
+    crate::tools::require_customize(&format!("arch customize {}", args.volume))?;
     let opts = args.customize.options()?;
     let props = source_properties(&repo, &args.volume)?;
     let report = customize_volume(&repo, &args.volume, &props, &opts, true)?;

@@ -8,7 +8,7 @@ use crate::units::format_size;
 /// Check that every resource's map and blocks are present (and intact with --read-data).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch fsck\n  arch fsck --read-data --json\n  arch fsck --repair\n  arch fsck --read-data --repair   # quarantine corrupt blocks, then put their data again\n\nExit codes: 0 no damage (garbage may exist: `arch gc` removes it), 1 damage found, 2 error."
+    after_help = "Examples:\n  arch fsck\n  arch fsck --read-data --json\n  arch fsck --repair\n  arch fsck --read-data --repair   # quarantine corrupt blocks\n\nExit codes: 0 no damage (garbage may exist: `arch gc` removes it), 1 damage found, 2 error."
 )]
 pub struct Args {
     /// Rehash every stored block and report corrupted ones with the resources using them.

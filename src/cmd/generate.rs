@@ -1,5 +1,7 @@
 //! `arch generate completions|man DIR` (hidden): shell completions and man pages generated from
 //! the clap definitions, so they can never drift from the commands. Output is deterministic.
+//! The completions call `arch complete` for repository names ([`super::complete`]); the pages
+//! are shaped by [`super::manpage`].
 
 use super::output::emit;
 use super::{Context, Status};
@@ -42,18 +44,28 @@ fn write(dir: &Path, name: &str, bytes: &[u8], files: &mut Vec<PathBuf>) -> crat
     Ok(())
 }
 
-/// Renders the man page of `cmd` (named `name`) and of every visible subcommand below it.
-fn man_pages(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone().name(name.to_string()))
-        .render(&mut page)
-        .expect("rendering into memory cannot fail");
+/// Renders the man page of `cmd` (named `name`, invoked as `path`, below page `parent`) and
+/// of every visible subcommand below it.
+fn man_pages(
+    cmd: &clap::Command,
+    name: &str,
+    path: &str,
+    parent: Option<&str>,
+    out: &mut Vec<(String, Vec<u8>)>,
+) {
+    let page = super::manpage::render(cmd, name, path, parent);
     out.push((format!("{name}.1"), page));
     for sub in cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set() && s.get_name() != "help")
     {
-        man_pages(sub, &format!("{name}-{}", sub.get_name()), out);
+        man_pages(
+            sub,
+            &format!("{name}-{}", sub.get_name()),
+            &format!("{path} {}", sub.get_name()),
+            Some(name),
+            out,
+        );
     }
 }
 
@@ -71,13 +83,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             ] {
                 let mut buf = Vec::new();
                 clap_complete::generate(shell, &mut cmd, "arch", &mut buf);
-                write(dir, name, &buf, &mut files)?;
+                let script = String::from_utf8(buf).expect("clap_complete writes UTF-8");
+                let script = super::complete::shell_glue(shell, script);
+                write(dir, name, script.as_bytes(), &mut files)?;
             }
         }
         What::Man { dir } => {
             std::fs::create_dir_all(dir)?;
             let mut pages = Vec::new();
-            man_pages(&cmd, "arch", &mut pages);
+            man_pages(&cmd, "arch", "arch", None, &mut pages);
             for (name, bytes) in pages {
                 write(dir, &name, &bytes, &mut files)?;
             }

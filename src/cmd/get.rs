@@ -22,7 +22,8 @@ pub struct Args {
     /// Object `container/object`.
     #[arg(value_parser = parse_object_name)]
     pub name: ObjectName,
-    /// Output file (default: stdout). Written to a temporary name and renamed when complete.
+    /// Output file, or `-` for stdout (the default). A file is written to a temporary name
+    /// and renamed when complete.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Replace FILE if it exists.
@@ -39,7 +40,8 @@ pub struct Args {
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let verify = !args.no_verify;
-    let Some(path) = &args.output else {
+    // `-o -` is stdout, as in qemu-img, rbd and curl.
+    let Some(path) = args.output.as_ref().filter(|p| !is_stdout(p)) else {
         if ctx.json {
             return Err(
                 Error::invalid("--json needs -o FILE: stdout carries the object's bytes").into(),
@@ -88,4 +90,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         )
     })?;
     Ok(Status::Ok)
+}
+
+/// True for the `-o -` that names stdout.
+pub fn is_stdout(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
 }

@@ -26,20 +26,28 @@ pub struct Source {
     pub kind: String,
     /// The image id (= object uuid) or, for a plain object, the object uuid.
     pub id: String,
-    /// The source object's name, `container/object`.
+    /// The source object's name as it is now, `container/object` (found by id: after
+    /// `arch mv`, its new name); `null` once it was removed.
     pub object: Option<String>,
+    /// True when the source object was removed since the clone (the volume keeps its data).
+    pub removed: bool,
 }
 
 impl Source {
     /// From a volume's recorded `kind:id` reference and source object name; None for a
     /// volume with no source (imported).
-    pub fn from_record(reference: Option<&str>, object: Option<&str>) -> Option<Source> {
+    pub fn from_record(
+        reference: Option<&str>,
+        object: Option<&str>,
+        removed: bool,
+    ) -> Option<Source> {
         let reference = reference?;
         let (kind, id) = reference.split_once(':').unwrap_or(("object", reference));
         Some(Source {
             kind: kind.to_string(),
             id: id.to_string(),
             object: object.map(str::to_string),
+            removed,
         })
     }
 }
@@ -86,7 +94,11 @@ impl<'a> Volume<'a> {
     pub fn new(info: &'a VolumeInfo) -> Volume<'a> {
         Volume {
             info,
-            source: Source::from_record(info.source.as_deref(), info.source_object.as_deref()),
+            source: Source::from_record(
+                info.source.as_deref(),
+                info.source_object.as_deref(),
+                info.source_removed,
+            ),
             customization: Customization::recorded(&info.customization),
         }
     }
@@ -111,7 +123,7 @@ impl<'a> Cloned<'a> {
             volume: &r.volume,
             id: &r.id,
             size: r.size,
-            source: Source::from_record(Some(&r.source.source), Some(&r.source.object))
+            source: Source::from_record(Some(&r.source.source), Some(&r.source.object), false)
                 .expect("a clone has a source"),
             customization: r.customization.as_ref().map(Customization::ran),
             removed_unfinished: r.removed_unfinished.as_ref(),
@@ -174,12 +186,12 @@ mod tests {
 
     #[test]
     fn a_source_reference_splits_into_kind_and_id() {
-        let s = Source::from_record(Some("snapshot:1234"), Some("snapshots/a")).unwrap();
+        let s = Source::from_record(Some("snapshot:1234"), Some("snapshots/a"), false).unwrap();
         assert_eq!(
             (s.kind.as_str(), s.id.as_str(), s.object.as_deref()),
             ("snapshot", "1234", Some("snapshots/a"))
         );
-        assert_eq!(Source::from_record(None, Some("x/y")), None);
+        assert_eq!(Source::from_record(None, Some("x/y"), false), None);
         let doc = serde_json::to_string(&s).unwrap();
         assert_eq!(
             doc,

@@ -3,6 +3,7 @@
 
 pub mod clone;
 pub mod copy;
+pub mod complete;
 pub mod cp;
 pub mod customize;
 pub mod diff;
@@ -18,6 +19,7 @@ pub mod info;
 pub mod init;
 pub mod json;
 pub mod ls;
+pub mod manpage;
 pub mod meta;
 pub mod mv;
 pub mod output;
@@ -151,6 +153,7 @@ fn run(ctx: &Context, command: &Command) -> anyhow::Result<Status> {
         Command::Serve(a) => serve::run(ctx, a),
         Command::Volume(a) => volume::run(ctx, a),
         Command::Generate(a) => generate::run(ctx, a),
+        Command::Complete(a) => complete::run(ctx, a),
         Command::Customize(a) => customize::run(ctx, a),
         Command::Send(a) => send::run(ctx, a),
         Command::Receive(a) => receive::run(ctx, a),

@@ -5,15 +5,18 @@ use super::{Context, Status, parse_key_value, parse_object_name, progress_bar};
 use crate::Error;
 use crate::services::names::ObjectName;
 use crate::services::objects::{self, PutOptions};
+use crate::services::volumes::lineage;
 use crate::storage::ingest::Source;
 use crate::units::format_size;
 use std::fs::File;
 use std::path::PathBuf;
 
-/// Store a file (or stdin with `-`) as object NAME; replaces its data if it exists.
+/// Store a file (or stdin with `-`) as object NAME. Over an existing object: a new version
+/// that keeps the uuid, creation time and image registration, and replaces the data, content
+/// type and user metadata (the previous version stays in `arch history`).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch put disk.raw images/debian.raw\n  curl -s https://example.org/x.img | arch put - images/x.img --meta source=example"
+    after_help = "Examples:\n  arch put disk.raw images/debian.raw\n  curl -s https://example.org/x.img | arch put - images/x.img --meta src=web"
 )]
 pub struct Args {
     /// Source file, or `-` for stdin.
@@ -40,28 +43,85 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let report = objects::put(&repo, source, &args.name, &opts, progress.as_ref());
     progress.finish();
     let report = report?;
+    if let Some(r) = &report.replaced {
+        warn_if_cloned(ctx, &repo, &report, r)?;
+    }
     emit(ctx, &report, |out| {
-        writeln!(
-            out,
-            "{}",
-            key_values(&[
-                ("name", report.name.clone()),
-                ("uuid", report.uuid.clone()),
-                ("version", report.version.to_string()),
-                ("size", format_size(report.bytes)),
-                ("hash", report.hash.clone()),
-                (
-                    "blocks",
-                    format!(
-                        "{} ({} new, {} zero)",
-                        report.blocks, report.blocks_written, report.zero_blocks
-                    )
+        let mut rows = vec![
+            ("name", report.name.clone()),
+            ("uuid", report.uuid.clone()),
+            ("version", report.version.to_string()),
+            ("size", format_size(report.bytes)),
+            ("hash", report.hash.clone()),
+            (
+                "blocks",
+                format!(
+                    "{} ({} new, {} zero)",
+                    report.blocks, report.blocks_written, report.zero_blocks
                 ),
-                ("stored", format_size(report.bytes_written)),
-            ])
-        )
+            ),
+            ("stored", format_size(report.bytes_written)),
+        ];
+        if let Some(r) = &report.replaced {
+            let registration = match &r.registered_as {
+                Some(kind) => format!(", {kind} registration"),
+                None => String::new(),
+            };
+            rows.push(("kept", format!("uuid, creation time{registration}")));
+            let meta = match r.meta_keys.len() {
+                0 => String::new(),
+                n => format!(" ({n} key(s) before: {})", r.meta_keys.join(", ")),
+            };
+            rows.push((
+                "replaced",
+                format!(
+                    "data, content type (was {}), user metadata{meta}; version {} stays in \
+                     `arch history {}`",
+                    r.content_type, r.version, report.name
+                ),
+            ));
+        }
+        writeln!(out, "{}", key_values(&rows))
     })?;
     Ok(Status::Ok)
+}
+
+/// Warns on stderr when the put changed the content of a registered Image or Snapshot that
+/// volumes were cloned from: its checksum changed, and those volumes keep the old content.
+fn warn_if_cloned(
+    ctx: &Context,
+    repo: &crate::repo::Repository,
+    report: &objects::PutReport,
+    replaced: &objects::Replaced,
+) -> anyhow::Result<()> {
+    let Some(kind) = &replaced.registered_as else {
+        return Ok(());
+    };
+    if replaced.hash == report.hash || ctx.quiet {
+        return Ok(());
+    }
+    let clones = lineage::volumes_cloned_from(&repo.catalog()?, &report.uuid)?;
+    if clones.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = clones.iter().take(5).map(String::as_str).collect();
+    let more = match clones.len() {
+        n if n > 5 => format!(" and {} more", n - 5),
+        _ => String::new(),
+    };
+    eprintln!(
+        "arch: warning: {} is a registered {} that {} volume(s) were cloned from ({}{more}); \
+         its checksum changed from {} to {}. Those volumes keep the content they were cloned \
+         from; new clones get the new one (the previous version {} stays in `arch history`)",
+        report.name,
+        if kind == "image" { "Image" } else { "Snapshot" },
+        clones.len(),
+        shown.join(", "),
+        replaced.hash,
+        report.hash,
+        replaced.version
+    );
+    Ok(())
 }
 
 /// Opens SRC: stdin for `-`, positional reads for regular files, a stream otherwise.

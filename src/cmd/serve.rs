@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// snapshots read-only. Writes are durable once a FLUSH (or FUA) is answered.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch serve vm1\n  qemu-system-x86_64 -drive file=nbd+unix:///vm1?socket=REPO/run/arch-serve-PID.sock,format=raw ...\n  arch serve vm1 --json &   # one line per export with its URI once listening\n  arch serve images/debian.raw --tcp 0.0.0.0:10809 --shared 4"
+    after_help = "Examples:\n  arch serve vm1\n  qemu-img info nbd+unix:///vm1?socket=REPO/run/arch-serve-PID.sock\n  arch serve vm1 --json &   # one line per export with its URI once listening\n  arch serve images/debian.raw --tcp 0.0.0.0:10809 --shared 4"
 )]
 pub struct Args {
     /// Volumes (read-write) and objects, images or snapshots (read-only) to serve; each is an

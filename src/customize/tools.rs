@@ -6,24 +6,12 @@ use crate::error::{Error, Result};
 use std::ffi::OsStr;
 use std::process::Command;
 
-/// The Debian package providing `program`.
-fn package_of(program: &str) -> &'static str {
-    match program {
-        "sfdisk" => "fdisk",
-        "ssh-keygen" => "openssh-client",
-        _ => "e2fsprogs",
-    }
-}
-
 /// Runs `program args` (with `stdin` fed when given) for `task`; returns stdout on success.
 pub fn run(task: &str, program: &str, args: &[&OsStr], stdin: Option<&[u8]>) -> Result<Vec<u8>> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", crate::tools::SYSTEM_PATH)
         .env("LC_ALL", "C");
     // A SIGINT/SIGTERM kills the tool and surfaces here as an error: the caller's cleanup
     // (the work directory in tmp/) runs once the tool is gone.
@@ -31,7 +19,7 @@ pub fn run(task: &str, program: &str, args: &[&OsStr], stdin: Option<&[u8]>) -> 
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::invalid(format!(
                 "{task}: {program} is not installed; install it (Debian/Ubuntu: apt install {})",
-                package_of(program)
+                crate::tools::package_of(program)
             ))
         } else {
             Error::io("run", program, e)

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod group;
 pub mod layout;
+mod locate;
 pub mod lock;
 mod migrate;
 pub mod records;
@@ -190,6 +191,11 @@ impl Repository {
 
     fn find_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
         if let Some(dir) = explicit {
+            if !dir.join(CONFIG_FILE).exists() {
+                if let Some(e) = locate::misplaced(dir) {
+                    return Err(e);
+                }
+            }
             return Ok(dir.to_path_buf());
         }
         let mut dir = Some(start);
@@ -199,9 +205,11 @@ impl Repository {
             }
             dir = d.parent();
         }
-        Err(Error::NoRepository {
-            start: start.to_path_buf(),
-        })
+        Err(
+            locate::misplaced(start).unwrap_or_else(|| Error::NoRepository {
+                start: start.to_path_buf(),
+            }),
+        )
     }
 
     /// Root directory.

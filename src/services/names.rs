@@ -158,7 +158,18 @@ pub fn validate_volume_name(name: &str) -> Result<()> {
             name.len()
         )));
     }
-    validate_container(name).map_err(|reason| bad(reason.replace("container", "volume name")))
+    if name.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("`.` and `..` are not volume names".into()));
+    }
+    if name.contains('/') {
+        return Err(bad(
+            "a volume name cannot contain `/` (volumes are not in containers)".into(),
+        ));
+    }
+    check_printable(name).map_err(bad)
 }
 
 /// Validates an image display name: 1 to [`MAX_DISPLAY_NAME_LEN`] bytes of printable text

@@ -42,6 +42,23 @@ pub struct PutReport {
     pub zero_blocks: u64,
     /// False when an existing object was replaced.
     pub created: bool,
+    /// What the put replaced, when the object existed: the uuid, creation time and image
+    /// registration are kept; data, content type and user metadata are replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
+}
+
+/// The version a put over an existing object replaced (it stays in the history).
+#[derive(Debug, Clone, Serialize)]
+pub struct Replaced {
+    pub version: u64,
+    pub hash: String,
+    pub content_type: String,
+    /// The user metadata keys it had (replaced by the put's `--meta`).
+    pub meta_keys: Vec<String>,
+    /// `image` or `snapshot` when the object is registered (the registration is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_as: Option<String>,
 }
 
 /// Full description of an object (`arch info`).
@@ -207,7 +224,7 @@ pub fn put(
         .cloned()
         .collect();
     let hash = ingested.map.top_hash().to_hex();
-    let (uuid, version, created) = repo.transact(|cat| {
+    let (uuid, version, replaced) = repo.transact(|cat| {
         let previous = cat.object(&full)?;
         let record = ObjectRecord {
             uuid: previous
@@ -233,7 +250,17 @@ pub fn put(
             meta: meta.clone(),
             image: previous.as_ref().and_then(|p| p.image.clone()),
         };
-        let out = (record.uuid.clone(), record.version, previous.is_none());
+        let replaced = previous.as_ref().map(|p| Replaced {
+            version: p.version,
+            hash: p.hash.clone(),
+            content_type: p.content_type.clone(),
+            meta_keys: p.meta.keys().cloned().collect(),
+            registered_as: p
+                .image
+                .as_ref()
+                .map(|i| if i.is_snapshot { "snapshot" } else { "image" }.to_string()),
+        });
+        let out = (record.uuid.clone(), record.version, replaced);
         cat.put_object(&full, &record)?;
         Ok(out)
     })?;
@@ -247,7 +274,8 @@ pub fn put(
         blocks_written: ingested.blocks_written,
         bytes_written: ingested.bytes_written,
         zero_blocks: ingested.zero_blocks,
-        created,
+        created: replaced.is_none(),
+        replaced,
     })
 }
 

@@ -317,6 +317,13 @@ impl Drop for TempPath {
 pub fn check_output_target(path: &Path, force: bool) -> Result<()> {
     if let Ok(meta) = fs::symlink_metadata(path) {
         let t = meta.file_type();
+        if t.is_dir() {
+            return Err(Error::invalid(format!(
+                "-o {} is a directory; give the path of a file, e.g. -o {}",
+                path.display(),
+                path.join("disk.raw").display()
+            )));
+        }
         if !t.is_file() {
             return Err(Error::invalid(format!(
                 "{} is {}, not a regular file; -o replaces its target atomically, which would \

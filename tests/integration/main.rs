@@ -22,5 +22,7 @@ mod serve;
 mod sizes;
 mod transfer;
 mod util;
+mod ux;
+mod ux_docs;
 mod versions;
 mod volumes;

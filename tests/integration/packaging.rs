@@ -60,7 +60,7 @@ fn committed_completions_and_man_pages_are_up_to_date() {
 }
 
 /// Every visible command path, e.g. ["image", "register"].
-fn command_paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+pub fn command_paths(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
     for sub in cmd.get_subcommands() {
         if sub.is_hide_set() || sub.get_name() == "help" {
             continue;

@@ -99,13 +99,14 @@ pub fn run_mark(ctx: &Context, args: &MarkArgs) -> anyhow::Result<Status> {
     let report = images::mark(&repo, &args.reference, args.mark_as == MarkAs::Snapshot)?;
     emit(ctx, &ImageChanged::new(&report), |out| {
         let state = if report.changed {
-            "is now a"
+            "is now"
         } else {
-            "was already a"
+            "was already"
         };
+        let article = if report.image.is_snapshot { "a" } else { "an" };
         writeln!(
             out,
-            "{} ({}) {state} {}",
+            "{} ({}) {state} {article} {}",
             report.image.name,
             report.object,
             kind_of(&report.image)

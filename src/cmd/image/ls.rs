@@ -4,12 +4,13 @@ use super::kind_of;
 use crate::cmd::rows::{Column, RowWriter};
 use crate::cmd::{Context, Status, parse_key_value};
 use crate::services::images::{self, Kinds, ListFilter};
+use crate::services::volumes::{self, lineage};
 use crate::units::format_size;
 
 /// List registered images (snapshots with --snapshots, both with --all).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch image ls\n  arch image ls --snapshots\n  arch image ls --all --property OSFAMILY=linux --status available --json"
+    after_help = "Examples:\n  arch image ls\n  arch image ls --snapshots\n  arch image ls --all --property OSFAMILY=linux --status available --json\n  arch image ls --from-volume vm1"
 )]
 pub struct Args {
     /// List snapshots instead of images.
@@ -24,19 +25,29 @@ pub struct Args {
     /// Only those with this status (saving, creating, available, error).
     #[arg(long)]
     pub status: Option<String>,
+    /// Only the snapshots taken from volume VOLUME (and images made of them; --snapshots for
+    /// snapshots only).
+    #[arg(long, value_name = "VOLUME")]
+    pub from_volume: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
+    let mut properties = args.properties.clone();
+    if let Some(v) = &args.from_volume {
+        // By id, so the snapshots follow a renamed volume (see services::volumes::lineage).
+        let id = volumes::find(&repo.catalog()?, v)?.id;
+        properties.push((lineage::SOURCE_VOLUME_ID.into(), id));
+    }
     let filter = ListFilter {
-        kinds: if args.all {
+        kinds: if args.all || (args.from_volume.is_some() && !args.snapshots) {
             Kinds::All
         } else if args.snapshots {
             Kinds::Snapshots
         } else {
             Kinds::Images
         },
-        properties: args.properties.clone(),
+        properties,
         status: args.status.clone(),
     };
     // Streamed: each image is written as it is read.

@@ -10,7 +10,7 @@ use crate::services::images::{self, RegisterOptions};
 /// again updates the same image. Only metadata is written.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch image register images/debian.raw --name \"Debian 12\" -p OSFAMILY=linux -p ROOT_PARTITION=1\n  arch image register snapshots/db-monday --name db-monday --snapshot\n  arch image register images/debian.raw --name \"Debian 12\" --checksum \"$(arch info images/debian.raw --json | jq -r .hash)\""
+    after_help = "Examples:\n  arch image register images/debian.raw --name \"Debian 12\" -p OSFAMILY=linux\n  arch image register snapshots/db-monday --name db-monday --snapshot\n  sum=$(arch info images/debian.raw --json | jq -r .hash)\n  arch image register images/debian.raw --name \"Debian 12\" --checksum \"$sum\""
 )]
 pub struct Args {
     /// Object `container/object` to register.

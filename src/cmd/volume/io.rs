@@ -37,7 +37,7 @@ pub struct ReadArgs {
     /// Bytes to read (default: to the end of the volume).
     #[arg(long, value_parser = parse_size_arg)]
     pub length: Option<u64>,
-    /// Write to FILE (atomically) instead of stdout.
+    /// Write to FILE (atomically) instead of stdout (`-o -` is stdout too).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Replace an existing FILE.
@@ -144,7 +144,12 @@ pub fn run_read(ctx: &Context, args: &ReadArgs) -> anyhow::Result<Status> {
             .size
             .saturating_sub(args.offset),
     };
-    let Some(path) = &args.output else {
+    // `-o -` is stdout, as for `get` and `volume export`.
+    let Some(path) = args
+        .output
+        .as_ref()
+        .filter(|p| !crate::cmd::get::is_stdout(p))
+    else {
         if ctx.json {
             return Err(Error::invalid(
                 "--json reports on stdout, where the data would go; add -o FILE",

@@ -3,8 +3,8 @@
 use crate::cmd::json::Volume;
 use crate::cmd::output::{emit, key_values};
 use crate::cmd::rows::{Column, RowWriter};
-use crate::cmd::{Context, Status, parse_size_arg};
-use crate::services::volumes::{self, VolumeInfo};
+use crate::cmd::{Context, Status};
+use crate::services::volumes::{self, NewSize, VolumeInfo, lineage};
 use crate::units::format_size;
 
 /// List volumes with their size, source and private block count.
@@ -32,17 +32,27 @@ pub struct RmArgs {
     pub volume: String,
 }
 
+/// Rename a volume (metadata only: its data, id and snapshots stay).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  arch volume rename vm1 web1")]
+pub struct RenameArgs {
+    /// The volume.
+    pub volume: String,
+    /// Its new name.
+    pub new_name: String,
+}
+
 /// Grow a volume (the new tail reads as zeros); shrinking needs --allow-shrink.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch volume resize vm1 40G\n  arch volume resize vm1 1G --allow-shrink"
+    after_help = "Examples:\n  arch volume resize vm1 40G\n  arch volume resize vm1 +1G\n  arch volume resize vm1 -1G --allow-shrink"
 )]
 pub struct ResizeArgs {
     /// The volume.
     pub volume: String,
-    /// New size, e.g. 40G.
-    #[arg(value_parser = parse_size_arg)]
-    pub size: u64,
+    /// New size (40G), or a change of size (+1G, -512M).
+    #[arg(value_parser = NewSize::parse, allow_hyphen_values = true)]
+    pub size: NewSize,
     /// Allow a smaller size (drops the data past it).
     #[arg(long)]
     pub allow_shrink: bool,
@@ -59,7 +69,7 @@ pub fn run_ls(ctx: &Context, _args: &LsArgs) -> anyhow::Result<Status> {
                 status_text(&v),
                 format_size(v.size),
                 v.private_blocks.to_string(),
-                v.source_object.clone().unwrap_or_else(|| "-".into()),
+                source_text(&v),
                 v.created_at.clone(),
             ]
         })
@@ -79,7 +89,9 @@ const LS_COLUMNS: &[Column] = &[
 
 pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let v = volumes::info(&repo, &args.volume)?;
+    let mut v = volumes::info(&repo, &args.volume)?;
+    let snapshots = lineage::snapshots_of(&repo, &v.id)?;
+    v.snapshots = Some(snapshots.clone());
     emit(ctx, &Volume::new(&v), |out| {
         let mut rows = vec![
             ("name", v.name.clone()),
@@ -89,14 +101,7 @@ pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
                 format!("{} ({} bytes)", format_size(v.size), v.size),
             ),
             ("status", status_text(&v)),
-            (
-                "source",
-                v.source.clone().unwrap_or_else(|| "imported".into()),
-            ),
-            (
-                "source object",
-                v.source_object.clone().unwrap_or_else(|| "-".into()),
-            ),
+            ("source", source_long(&v)),
             (
                 "blocks",
                 format!(
@@ -138,9 +143,43 @@ pub fn run_info(ctx: &Context, args: &InfoArgs) -> anyhow::Result<Status> {
         for t in &v.customization {
             rows.push(("task", format!("{} {} {}", t.task, t.status, t.detail)));
         }
+        if snapshots.is_empty() {
+            rows.push(("snapshots", "none".into()));
+        }
+        for s in &snapshots {
+            let kind = if s.is_snapshot { "snapshot" } else { "image" };
+            rows.push((
+                "snapshot",
+                format!("{} ({kind} {}, {})", s.object, s.id, s.created_at),
+            ));
+        }
         writeln!(out, "{}", key_values(&rows))
     })?;
     Ok(Status::Ok)
+}
+
+/// The source column of `volume ls`: the source object's current name, `(removed)`, or `-`
+/// for an imported volume.
+fn source_text(v: &VolumeInfo) -> String {
+    match (&v.source_object, v.source_removed) {
+        (Some(name), _) => name.clone(),
+        (None, true) => "(removed)".into(),
+        (None, false) => "-".into(),
+    }
+}
+
+/// The source line of `volume info`: what the source is now, found by its id.
+fn source_long(v: &VolumeInfo) -> String {
+    let (kind, id) = v
+        .source
+        .as_deref()
+        .and_then(|s| s.split_once(':'))
+        .unwrap_or(("", ""));
+    match (&v.source_object, v.source_removed) {
+        (Some(name), _) => format!("{name} ({kind} {id})"),
+        (None, true) => format!("removed ({kind} {id}); the volume keeps its data"),
+        (None, false) => "imported (no source)".into(),
+    }
 }
 
 /// `available`, `creating`, or `creating (unfinished: creator gone)`.
@@ -166,7 +205,7 @@ pub fn run_rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<Status> {
 
 pub fn run_resize(ctx: &Context, args: &ResizeArgs) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let report = volumes::resize(&repo, &args.volume, args.size, args.allow_shrink)?;
+    let report = volumes::resize_to(&repo, &args.volume, args.size, args.allow_shrink)?;
     emit(ctx, &report, |out| {
         writeln!(
             out,
@@ -174,6 +213,19 @@ pub fn run_resize(ctx: &Context, args: &ResizeArgs) -> anyhow::Result<Status> {
             report.volume,
             format_size(report.old_size),
             format_size(report.new_size)
+        )
+    })?;
+    Ok(Status::Ok)
+}
+
+pub fn run_rename(ctx: &Context, args: &RenameArgs) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let report = volumes::rename(&repo, &args.volume, &args.new_name)?;
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "renamed volume {} -> {} ({})",
+            report.from, report.to, report.id
         )
     })?;
     Ok(Status::Ok)

@@ -7,7 +7,7 @@ pub mod transfer;
 
 use super::{Context, Status};
 
-/// Read, write, list, inspect, resize, remove, import and export volumes.
+/// Read, write, list, inspect, rename, resize, remove, import and export volumes.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  arch volume write vm1 --offset 1M patch.bin\n  arch volume info vm1\n  arch volume export vm1 -o vm1.qcow2 --format qcow2"
@@ -25,6 +25,7 @@ pub enum VolumeCommand {
     Ls(manage::LsArgs),
     Info(manage::InfoArgs),
     Rm(manage::RmArgs),
+    Rename(manage::RenameArgs),
     Resize(manage::ResizeArgs),
     Export(transfer::ExportArgs),
     Import(transfer::ImportArgs),
@@ -38,6 +39,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         VolumeCommand::Ls(a) => manage::run_ls(ctx, a),
         VolumeCommand::Info(a) => manage::run_info(ctx, a),
         VolumeCommand::Rm(a) => manage::run_rm(ctx, a),
+        VolumeCommand::Rename(a) => manage::run_rename(ctx, a),
         VolumeCommand::Resize(a) => manage::run_resize(ctx, a),
         VolumeCommand::Export(a) => transfer::run_export(ctx, a),
         VolumeCommand::Import(a) => transfer::run_import(ctx, a),

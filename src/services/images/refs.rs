@@ -35,6 +35,8 @@ pub fn resolve(cat: &Db, reference: &str, among: Among) -> Result<String> {
     let by_prefix = reference.len() >= MIN_ID_PREFIX;
     let mut exact = None;
     let mut candidates: Vec<(String, String)> = Vec::new();
+    // Ids a too-short prefix would match, to say why it does not.
+    let mut short_matches: Vec<String> = Vec::new();
     // The ids starting with the reference (of which only an exact id counts when it is too
     // short for a prefix), and the images displayed under it.
     cat.objects_by_id_or_display(reference, reference, &mut |name, r| {
@@ -44,6 +46,9 @@ pub fn resolve(cat: &Db, reference: &str, among: Among) -> Result<String> {
         if r.uuid == reference {
             exact = Some(name);
             return Ok(false);
+        }
+        if !by_prefix && !reference.is_empty() && r.uuid.starts_with(reference) {
+            short_matches.push(r.uuid.clone());
         }
         if (by_prefix && r.uuid.starts_with(reference))
             || r.image.as_ref().is_some_and(|i| i.name == reference)
@@ -57,6 +62,18 @@ pub fn resolve(cat: &Db, reference: &str, among: Among) -> Result<String> {
     }
     match candidates.as_slice() {
         [(name, _)] => Ok(name.clone()),
+        [] if !short_matches.is_empty() => Err(Error::invalid(format!(
+            "image '{reference}' not found: '{reference}' is shorter than {MIN_ID_PREFIX} \
+             characters, too short for an id prefix (it starts the id{} {}); give at least \
+             {MIN_ID_PREFIX} characters of the id, the object name or the display name",
+            if short_matches.len() == 1 { "" } else { "s" },
+            short_matches
+                .iter()
+                .take(3)
+                .map(|id| id[..MIN_ID_PREFIX.min(id.len())].to_string() + "...")
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
         [] => {
             let mut known: Vec<String> = Vec::new();
             let filter = ObjectFilter {

@@ -8,7 +8,9 @@ pub mod blockio;
 pub mod creating;
 pub mod customize;
 pub mod format;
+pub mod lineage;
 mod partial;
+mod rename;
 mod resize;
 pub mod rollback;
 pub mod served;
@@ -16,7 +18,8 @@ mod snapshot;
 pub mod transfer;
 mod untrusted;
 
-pub use resize::resize;
+pub use rename::{RenameReport, rename};
+pub use resize::{NewSize, resize, resize_to};
 pub use snapshot::{SnapshotReport, snapshot};
 
 use crate::error::{Error, Result};
@@ -458,8 +461,15 @@ pub struct VolumeInfo {
     /// Written by `cmd::json::Volume` as one `source` object (shared with `clone`).
     #[serde(skip)]
     pub source: Option<String>,
+    /// The source object by its current name (found by id: a renamed source shows its new
+    /// name); None when imported or when the source was removed.
+    /// Written by `cmd::json::Volume` in the one `source` shape.
     #[serde(skip)]
     pub source_object: Option<String>,
+    /// True when the source object was removed since the clone (the volume keeps its data).
+    /// Written by `cmd::json::Volume` as the source's `removed`.
+    #[serde(skip)]
+    pub source_removed: bool,
     pub created_at: String,
     pub modified_at: String,
     pub epoch: u64,
@@ -473,6 +483,9 @@ pub struct VolumeInfo {
     /// Written by `cmd::json::Volume` in the `customization` shape shared with `clone`.
     #[serde(skip)]
     pub customization: Vec<TaskRecord>,
+    /// The snapshots taken from the volume (`volume info` only: absent from listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Vec<lineage::TakenSnapshot>>,
 }
 
 /// Reads the base map of volume `name`, refused as damage unless it fits the record: the
@@ -507,7 +520,8 @@ pub fn load_base_map(
     }
 }
 
-fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
+fn describe(repo: &Repository, cat: &Db, name: &str, rec: &VolumeRecord) -> Result<VolumeInfo> {
+    let source_now = lineage::source_now(cat, rec)?;
     let base = load_base_map(repo, name, rec)?;
     let blocks = rec.size.div_ceil(rec.block_size as u64);
     let private = list_private(&epoch_dir(repo, rec)?)?;
@@ -526,7 +540,11 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
         status: rec.status.clone(),
         creation: creating::state(repo, rec)?,
         source: rec.source.clone(),
-        source_object: rec.source_object.clone(),
+        source_object: match &source_now {
+            lineage::SourceNow::Present { name } => Some(name.clone()),
+            _ => None,
+        },
+        source_removed: source_now == lineage::SourceNow::Removed,
         created_at: rec.created_at.clone(),
         modified_at: rec.modified_at.clone(),
         epoch: rec.epoch,
@@ -535,21 +553,24 @@ fn describe(repo: &Repository, name: &str, rec: &VolumeRecord) -> Result<VolumeI
         shared_blocks,
         zero_blocks: blocks - private_blocks - shared_blocks,
         customization: rec.customization.clone(),
+        snapshots: None,
     })
 }
 
 /// Every volume, in name order, each described and passed to `f` as it is read (streamed:
 /// nothing is collected).
 pub fn list(repo: &Repository, f: &mut dyn FnMut(VolumeInfo) -> Result<()>) -> Result<()> {
-    repo.catalog()?.for_each_volume(&mut |name, rec| {
-        f(describe(repo, &name, &rec)?)?;
+    let cat = repo.catalog()?;
+    cat.for_each_volume(&mut |name, rec| {
+        f(describe(repo, &cat, &name, &rec)?)?;
         Ok(true)
     })
 }
 
-/// One volume.
+/// One volume (its `snapshots` are left to [`lineage::snapshots_of`]).
 pub fn info(repo: &Repository, name: &str) -> Result<VolumeInfo> {
-    describe(repo, name, &find(&repo.catalog()?, name)?)
+    let cat = repo.catalog()?;
+    describe(repo, &cat, name, &find(&cat, name)?)
 }
 
 /// Reads `len` bytes at `offset` of volume `name`, handing them to `sink` in pieces of at
@@ -576,6 +597,40 @@ pub fn read(
     Ok(())
 }
 
+/// Counts a write's blocks once each, however many pieces of the input reached a block (an
+/// input read in chunks splits a block at each chunk boundary): a block counts as what its
+/// first piece that changed it did (copied, allocated, in place), or as skipped when no
+/// piece changed it. Pieces of one block arrive one after another.
+#[derive(Debug, Default)]
+struct BlockTally {
+    current: Option<(u64, WriteStats)>,
+}
+
+impl BlockTally {
+    fn add(&mut self, index: u64, piece: WriteStats, total: &mut WriteStats) {
+        match &mut self.current {
+            Some((i, first)) if *i == index => {
+                if first.blocks_skipped > 0 && piece.blocks_skipped == 0 {
+                    *first = piece;
+                }
+            }
+            _ => {
+                self.flush(total);
+                self.current = Some((index, piece));
+            }
+        }
+    }
+
+    fn flush(&mut self, total: &mut WriteStats) {
+        if let Some((_, s)) = self.current.take() {
+            total.blocks_copied += s.blocks_copied;
+            total.blocks_allocated += s.blocks_allocated;
+            total.blocks_in_place += s.blocks_in_place;
+            total.blocks_skipped += s.blocks_skipped;
+        }
+    }
+}
+
 /// What [`write`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteReport {
@@ -600,6 +655,7 @@ pub fn write(
     let bs = vol.blocks.block_size();
     let mut changes = partial::Changes::new(bs, offset, offset + total);
     let mut stats = WriteStats::default();
+    let mut per_block = BlockTally::default();
     let mut buf = Vec::new();
     let mut pos = offset;
     // Block by block, so that a failure knows exactly which blocks already changed.
@@ -628,10 +684,7 @@ pub fn write(
                 if s.blocks_skipped == 0 {
                     changes.changed(index, at + len as u64);
                 }
-                stats.blocks_copied += s.blocks_copied;
-                stats.blocks_allocated += s.blocks_allocated;
-                stats.blocks_in_place += s.blocks_in_place;
-                stats.blocks_skipped += s.blocks_skipped;
+                per_block.add(index, s, &mut stats);
                 done += len;
             }
             pos += n as u64;
@@ -639,6 +692,7 @@ pub fn write(
         Ok(())
     };
     let written = write_all();
+    per_block.flush(&mut stats);
     // What did change is made durable before any error returns, so that its account holds
     // after a crash (or says that it may not).
     let synced = vol.blocks.finish();
@@ -650,11 +704,29 @@ pub fn write(
             return Err(changes.into_error(name, written.err().unwrap_or(sync)));
         }
     }
+    if pos > offset {
+        touch(repo, name, &vol.record.id)?;
+    }
     Ok(WriteReport {
         volume: name.to_string(),
         offset,
         bytes: pos - offset,
         stats,
+    })
+}
+
+/// Sets the `modified_at` of volume `name` (id `id`, locked by the caller) to now: its
+/// content changed.
+pub fn touch(repo: &Repository, name: &str, id: &str) -> Result<()> {
+    repo.transact(|cat| {
+        let mut v = find(cat, name)?;
+        if v.id != id {
+            return Err(Error::Busy {
+                resource: format!("volume '{name}' (replaced while writing)"),
+            });
+        }
+        v.modified_at = now_rfc3339();
+        cat.put_volume(name, &v)
     })
 }
 

@@ -23,6 +23,45 @@ pub struct ResizeReport {
     pub private_blocks_dropped: u64,
 }
 
+/// A new size: absolute (`40G`), or relative to the current one (`+1G`, `-1G`), as
+/// `qemu-img resize` and `rbd resize` take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewSize {
+    To(u64),
+    Grow(u64),
+    Shrink(u64),
+}
+
+impl NewSize {
+    /// Parses `SIZE`, `+SIZE` or `-SIZE` (SIZE as [`crate::units::parse_size`] takes it).
+    pub fn parse(s: &str) -> std::result::Result<NewSize, String> {
+        let size = |t: &str| crate::units::parse_size(t);
+        match s.as_bytes().first() {
+            Some(b'+') => size(&s[1..]).map(NewSize::Grow),
+            Some(b'-') => size(&s[1..]).map(NewSize::Shrink),
+            _ => size(s).map(NewSize::To),
+        }
+    }
+
+    /// The size this makes of `old` bytes (of volume `name`, for errors).
+    pub fn apply(self, name: &str, old: u64) -> Result<u64> {
+        match self {
+            NewSize::To(n) => Ok(n),
+            NewSize::Grow(d) => old.checked_add(d).ok_or_else(|| {
+                Error::invalid(format!(
+                    "volume '{name}' ({old} bytes) cannot grow by {d} bytes: the size overflows"
+                ))
+            }),
+            NewSize::Shrink(d) => old.checked_sub(d).ok_or_else(|| {
+                Error::invalid(format!(
+                    "volume '{name}' is {old} bytes; it cannot shrink by {d} bytes (give at \
+                     most -{old}, or an absolute size)"
+                ))
+            }),
+        }
+    }
+}
+
 /// Sets the size of volume `name`; shrinking needs `allow_shrink`.
 pub fn resize(
     repo: &Repository,
@@ -30,9 +69,23 @@ pub fn resize(
     new_size: u64,
     allow_shrink: bool,
 ) -> Result<ResizeReport> {
-    crate::storage::map::check_resource_size("new size", new_size)?;
+    resize_to(repo, name, NewSize::To(new_size), allow_shrink)
+}
+
+/// [`resize`] to an absolute or relative size, computed under the volume's lock.
+pub fn resize_to(
+    repo: &Repository,
+    name: &str,
+    size: NewSize,
+    allow_shrink: bool,
+) -> Result<ResizeReport> {
+    if let NewSize::To(n) = size {
+        crate::storage::map::check_resource_size("new size", n)?;
+    }
     let mut vol = open(repo, name, true)?;
     let old = vol.record.size;
+    let new_size = size.apply(name, old)?;
+    crate::storage::map::check_resource_size("new size", new_size)?;
     let bs = vol.blocks.block_size();
     if new_size < old && !allow_shrink {
         return Err(Error::invalid(format!(
@@ -94,4 +147,22 @@ pub fn resize(
         new_size,
         private_blocks_dropped: dropped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewSize;
+
+    #[test]
+    fn relative_sizes_parse_and_apply() {
+        assert_eq!(NewSize::parse("+1G"), Ok(NewSize::Grow(1 << 30)));
+        assert_eq!(NewSize::parse("-4K"), Ok(NewSize::Shrink(4096)));
+        assert_eq!(NewSize::parse("40G"), Ok(NewSize::To(40 << 30)));
+        assert!(NewSize::parse("+").is_err() && NewSize::parse("-x").is_err());
+        assert_eq!(NewSize::Grow(10).apply("v", 5).unwrap(), 15);
+        assert_eq!(NewSize::Shrink(5).apply("v", 5).unwrap(), 0);
+        let err = NewSize::Shrink(6).apply("v", 5).unwrap_err().to_string();
+        assert!(err.contains("cannot shrink by 6 bytes"), "{err}");
+        assert!(NewSize::Grow(u64::MAX).apply("v", 1).is_err());
+    }
 }

@@ -140,7 +140,7 @@ pub(super) fn snapshot_open(
             .map(|i| i.properties)
             .unwrap_or_default();
         properties.insert(SOURCE_VOLUME.into(), name.to_string());
-        properties.insert("SOURCE_VOLUME_ID".into(), rec.id.clone());
+        properties.insert(super::lineage::SOURCE_VOLUME_ID.into(), rec.id.clone());
         properties.insert(EXCLUDE_ALL_TASKS.into(), "yes".into());
         let uuid = new_uuid();
         cat.put_object(

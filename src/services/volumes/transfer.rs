@@ -18,12 +18,41 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Formats `export` writes.
+/// Formats `export` writes: raw natively, the others through `qemu-img convert`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Raw,
     Qcow2,
+    Vmdk,
+    Vdi,
+    Vhdx,
+}
+
+impl ExportFormat {
+    /// The format's name, as qemu-img spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Raw => "raw",
+            ExportFormat::Qcow2 => "qcow2",
+            ExportFormat::Vmdk => "vmdk",
+            ExportFormat::Vdi => "vdi",
+            ExportFormat::Vhdx => "vhdx",
+        }
+    }
+
+    /// The format a file name's extension names (`.img` is raw), None for any other.
+    pub fn from_extension(path: &Path) -> Option<ExportFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "raw" | "img" => ExportFormat::Raw,
+            "qcow2" => ExportFormat::Qcow2,
+            "vmdk" => ExportFormat::Vmdk,
+            "vdi" => ExportFormat::Vdi,
+            "vhdx" => ExportFormat::Vhdx,
+            _ => return None,
+        })
+    }
 }
 
 /// What [`export_volume`] wrote.
@@ -37,7 +66,8 @@ pub struct ExportReport {
 }
 
 /// Writes the content of volume `name` to `dest` (atomically; an existing file only with
-/// `force`). Raw output is sparse; qcow2 is converted from a sparse raw temporary by qemu-img.
+/// `force`). Raw output is sparse; other formats are converted from a sparse raw temporary by
+/// qemu-img (checked to be installed before anything is read or written).
 pub fn export_volume(
     repo: &Repository,
     name: &str,
@@ -46,6 +76,9 @@ pub fn export_volume(
     force: bool,
     progress: &dyn Progress,
 ) -> Result<ExportReport> {
+    if format != ExportFormat::Raw {
+        crate::tools::require(&format!("export to {}", format.name()), &["qemu-img"], None)?;
+    }
     let vol = open(repo, name, false)?;
     let size = vol.record.size;
     let mut private_blocks = 0;
@@ -57,7 +90,7 @@ pub fn export_volume(
     };
     match format {
         ExportFormat::Raw => write_file_atomically(dest, force, &mut fill)?,
-        ExportFormat::Qcow2 => {
+        converted => {
             // `dest` stays untouched until the converted file is durable and renamed over it.
             crate::storage::fsutil::check_output_target(dest, force)?;
             let raw = sibling_temp(dest);
@@ -71,7 +104,7 @@ pub fn export_volume(
                     "-f".as_ref(),
                     "raw".as_ref(),
                     "-O".as_ref(),
-                    "qcow2".as_ref(),
+                    converted.name().as_ref(),
                     raw.as_os_str(),
                     qcow.as_os_str(),
                 ])?;
