@@ -22,11 +22,17 @@ _arch() {
             arch,complete)
                 cmd="arch__subcmd__complete"
                 ;;
+            arch,copy)
+                cmd="arch__subcmd__copy"
+                ;;
             arch,cp)
                 cmd="arch__subcmd__cp"
                 ;;
             arch,customize)
                 cmd="arch__subcmd__customize"
+                ;;
+            arch,diff)
+                cmd="arch__subcmd__diff"
                 ;;
             arch,du)
                 cmd="arch__subcmd__du"
@@ -76,11 +82,17 @@ _arch() {
             arch,put)
                 cmd="arch__subcmd__put"
                 ;;
+            arch,receive)
+                cmd="arch__subcmd__receive"
+                ;;
             arch,restore)
                 cmd="arch__subcmd__restore"
                 ;;
             arch,rm)
                 cmd="arch__subcmd__rm"
+                ;;
+            arch,send)
+                cmd="arch__subcmd__send"
                 ;;
             arch,serve)
                 cmd="arch__subcmd__serve"
@@ -115,11 +127,17 @@ _arch() {
             arch__subcmd__help,complete)
                 cmd="arch__subcmd__help__subcmd__complete"
                 ;;
+            arch__subcmd__help,copy)
+                cmd="arch__subcmd__help__subcmd__copy"
+                ;;
             arch__subcmd__help,cp)
                 cmd="arch__subcmd__help__subcmd__cp"
                 ;;
             arch__subcmd__help,customize)
                 cmd="arch__subcmd__help__subcmd__customize"
+                ;;
+            arch__subcmd__help,diff)
+                cmd="arch__subcmd__help__subcmd__diff"
                 ;;
             arch__subcmd__help,du)
                 cmd="arch__subcmd__help__subcmd__du"
@@ -169,11 +187,17 @@ _arch() {
             arch__subcmd__help,put)
                 cmd="arch__subcmd__help__subcmd__put"
                 ;;
+            arch__subcmd__help,receive)
+                cmd="arch__subcmd__help__subcmd__receive"
+                ;;
             arch__subcmd__help,restore)
                 cmd="arch__subcmd__help__subcmd__restore"
                 ;;
             arch__subcmd__help,rm)
                 cmd="arch__subcmd__help__subcmd__rm"
+                ;;
+            arch__subcmd__help,send)
+                cmd="arch__subcmd__help__subcmd__send"
                 ;;
             arch__subcmd__help,serve)
                 cmd="arch__subcmd__help__subcmd__serve"
@@ -231,6 +255,9 @@ _arch() {
                 ;;
             arch__subcmd__help__subcmd__volume,rm)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__rm"
+                ;;
+            arch__subcmd__help__subcmd__volume,rollback)
+                cmd="arch__subcmd__help__subcmd__volume__subcmd__rollback"
                 ;;
             arch__subcmd__help__subcmd__volume,write)
                 cmd="arch__subcmd__help__subcmd__volume__subcmd__write"
@@ -304,6 +331,9 @@ _arch() {
             arch__subcmd__volume,rm)
                 cmd="arch__subcmd__volume__subcmd__rm"
                 ;;
+            arch__subcmd__volume,rollback)
+                cmd="arch__subcmd__volume__subcmd__rollback"
+                ;;
             arch__subcmd__volume,write)
                 cmd="arch__subcmd__volume__subcmd__write"
                 ;;
@@ -334,6 +364,9 @@ _arch() {
             arch__subcmd__volume__subcmd__help,rm)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__rm"
                 ;;
+            arch__subcmd__volume__subcmd__help,rollback)
+                cmd="arch__subcmd__volume__subcmd__help__subcmd__rollback"
+                ;;
             arch__subcmd__volume__subcmd__help,write)
                 cmd="arch__subcmd__volume__subcmd__help__subcmd__write"
                 ;;
@@ -344,7 +377,7 @@ _arch() {
 
     case "${cmd}" in
         arch)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,6 +470,36 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__copy)
+            opts="-R -q -h -V --to --rename --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__cp)
             opts="-R -q -h --force --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -490,6 +553,28 @@ _arch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__diff)
+            opts="-R -q -h -V --stat --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -754,7 +839,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help)
-            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize generate complete help"
+            opts="init put get ls info meta cp mv rm hashmap history restore prune-versions fsck gc du image clone snapshot serve volume customize send receive copy diff generate complete help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -795,6 +880,20 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__cp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -810,6 +909,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__customize)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1159,6 +1272,20 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__help__subcmd__receive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1174,6 +1301,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1216,7 +1357,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume)
-            opts="write read ls info rm rename resize export import"
+            opts="write read ls info rm rename resize export import rollback"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1328,6 +1469,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__help__subcmd__volume__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__help__subcmd__volume__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1905,6 +2060,32 @@ _arch() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        arch__subcmd__receive)
+            opts="-R -q -h -V --rename --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --rename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         arch__subcmd__restore)
             opts="-R -q -h --version --repo --json --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1938,6 +2119,40 @@ _arch() {
                 return 0
             fi
             case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__send)
+            opts="-o -R -q -h -V --base --output --force --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2014,7 +2229,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume)
-            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm rename resize export import help"
+            opts="-R -q -h -V --repo --json --quiet --no-progress --help --version write read ls info rm rename resize export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2070,7 +2285,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help)
-            opts="write read ls info rm rename resize export import help"
+            opts="write read ls info rm rename resize export import rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2196,6 +2411,20 @@ _arch() {
             return 0
             ;;
         arch__subcmd__volume__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__volume__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2377,6 +2606,28 @@ _arch() {
             ;;
         arch__subcmd__volume__subcmd__rm)
             opts="-R -q -h -V --repo --json --quiet --no-progress --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -R)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        arch__subcmd__volume__subcmd__rollback)
+            opts="-R -q -h -V --force --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -2,8 +2,8 @@
 //! context (repository discovery, output mode, progress) and exit codes.
 
 pub mod clone;
-pub mod copy;
 pub mod complete;
+pub mod copy;
 pub mod cp;
 pub mod customize;
 pub mod diff;

@@ -176,21 +176,18 @@ fn volume_info_shows_the_source_as_it_is_now() {
     let other = r.file("other", b"other");
     r.ok(&["put", other.to_str().unwrap(), "c/disk"]);
     let v = r.json(&["volume", "info", "vm1"]);
-    assert_eq!(v["source_object"], "c/renamed");
-    assert_eq!(v["source_removed"], false);
+    assert_eq!(v["source"]["object"], "c/renamed");
+    assert_eq!(v["source"]["removed"], false);
     let human = text(&r.ok(&["volume", "info", "vm1"]));
     assert!(human.contains("source:     c/renamed (object "), "{human}");
     let ls = r.json(&["volume", "ls"]);
-    assert_eq!(ls["volumes"][0]["source_object"], "c/renamed");
+    assert_eq!(ls["volumes"][0]["source"]["object"], "c/renamed");
     r.ok(&["rm", "c/renamed"]);
     let v = r.json(&["volume", "info", "vm1"]);
-    assert_eq!(v["source_object"], Value::Null);
-    assert_eq!(v["source_removed"], true);
-    let id = v["source"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("object:")
-        .unwrap();
+    assert_eq!(v["source"]["object"], Value::Null);
+    assert_eq!(v["source"]["removed"], true);
+    assert_eq!(v["source"]["kind"], "object");
+    let id = v["source"]["id"].as_str().unwrap();
     let human = text(&r.ok(&["volume", "info", "vm1"]));
     assert!(
         human.contains(&format!("removed (object {id}); the volume keeps its data")),
