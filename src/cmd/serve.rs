@@ -20,6 +20,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Serve volumes and read-only resources over NBD (to QEMU, qemu-img, nbdcopy, nbd-client).
 /// A volume is served read-write (copy-on-write into the repository); objects, images and
@@ -45,7 +46,26 @@ pub struct Args {
     /// Clients served at once (more are turned away); flushes cover every client's writes.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shared: u32,
+    /// Seconds a client may take to choose an export (and a control request to arrive)
+    /// before it is dropped, as qemu-nbd's --handshake-limit.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub handshake_limit: u32,
 }
+
+/// What one server allows its clients.
+struct Limits {
+    shared: u32,
+    multi_conn: bool,
+    handshake: Duration,
+}
+
+/// A client that does not take a reply within this time is dropped (its writes done so far
+/// stay applied; it cannot learn of them, as after a disconnect).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// On SIGINT/SIGTERM, how long clients get to take the replies of their last requests
+/// before their connections are cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// One export as printed at start.
 #[derive(Debug, Serialize)]
@@ -79,6 +99,71 @@ impl Stream {
             Stream::Unix(s) => s.shutdown(how),
             Stream::Tcp(s) => s.shutdown(how),
         };
+    }
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+            Stream::Tcp(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+        }
+    }
+}
+
+/// The handshake's view of a stream: every read and write must finish before `deadline`.
+struct Deadline<'s> {
+    stream: &'s mut Stream,
+    deadline: Instant,
+}
+
+impl Deadline<'_> {
+    fn arm(&self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake took longer than --handshake-limit",
+            ));
+        }
+        self.stream.set_timeouts(Some(left), Some(left))
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reply side of a connection: a failed write (the client stopped reading, or left)
+/// cuts the connection, so its reader stops too.
+struct Replies(Stream);
+
+impl Write for Replies {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.0.write(buf);
+        if r.is_err() {
+            self.0.shutdown(Shutdown::Both);
+        }
+        r
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -136,43 +221,72 @@ impl Listener {
     }
 }
 
-/// The protocol's view of a served resource: errors become errnos (and a line on stderr).
-struct NbdExport<'s, 'a>(&'s Served<'a>);
+/// The protocol's view of a served resource: errors become errnos, and the first
+/// [`LOGGED_FAILURES`] a line on stderr each (a client retrying a failing request in a loop
+/// must not flood the log; each client's count of failed requests is printed when it leaves).
+struct NbdExport<'s, 'a> {
+    served: &'s Served<'a>,
+    failures: AtomicU64,
+}
 
-fn failure(e: crate::Error) -> Failure {
-    let errno = match &e {
+/// Failed requests of one export logged in full.
+const LOGGED_FAILURES: u64 = 10;
+
+/// The errno a client gets for `e`: the cause inside a partial write or a named step counts.
+fn errno(e: &crate::Error) -> u32 {
+    match e {
         crate::Error::NoSpace { .. } => nbd::wire::ENOSPC,
         crate::Error::Invalid(_) => nbd::wire::EINVAL,
+        crate::Error::PartialWrite { cause, .. } => errno(cause),
+        crate::Error::InTask { source, .. } => errno(source),
         _ => nbd::wire::EIO,
-    };
-    eprintln!("arch serve: {e}");
-    Failure::new(errno, e.to_string())
+    }
+}
+
+impl NbdExport<'_, '_> {
+    fn failure(&self, e: crate::Error) -> Failure {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOGGED_FAILURES {
+            eprintln!("arch serve: {}: {e}", self.served.name);
+        }
+        if n == LOGGED_FAILURES {
+            eprintln!(
+                "arch serve: {}: further failed requests are counted, not shown",
+                self.served.name
+            );
+        }
+        Failure::new(errno(&e), e.to_string())
+    }
 }
 
 impl Export for NbdExport<'_, '_> {
     fn size(&self) -> u64 {
-        self.0.size
+        self.served.size
     }
     fn read_only(&self) -> bool {
-        self.0.read_only
+        self.served.read_only
     }
     fn preferred_block_size(&self) -> u32 {
-        self.0.block_size
+        self.served.block_size
     }
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
-        self.0.read(offset, buf).map_err(failure)
+    fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+        let f = |e| self.failure(e);
+        self.served.read(offset, len, out).map_err(f)
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
-        self.0.write(offset, data, fua).map_err(failure)
+        let f = |e| self.failure(e);
+        self.served.write(offset, data, fua).map_err(f)
     }
     fn flush(&self) -> Result<(), Failure> {
-        self.0.flush().map_err(failure)
+        self.served.flush().map_err(|e| self.failure(e))
     }
     fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
-        self.0.zero(offset, length, trim, fua).map_err(failure)
+        let f = |e| self.failure(e);
+        self.served.zero(offset, length, trim, fua).map_err(f)
     }
     fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
-        let runs = self.0.allocation(offset, length).map_err(failure)?;
+        let f = |e| self.failure(e);
+        let runs = self.served.allocation(offset, length).map_err(f)?;
         Ok(runs
             .into_iter()
             .map(|(length, zero)| Extent {
@@ -210,26 +324,29 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             Some(&control_path),
         )?);
     }
-    let exports: Vec<NbdExport> = served.iter().map(NbdExport).collect();
+    let exports: Vec<NbdExport> = served
+        .iter()
+        .map(|served| NbdExport {
+            served,
+            failures: AtomicU64::new(0),
+        })
+        .collect();
     let offers: Vec<Offer> = exports
         .iter()
         .map(|e| Offer {
-            name: e.0.name.clone(),
-            description: format!("arch {} {}", e.0.kind, e.0.name),
+            name: e.served.name.clone(),
+            description: format!("arch {} {}", e.served.kind, e.served.name),
             export: e,
         })
         .collect();
     print_listening(ctx, &listener, &served)?;
     let multi_conn = args.shared > 1 || args.read_only;
-    accept_loop(
-        ctx,
-        &listener,
-        &control,
-        &served,
-        &offers,
-        args.shared,
+    let limits = Limits {
+        shared: args.shared,
         multi_conn,
-    );
+        handshake: Duration::from_secs(args.handshake_limit.into()),
+    };
+    accept_loop(ctx, &listener, &control, &served, &offers, &limits);
     let mut failed = None;
     for s in &served {
         if let Err(e) = s.flush() {
@@ -372,17 +489,16 @@ fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Accepts clients until SIGINT/SIGTERM, each served on its own thread (at most `shared` at
-/// once); returns once every client thread has finished its last request.
-/// Requests on the control socket (`arch snapshot` of a served volume) are answered on
-/// their own threads.
+/// once, counting those still in the handshake); returns once every client thread has
+/// finished. Requests on the control socket (`arch snapshot` of a served volume) are
+/// answered on their own threads.
 fn accept_loop(
     ctx: &Context,
     listener: &Listener,
     control: &UnixListener,
     served: &[Served],
     offers: &[Offer],
-    shared: u32,
-    multi: bool,
+    limits: &Limits,
 ) {
     let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
     let next_id = AtomicU64::new(1);
@@ -399,9 +515,14 @@ fn accept_loop(
             }
             if pfd[1].revents != 0 {
                 if let Ok((s, _)) = control.accept() {
+                    let limit = limits.handshake;
                     scope.spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        if let Err(e) = answer_control(served, s) {
+                        // A silent or stalled control client is dropped after the limit.
+                        let set = s
+                            .set_nonblocking(false)
+                            .and_then(|()| s.set_read_timeout(Some(limit)))
+                            .and_then(|()| s.set_write_timeout(Some(limit)));
+                        if let Err(e) = set.and_then(|()| answer_control(served, s)) {
                             eprintln!("arch serve: control request failed: {e}");
                         }
                     });
@@ -420,6 +541,7 @@ fn accept_loop(
                 }
             };
             let mut list = clients.lock().unwrap();
+            let shared = limits.shared;
             if list.len() >= shared as usize {
                 eprintln!(
                     "arch serve: turned a client away: {shared} already connected (--shared {shared})"
@@ -439,36 +561,57 @@ fn accept_loop(
             let clients = &clients;
             let quiet = ctx.quiet;
             scope.spawn(move || {
-                if let Err(e) = client(stream, offers, multi) {
-                    if !quiet && e.kind() != io::ErrorKind::UnexpectedEof {
-                        eprintln!("arch serve: client {id} dropped: {e}");
+                match client(stream, offers, limits) {
+                    Err(e) if !quiet && e.kind() != io::ErrorKind::UnexpectedEof => {
+                        eprintln!("arch serve: client {id} dropped: {e}")
                     }
+                    Ok(Some((export, stats))) if !quiet && stats.errors > 0 => eprintln!(
+                        "arch serve: client {id} of {export} left: {} of its {} requests failed",
+                        stats.errors, stats.requests
+                    ),
+                    _ => {}
                 }
                 clients.lock().unwrap().retain(|(i, _)| *i != id);
             });
         }
-        // Stop reading requests; a request being executed is completed and answered.
+        // Stop reading requests; a request being executed is completed and answered. A client
+        // that does not take its replies within the grace period is cut off.
         for (_, s) in clients.lock().unwrap().iter() {
             s.shutdown(Shutdown::Read);
+        }
+        let grace = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < grace && !clients.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (_, s) in clients.lock().unwrap().iter() {
+            s.shutdown(Shutdown::Both);
         }
     });
 }
 
-/// Requests of one client executed at once (reads in parallel; writes one at a time).
+/// Requests of one client executed at once (reads and writes of different blocks in
+/// parallel).
 const WORKERS: usize = 4;
 
-fn client(mut stream: Stream, offers: &[Offer], multi_conn: bool) -> io::Result<()> {
-    let Some(session) = nbd::handshake(&mut stream, offers, multi_conn)? else {
-        return Ok(());
+/// Serves one client: its export's name and counters once it leaves, None when it left
+/// before choosing an export.
+fn client(
+    mut stream: Stream,
+    offers: &[Offer],
+    limits: &Limits,
+) -> io::Result<Option<(String, nbd::transmission::Stats)>> {
+    let mut haggling = Deadline {
+        stream: &mut stream,
+        deadline: Instant::now() + limits.handshake,
     };
+    let Some(session) = nbd::handshake(&mut haggling, offers, limits.multi_conn)? else {
+        return Ok(None);
+    };
+    // Transmission: a client may stay idle as long as it likes, but takes its replies.
+    stream.set_timeouts(None, Some(REPLY_TIMEOUT))?;
     let mut r = BufReader::with_capacity(256 << 10, stream.try_clone()?);
-    let mut w = BufWriter::with_capacity(256 << 10, stream);
-    nbd::serve(
-        &mut r,
-        &mut w,
-        offers[session.export].export,
-        &session,
-        WORKERS,
-    )?;
-    Ok(())
+    let mut w = BufWriter::with_capacity(256 << 10, Replies(stream));
+    let offer = &offers[session.export];
+    let stats = nbd::serve(&mut r, &mut w, offer.export, &session, WORKERS)?;
+    Ok(Some((offer.name.clone(), stats)))
 }

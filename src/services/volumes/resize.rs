@@ -31,7 +31,7 @@ pub fn resize(
     allow_shrink: bool,
 ) -> Result<ResizeReport> {
     crate::storage::map::check_resource_size("new size", new_size)?;
-    let mut vol = open(repo, name, true)?;
+    let vol = open(repo, name, true)?;
     let old = vol.record.size;
     let bs = vol.blocks.block_size();
     if new_size < old && !allow_shrink {

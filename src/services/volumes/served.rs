@@ -3,9 +3,11 @@
 //!
 //! - A write is applied at once (private block created atomically or written in place) and
 //!   durable after the next [`Served::flush`] or its own `fua`: fsyncs are batched until then.
-//! - Reads share a read lock and run in parallel; writes, zeroing and flushes take it
-//!   exclusively, so a read never sees a torn block and a flush covers every write that
-//!   returned before it.
+//! - Reads, writes, zeroing and flushes run in parallel: each block is held through the
+//!   volume's striped block locks ([`super::blockio`]), shared by readers and exclusively by
+//!   writers, so writes to different blocks proceed together and a read never sees a torn
+//!   block; a flush covers every write that returned before it. Only a snapshot holds the
+//!   whole volume exclusively (it switches the volume to a new epoch).
 //! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
 //!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
 //!
@@ -216,20 +218,24 @@ impl<'a> Served<'a> {
         })
     }
 
-    /// Reads `buf.len()` bytes at `offset` (inside the resource).
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
+    /// Appends the `len` bytes at `offset` (inside the resource) to `out`.
+    pub fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.check_range(offset, len as u64)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let mut done = 0usize;
-        while done < buf.len() {
+        out.reserve(len);
+        while done < len {
             let pos = offset + done as u64;
             let (index, within) = (pos / bs, (pos % bs) as usize);
-            let n = (bs as usize - within).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
+            let n = (bs as usize - within).min(len - done);
+            let _hold = match &*content {
+                Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
+                Content::Resource { .. } => None,
+            };
             match shared_hash(&content, index)? {
-                Err(p) => super::blockio::read_exact_at(&p, out, within)?,
-                Ok(h) if h.is_zero() => out.fill(0),
+                Err(p) => super::blockio::append_exact_at(&p, within as u64, n, out)?,
+                Ok(h) if h.is_zero() => out.resize(out.len() + n, 0),
                 Ok(h) => {
                     // While another reader loads this block, load the next one meanwhile:
                     // sequential readers then hash two blocks at once.
@@ -241,7 +247,7 @@ impl<'a> Served<'a> {
                         }
                     };
                     let block = self.shared_block(&h, index, next)?;
-                    out.copy_from_slice(&block[within..within + n]);
+                    out.extend_from_slice(&block[within..within + n]);
                 }
             }
             done += n;
@@ -333,13 +339,28 @@ impl<'a> Served<'a> {
         }
     }
 
-    fn volume<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+    fn refuse_read_only(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::invalid(format!(
                 "{} '{}' is served read-only",
                 self.kind, self.name
             )));
         }
+        Ok(())
+    }
+
+    /// Runs a write `f` on the volume beside other reads and writes (each holds its blocks).
+    fn volume<T>(&self, f: impl FnOnce(&OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        self.refuse_read_only()?;
+        match &*self.content.read().expect("served volume lock") {
+            Content::Volume(v) => f(v),
+            Content::Resource { .. } => unreachable!("resources are read-only"),
+        }
+    }
+
+    /// Runs `f` on the volume alone: every other request waits.
+    fn volume_exclusive<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        self.refuse_read_only()?;
         match &mut *self.content.write().expect("served volume lock") {
             Content::Volume(v) => f(v),
             Content::Resource { .. } => unreachable!("resources are read-only"),
@@ -441,7 +462,7 @@ impl Served<'_> {
     /// volume's new epoch.
     pub fn snapshot(&self, target: &ObjectName) -> Result<SnapshotReport> {
         let repo = self.repo;
-        self.volume(|v| {
+        self.volume_exclusive(|v| {
             v.blocks.finish()?;
             let report = super::snapshot::snapshot_open(repo, v, target)?;
             let record = find(&repo.catalog()?, &v.name)?;
@@ -473,6 +494,9 @@ struct ControlReply {
     error: Option<String>,
 }
 
+/// How long `arch snapshot` waits for the server's answer.
+const CONTROL_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Asks the server of volume `name` to snapshot it as `target` (waits for it).
 pub fn snapshot_by_server(
     server: &ServerInfo,
@@ -493,6 +517,13 @@ pub fn snapshot_by_server(
     };
     let io = |e| Error::io("talk to the server through", control, e);
     let mut stream = UnixStream::connect(control).map_err(io)?;
+    // A server that stopped answering (stopped with SIGSTOP, deadlocked) does not hang the
+    // snapshot command for good: the request goes out within seconds, the answer (a flush
+    // and a snapshot of the volume's map) within minutes.
+    stream
+        .set_write_timeout(Some(std::time::Duration::from_secs(10)))
+        .and_then(|()| stream.set_read_timeout(Some(CONTROL_ANSWER_TIMEOUT)))
+        .map_err(io)?;
     let mut line = serde_json::to_vec(&request).expect("request serializes");
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
