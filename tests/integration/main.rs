@@ -17,6 +17,7 @@ mod packaging;
 mod privacy;
 mod quarantine;
 mod serve;
+mod serve_hostile;
 mod sizes;
 mod util;
 mod versions;
