@@ -615,3 +615,30 @@ fn client(
     let stats = nbd::serve(&mut r, &mut w, offer.export, &session, WORKERS)?;
     Ok(Some((offer.name.clone(), stats)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn no_space_inside_a_partial_write_or_a_task_is_enospc() {
+        let full = || Error::NoSpace {
+            path: "volumes/x/1/3".into(),
+        };
+        let partial = Error::PartialWrite {
+            volume: "vm1".into(),
+            changes: "block 3".into(),
+            cause: Box::new(full()),
+        };
+        let task = Error::InTask {
+            task: "FixPartitionTable".into(),
+            source: Box::new(partial),
+        };
+        assert_eq!(errno(&full()), nbd::wire::ENOSPC);
+        assert_eq!(errno(&task), nbd::wire::ENOSPC);
+        assert_eq!(errno(&Error::invalid("x")), nbd::wire::EINVAL);
+        let io = Error::io("read", "f", io::ErrorKind::Other.into());
+        assert_eq!(errno(&io), nbd::wire::EIO);
+    }
+}

@@ -486,7 +486,10 @@ mod tests {
             drop(most);
             self.changed.notify_all();
             let wait = std::time::Duration::from_millis(300);
-            let (mut n, _) = self.changed.wait_timeout_while(n, wait, |n| *n < 3).unwrap();
+            let (mut n, _) = self
+                .changed
+                .wait_timeout_while(n, wait, |n| *n < 3)
+                .unwrap();
             *n -= 1;
             out.resize(out.len() + len, 1);
             Ok(())
@@ -550,7 +553,12 @@ mod tests {
         }
         fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
             let e = |length, flags| Extent { length, flags };
-            Ok(vec![e(0, 0), e(100, 0), e(0, STATE_HOLE), e(1 << 40, STATE_ZERO)])
+            Ok(vec![
+                e(0, 0),
+                e(100, 0),
+                e(0, STATE_HOLE),
+                e(1 << 40, STATE_ZERO),
+            ])
         }
     }
 

@@ -18,6 +18,7 @@ mod privacy;
 mod quarantine;
 mod serve;
 mod serve_hostile;
+mod serve_vm;
 mod sizes;
 mod util;
 mod versions;

@@ -77,7 +77,11 @@ fn a_client_that_stops_reading_replies_does_not_stall_shutdown() {
     drop(vm);
     let mut want = img.clone();
     want[300..304].copy_from_slice(b"kept");
-    assert_eq!(export(&repo, "vm1"), want, "the acknowledged write was flushed");
+    assert_eq!(
+        export(&repo, "vm1"),
+        want,
+        "the acknowledged write was flushed"
+    );
 }
 
 #[test]
@@ -122,7 +126,11 @@ fn failing_requests_in_a_loop_are_counted_not_each_logged() {
     for _ in 0..50 {
         assert_eq!(vm.request(0, 0, 512, &[]).0, 5, "EIO");
     }
-    assert_eq!(vm.request(0, 8192, 512, &[]).0, 0, "other blocks still read");
+    assert_eq!(
+        vm.request(0, 8192, 512, &[]).0,
+        0,
+        "other blocks still read"
+    );
     drop(vm);
     let (code, err) = srv.stop();
     assert_eq!(code, Some(0), "{err}");
@@ -175,4 +183,104 @@ fn clients_writing_different_blocks_at_once_all_land_and_reads_are_never_torn() 
         }
     }
     assert_eq!(export(&repo, "vm1"), want);
+}
+
+#[test]
+fn files_of_a_killed_server_are_reported_by_fsck_and_removed_by_gc_a_live_ones_kept() {
+    let (repo, _) = setup(64 << 10);
+    repo.ok(&["clone", "images/img.raw", "vm2"]);
+    let killed = Server::start(&repo, &["vm1"]);
+    let pid = killed.child.id();
+    crate::serve::signal(pid, libc::SIGKILL);
+    drop(killed);
+    let live = Server::start(&repo, &["vm2"]);
+    let run = repo.root.join("run");
+    let left: Vec<_> = [
+        run.join(format!("arch-serve-{pid}.sock")),
+        run.join(format!("arch-serve-{pid}.ctl")),
+    ]
+    .into_iter()
+    .chain(
+        std::fs::read_dir(repo.root.join("locks"))
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_str().unwrap().to_string();
+                (name.starts_with("serve-") && name.ends_with(".json")).then_some(p)
+            }),
+    )
+    .collect();
+    // The killed server's socket, control socket and info; the live server's info too.
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(left.iter().all(|p| p.exists()));
+    let fsck = repo.json(&["fsck"]);
+    assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
+    let warned: Vec<_> = fsck["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w.as_str().unwrap().contains("killed"))
+        .collect();
+    assert_eq!(warned.len(), 3, "{fsck}");
+    // The live server still works and still refuses writers with its info.
+    let refused = repo.fails(2, &["volume", "resize", "vm2", "128K"]);
+    assert!(refused.contains(&live.child.id().to_string()), "{refused}");
+    let uri = live.uri("vm2").to_string();
+    crate::serve::tool(&["qemu-img", "info", &uri]);
+    // (gc waits for a running server: it holds the shared data lock.)
+    assert_eq!(live.stop().0, Some(0));
+    let gc = repo.json(&["gc"]);
+    assert_eq!(gc["stale_locks_removed"], 3, "{gc}");
+    assert!(left.iter().all(|p| !p.exists()), "{left:?}");
+    assert_eq!(repo.json(&["gc"])["stale_locks_removed"], 0);
+}
+
+#[test]
+fn a_shared_block_verified_once_is_verified_again_when_its_stored_copy_changes() {
+    let (repo, img) = setup(256 << 10);
+    let srv = Server::start(&repo, &["images/img.raw"]);
+    let mut c = RawClient::connect(&srv.socket(), "images/img.raw");
+    let hashes = repo.json(&["hashmap", "images/img.raw"])["hashes"].clone();
+    let stored = |i: usize| {
+        let h = hashes[i].as_str().unwrap();
+        repo.root.join("blocks").join(&h[..2]).join(h)
+    };
+    // Reads block `i` after reading ten others, so it is not served from the block cache.
+    let mut read_fresh = |i: u64| {
+        for other in 20..30u64 {
+            assert_eq!(c.request(0, other * 4096, 1, &[]).0, 0);
+        }
+        c.request(0, i * 4096, 4096, &[])
+    };
+    assert_eq!(read_fresh(0).1, img[..4096].to_vec(), "verified");
+    assert_eq!(read_fresh(0).1, img[..4096].to_vec(), "known copy");
+    assert_eq!(read_fresh(1).1, img[4096..8192].to_vec());
+    // Block 0's copy rewritten in place (same file), block 1's replaced by another file.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let rewrite = |p: &std::path::Path| {
+        let mut bytes = std::fs::read(p).unwrap();
+        bytes[100] ^= 1;
+        bytes
+    };
+    let p0 = stored(0);
+    let mut perm = std::fs::metadata(&p0).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&p0, perm).unwrap();
+    let b0 = rewrite(&p0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p0)
+        .unwrap()
+        .write_all(&b0)
+        .unwrap();
+    let p1 = stored(1);
+    let b1 = rewrite(&p1);
+    let swap = repo.root.join("tmp").join("swap");
+    std::fs::write(&swap, b1).unwrap();
+    std::fs::rename(&swap, &p1).unwrap();
+    assert_eq!(read_fresh(0).0, 5, "rewritten copy: EIO");
+    assert_eq!(read_fresh(1).0, 5, "replaced copy: EIO");
+    drop(c);
+    assert_eq!(srv.stop().0, Some(0));
 }

@@ -516,7 +516,9 @@ mod tests {
         // Block 0 is held for writing: a writer of block 1 still completes meanwhile.
         let held = v.lock_block(0);
         std::thread::scope(|s| {
-            s.spawn(|| v.write_at(4096, &[7; 4096]).unwrap()).join().unwrap();
+            s.spawn(|| v.write_at(4096, &[7; 4096]).unwrap())
+                .join()
+                .unwrap();
         });
         drop(held);
         // Writers fill whole blocks with one byte value each time; readers must always see
@@ -555,7 +557,10 @@ mod tests {
         assert!(matches!(v.source(0), Ok(BlockSource::Private(_))));
         assert!(matches!(v.source(2), Err(Error::Corrupt { .. })));
         assert!(v.write_at(2 * 4096, &[1]).is_err());
-        assert_eq!(v.private_indexes().unwrap().into_iter().collect::<Vec<_>>(), [0]);
+        assert_eq!(
+            v.private_indexes().unwrap().into_iter().collect::<Vec<_>>(),
+            [0]
+        );
     }
 
     #[test]

@@ -23,9 +23,11 @@ use crate::repo::Repository;
 use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
+use crate::storage::backend::BlockVersion;
 use crate::storage::export::read_one;
 use crate::storage::{BlockHash, BlockMap};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Read;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -86,6 +88,10 @@ fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<Bloc
 /// read and verify each shared block once, not once per request.
 const CACHED_BLOCKS: usize = 8;
 
+/// Verified stored copies remembered at most (~64 bytes each); past it they are forgotten
+/// and verified again when next read.
+const VERIFIED_BLOCKS: usize = 1 << 16;
+
 enum Content<'a> {
     Volume(Box<OpenVolume<'a>>),
     /// An object, image or snapshot: its map, with the data lock held.
@@ -106,6 +112,8 @@ pub struct Served<'a> {
     pub read_only: bool,
     content: RwLock<Content<'a>>,
     cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
+    /// Shared blocks whose stored copy was verified, with the version then (see `load`).
+    verified: Mutex<HashMap<BlockHash, BlockVersion>>,
     serving: Option<(FileLock, PathBuf)>,
 }
 
@@ -193,6 +201,7 @@ impl<'a> Served<'a> {
                 read_only,
                 content: RwLock::new(Content::Volume(Box::new(vol))),
                 cache: Mutex::new(Vec::new()),
+                verified: Mutex::new(HashMap::new()),
                 serving,
             });
         }
@@ -214,6 +223,7 @@ impl<'a> Served<'a> {
             read_only: true,
             content: RwLock::new(Content::Resource { map, _data: data }),
             cache: Mutex::new(Vec::new()),
+            verified: Mutex::new(HashMap::new()),
             serving: None,
         })
     }
@@ -291,16 +301,44 @@ impl<'a> Served<'a> {
             .retain(|(h, _)| h != hash);
     }
 
+    /// Reads shared block `hash` from the store. Its hash is verified once per stored copy:
+    /// the copy's version is taken before and after the read, and a read between two equal
+    /// versions that were verified before is not hashed again (a copy replaced or rewritten
+    /// since has another version, and is verified).
     fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
-        let mut buf = Vec::new();
+        let backend = self.repo.backend();
+        let before = backend.block_version(hash)?;
+        let known = before.is_some()
+            && self.verified.lock().expect("verified").get(hash) == before.as_ref();
+        let mut buf = Vec::with_capacity(self.block_size as usize);
         let bs = self.block_size as usize;
-        read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
+        read_one(backend, hash, bs, !known, &mut buf).map_err(|f| {
             f.with_location(
                 hash,
                 index * bs as u64,
                 &format!("{} {}", self.kind, self.name),
             )
         })?;
+        let after = backend.block_version(hash)?;
+        if before != after {
+            // Changed under the read: read (and verify) it again.
+            let mut buf = Vec::with_capacity(bs);
+            read_one(backend, hash, bs, true, &mut buf).map_err(|f| {
+                f.with_location(
+                    hash,
+                    index * bs as u64,
+                    &format!("{} {}", self.kind, self.name),
+                )
+            })?;
+            return Ok(Arc::new(buf));
+        }
+        if let (false, Some(v)) = (known, after) {
+            let mut verified = self.verified.lock().expect("verified");
+            if verified.len() >= VERIFIED_BLOCKS {
+                verified.clear();
+            }
+            verified.insert(*hash, v);
+        }
         Ok(Arc::new(buf))
     }
 
