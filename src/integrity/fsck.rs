@@ -358,7 +358,15 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     garbage.volume_entries = volumes.garbage.len() as u64;
     garbage.volume_bytes = volumes.garbage_bytes;
     garbage.stale_locks = volumes.stale_locks.len() as u64;
-    for path in super::serve_files::scan_against(repo, &check.sound)? {
+    // A damaged record's volume keeps its files (as its volume lock above).
+    let sound_ids: std::collections::HashSet<&str> = check
+        .sound
+        .volumes
+        .values()
+        .map(|v| v.id.as_str())
+        .collect();
+    let is_volume = |id: &str| sound_ids.contains(id) || check.withheld_ids.contains(id);
+    for path in super::serve_files::scan(repo, &is_volume)? {
         garbage.stale_locks += 1;
         warnings.push(format!(
             "{} was left by an arch serve that was killed (stale lock); `arch gc` removes it",
