@@ -2169,7 +2169,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__serve)
-            opts="-R -q -h -V --socket --tcp --read-only --shared --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --socket --tcp --read-only --shared --handshake-limit --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2184,6 +2184,10 @@ _arch() {
                     return 0
                     ;;
                 --shared)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshake-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -6,20 +6,22 @@
 //! down (the request in progress is completed and answered first), every volume is flushed,
 //! its locks are released, the socket is removed, and the command exits 0.
 
+mod net;
+
 use super::{Context, Status};
 use crate::nbd::{self, Export, Extent, Failure, Offer};
 use crate::services::volumes::served::{Served, answer_control};
-use crate::storage::fsutil::{Modes, create_dir, set_mode};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use net::{Deadline, Listener, Replies, SocketFile, Stream, bind_unix, listen, run_dir};
 use serde::Serialize;
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::Shutdown;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Serve volumes and read-only resources over NBD (to QEMU, qemu-img, nbdcopy, nbd-client).
 /// A volume is served read-write (copy-on-write into the repository); objects, images and
@@ -45,7 +47,26 @@ pub struct Args {
     /// Clients served at once (more are turned away); flushes cover every client's writes.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shared: u32,
+    /// Seconds a client may take to choose an export (and a control request to arrive)
+    /// before it is dropped, as qemu-nbd's --handshake-limit.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub handshake_limit: u32,
 }
+
+/// What one server allows its clients.
+struct Limits {
+    shared: u32,
+    multi_conn: bool,
+    handshake: Duration,
+}
+
+/// A client that does not take a reply within this time is dropped (its writes done so far
+/// stay applied; it cannot learn of them, as after a disconnect).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// On SIGINT/SIGTERM, how long clients get to take the replies of their last requests
+/// before their connections are cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// One export as printed at start.
 #[derive(Debug, Serialize)]
@@ -57,122 +78,72 @@ struct Listening {
     size: u64,
 }
 
-enum Listener {
-    Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
+/// The protocol's view of a served resource: errors become errnos, and the first
+/// [`LOGGED_FAILURES`] a line on stderr each (a client retrying a failing request in a loop
+/// must not flood the log; each client's count of failed requests is printed when it leaves).
+struct NbdExport<'s, 'a> {
+    served: &'s Served<'a>,
+    failures: AtomicU64,
 }
 
-enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
+/// Failed requests of one export logged in full.
+const LOGGED_FAILURES: u64 = 10;
 
-impl Stream {
-    fn try_clone(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
-        })
-    }
-    fn shutdown(&self, how: Shutdown) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(how),
-            Stream::Tcp(s) => s.shutdown(how),
-        };
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Listener {
-    fn fd(&self) -> RawFd {
-        match self {
-            Listener::Unix(l, _) => l.as_raw_fd(),
-            Listener::Tcp(l) => l.as_raw_fd(),
-        }
-    }
-    fn accept(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Listener::Unix(l, _) => {
-                let (s, _) = l.accept()?;
-                s.set_nonblocking(false)?;
-                Stream::Unix(s)
-            }
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept()?;
-                s.set_nonblocking(false)?;
-                s.set_nodelay(true)?;
-                Stream::Tcp(s)
-            }
-        })
-    }
-    fn uri(&self, name: &str) -> String {
-        match self {
-            Listener::Unix(_, p) => format!("nbd+unix:///{name}?socket={}", p.display()),
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(a) => format!("nbd://{a}/{name}"),
-                Err(_) => format!("nbd:///{name}"),
-            },
-        }
-    }
-}
-
-/// The protocol's view of a served resource: errors become errnos (and a line on stderr).
-struct NbdExport<'s, 'a>(&'s Served<'a>);
-
-fn failure(e: crate::Error) -> Failure {
-    let errno = match &e {
+/// The errno a client gets for `e`: the cause inside a partial write or a named step counts.
+fn errno(e: &crate::Error) -> u32 {
+    match e {
         crate::Error::NoSpace { .. } => nbd::wire::ENOSPC,
         crate::Error::Invalid(_) => nbd::wire::EINVAL,
+        crate::Error::PartialWrite { cause, .. } => errno(cause),
+        crate::Error::InTask { source, .. } => errno(source),
         _ => nbd::wire::EIO,
-    };
-    eprintln!("arch serve: {e}");
-    Failure::new(errno, e.to_string())
+    }
+}
+
+impl NbdExport<'_, '_> {
+    fn failure(&self, e: crate::Error) -> Failure {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOGGED_FAILURES {
+            eprintln!("arch serve: {}: {e}", self.served.name);
+        }
+        if n == LOGGED_FAILURES {
+            eprintln!(
+                "arch serve: {}: further failed requests are counted, not shown",
+                self.served.name
+            );
+        }
+        Failure::new(errno(&e), e.to_string())
+    }
 }
 
 impl Export for NbdExport<'_, '_> {
     fn size(&self) -> u64 {
-        self.0.size
+        self.served.size
     }
     fn read_only(&self) -> bool {
-        self.0.read_only
+        self.served.read_only
     }
     fn preferred_block_size(&self) -> u32 {
-        self.0.block_size
+        self.served.block_size
     }
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Failure> {
-        self.0.read(offset, buf).map_err(failure)
+    fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+        let f = |e| self.failure(e);
+        self.served.read(offset, len, out).map_err(f)
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
-        self.0.write(offset, data, fua).map_err(failure)
+        let f = |e| self.failure(e);
+        self.served.write(offset, data, fua).map_err(f)
     }
     fn flush(&self) -> Result<(), Failure> {
-        self.0.flush().map_err(failure)
+        self.served.flush().map_err(|e| self.failure(e))
     }
     fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
-        self.0.zero(offset, length, trim, fua).map_err(failure)
+        let f = |e| self.failure(e);
+        self.served.zero(offset, length, trim, fua).map_err(f)
     }
     fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
-        let runs = self.0.allocation(offset, length).map_err(failure)?;
+        let f = |e| self.failure(e);
+        let runs = self.served.allocation(offset, length).map_err(f)?;
         Ok(runs
             .into_iter()
             .map(|(length, zero)| Extent {
@@ -188,6 +159,7 @@ impl Export for NbdExport<'_, '_> {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    release_large_buffers();
     let repo = ctx.repo()?;
     let listener = listen(&repo, args)?;
     let removal = SocketFile(match &listener {
@@ -210,26 +182,29 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             Some(&control_path),
         )?);
     }
-    let exports: Vec<NbdExport> = served.iter().map(NbdExport).collect();
+    let exports: Vec<NbdExport> = served
+        .iter()
+        .map(|served| NbdExport {
+            served,
+            failures: AtomicU64::new(0),
+        })
+        .collect();
     let offers: Vec<Offer> = exports
         .iter()
         .map(|e| Offer {
-            name: e.0.name.clone(),
-            description: format!("arch {} {}", e.0.kind, e.0.name),
+            name: e.served.name.clone(),
+            description: format!("arch {} {}", e.served.kind, e.served.name),
             export: e,
         })
         .collect();
     print_listening(ctx, &listener, &served)?;
     let multi_conn = args.shared > 1 || args.read_only;
-    accept_loop(
-        ctx,
-        &listener,
-        &control,
-        &served,
-        &offers,
-        args.shared,
+    let limits = Limits {
+        shared: args.shared,
         multi_conn,
-    );
+        handshake: Duration::from_secs(args.handshake_limit.into()),
+    };
+    accept_loop(ctx, &listener, &control, &served, &offers, &limits);
     let mut failed = None;
     for s in &served {
         if let Err(e) = s.flush() {
@@ -250,14 +225,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// Removes the Unix socket when the server ends (even by an error).
-struct SocketFile(Option<PathBuf>);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
+/// Block-sized buffers (decoded shared blocks, replies) come and go with every request: they
+/// are given back to the system when freed, instead of glibc raising its mmap threshold and
+/// keeping freed ones in per-thread heaps, which grew the server past 90 MiB under a
+/// sequential read.
+fn release_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
 }
 
@@ -293,96 +269,17 @@ fn print_listening(ctx: &Context, listener: &Listener, served: &[Served]) -> any
     Ok(())
 }
 
-fn listen(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<Listener> {
-    if let Some(spec) = &args.tcp {
-        let addr = if spec.contains(':') {
-            spec.clone()
-        } else {
-            format!("127.0.0.1:{spec}")
-        };
-        let l = TcpListener::bind(&addr).with_context(|| {
-            format!("cannot listen on TCP {addr}; give --tcp HOST:PORT with a free port")
-        })?;
-        l.set_nonblocking(true)?;
-        return Ok(Listener::Tcp(l));
-    }
-    let path = match &args.socket {
-        Some(p) => p.clone(),
-        None => run_dir(repo)?.join(format!("arch-serve-{}.sock", std::process::id())),
-    };
-    Ok(Listener::Unix(bind_unix(&path)?, path))
-}
-
-/// A Unix socket listening at `path`, mode 0600 from its creation, non-blocking.
-fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
-    remove_stale_socket(path)?;
-    // The socket is made 0600 from the start: the umask covers the window before chmod.
-    // SAFETY: umask only changes this process's file-creation mask; no other thread runs yet.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let l = bound.with_context(|| {
-        format!(
-            "cannot listen on Unix socket {} (at most 107 bytes, in a writable directory); \
-             give another --socket PATH",
-            path.display()
-        )
-    })?;
-    set_mode(path, 0o600)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
-/// `REPO/run`, private to its owner (0700), created when missing.
-fn run_dir(repo: &crate::repo::Repository) -> anyhow::Result<PathBuf> {
-    let dir = repo.root().join("run");
-    match std::fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => bail!(
-            "{} is not a directory; remove it so arch serve can create its run directory",
-            dir.display()
-        ),
-        Err(_) => create_dir(&dir, Modes::PRIVATE)?,
-    }
-    set_mode(&dir, 0o700)?;
-    Ok(dir)
-}
-
-/// A socket file nobody listens on (left by a killed server) is removed; anything else at
-/// `path` is refused.
-fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if meta.file_type().is_socket() && UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
-        return Ok(());
-    }
-    bail!(
-        "{} already exists{}; choose another --socket PATH",
-        path.display(),
-        if meta.file_type().is_socket() {
-            " and a server listens on it"
-        } else {
-            ""
-        }
-    )
-}
-
 /// Accepts clients until SIGINT/SIGTERM, each served on its own thread (at most `shared` at
-/// once); returns once every client thread has finished its last request.
-/// Requests on the control socket (`arch snapshot` of a served volume) are answered on
-/// their own threads.
+/// once, counting those still in the handshake); returns once every client thread has
+/// finished. Requests on the control socket (`arch snapshot` of a served volume) are
+/// answered on their own threads.
 fn accept_loop(
     ctx: &Context,
     listener: &Listener,
     control: &UnixListener,
     served: &[Served],
     offers: &[Offer],
-    shared: u32,
-    multi: bool,
+    limits: &Limits,
 ) {
     let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
     let next_id = AtomicU64::new(1);
@@ -399,9 +296,14 @@ fn accept_loop(
             }
             if pfd[1].revents != 0 {
                 if let Ok((s, _)) = control.accept() {
+                    let limit = limits.handshake;
                     scope.spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        if let Err(e) = answer_control(served, s) {
+                        // A silent or stalled control client is dropped after the limit.
+                        let set = s
+                            .set_nonblocking(false)
+                            .and_then(|()| s.set_read_timeout(Some(limit)))
+                            .and_then(|()| s.set_write_timeout(Some(limit)));
+                        if let Err(e) = set.and_then(|()| answer_control(served, s)) {
                             eprintln!("arch serve: control request failed: {e}");
                         }
                     });
@@ -420,6 +322,7 @@ fn accept_loop(
                 }
             };
             let mut list = clients.lock().unwrap();
+            let shared = limits.shared;
             if list.len() >= shared as usize {
                 eprintln!(
                     "arch serve: turned a client away: {shared} already connected (--shared {shared})"
@@ -439,36 +342,84 @@ fn accept_loop(
             let clients = &clients;
             let quiet = ctx.quiet;
             scope.spawn(move || {
-                if let Err(e) = client(stream, offers, multi) {
-                    if !quiet && e.kind() != io::ErrorKind::UnexpectedEof {
-                        eprintln!("arch serve: client {id} dropped: {e}");
+                match client(stream, offers, limits) {
+                    Err(e) if !quiet && e.kind() != io::ErrorKind::UnexpectedEof => {
+                        eprintln!("arch serve: client {id} dropped: {e}")
                     }
+                    Ok(Some((export, stats))) if !quiet && stats.errors > 0 => eprintln!(
+                        "arch serve: client {id} of {export} left: {} of its {} requests failed",
+                        stats.errors, stats.requests
+                    ),
+                    _ => {}
                 }
                 clients.lock().unwrap().retain(|(i, _)| *i != id);
             });
         }
-        // Stop reading requests; a request being executed is completed and answered.
+        // Stop reading requests; a request being executed is completed and answered. A client
+        // that does not take its replies within the grace period is cut off.
         for (_, s) in clients.lock().unwrap().iter() {
             s.shutdown(Shutdown::Read);
+        }
+        let grace = Instant::now() + SHUTDOWN_GRACE;
+        while Instant::now() < grace && !clients.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (_, s) in clients.lock().unwrap().iter() {
+            s.shutdown(Shutdown::Both);
         }
     });
 }
 
-/// Requests of one client executed at once (reads in parallel; writes one at a time).
+/// Requests of one client executed at once (reads and writes of different blocks in
+/// parallel).
 const WORKERS: usize = 4;
 
-fn client(mut stream: Stream, offers: &[Offer], multi_conn: bool) -> io::Result<()> {
-    let Some(session) = nbd::handshake(&mut stream, offers, multi_conn)? else {
-        return Ok(());
+/// Serves one client: its export's name and counters once it leaves, None when it left
+/// before choosing an export.
+fn client(
+    mut stream: Stream,
+    offers: &[Offer],
+    limits: &Limits,
+) -> io::Result<Option<(String, nbd::transmission::Stats)>> {
+    let mut haggling = Deadline {
+        stream: &mut stream,
+        deadline: Instant::now() + limits.handshake,
     };
+    let Some(session) = nbd::handshake(&mut haggling, offers, limits.multi_conn)? else {
+        return Ok(None);
+    };
+    // Transmission: a client may stay idle as long as it likes, but takes its replies.
+    stream.set_timeouts(None, Some(REPLY_TIMEOUT))?;
     let mut r = BufReader::with_capacity(256 << 10, stream.try_clone()?);
-    let mut w = BufWriter::with_capacity(256 << 10, stream);
-    nbd::serve(
-        &mut r,
-        &mut w,
-        offers[session.export].export,
-        &session,
-        WORKERS,
-    )?;
-    Ok(())
+    let mut w = BufWriter::with_capacity(256 << 10, Replies(stream));
+    let offer = &offers[session.export];
+    let stats = nbd::serve(&mut r, &mut w, offer.export, &session, WORKERS)?;
+    Ok(Some((offer.name.clone(), stats)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn no_space_inside_a_partial_write_or_a_task_is_enospc() {
+        let full = || Error::NoSpace {
+            path: "volumes/x/1/3".into(),
+        };
+        let partial = Error::PartialWrite {
+            volume: "vm1".into(),
+            changes: "block 3".into(),
+            cause: Box::new(full()),
+        };
+        let task = Error::InTask {
+            task: "FixPartitionTable".into(),
+            source: Box::new(partial),
+        };
+        assert_eq!(errno(&full()), nbd::wire::ENOSPC);
+        assert_eq!(errno(&task), nbd::wire::ENOSPC);
+        assert_eq!(errno(&Error::invalid("x")), nbd::wire::EINVAL);
+        let io = Error::io("read", "f", io::ErrorKind::Other.into());
+        assert_eq!(errno(&io), nbd::wire::EIO);
+    }
 }

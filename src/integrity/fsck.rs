@@ -140,6 +140,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                     repaired.push(format!("removed stale lock {}", path.display()));
                 }
             }
+            for path in super::serve_files::scan_against(repo, &volumes)? {
+                if super::serve_files::remove(&path)? {
+                    repaired.push(format!(
+                        "removed {} (left by a killed arch serve)",
+                        path.display()
+                    ));
+                }
+            }
         }
     }
     // Repair may move corrupt blocks to quarantine at the end: no operation may be using them.
@@ -367,6 +375,21 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     garbage.volume_entries = volumes.garbage.len() as u64;
     garbage.volume_bytes = volumes.garbage_bytes;
     garbage.stale_locks = volumes.stale_locks.len() as u64;
+    // A damaged record's volume keeps its files (as its volume lock above).
+    let sound_ids: std::collections::HashSet<&str> = check
+        .sound
+        .volumes
+        .values()
+        .map(|v| v.id.as_str())
+        .collect();
+    let is_volume = |id: &str| sound_ids.contains(id) || check.withheld_ids.contains(id);
+    for path in super::serve_files::scan(repo, &is_volume)? {
+        garbage.stale_locks += 1;
+        warnings.push(format!(
+            "{} was left by an arch serve that was killed (stale lock); `arch gc` removes it",
+            path.display()
+        ));
+    }
     for (name, rec) in &check.sound.volumes {
         let state = crate::services::volumes::creating::state(repo, rec)?;
         if state.is_some_and(|s| !s.creator_running) {

@@ -106,6 +106,13 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
             report.stale_locks_removed += 1;
         }
     }
+    // Left by a killed arch serve (counted as stale locks): removed only when no server
+    // holds them.
+    for path in super::serve_files::scan_against(repo, &catalog)? {
+        if dry_run || super::serve_files::remove(&path)? {
+            report.stale_locks_removed += 1;
+        }
+    }
     {
         let _cat = lock::lock_exclusive(&repo.root().join(CATALOG_LOCK))?;
         for entry in temp_entries(repo)? {

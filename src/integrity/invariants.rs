@@ -20,7 +20,7 @@ pub struct CatalogCheck {
     pub sound: Catalog,
     /// Ids (uuids, so safe file names) of the volumes left out of `sound`: their files are
     /// not garbage, since the record may still be repaired by hand.
-    withheld_ids: BTreeSet<String>,
+    pub(crate) withheld_ids: BTreeSet<String>,
 }
 
 /// Checks every record of `catalog` against a repository of `block_size`.

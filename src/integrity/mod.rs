@@ -8,4 +8,5 @@ pub mod gc;
 pub mod invariants;
 pub mod quarantine;
 mod refs;
+pub mod serve_files;
 pub mod volume_files;

@@ -30,6 +30,9 @@ pub fn transmission_flags(offer: &Offer, multi_conn: bool) -> u16 {
     f
 }
 
+/// Options one client may send before it chooses an export (qemu and libnbd send a handful).
+pub const MAX_OPTIONS: usize = 64;
+
 /// Runs the handshake on `s`. `Ok(None)`: the client aborted or left cleanly before choosing.
 /// `multi_conn`: more than one client may share an export with consistent flushes.
 pub fn handshake<S: Read + Write>(
@@ -53,7 +56,7 @@ pub fn handshake<S: Read + Write>(
     let no_zeroes = client & CLIENT_NO_ZEROES != 0;
     let mut structured = false;
     let mut base_allocation = false;
-    loop {
+    for _ in 0..MAX_OPTIONS {
         if read_u64(s)? != IHAVEOPT {
             return Err(invalid("option without the IHAVEOPT magic"));
         }
@@ -68,7 +71,10 @@ pub fn handshake<S: Read + Write>(
         s.read_exact(&mut data)?;
         match option {
             OPT_EXPORT_NAME => {
-                let name = String::from_utf8_lossy(&data);
+                // Strict UTF-8, as for NBD_OPT_GO: no two byte strings name one export.
+                let Ok(name) = String::from_utf8(data) else {
+                    return Err(invalid("NBD_OPT_EXPORT_NAME that is not UTF-8"));
+                };
                 // No way to refuse: an unknown name drops the connection.
                 let Some(i) = offers.iter().position(|o| o.name == name) else {
                     return Err(invalid("NBD_OPT_EXPORT_NAME of an unknown export"));
@@ -169,6 +175,8 @@ pub fn handshake<S: Read + Write>(
             _ => reply(s, option, REP_ERR_UNSUP, b"option not supported")?,
         }
     }
+    // A client haggling forever would hold its connection slot: dropped.
+    Err(invalid("too many options without choosing an export"))
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -310,6 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_never_chooses_is_dropped_after_max_options() {
+        let e = MemExport::new(4096, true);
+        let mut input = 1u32.to_be_bytes().to_vec();
+        for _ in 0..MAX_OPTIONS {
+            input.extend(option(OPT_LIST, &[]));
+        }
+        input.extend(go("vm1"));
+        let mut s = Script::new(input);
+        let err = handshake(&mut s, &offers(&e), false).unwrap_err();
+        assert!(err.to_string().contains("too many options"), "{err}");
+        // One option fewer: the GO is served.
+        let mut input = 1u32.to_be_bytes().to_vec();
+        for _ in 0..MAX_OPTIONS - 1 {
+            input.extend(option(OPT_LIST, &[]));
+        }
+        input.extend(go("vm1"));
+        let mut s = Script::new(input);
+        assert!(handshake(&mut s, &offers(&e), false).unwrap().is_some());
+    }
+
+    #[test]
     fn meta_context_needs_structured_replies() {
         let e = MemExport::new(4096, true);
         let mut q = 3u32.to_be_bytes().to_vec();
@@ -344,6 +373,17 @@ mod tests {
         input.extend(option(OPT_ABORT, &[]));
         let mut s = Script::new(input);
         assert!(handshake(&mut s, &offers(&e), false).unwrap().is_none());
+        // A name that is not UTF-8 is refused, even if it would decode lossily to one.
+        let mut input = 1u32.to_be_bytes().to_vec();
+        input.extend(option(OPT_EXPORT_NAME, b"vm\xff"));
+        let mut s = Script::new(input);
+        let e2 = MemExport::new(8192, true);
+        let lossy = vec![Offer {
+            name: "vm\u{fffd}".into(),
+            description: String::new(),
+            export: &e2,
+        }];
+        assert!(handshake(&mut s, &lossy, false).is_err());
         // Garbage instead of a fixed-newstyle client: dropped.
         let mut s = Script::new(b"GET / HTTP/1.1\r\n".to_vec());
         assert!(handshake(&mut s, &offers(&e), false).is_err());

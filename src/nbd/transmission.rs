@@ -9,21 +9,58 @@
 use super::wire::*;
 use super::{Export, Failure, Session};
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
+
+/// Most payload bytes one connection holds at once (write data read in and not yet applied,
+/// read data not yet sent): a client pipelining many large requests waits for replies to go
+/// out instead of growing the server's memory. One request of [`MAX_PAYLOAD`] always fits.
+pub const MAX_BUFFERED: usize = 64 << 20;
+
+/// A worker keeps its reply buffer between requests only up to this capacity.
+/// (4 MiB of data and a header: the requests of qemu and nbdcopy fit.)
+const KEPT_BUFFER: usize = (4 << 20) + 64;
 
 /// Counters of one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Requests read (DISC included).
     pub requests: u64,
+    /// Requests answered with an error.
     pub errors: u64,
+}
+
+/// The payload bytes a connection holds, bounded by [`MAX_BUFFERED`].
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes (at most the whole budget) fit, and takes them.
+    fn take(&self, n: usize) -> usize {
+        let n = n.min(MAX_BUFFERED);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used + n > MAX_BUFFERED {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += n;
+        n
+    }
+
+    fn give(&self, n: usize) {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner()) -= n;
+        self.freed.notify_all();
+    }
 }
 
 /// Serves requests from `r`, replying on `w`, until NBD_CMD_DISC or end of input between
 /// requests (`Ok`); `Err` when the stream broke or could not be framed. The calling thread
 /// reads requests (and write payloads); `workers` threads execute them, so replies may come
 /// out of order (the cookie names the request); with one worker they come in order. Every
-/// request read is executed and answered before this returns.
+/// request read is executed and answered before this returns, unless writing a reply failed:
+/// from then on the stream is broken, requests still queued are dropped unexecuted and no
+/// more are read (the client cannot learn their outcome).
 pub fn serve<R: Read, W: Write + Send>(
     r: &mut R,
     w: &mut W,
@@ -32,28 +69,42 @@ pub fn serve<R: Read, W: Write + Send>(
     workers: usize,
 ) -> io::Result<Stats> {
     let out: Mutex<(&mut W, Option<io::Error>)> = Mutex::new((w, None));
+    let broken = AtomicBool::new(false);
+    let budget = Budget {
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+    };
     let errors = AtomicU64::new(0);
     let mut requests = 0;
-    let (tx, rx) = mpsc::sync_channel::<(Request, Vec<u8>)>(workers.max(1) * 2);
+    let (tx, rx) = mpsc::sync_channel::<(Request, Vec<u8>, usize)>(workers.max(1) * 2);
     let rx = Mutex::new(rx);
     let read = std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
+                let mut frame = Vec::new();
                 loop {
                     let job = rx.lock().expect("request queue").recv();
-                    let Ok((req, data)) = job else { return };
-                    let mut frame = Vec::new();
-                    let result = handle(&req, &data, export, session, &mut frame);
-                    if let Err(f) = result {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    let Ok((req, data, held)) = job else { return };
+                    if !broken.load(Ordering::Acquire) {
                         frame.clear();
-                        reply_error(&mut frame, &req, session, &f);
-                    }
-                    let mut o = out.lock().expect("reply stream");
-                    if o.1.is_none() {
-                        if let Err(e) = o.0.write_all(&frame).and_then(|()| o.0.flush()) {
-                            o.1 = Some(e);
+                        let result = handle(&req, &data, export, session, &mut frame);
+                        drop(data);
+                        if let Err(f) = result {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            frame.clear();
+                            reply_error(&mut frame, &req, session, &f);
                         }
+                        let mut o = out.lock().expect("reply stream");
+                        if o.1.is_none() {
+                            if let Err(e) = o.0.write_all(&frame).and_then(|()| o.0.flush()) {
+                                o.1 = Some(e);
+                                broken.store(true, Ordering::Release);
+                            }
+                        }
+                    }
+                    budget.give(held);
+                    if frame.capacity() > KEPT_BUFFER {
+                        frame = Vec::new();
                     }
                 }
             });
@@ -61,7 +112,7 @@ pub fn serve<R: Read, W: Write + Send>(
         let tx = tx;
         loop {
             let mut head = [0u8; Request::LEN];
-            if !read_full_or_eof(r, &mut head)? {
+            if broken.load(Ordering::Acquire) || !read_full_or_eof(r, &mut head)? {
                 return Ok(());
             }
             let Some(req) = Request::decode(&head) else {
@@ -75,24 +126,35 @@ pub fn serve<R: Read, W: Write + Send>(
                 return Ok(());
             }
             let mut data = Vec::new();
-            if req.kind == CMD_WRITE {
-                if req.length > MAX_PAYLOAD {
-                    // The payload cannot be taken in safely: drop the client, as qemu-nbd does.
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "write too long"));
-                }
-                data.resize(req.length as usize, 0);
-                r.read_exact(&mut data)?;
+            if req.kind == CMD_WRITE && req.length > MAX_PAYLOAD {
+                // The payload cannot be taken in safely: drop the client, as qemu-nbd does.
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "write too long"));
             }
-            if tx.send((req, data)).is_err() {
+            // Reads hold their reply's size until it is sent, writes their payload's.
+            let held = match req.kind {
+                CMD_READ | CMD_WRITE => budget.take(req.length.min(MAX_PAYLOAD) as usize),
+                _ => 0,
+            };
+            if req.kind == CMD_WRITE {
+                // Read straight into spare capacity: no zero-fill of the payload first.
+                data.reserve_exact(req.length as usize);
+                let got = r.take(req.length as u64).read_to_end(&mut data);
+                if !matches!(got, Ok(n) if n == req.length as usize) {
+                    budget.give(held);
+                    return Err(got.err().unwrap_or(io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            if tx.send((req, data, held)).is_err() {
+                budget.give(held);
                 return Ok(());
             }
         }
     });
     let (_, write_error) = out.into_inner().expect("reply stream");
-    read?;
     if let Some(e) = write_error {
         return Err(e);
     }
+    read?;
     Ok(Stats {
         requests,
         errors: errors.into_inner(),
@@ -156,9 +218,7 @@ fn handle(
             } else {
                 w.extend_from_slice(&simple_reply(0, req.cookie));
             }
-            let start = w.len();
-            w.resize(start + req.length as usize, 0);
-            return export.read(req.offset, &mut w[start..]);
+            return export.read(req.offset, req.length as usize, w);
         }
         CMD_WRITE if !in_range(len) => Err(Failure::new(ENOSPC, "write past the end")),
         CMD_WRITE => export.write(req.offset, data, fua),
@@ -197,17 +257,24 @@ fn block_status(
     if len == 0 || req.offset > size || len > size - req.offset {
         return Err(Failure::new(EINVAL, "block status past the end"));
     }
-    let mut extents = export.extents(req.offset, len)?;
-    if extents.is_empty() {
-        return Err(Failure::new(EIO, "no extent"));
-    }
-    if req.flags & CMD_FLAG_REQ_ONE != 0 {
-        extents.truncate(1);
-    }
+    let extents = export.extents(req.offset, len)?;
+    // The spec: extents in order, none empty, together at most the requested length.
     let mut payload = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
-    for e in &extents {
-        payload.extend_from_slice(&(e.length.min(len) as u32).to_be_bytes());
+    let mut left = len;
+    for e in extents {
+        let n = e.length.min(left);
+        if n == 0 {
+            continue;
+        }
+        payload.extend_from_slice(&(n as u32).to_be_bytes());
         payload.extend_from_slice(&e.flags.to_be_bytes());
+        left -= n;
+        if left == 0 || req.flags & CMD_FLAG_REQ_ONE != 0 {
+            break;
+        }
+    }
+    if payload.len() == 4 {
+        return Err(Failure::new(EIO, "no extent"));
     }
     let head = chunk_header(
         REPLY_FLAG_DONE,
@@ -244,6 +311,7 @@ fn reply_error(w: &mut Vec<u8>, req: &Request, s: &Session, f: &Failure) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nbd::Extent;
     use crate::nbd::testing::MemExport;
 
     fn req(kind: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
@@ -366,6 +434,154 @@ mod tests {
         let o = &o[40..];
         assert_eq!(be16(&o[6..8]), REPLY_TYPE_ERROR);
         assert_eq!(be32(&o[20..24]), EINVAL);
+    }
+
+    /// A reply stream that fails at once: the client stopped reading or went away.
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_a_failed_reply_no_further_request_is_executed() {
+        let e = MemExport::new(4096, false);
+        let mut input = Vec::new();
+        for i in 0..20u64 {
+            input.extend(req(CMD_WRITE, 0, i, i, 1));
+            input.push(1);
+        }
+        let r = serve(&mut io::Cursor::new(input), &mut Broken, &e, &SIMPLE, 1);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        let applied = e.data().iter().filter(|&&b| b == 1).count();
+        assert_eq!(applied, 1, "only the request whose reply failed ran");
+    }
+
+    /// An export whose reads wait (up to a while) for a third concurrent reader, recording the
+    /// most reads ever running at once.
+    struct Gate {
+        running: Mutex<usize>,
+        most: Mutex<usize>,
+        changed: std::sync::Condvar,
+    }
+    impl Export for Gate {
+        fn size(&self) -> u64 {
+            1 << 30
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn preferred_block_size(&self) -> u32 {
+            4096
+        }
+        fn read(&self, _: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+            let mut n = self.running.lock().unwrap();
+            *n += 1;
+            let mut most = self.most.lock().unwrap();
+            *most = (*most).max(*n);
+            drop(most);
+            self.changed.notify_all();
+            let wait = std::time::Duration::from_millis(300);
+            let (mut n, _) = self
+                .changed
+                .wait_timeout_while(n, wait, |n| *n < 3)
+                .unwrap();
+            *n -= 1;
+            out.resize(out.len() + len, 1);
+            Ok(())
+        }
+        fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), Failure> {
+            unreachable!()
+        }
+        fn flush(&self) -> Result<(), Failure> {
+            Ok(())
+        }
+        fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
+            unreachable!()
+        }
+        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_connection_holds_a_bounded_amount_of_payload() {
+        let g = Gate {
+            running: Mutex::new(0),
+            most: Mutex::new(0),
+            changed: std::sync::Condvar::new(),
+        };
+        // 24 MiB reads: two fit in the budget, a third waits for a reply to go out.
+        let len = 24u32 << 20;
+        let mut input = Vec::new();
+        for c in 0..6u64 {
+            input.extend(req(CMD_READ, 0, c, 0, len));
+        }
+        let mut out = io::sink();
+        let stats = serve(&mut io::Cursor::new(input), &mut out, &g, &SIMPLE, 4).unwrap();
+        assert_eq!((stats.requests, stats.errors), (6, 0));
+        assert_eq!(*g.most.lock().unwrap(), 2);
+    }
+
+    /// An export whose allocation answers are sloppy: empty runs and runs past the range.
+    struct Sloppy(MemExport);
+    impl Export for Sloppy {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn preferred_block_size(&self) -> u32 {
+            4096
+        }
+        fn read(&self, o: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+            self.0.read(o, len, out)
+        }
+        fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), Failure> {
+            unreachable!()
+        }
+        fn flush(&self) -> Result<(), Failure> {
+            Ok(())
+        }
+        fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
+            unreachable!()
+        }
+        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+            let e = |length, flags| Extent { length, flags };
+            Ok(vec![
+                e(0, 0),
+                e(100, 0),
+                e(0, STATE_HOLE),
+                e(1 << 40, STATE_ZERO),
+            ])
+        }
+    }
+
+    #[test]
+    fn block_status_extents_are_trimmed_to_the_request_and_never_empty() {
+        let e = Sloppy(MemExport::new(8192, true));
+        let mut input = req(CMD_BLOCK_STATUS, 0, 1, 0, 1000);
+        input.extend(req(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 2, 0, 50));
+        let mut out = Vec::new();
+        serve(&mut io::Cursor::new(input), &mut out, &e, &STRUCT, 1).unwrap();
+        assert_eq!(
+            out[..20],
+            chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 1, 20)
+        );
+        assert_eq!((be32(&out[24..28]), be32(&out[28..32])), (100, 0));
+        assert_eq!((be32(&out[32..36]), be32(&out[36..40])), (900, STATE_ZERO));
+        let o = &out[40..];
+        assert_eq!(
+            o[..20],
+            chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, 2, 12)
+        );
+        assert_eq!((be32(&o[24..28]), be32(&o[28..32])), (50, 0));
+        assert_eq!(o.len(), 32);
     }
 
     #[test]

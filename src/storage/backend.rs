@@ -35,7 +35,18 @@ pub trait Backend: Send + Sync {
     fn delete_map(&self, id: &MapId) -> Result<()>;
     /// Calls `f` for every stored map id.
     fn for_each_map(&self, f: &mut dyn FnMut(MapId) -> Result<()>) -> Result<()>;
+
+    /// An identity of the stored copy of a block that changes whenever the copy is replaced
+    /// or rewritten; None when the backend cannot tell (or the block is missing). Lets a
+    /// long-running reader (`arch serve`) verify a block's hash once per stored copy.
+    fn block_version(&self, _hash: &BlockHash) -> Result<Option<BlockVersion>> {
+        Ok(None)
+    }
 }
+
+/// See [`Backend::block_version`]: equal versions mean the same, unmodified stored copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockVersion(pub [i64; 7]);
 
 /// Blocks staged for one operation. Dropping a batch without committing discards them.
 pub trait BlockBatch: Send + Sync {

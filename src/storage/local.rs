@@ -134,6 +134,27 @@ impl Backend for LocalBackend {
         Ok(true)
     }
 
+    fn block_version(&self, hash: &BlockHash) -> Result<Option<super::backend::BlockVersion>> {
+        use std::os::unix::fs::MetadataExt;
+        let p = self.block_path(hash);
+        let m = match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("stat", &p, e)),
+        };
+        // Another file (inode), or this one written to (size, mtime, ctime): another version.
+        Ok(Some(super::backend::BlockVersion([
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ])))
+    }
+
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
         let dir = self.tmp_dir().join(temp_name("batch"));
         create_dir(&dir, self.modes)?;

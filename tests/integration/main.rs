@@ -19,6 +19,8 @@ mod packaging;
 mod privacy;
 mod quarantine;
 mod serve;
+mod serve_hostile;
+mod serve_vm;
 mod sizes;
 mod transfer;
 mod util;

@@ -114,7 +114,7 @@ pub fn setup(len: usize) -> (TestRepo, Vec<u8>) {
     (repo, img)
 }
 
-fn export(repo: &TestRepo, name: &str) -> Vec<u8> {
+pub fn export(repo: &TestRepo, name: &str) -> Vec<u8> {
     let out = repo.path(&format!("{name}.export"));
     repo.ok(&[
         "volume",
@@ -382,10 +382,10 @@ fn zeroed_blocks_keep_no_private_data_and_the_map_shows_holes() {
 
 /// A minimal NBD client over the Unix socket (fixed newstyle, NBD_OPT_EXPORT_NAME, simple
 /// replies), to hold a connection open and to misbehave on purpose.
-struct RawClient(std::os::unix::net::UnixStream);
+pub struct RawClient(pub std::os::unix::net::UnixStream);
 
 impl RawClient {
-    fn connect(socket: &Path, export: &str) -> RawClient {
+    pub fn connect(socket: &Path, export: &str) -> RawClient {
         use std::io::Write;
         let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
         let mut greet = [0u8; 18];
@@ -403,7 +403,7 @@ impl RawClient {
     }
 
     /// Sends one request (with `data` for a write) and returns the reply's error.
-    fn request(&mut self, kind: u16, offset: u64, length: u32, data: &[u8]) -> (u32, Vec<u8>) {
+    pub fn request(&mut self, kind: u16, offset: u64, length: u32, data: &[u8]) -> (u32, Vec<u8>) {
         use std::io::Write;
         let mut r = vec![0x25, 0x60, 0x95, 0x13, 0, 0];
         r.extend_from_slice(&kind.to_be_bytes());

@@ -363,7 +363,7 @@ fn write_private(
         return Ok(());
     };
     let dir: PathBuf = repo.volume_dir(id)?.join("1");
-    let mut blocks = VolumeBlocks::new(
+    let blocks = VolumeBlocks::new(
         repo.backend(),
         p.map.clone(),
         dir,

@@ -650,7 +650,7 @@ pub fn write(
     total: u64,
     next_chunk: &mut dyn FnMut(&mut Vec<u8>) -> Result<usize>,
 ) -> Result<WriteReport> {
-    let mut vol = open(repo, name, true)?;
+    let vol = open(repo, name, true)?;
     vol.check_range(offset, total)?;
     let bs = vol.blocks.block_size();
     let mut changes = partial::Changes::new(bs, offset, offset + total);

@@ -82,7 +82,7 @@ pub fn resize_to(
     if let NewSize::To(n) = size {
         crate::storage::map::check_resource_size("new size", n)?;
     }
-    let mut vol = open(repo, name, true)?;
+    let vol = open(repo, name, true)?;
     let old = vol.record.size;
     let new_size = size.apply(name, old)?;
     crate::storage::map::check_resource_size("new size", new_size)?;

@@ -3,9 +3,11 @@
 //!
 //! - A write is applied at once (private block created atomically or written in place) and
 //!   durable after the next [`Served::flush`] or its own `fua`: fsyncs are batched until then.
-//! - Reads share a read lock and run in parallel; writes, zeroing and flushes take it
-//!   exclusively, so a read never sees a torn block and a flush covers every write that
-//!   returned before it.
+//! - Reads, writes, zeroing and flushes run in parallel: each block is held through the
+//!   volume's striped block locks ([`super::blockio`]), shared by readers and exclusively by
+//!   writers, so writes to different blocks proceed together and a read never sees a torn
+//!   block; a flush covers every write that returned before it. Only a snapshot holds the
+//!   whole volume exclusively (it switches the volume to a new epoch).
 //! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
 //!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
 //!
@@ -14,6 +16,10 @@
 //! (`volume read`, `export`) still work, and writers check the serve lock first and are
 //! refused with the serving process named (see [`refuse_if_served`]).
 
+mod control;
+
+pub use control::{answer_control, snapshot_by_server};
+
 use super::SnapshotReport;
 use super::{OpenVolume, find, open};
 use crate::error::{Error, Result};
@@ -21,12 +27,11 @@ use crate::repo::Repository;
 use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
+use crate::storage::backend::BlockVersion;
 use crate::storage::export::read_one;
 use crate::storage::{BlockHash, BlockMap};
 use serde::{Deserialize, Serialize};
-use std::io::Read;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -84,6 +89,10 @@ fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<Bloc
 /// read and verify each shared block once, not once per request.
 const CACHED_BLOCKS: usize = 8;
 
+/// Verified stored copies remembered at most (~64 bytes each); past it they are forgotten
+/// and verified again when next read.
+const VERIFIED_BLOCKS: usize = 1 << 16;
+
 enum Content<'a> {
     Volume(Box<OpenVolume<'a>>),
     /// An object, image or snapshot: its map, with the data lock held.
@@ -104,6 +113,8 @@ pub struct Served<'a> {
     pub read_only: bool,
     content: RwLock<Content<'a>>,
     cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
+    /// Shared blocks whose stored copy was verified, with the version then (see `load`).
+    verified: Mutex<HashMap<BlockHash, BlockVersion>>,
     serving: Option<(FileLock, PathBuf)>,
 }
 
@@ -191,6 +202,7 @@ impl<'a> Served<'a> {
                 read_only,
                 content: RwLock::new(Content::Volume(Box::new(vol))),
                 cache: Mutex::new(Vec::new()),
+                verified: Mutex::new(HashMap::new()),
                 serving,
             });
         }
@@ -212,24 +224,29 @@ impl<'a> Served<'a> {
             read_only: true,
             content: RwLock::new(Content::Resource { map, _data: data }),
             cache: Mutex::new(Vec::new()),
+            verified: Mutex::new(HashMap::new()),
             serving: None,
         })
     }
 
-    /// Reads `buf.len()` bytes at `offset` (inside the resource).
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
+    /// Appends the `len` bytes at `offset` (inside the resource) to `out`.
+    pub fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.check_range(offset, len as u64)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let mut done = 0usize;
-        while done < buf.len() {
+        out.reserve(len);
+        while done < len {
             let pos = offset + done as u64;
             let (index, within) = (pos / bs, (pos % bs) as usize);
-            let n = (bs as usize - within).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
+            let n = (bs as usize - within).min(len - done);
+            let _hold = match &*content {
+                Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
+                Content::Resource { .. } => None,
+            };
             match shared_hash(&content, index)? {
-                Err(p) => super::blockio::read_exact_at(&p, out, within)?,
-                Ok(h) if h.is_zero() => out.fill(0),
+                Err(p) => super::blockio::append_exact_at(&p, within as u64, n, out)?,
+                Ok(h) if h.is_zero() => out.resize(out.len() + n, 0),
                 Ok(h) => {
                     // While another reader loads this block, load the next one meanwhile:
                     // sequential readers then hash two blocks at once.
@@ -241,7 +258,7 @@ impl<'a> Served<'a> {
                         }
                     };
                     let block = self.shared_block(&h, index, next)?;
-                    out.copy_from_slice(&block[within..within + n]);
+                    out.extend_from_slice(&block[within..within + n]);
                 }
             }
             done += n;
@@ -285,16 +302,44 @@ impl<'a> Served<'a> {
             .retain(|(h, _)| h != hash);
     }
 
+    /// Reads shared block `hash` from the store. Its hash is verified once per stored copy:
+    /// the copy's version is taken before and after the read, and a read between two equal
+    /// versions that were verified before is not hashed again (a copy replaced or rewritten
+    /// since has another version, and is verified).
     fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
-        let mut buf = Vec::new();
+        let backend = self.repo.backend();
+        let before = backend.block_version(hash)?;
+        let known = before.is_some()
+            && self.verified.lock().expect("verified").get(hash) == before.as_ref();
+        let mut buf = Vec::with_capacity(self.block_size as usize);
         let bs = self.block_size as usize;
-        read_one(self.repo.backend(), hash, bs, true, &mut buf).map_err(|f| {
+        read_one(backend, hash, bs, !known, &mut buf).map_err(|f| {
             f.with_location(
                 hash,
                 index * bs as u64,
                 &format!("{} {}", self.kind, self.name),
             )
         })?;
+        let after = backend.block_version(hash)?;
+        if before != after {
+            // Changed under the read: read (and verify) it again.
+            let mut buf = Vec::with_capacity(bs);
+            read_one(backend, hash, bs, true, &mut buf).map_err(|f| {
+                f.with_location(
+                    hash,
+                    index * bs as u64,
+                    &format!("{} {}", self.kind, self.name),
+                )
+            })?;
+            return Ok(Arc::new(buf));
+        }
+        if let (false, Some(v)) = (known, after) {
+            let mut verified = self.verified.lock().expect("verified");
+            if verified.len() >= VERIFIED_BLOCKS {
+                verified.clear();
+            }
+            verified.insert(*hash, v);
+        }
         Ok(Arc::new(buf))
     }
 
@@ -333,13 +378,28 @@ impl<'a> Served<'a> {
         }
     }
 
-    fn volume<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+    fn refuse_read_only(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::invalid(format!(
                 "{} '{}' is served read-only",
                 self.kind, self.name
             )));
         }
+        Ok(())
+    }
+
+    /// Runs a write `f` on the volume beside other reads and writes (each holds its blocks).
+    fn volume<T>(&self, f: impl FnOnce(&OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        self.refuse_read_only()?;
+        match &*self.content.read().expect("served volume lock") {
+            Content::Volume(v) => f(v),
+            Content::Resource { .. } => unreachable!("resources are read-only"),
+        }
+    }
+
+    /// Runs `f` on the volume alone: every other request waits.
+    fn volume_exclusive<T>(&self, f: impl FnOnce(&mut OpenVolume<'a>) -> Result<T>) -> Result<T> {
+        self.refuse_read_only()?;
         match &mut *self.content.write().expect("served volume lock") {
             Content::Volume(v) => f(v),
             Content::Resource { .. } => unreachable!("resources are read-only"),
@@ -441,7 +501,7 @@ impl Served<'_> {
     /// volume's new epoch.
     pub fn snapshot(&self, target: &ObjectName) -> Result<SnapshotReport> {
         let repo = self.repo;
-        self.volume(|v| {
+        self.volume_exclusive(|v| {
             v.blocks.finish()?;
             let report = super::snapshot::snapshot_open(repo, v, target)?;
             let record = find(&repo.catalog()?, &v.name)?;
@@ -457,99 +517,6 @@ impl Served<'_> {
             Ok(report)
         })
     }
-}
-
-/// A request on a server's control socket (one JSON line; the answer is one JSON line).
-#[derive(Debug, Serialize, Deserialize)]
-struct ControlRequest {
-    op: String,
-    volume: String,
-    object: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ControlReply {
-    report: Option<SnapshotReport>,
-    error: Option<String>,
-}
-
-/// Asks the server of volume `name` to snapshot it as `target` (waits for it).
-pub fn snapshot_by_server(
-    server: &ServerInfo,
-    name: &str,
-    target: &ObjectName,
-) -> Result<SnapshotReport> {
-    let Some(control) = &server.control else {
-        return Err(Error::Served {
-            name: name.to_string(),
-            server: server.describe(),
-            fix: "that server takes no snapshot requests; stop it first".into(),
-        });
-    };
-    let request = ControlRequest {
-        op: "snapshot".into(),
-        volume: name.to_string(),
-        object: target.full(),
-    };
-    let io = |e| Error::io("talk to the server through", control, e);
-    let mut stream = UnixStream::connect(control).map_err(io)?;
-    let mut line = serde_json::to_vec(&request).expect("request serializes");
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
-    crate::interrupt::check()?;
-    let reply: ControlReply = serde_json::from_str(&answer).map_err(|_| Error::Busy {
-        resource: format!(
-            "the server of volume '{name}' ({}) ended during the snapshot, so it",
-            server.describe()
-        ),
-    })?;
-    match (reply.report, reply.error) {
-        (Some(r), _) => Ok(r),
-        (None, e) => Err(Error::invalid(format!(
-            "snapshot of volume '{name}' by its server ({}): {}",
-            server.describe(),
-            e.unwrap_or_default()
-        ))),
-    }
-}
-
-/// Answers one request on the control socket: `stream` carries a JSON line naming one of
-/// `served`.
-pub fn answer_control(served: &[Served], stream: UnixStream) -> std::io::Result<()> {
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .take(64 << 10)
-        .read_line(&mut line)?;
-    let result = (|| -> Result<SnapshotReport> {
-        let req: ControlRequest = serde_json::from_str(&line)
-            .map_err(|e| Error::invalid(format!("bad control request: {e}")))?;
-        let target = ObjectName::parse(&req.object)?;
-        let s = served
-            .iter()
-            .find(|s| s.name == req.volume && s.kind == "volume" && !s.read_only)
-            .ok_or_else(|| {
-                Error::invalid(format!("'{}' is not served read-write here", req.volume))
-            })?;
-        match req.op.as_str() {
-            "snapshot" => s.snapshot(&target),
-            op => Err(Error::invalid(format!("unknown control operation '{op}'"))),
-        }
-    })();
-    let reply = match result {
-        Ok(r) => ControlReply {
-            report: Some(r),
-            error: None,
-        },
-        Err(e) => ControlReply {
-            report: None,
-            error: Some(e.to_string()),
-        },
-    };
-    let mut out = serde_json::to_vec(&reply).expect("reply serializes");
-    out.push(b'\n');
-    (&stream).write_all(&out)
 }
 
 impl Drop for Served<'_> {

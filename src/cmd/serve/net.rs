@@ -1,0 +1,251 @@
+//! The sockets of `arch serve`: listeners (a 0600 Unix socket in `REPO/run`, or TCP), client
+//! streams, the handshake's deadline and the reply side that cuts a connection whose write
+//! failed.
+
+use super::Args;
+use crate::storage::fsutil::{Modes, create_dir, set_mode};
+use anyhow::{Context as _, bail};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub(super) enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+pub(super) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(super) fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+    pub(super) fn shutdown(&self, how: Shutdown) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(how),
+            Stream::Tcp(s) => s.shutdown(how),
+        };
+    }
+    pub(super) fn set_timeouts(
+        &self,
+        read: Option<Duration>,
+        write: Option<Duration>,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+            Stream::Tcp(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
+        }
+    }
+}
+
+/// The handshake's view of a stream: every read and write must finish before `deadline`.
+pub(super) struct Deadline<'s> {
+    pub(super) stream: &'s mut Stream,
+    pub(super) deadline: Instant,
+}
+
+impl Deadline<'_> {
+    fn arm(&self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake took longer than --handshake-limit",
+            ));
+        }
+        self.stream.set_timeouts(Some(left), Some(left))
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reply side of a connection: a failed write (the client stopped reading, or left)
+/// cuts the connection, so its reader stops too.
+pub(super) struct Replies(pub(super) Stream);
+
+impl Write for Replies {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.0.write(buf);
+        if r.is_err() {
+            self.0.shutdown(Shutdown::Both);
+        }
+        r
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Listener {
+    pub(super) fn fd(&self) -> RawFd {
+        match self {
+            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+    pub(super) fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
+                Stream::Unix(s)
+            }
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+        })
+    }
+    pub(super) fn uri(&self, name: &str) -> String {
+        match self {
+            Listener::Unix(_, p) => format!("nbd+unix:///{name}?socket={}", p.display()),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("nbd://{a}/{name}"),
+                Err(_) => format!("nbd:///{name}"),
+            },
+        }
+    }
+}
+
+/// Removes the Unix socket when the server ends (even by an error).
+pub(super) struct SocketFile(pub(super) Option<PathBuf>);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+pub(super) fn listen(repo: &crate::repo::Repository, args: &Args) -> anyhow::Result<Listener> {
+    if let Some(spec) = &args.tcp {
+        let addr = if spec.contains(':') {
+            spec.clone()
+        } else {
+            format!("127.0.0.1:{spec}")
+        };
+        let l = TcpListener::bind(&addr).with_context(|| {
+            format!("cannot listen on TCP {addr}; give --tcp HOST:PORT with a free port")
+        })?;
+        l.set_nonblocking(true)?;
+        return Ok(Listener::Tcp(l));
+    }
+    let path = match &args.socket {
+        Some(p) => p.clone(),
+        None => run_dir(repo)?.join(format!("arch-serve-{}.sock", std::process::id())),
+    };
+    Ok(Listener::Unix(bind_unix(&path)?, path))
+}
+
+/// A Unix socket listening at `path`, mode 0600 from its creation, non-blocking.
+pub(super) fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    remove_stale_socket(path)?;
+    // The socket is made 0600 from the start: the umask covers the window before chmod.
+    // SAFETY: umask only changes this process's file-creation mask; no other thread runs yet.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let l = bound.with_context(|| {
+        format!(
+            "cannot listen on Unix socket {} (at most 107 bytes, in a writable directory); \
+             give another --socket PATH",
+            path.display()
+        )
+    })?;
+    set_mode(path, 0o600)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// `REPO/run`, private to its owner (0700), created when missing.
+pub(super) fn run_dir(repo: &crate::repo::Repository) -> anyhow::Result<PathBuf> {
+    let dir = repo.root().join("run");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(
+            "{} is not a directory; remove it so arch serve can create its run directory",
+            dir.display()
+        ),
+        Err(_) => create_dir(&dir, Modes::PRIVATE)?,
+    }
+    set_mode(&dir, 0o700)?;
+    Ok(dir)
+}
+
+/// A socket file nobody listens on (left by a killed server) is removed; anything else at
+/// `path` is refused.
+fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.file_type().is_socket() && UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+        return Ok(());
+    }
+    bail!(
+        "{} already exists{}; choose another --socket PATH",
+        path.display(),
+        if meta.file_type().is_socket() {
+            " and a server listens on it"
+        } else {
+            ""
+        }
+    )
+}
