@@ -5,6 +5,7 @@ mod catalog_db;
 mod concurrency;
 mod crash;
 mod crash_customize;
+mod crash_order;
 mod crash_volumes;
 mod customize;
 mod faults;
