@@ -102,7 +102,7 @@ impl std::ops::DerefMut for AlignedBuf {
 /// The longest prefix of `data` that a direct write at `offset` may carry (a multiple of
 /// [`ALIGN`]); 0 when the address or the offset is not aligned.
 pub fn direct_prefix(data: &[u8], offset: u64) -> usize {
-    let aligned = (data.as_ptr() as usize).is_multiple_of(ALIGN) && offset % ALIGN as u64 == 0;
+    let aligned = (data.as_ptr() as usize) % ALIGN == 0 && offset % ALIGN as u64 == 0;
     if aligned {
         data.len() / ALIGN * ALIGN
     } else {
