@@ -78,6 +78,14 @@ def have(tool):
     return shutil.which(tool) is not None
 
 
+def ensure(tool, package):
+    """Installs a missing peer with apt-get when running as root (restic for gc's peer)."""
+    if not have(tool) and have("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", package], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return have(tool)
+
+
 def arch(repo, *args):
     return [str(ARCH), "-R", str(repo), "-q", *args]
 
@@ -695,6 +703,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "populate_catalog"],
                        cwd=ROOT, check=True)
     args.dir.mkdir(parents=True, exist_ok=True)
+    ensure("restic", "restic")
     fs = subprocess.run(["df", "-T", str(args.dir)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
     header = [
         "# Benchmarks", "",
