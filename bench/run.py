@@ -78,6 +78,14 @@ def have(tool):
     return shutil.which(tool) is not None
 
 
+def ensure(tool, package):
+    """Installs a missing peer with apt-get when running as root (restic for gc's peer)."""
+    if not have(tool) and have("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", package], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return have(tool)
+
+
 def arch(repo, *args):
     return [str(ARCH), "-R", str(repo), "-q", *args]
 
@@ -138,11 +146,11 @@ def suite_objects(work, reps):
         t = Table(f"Objects: {label}")
         put_new = measure(arch(repo, "put", str(src), "bench/x"), reps,
                           setup=lambda: fresh_repo(repo))
+        # Every peer that writes a file syncs it (arch put is durable).
         peers = [
-            ("cp", ["cp", str(src), str(out)], lambda: rm(out)),
             ("cp && sync", f"cp {src} {out} && sync", lambda: rm(out)),
             ("sha256sum", ["sha256sum", str(src)], None),
-            ("qemu-img convert -O qcow2", ["qemu-img", "convert", "-O", "qcow2", str(src), str(out)],
+            ("qemu-img convert -O qcow2 && sync", f"qemu-img convert -O qcow2 {src} {out} && sync",
              lambda: rm(out)),
         ]
         if have("restic"):
@@ -174,15 +182,18 @@ def suite_objects(work, reps):
         if have("openssl"):
             t.row("put again (dedup)", again, "openssl dgst -sha256",
                   measure(["openssl", "dgst", "-sha256", str(src)], reps))
+        # get -o FILE is durable (one fsync at the end): its peers sync too.
         get_file = measure(arch(repo, "get", "bench/x", "-o", str(out), "--force"), reps,
                            setup=lambda: rm(out))
-        t.row("get -o FILE (verified)", get_file, "cat > FILE", measure(f"cat {src} > {out}", reps,
-                                                                       setup=lambda: rm(out)))
-        t.row("get -o FILE (verified)", get_file, "cp --sparse=always",
-              measure(["cp", "--sparse=always", str(src), str(out)], reps, setup=lambda: rm(out)))
-        t.row("get -o FILE (verified)", get_file, "qemu-img convert -O raw",
-              measure(["qemu-img", "convert", "-O", "raw", str(src), str(out)], reps,
-                      setup=lambda: rm(out)))
+        cat_sync = measure(f"cat {src} > {out} && sync", reps, setup=lambda: rm(out))
+        t.row("get -o FILE (verified)", get_file, "cat > FILE && sync", cat_sync)
+        get_nv_file = measure(arch(repo, "get", "--no-verify", "bench/x", "-o", str(out), "--force"),
+                              reps, setup=lambda: rm(out))
+        t.row("get -o FILE --no-verify", get_nv_file, "cat > FILE && sync", cat_sync)
+        t.row("get -o FILE (verified)", get_file, "cp --sparse=always && sync",
+              measure(f"cp --sparse=always {src} {out} && sync", reps, setup=lambda: rm(out)))
+        t.row("get -o FILE (verified)", get_file, "qemu-img convert -O raw && sync",
+              measure(f"qemu-img convert -O raw {src} {out} && sync", reps, setup=lambda: rm(out)))
         get_pipe = measure(f"{ARCH} -R {repo} get bench/x | cat > /dev/null", reps)
         t.row("get | pipe (verified)", get_pipe, "cat | pipe",
               measure(f"cat {src} | cat > /dev/null", reps))
@@ -309,8 +320,25 @@ def suite_volumes(work, reps):
     vol.row("snapshot of a 10 GiB volume, 1% (100 MiB) written", sa, "sha256sum of the 100 MiB written",
             measure(f"for i in $(seq 25); do cat {chunk}; done | sha256sum", reps))
     out = work / "export.raw"
-    vol.row("volume export (1 GiB, 256 MiB data)", measure(arch(repo, "volume", "export", "w", "-o", str(out), "--force"), reps),
-            "qemu-img convert -O raw (overlay)", measure(["qemu-img", "convert", "-O", "raw", str(overlay), str(out)], reps))
+    vol.row("volume export (1 GiB, 256 MiB data, 1000 4 KiB writes)",
+            measure(arch(repo, "volume", "export", "w", "-o", str(out), "--force"), reps),
+            "qemu-img convert -O raw (overlay) && sync",
+            measure(f"qemu-img convert -O raw {overlay} {out} && sync", reps))
+    # Issue 16: a 1 GiB clone with 64 MiB written (16 blocks of 4 MiB) vs the same qcow2 overlay.
+    run_once(arch(repo, "clone", "i/gib", "e64"))
+    rm(overlay)
+    sh(f"qemu-img create -q -f qcow2 -b {gib} -F raw {overlay}")
+    qargs = ["qemu-io", "-f", "qcow2"]
+    for i in range(16):
+        o = i * 64 * MiB + 8 * MiB
+        run_once(arch(repo, "volume", "write", "e64", "--offset", str(o), str(chunk)))
+        qargs += ["-c", f"write -P 7 {o} 4M"]
+    run_once(qargs + [str(overlay)])
+    vol.row("volume export (1 GiB clone, 64 MiB written)",
+            measure(arch(repo, "volume", "export", "e64", "-o", str(out), "--force"), reps),
+            "qemu-img convert -O raw (overlay) && sync",
+            measure(f"qemu-img convert -O raw {overlay} {out} && sync", reps))
+    rm(out)
     tables = [img, vol]
     # Clone + customize of the GPT fixture at 1 GiB and 10 GiB vs a full copy of the image.
     fx = work / "fixtures"
@@ -677,6 +705,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "populate_catalog"],
                        cwd=ROOT, check=True)
     args.dir.mkdir(parents=True, exist_ok=True)
+    ensure("restic", "restic")
     fs = subprocess.run(["df", "-T", str(args.dir)], capture_output=True, text=True).stdout.splitlines()[-1].split()[1]
     header = [
         "# Benchmarks", "",

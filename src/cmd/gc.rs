@@ -18,7 +18,10 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let report = gc(&repo, args.dry_run)?;
+    let progress = super::progress_bar::for_context(ctx, "gc", None);
+    let report = gc(&repo, args.dry_run, progress.as_ref());
+    progress.finish();
+    let report = report?;
     emit(ctx, &report, |out| {
         let verb = if report.dry_run {
             "would free"

@@ -7,14 +7,23 @@
 //! (cp, mv, rm, meta, image ...) may commit meanwhile, but they only add references to maps
 //! that were already referenced when gc read the catalog, so nothing they need is swept.
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
+//!
+//! Speed and durability: maps, then blocks, are swept shard by shard on several threads
+//! ([`crate::storage::sweep`]): types come from the listing, each removal is relative to its
+//! open shard, and the touched shards are fsynced once each, after all removals of that
+//! sweep. Ordering: the map sweep (removals and its shard fsyncs) completes before the block
+//! sweep starts, so even across a crash a block is never gone while a map naming it is still
+//! there; the block sweep's fsyncs complete before gc reports.
 
-use super::du::add;
 use super::refs::{live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only};
 use super::volume_files;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::repo::{CATALOG_LOCK, Repository, lock};
-use crate::storage::MapId;
 use crate::storage::fsutil::remove_path;
+use crate::storage::ingest::io_threads;
+use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use crate::storage::sweep::sweep;
 use serde::Serialize;
 
 /// What gc removed (or, with `dry_run`, would remove).
@@ -36,8 +45,9 @@ pub struct GcReport {
 }
 
 /// Collects garbage. Refuses to run when a referenced map is missing or damaged (its blocks
-/// could not be marked): run `arch fsck` first.
-pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
+/// could not be marked): run `arch fsck` first. `progress` counts the bytes of the blocks
+/// looked at.
+pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
     // Before the exclusive data lock: removing a volume takes that lock shared.
     let unfinished_volumes_removed =
         crate::services::volumes::creating::reap_all_abandoned(repo, dry_run)?;
@@ -61,36 +71,30 @@ pub fn gc(repo: &Repository, dry_run: bool) -> Result<GcReport> {
         unfinished_volumes_removed,
         ..GcReport::default()
     };
-    let mut doomed_maps: Vec<MapId> = Vec::new();
-    repo.backend().for_each_map(&mut |id| {
-        if !maps.contains(&id) {
-            doomed_maps.push(id);
-        }
-        Ok(())
-    })?;
-    // Maps first: a map is what makes blocks reachable, so removing it before its blocks
-    // never leaves a referenced-looking map with missing blocks.
-    for id in &doomed_maps {
-        if !dry_run {
-            repo.backend().delete_map(id)?;
-        }
-        report.maps_freed += 1;
-    }
-    let backend = repo.backend();
-    backend.for_each_block(&mut |h, len| {
-        crate::interrupt::check()?;
-        if live.contains(&h) {
-            report.blocks_kept += 1;
-            report.bytes_kept = add(report.bytes_kept, len)?;
-        } else {
-            if !dry_run {
-                backend.delete_block(&h)?;
-            }
-            report.blocks_freed += 1;
-            report.bytes_freed = add(report.bytes_freed, len)?;
-        }
-        Ok(())
-    })?;
+    // Maps first, durably: a map is what makes blocks reachable, so removing it before its
+    // blocks never leaves a referenced-looking map with missing blocks.
+    let threads = io_threads();
+    let root = repo.root();
+    let no_progress = crate::progress::NoProgress;
+    let swept = sweep(
+        &root.join(MAPS_DIR),
+        &|id| maps.contains(id),
+        dry_run,
+        threads,
+        &no_progress,
+    )?;
+    report.maps_freed = swept.removed;
+    let swept = sweep(
+        &root.join(BLOCKS_DIR),
+        &|h| live.contains(h),
+        dry_run,
+        threads,
+        progress,
+    )?;
+    report.blocks_kept = swept.kept;
+    report.bytes_kept = swept.kept_bytes;
+    report.blocks_freed = swept.removed;
+    report.bytes_freed = swept.removed_bytes;
     // Volume garbage: decided on the catalog read above; volume operations that could make
     // new private files all hold the shared data lock, which our exclusive lock keeps out.
     let volumes = volume_files::scan(repo, &catalog)?;

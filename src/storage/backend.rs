@@ -20,6 +20,19 @@ pub trait Backend: Send + Sync {
     /// Reads the stored (stripped) bytes of a block into `buf` (cleared first).
     /// Returns false when the block is missing.
     fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool>;
+    /// Reads the stored bytes of a block into the start of `buf` (sized for the block's full
+    /// length) and returns the stored length: more than `buf.len()` (with `buf` full) when the
+    /// stored block is longer than it may be, None when the block is missing. The default
+    /// goes through [`Backend::read_block`] and one copy.
+    fn read_block_into(&self, hash: &BlockHash, buf: &mut [u8]) -> Result<Option<usize>> {
+        let mut v = Vec::new();
+        if !self.read_block(hash, &mut v)? {
+            return Ok(None);
+        }
+        let n = v.len().min(buf.len());
+        buf[..n].copy_from_slice(&v[..n]);
+        Ok(Some(v.len()))
+    }
     /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;
     /// Removes a block (garbage collection only).

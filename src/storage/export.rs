@@ -1,6 +1,7 @@
 //! Streaming export: reads a map's blocks on all cores, verifies each against its hash, and
 //! writes them in order. Zero blocks cost no read; into a file they become holes, so the
-//! work follows the blocks that hold data (a stream still gets every zero byte).
+//! work follows the blocks that hold data (a stream still gets every zero byte). A file is
+//! written by the workers themselves, out of order (see [`super::export_file`]).
 //!
 //! Memory bound: at most `2 * threads + 2` blocks are in flight, as for ingest.
 
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 /// Where exported bytes go.
 pub enum Sink<'a> {
     /// A regular file written with positional writes; zero blocks are left as holes and the
-    /// file is sized at the end. The file must be empty when export starts.
+    /// file is sized first. The file must hold only zeros (be empty or sparse) when export
+    /// starts: nothing is written where the content is zero.
     File(&'a File),
     /// A stream (stdout, a pipe): every byte is written, zeros included.
     Stream(&'a mut dyn Write),
@@ -62,6 +64,7 @@ pub fn export(
         // Size the file first: a destination that cannot hold the size fails before any work.
         f.set_len(map.size())
             .map_err(|e| too_large_for_destination(e, map.size()))?;
+        return super::export_file::export_to_file(backend, map, resource, verify, f, progress);
     }
 
     std::thread::scope(|scope| -> Result<()> {

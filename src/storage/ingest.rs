@@ -1,10 +1,16 @@
 //! Streaming import: splits a source into blocks, hashes them on all cores while reading
 //! continues, stages the new ones and stores the resulting map.
 //!
+//! One reader thread feeds [`io_threads`] workers; each hashes its block and writes it (when
+//! new) straight from the buffer it was read into, with a direct write (no page-cache copy):
+//! reading, hashing and writing overlap and each byte is copied once, from the source.
+//!
 //! Memory bound: at most `2 * threads + 2` blocks are in flight (a fixed pool of buffers), so
-//! with the default 4 MiB blocks on 2 cores the pipeline holds 24 MiB whatever the input size.
+//! with the default 4 MiB blocks on 2 cores (4 workers) the pipeline holds 40 MiB whatever the
+//! input size.
 
 use super::backend::{Backend, BlockBatch};
+use super::direct::AlignedBuf;
 use super::hash::{BlockHash, strip_trailing_zeros};
 use super::map::{BlockMap, MAX_RESOURCE_SIZE, MapId};
 use crate::error::{Error, Result};
@@ -49,6 +55,13 @@ pub fn worker_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// Number of threads that read or write blocks: every core plus two, so that while two wait
+/// for the device (block writes are direct, they return when the device has the data) the
+/// cores still hash.
+pub fn io_threads() -> usize {
+    worker_threads() + 2
+}
+
 /// Blocks in flight for a pipeline with `threads` workers (the memory bound, in blocks).
 pub fn pipeline_depth(threads: usize) -> usize {
     2 * threads + 2
@@ -56,7 +69,7 @@ pub fn pipeline_depth(threads: usize) -> usize {
 
 struct Job {
     index: u64,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     len: usize,
 }
 
@@ -81,13 +94,14 @@ pub fn ingest(
         }
     }
     let batch = backend.begin_batch()?;
-    let threads = worker_threads();
+    let threads = io_threads();
     let depth = pipeline_depth(threads);
     let bs = block_size as usize;
 
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth);
+    // Page-aligned buffers: a block is written straight from the buffer it was read into.
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(depth);
     for _ in 0..depth {
-        free_tx.send(Vec::new()).expect("pool channel open");
+        free_tx.send(AlignedBuf::new()).expect("pool channel open");
     }
     let (job_tx, job_rx) = sync_channel::<Job>(depth);
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -121,7 +135,7 @@ pub fn ingest(
             }
             let mut buf = free_rx.recv().expect("workers return buffers");
             if buf.len() != bs {
-                buf.resize(bs, 0);
+                buf.resize(bs);
             }
             match reader.next_block(&mut buf) {
                 Ok(None) => break,
@@ -193,7 +207,7 @@ pub fn ingest(
 fn worker(
     jobs: Arc<Mutex<Receiver<Job>>>,
     done: std::sync::mpsc::Sender<Result<Done>>,
-    free: std::sync::mpsc::SyncSender<Vec<u8>>,
+    free: std::sync::mpsc::SyncSender<AlignedBuf>,
     batch: &dyn BlockBatch,
     failed: &AtomicBool,
 ) {

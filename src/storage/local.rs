@@ -2,15 +2,15 @@
 
 use super::backend::{Backend, BlockBatch};
 use super::fsutil::{
-    Modes, create_dir, create_dir_all, create_file, is_regular_file, open_regular, sync_dir,
-    sync_filesystem, sync_parent,
+    Modes, create_dir, create_dir_all, is_regular_file, open_regular, sync_dir, sync_filesystem,
+    sync_parent,
 };
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -155,6 +155,32 @@ impl Backend for LocalBackend {
         ])))
     }
 
+    fn read_block_into(&self, hash: &BlockHash, buf: &mut [u8]) -> Result<Option<usize>> {
+        let p = self.block_path(hash);
+        let Some(mut f) = open_regular(&p)? else {
+            return Ok(None);
+        };
+        // Read until `buf` is full or the file ends, then one byte more: a longer file is
+        // reported (as longer than `buf`), never silently cut.
+        let mut filled = 0;
+        loop {
+            let n = if filled < buf.len() {
+                f.read(&mut buf[filled..])
+            } else {
+                f.read(&mut [0u8; 1])
+            };
+            match n {
+                Ok(0) => return Ok(Some(filled)),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", &p, e)),
+            }
+            if filled > buf.len() {
+                return Ok(Some(filled));
+            }
+        }
+    }
+
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
         let dir = self.tmp_dir().join(temp_name("batch"));
         create_dir(&dir, self.modes)?;
@@ -253,12 +279,9 @@ impl BlockBatch for LocalBatch {
             return Ok(false);
         }
         let p = self.dir.join(hash.to_hex());
-        let write = || -> std::io::Result<()> {
-            // Sealed from the start: writing through the open descriptor is still allowed.
-            let mut f = create_file(&p, self.modes.sealed())?;
-            f.write_all(stored)
-        };
-        if let Err(e) = write() {
+        // Sealed from the start: writing through the open descriptor is still allowed. Written
+        // directly (no page-cache copy) when `stored` is page-aligned; commit syncs it.
+        if let Err(e) = super::direct::create_and_write(&p, self.modes.sealed(), stored) {
             self.staged.lock().unwrap().remove(hash);
             let _ = fs::remove_file(&p);
             return Err(Error::io("write block", &p, e));

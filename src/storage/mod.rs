@@ -2,7 +2,9 @@
 //! that move bytes in and out. It knows nothing about objects, images or volumes.
 
 pub mod backend;
+pub mod direct;
 pub mod export;
+pub mod export_file;
 pub mod fault;
 pub mod fsutil;
 pub mod hash;
@@ -10,6 +12,7 @@ pub mod ingest;
 pub mod local;
 pub mod map;
 mod roundtrip;
+pub mod sweep;
 
 pub use backend::{Backend, BlockBatch};
 pub use hash::{BlockHash, top_hash};

@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod crash_customize;
 mod crash_transfer;
+mod crash_order;
 mod crash_volumes;
 mod customize;
 mod faults;

@@ -379,12 +379,23 @@ impl<'a> VolumeBlocks<'a> {
 /// leaving the zero pages as holes.
 pub fn write_nonzero_pages(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
     const PAGE: usize = 4096;
+    // Runs of consecutive non-zero pages go out as one write each.
+    let mut run: Option<usize> = None;
     for (i, page) in data.chunks(PAGE).enumerate() {
-        if page.iter().any(|&b| b != 0) {
-            f.write_all_at(page, offset + (i * PAGE) as u64)?;
+        let zero = page.iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i * PAGE),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..i * PAGE], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
         }
     }
-    Ok(())
+    match run {
+        Some(start) => f.write_all_at(&data[start..], offset + start as u64),
+        None => Ok(()),
+    }
 }
 
 /// The block index a private file named `name` holds: canonical decimal only (no sign, no
@@ -587,5 +598,25 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("9")).unwrap();
         let found: Vec<u64> = list_private(dir.path()).unwrap().into_iter().collect();
         assert_eq!(found, vec![0, 7]);
+    }
+
+    #[test]
+    fn nonzero_pages_land_in_runs_and_zero_pages_stay_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        // Pages: data, data, zero, data(short tail) -- at an offset of one page.
+        let mut data = vec![0u8; 3 * 4096 + 100];
+        data[..2 * 4096].fill(1);
+        data[3 * 4096 + 99] = 2;
+        let p = dir.path().join("f");
+        let f = File::create(&p).unwrap();
+        f.set_len(8 * 4096).unwrap();
+        write_nonzero_pages(&f, &data, 4096).unwrap();
+        let got = fs::read(&p).unwrap();
+        assert!(got[..4096].iter().all(|&b| b == 0));
+        assert_eq!(&got[4096..4096 + data.len()], &data[..]);
+        assert!(got[4096 + data.len()..].iter().all(|&b| b == 0));
+        // Three pages written (two in one run, the tail's page), the zero page a hole.
+        assert!(fs::metadata(&p).unwrap().blocks() * 512 <= 3 * 4096);
     }
 }
