@@ -88,6 +88,7 @@ impl std::fmt::Debug for CustomizeOptions {
 
 /// Checks the options before anything runs, so bad input never half-customizes a volume.
 pub fn validate(opts: &CustomizeOptions) -> Result<()> {
+    fuse::mode()?;
     if let Some(h) = &opts.hostname {
         let ok = !h.is_empty()
             && h.len() <= 253

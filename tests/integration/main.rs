@@ -7,6 +7,7 @@ mod crash;
 mod crash_customize;
 mod crash_volumes;
 mod customize;
+mod customize_fuse;
 mod faults;
 mod hostile;
 mod images;

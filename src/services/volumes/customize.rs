@@ -115,10 +115,15 @@ pub(super) fn customize_open(
                         fuse::ENV
                     )));
                 }
-                Err(why) => eprintln!(
-                    "arch: note: customizing a copy of the volume (slower): FUSE is not usable \
-                     here: {why}"
-                ),
+                Err(why) => {
+                    eprintln!(
+                        "arch: note: customizing a copy of the volume (slower): FUSE is not \
+                         usable here: {why}"
+                    );
+                    // Whatever the attempt created (it unmounted on failure).
+                    remove_path(&disk)?;
+                    remove_path(&work.join("cache.raw"))?;
+                }
             }
         }
         copy_and_customize(vol, &disk, &props, opts, &scratch)
