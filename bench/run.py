@@ -658,7 +658,7 @@ def debian_disk():
     fs = CACHE / "rootfs.ext4"
     rm(fs)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(fs),
-                    str(part_sectors * 512 // 4096)], check=True)
+                    f"{part_sectors * 512 // 1024}k"], check=True)
     tmp = CACHE / "disk.tmp"
     rm(tmp)
     with open(tmp, "wb") as f:
@@ -700,13 +700,13 @@ def suite_customize(work, reps):
             n[0] += 1
             name = f"d{n[0]}"
             tt, r = run_once(arch(repo, "clone", "debian", name, "--size", "4G", "--hostname", "bench",
-                                  "--password-file", str(pw), "--ssh-key", key.read_text().strip()),
+                                  "--password-file", str(pw), "--ssh-key", str(key)),
                              env={"ARCH_CUSTOMIZE_FUSE": mode})
             times.append(tt)
             rss = max(rss, r)
             info = json.loads(subprocess.run(arch(repo, "volume", "info", name, "--json"),
                                              capture_output=True, text=True, check=True).stdout)
-            private[mode] = info.get("private_blocks", info.get("blocks", {}).get("private_blocks"))
+            private[mode] = info["private_blocks"]
             subprocess.run(arch(repo, "volume", "rm", name), check=True, stdout=subprocess.DEVNULL)
         return statistics.median(times), rss
 

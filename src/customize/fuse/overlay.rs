@@ -4,14 +4,15 @@
 //! Invariants:
 //! - the cache file is exactly as long as the file the tools see (`State::size`);
 //! - a block of the volume that holds data and is in `unloaded` has not been copied yet: the
-//!   cache file has a hole there and no read is answered from it; every other byte of the
-//!   cache file is the tools' view (zero blocks of the volume need no copy: holes read zeros);
+//!   cache file has a hole there and its reads are answered from the volume (through a few
+//!   recently loaded blocks kept in memory); it is copied into the cache file only before a
+//!   partial write; every other byte of the cache file is the tools' view (zero blocks of the
+//!   volume need no copy: holes read zeros);
 //! - `written` holds every block whose bytes may differ from the volume's now (written,
 //!   zeroed, or cut by a truncation); only those are compared and stored afterwards.
 //!
 //! Memory follows the number of the volume's data blocks, never its virtual size.
 
-use crate::services::volumes::blockio::write_nonzero_pages;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
@@ -40,8 +41,14 @@ struct State {
     written: BTreeSet<u64>,
     /// The volume's data blocks at the start (for truncations).
     data: BTreeSet<u64>,
-    buf: Vec<u8>,
+    /// Recently loaded blocks that are not in the cache file (still `unloaded`), newest
+    /// last: reads are served from here, so a block only read is never copied to disk.
+    clean: std::collections::VecDeque<(u64, Vec<u8>)>,
 }
+
+/// Memory for [`State::clean`]: the kernel caches the file's pages too, so a few blocks are
+/// enough for the tools' sweeps (e2fsck reads metadata in ascending order).
+const CLEAN_BYTES: u64 = 32 << 20;
 
 /// What the tools did, once they are done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +80,7 @@ impl Overlay {
                 unloaded: data.clone(),
                 written: BTreeSet::new(),
                 data,
-                buf: Vec::new(),
+                clean: Default::default(),
             }),
         })
     }
@@ -93,21 +100,41 @@ impl Overlay {
         offset / self.block_size..=(offset + len - 1) / self.block_size
     }
 
-    /// Copies block `index` of the volume into the cache file if it is not there yet.
+    /// Block `index` of the volume (loaded, or taken from the recent ones), as position `at`
+    /// of `st.clean`. Only for blocks in `unloaded`.
+    fn clean_block(&self, st: &mut State, index: u64) -> io::Result<usize> {
+        if let Some(at) = st.clean.iter().position(|(i, _)| *i == index) {
+            return Ok(at);
+        }
+        let capacity = (CLEAN_BYTES / self.block_size).clamp(2, 64) as usize;
+        let mut buf = if st.clean.len() >= capacity {
+            st.clean.pop_front().map(|(_, b)| b).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.loader.load(index, &mut buf)?;
+        st.clean.push_back((index, buf));
+        Ok(st.clean.len() - 1)
+    }
+
+    /// Copies block `index` of the volume into the cache file if it is not there yet (before
+    /// a write to part of it).
     fn ensure_loaded(&self, st: &mut State, index: u64) -> io::Result<()> {
         if !st.unloaded.contains(&index) {
             return Ok(());
         }
-        let mut buf = std::mem::take(&mut st.buf);
-        let result = self.loader.load(index, &mut buf).and_then(|()| {
-            let offset = index * self.block_size;
-            let keep = (st.size.saturating_sub(offset)).min(self.block_size) as usize;
-            write_nonzero_pages(&self.cache, &buf[..keep.min(buf.len())], offset)
-        });
-        st.buf = buf;
-        result?;
+        let at = self.clean_block(st, index)?;
+        let (_, buf) = st.clean.remove(at).expect("just found");
+        let offset = index * self.block_size;
+        let keep = (st.size.saturating_sub(offset)).min(self.block_size) as usize;
+        write_data_runs(&self.cache, &buf[..keep.min(buf.len())], offset)?;
         st.unloaded.remove(&index);
         Ok(())
+    }
+
+    /// Forgets block `index` in the recent ones (it is in the cache file, or cut, from now).
+    fn forget_clean(st: &mut State, index: u64) {
+        st.clean.retain(|(i, _)| *i != index);
     }
 
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
@@ -117,11 +144,22 @@ impl Overlay {
         if offset >= end {
             return Ok(Vec::new());
         }
-        for i in self.blocks(offset, end - offset) {
-            self.ensure_loaded(&mut st, i)?;
-        }
         let mut out = vec![0u8; (end - offset) as usize];
-        self.cache.read_exact_at(&mut out, offset)?;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / self.block_size;
+            let start = index * self.block_size;
+            let stop = (start + self.block_size).min(end);
+            let dst = &mut out[(pos - offset) as usize..(stop - offset) as usize];
+            if st.unloaded.contains(&index) {
+                let at = self.clean_block(&mut st, index)?;
+                let within = (pos - start) as usize;
+                dst.copy_from_slice(&st.clean[at].1[within..within + dst.len()]);
+            } else {
+                self.cache.read_exact_at(dst, pos)?;
+            }
+            pos = stop;
+        }
         Ok(out)
     }
 
@@ -141,6 +179,7 @@ impl Overlay {
             let whole = offset <= start && end >= start + self.block_size;
             if whole {
                 st.unloaded.remove(&i);
+                Self::forget_clean(&mut st, i);
             } else {
                 self.ensure_loaded(&mut st, i)?;
             }
@@ -171,6 +210,7 @@ impl Overlay {
             let cut: Vec<u64> = st.data.range(from..).copied().collect();
             st.written.extend(cut);
             st.unloaded.split_off(&from);
+            st.clean.retain(|(i, _)| *i < from);
         }
         self.cache.set_len(size)?;
         st.size = size;
@@ -189,6 +229,7 @@ impl Overlay {
             let start = i * self.block_size;
             if offset <= start && end >= start + self.block_size {
                 st.unloaded.remove(&i);
+                Self::forget_clean(&mut st, i);
             } else {
                 self.ensure_loaded(&mut st, i)?;
             }
@@ -211,6 +252,29 @@ impl Overlay {
     pub fn cache(&self) -> &File {
         &self.cache
     }
+}
+
+/// Writes the non-zero 4 KiB pages of `data` at `offset` of a file that reads as zeros there,
+/// one write per run of them (a loaded 4 MiB block is one write, not a thousand): zero pages
+/// stay holes.
+fn write_data_runs(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let mut run: Option<usize> = None;
+    for (i, page) in data.chunks(PAGE).enumerate() {
+        let zero = page.iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i * PAGE),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..i * PAGE], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run {
+        f.write_all_at(&data[start..], offset + start as u64)?;
+    }
+    Ok(())
 }
 
 /// Deallocates a range of `f` (it reads as zeros after), keeping the length.
