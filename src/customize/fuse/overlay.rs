@@ -379,6 +379,21 @@ mod tests {
     }
 
     #[test]
+    fn recent_blocks_are_bounded_and_an_evicted_one_is_loaded_again() {
+        let (_d, bytes, o, loads) = setup(140 * BS);
+        for i in (1..140).step_by(2) {
+            o.read(i * BS, 16).unwrap();
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 70);
+        assert!(o.lock().clean.len() <= 64, "at most 64 blocks kept");
+        let got = o.read(BS + 100, 50).unwrap();
+        assert_eq!(got, bytes[(BS + 100) as usize..(BS + 150) as usize]);
+        assert_eq!(loads.load(Ordering::SeqCst), 71, "block 1 was evicted");
+        o.read(139 * BS, 8).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 71, "block 139 is still kept");
+    }
+
+    #[test]
     fn a_whole_block_write_loads_nothing_and_a_partial_one_keeps_the_rest() {
         let (_d, bytes, o, loads) = setup(8 * BS);
         o.write(3 * BS, &vec![7u8; BS as usize]).unwrap();
