@@ -663,8 +663,97 @@ def suite_catalog(work, reps):
     return [new_t, old_t] if old else [new_t]
 
 
+CACHE = Path(os.environ.get("ARCH_BENCH_CACHE", Path.home() / ".cache" / "arch-bench"))
+
+
+def debian_disk():
+    """A real Debian 12 disk: mmdebstrap (minbase + systemd, linux-image-amd64, openssh-server)
+    into a directory, then `mkfs.ext4 -d` into partition 1 of a 2 GiB GPT disk (sfdisk; no
+    root or loop device needed). Cached under ~/.cache/arch-bench (ARCH_BENCH_CACHE)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    disk = CACHE / "bookworm-2g-gpt.raw"
+    if disk.exists():
+        return disk
+    root = CACHE / "bookworm-rootfs"
+    if not (root / "etc" / "os-release").exists():
+        rm(root)
+        mode = "root" if os.geteuid() == 0 else "unshare"
+        subprocess.run(["mmdebstrap", f"--mode={mode}", "--variant=minbase",
+                        "--include=systemd,systemd-sysv,linux-image-amd64,openssh-server",
+                        "bookworm", str(root)], check=True)
+    size, start = 2 * GiB, MiB
+    part_sectors = (size - start) // 512 - 34
+    fs = CACHE / "rootfs.ext4"
+    rm(fs)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(fs),
+                    f"{part_sectors * 512 // 1024}k"], check=True)
+    tmp = CACHE / "disk.tmp"
+    rm(tmp)
+    with open(tmp, "wb") as f:
+        f.truncate(size)
+    subprocess.run(["sfdisk", "-q", str(tmp)], check=True, text=True,
+                   input=f"label: gpt\nstart=2048, size={part_sectors}, type=linux\n")
+    sh(f"dd if={fs} of={tmp} bs=4M seek={start} oflag=seek_bytes conv=notrunc,sparse status=none")
+    rm(fs)
+    os.rename(tmp, disk)
+    return disk
+
+
+def suite_customize(work, reps):
+    """Issue 16: clone + customize of a real Debian 12 image (2 GiB GPT, ext4) grown to 4 GiB,
+    with hostname, password and ssh key, through FUSE and through the raw-copy fallback,
+    beside `cp --sparse=always` of the image + sync."""
+    if not (have("mmdebstrap") and have("mkfs.ext4") and have("sfdisk")):
+        print("customize suite skipped: needs mmdebstrap, e2fsprogs and fdisk", file=sys.stderr)
+        return []
+    disk = debian_disk()
+    used = int(subprocess.run(["du", "-B1", str(disk)], capture_output=True, text=True).stdout.split()[0])
+    repo = work / "repo-customize"
+    fresh_repo(repo)
+    run_once(arch(repo, "put", str(disk), "i/debian"))
+    subprocess.run(arch(repo, "image", "register", "i/debian", "--name", "debian"), check=True,
+                   stdout=subprocess.DEVNULL)
+    pw, key = work / "password", work / "key.pub"
+    pw.write_text("bench-password\n")
+    if not key.exists():
+        sh(f"ssh-keygen -q -t ed25519 -N '' -C bench -f {work / 'key'}")
+    t = Table(f"Customize: Debian 12 image (2 GiB GPT ext4, {used / 1e6:.0f} MB used) cloned, "
+              "grown to 4 GiB, hostname + password + ssh key")
+    n = [0]
+    private = {}
+
+    def run(mode):
+        times, rss = [], 0
+        for _ in range(reps):
+            n[0] += 1
+            name = f"d{n[0]}"
+            tt, r = run_once(arch(repo, "clone", "debian", name, "--size", "4G", "--hostname", "bench",
+                                  "--password-file", str(pw), "--ssh-key", str(key)),
+                             env={"ARCH_CUSTOMIZE_FUSE": mode})
+            times.append(tt)
+            rss = max(rss, r)
+            info = json.loads(subprocess.run(arch(repo, "volume", "info", name, "--json"),
+                                             capture_output=True, text=True, check=True).stdout)
+            private[mode] = info["private_blocks"]
+            subprocess.run(arch(repo, "volume", "rm", name), check=True, stdout=subprocess.DEVNULL)
+        return statistics.median(times), rss
+
+    dst = work / "debian-copy.raw"
+    peer = measure(f"cp --sparse=always {disk} {dst} && sync", reps, setup=lambda: rm(dst))
+    rm(dst)
+    fuse = run("1")
+    copy = run("0")
+    t.row("clone + customize through FUSE", fuse, "cp --sparse=always of the image + sync", peer,
+          f"{private['1']} private 4 MiB blocks")
+    t.row("clone + customize, raw-copy fallback (ARCH_CUSTOMIZE_FUSE=0)", copy,
+          "cp --sparse=always of the image + sync", peer, f"{private['0']} private 4 MiB blocks")
+    rm(repo)
+    return [t]
+
+
 SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": suite_volumes,
-          "sizes": suite_sizes, "serve": suite_serve, "catalog": suite_catalog}
+          "sizes": suite_sizes, "serve": suite_serve, "catalog": suite_catalog,
+          "customize": suite_customize}
 # Issue 15 (send/receive/copy): its suite lives in bench/suite_send.py.
 SUITES["send"] = lambda work, reps: __import__("suite_send").suite_send(work, reps, sys.modules[__name__])
 

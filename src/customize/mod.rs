@@ -1,8 +1,10 @@
-//! Offline customization of a raw disk image (snf-image semantics), unprivileged: no mount, no
-//! loop device, no FUSE, no VM. Partition tables are changed with sfdisk; ext2/3/4 with
-//! e2fsck, resize2fs and debugfs working on `DISK?offset=N`. See docs/CUSTOMIZE.md.
+//! Offline customization of a raw disk image (snf-image semantics), unprivileged: no loop
+//! device, no VM, no root. Partition tables are changed with sfdisk; ext2/3/4 with e2fsck,
+//! resize2fs and debugfs working on `DISK?offset=N`; the disk is a FUSE file backed by the
+//! volume when fusermount3 allows it (see [`fuse`]), else a raw copy. See docs/CUSTOMIZE.md.
 
 mod disk;
+pub mod fuse;
 mod guest;
 mod tasks;
 mod tools;
@@ -86,6 +88,7 @@ impl std::fmt::Debug for CustomizeOptions {
 
 /// Checks the options before anything runs, so bad input never half-customizes a volume.
 pub fn validate(opts: &CustomizeOptions) -> Result<()> {
+    fuse::mode()?;
     if let Some(h) = &opts.hostname {
         let ok = !h.is_empty()
             && h.len() <= 253

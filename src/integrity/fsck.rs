@@ -124,6 +124,8 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         // keeps metadata commits (which stage in tmp/) out while we clean.
         let _data = repo.lock_data_exclusive()?;
         let _cat = lock::lock_exclusive(&repo.root().join(CATALOG_LOCK))?;
+        // A customization killed with its fusermount3 leaves its disk mounted in tmp/.
+        crate::customize::fuse::unmount_leftovers(&repo.tmp_dir());
         for entry in temp_entries(repo)? {
             remove_path(&entry)?;
             repaired.push(format!("removed {}", entry.display()));

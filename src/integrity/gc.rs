@@ -119,6 +119,10 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     }
     {
         let _cat = lock::lock_exclusive(&repo.root().join(CATALOG_LOCK))?;
+        if !dry_run {
+            // A customization killed with its fusermount3 leaves its disk mounted in tmp/.
+            crate::customize::fuse::unmount_leftovers(&repo.tmp_dir());
+        }
         for entry in temp_entries(repo)? {
             if !dry_run {
                 remove_path(&entry)?;

@@ -9,6 +9,7 @@ mod crash_transfer;
 mod crash_order;
 mod crash_volumes;
 mod customize;
+mod customize_fuse;
 mod faults;
 mod hostile;
 mod images;

@@ -1,10 +1,12 @@
-//! Customization of a volume: its content is laid out as a sparse raw disk in `tmp/` (holes
-//! for zero blocks, so the cost follows the data, not the virtual size), the tasks run on that
-//! file, and only the blocks whose bytes changed are written back, copy-on-write.
+//! Customization of a volume: the tasks run on a disk file in `tmp/` that is either a FUSE
+//! file backed by the volume (blocks loaded on first touch, writes kept in an overlay: the
+//! cost follows what the tools touch) or, when FUSE cannot be used, a sparse raw copy (the
+//! cost follows the data). Only the blocks whose bytes changed are written back,
+//! copy-on-write.
 
 use super::transfer::write_raw;
 use super::{OpenVolume, STATUS_CREATING, creating, find, open_as, record_customization};
-use crate::customize::{CustomizeOptions, customize_disk, validate};
+use crate::customize::{CustomizeOptions, customize_disk, fuse, validate};
 use crate::error::{Error, Result};
 use crate::progress::NoProgress;
 use crate::repo::Repository;
@@ -15,6 +17,7 @@ use crate::storage::ingest::seek_data;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 /// The image properties that drive the customization of volume `name`: those of the image
 /// it was cloned from, when that object still exists.
@@ -85,48 +88,45 @@ pub(super) fn customize_open(
     let scratch = work.join("scratch");
     crate::storage::fsutil::create_dir_all(&scratch, repo.modes())?;
     let disk = work.join("disk.raw");
-    let size = vol.record.size;
-    let bs = vol.blocks.block_size();
     let result = (|| -> Result<(Vec<TaskRecord>, u64)> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&disk)
-            .map_err(|e| Error::io("create", &disk, e))?;
-        write_raw(vol, &file, &NoProgress)?;
-        drop(file);
-        let tasks = customize_disk(&disk, &props, opts, &scratch)?;
-        // Blocks that may differ: those holding data in the volume or in the file now. Holes
-        // on both sides are equal, so the cost follows the data, not the virtual size.
-        let file = File::open(&disk).map_err(|e| Error::io("open", &disk, e))?;
-        let mut candidates: BTreeSet<u64> = vol.live_private()?.into_iter().collect();
-        candidates.extend(vol.base_entries().iter().map(|e| e.0));
-        let mut offset = 0;
-        while let Some(data) = seek_data(&file, offset).filter(|&d| d < size) {
-            candidates.insert(data / bs);
-            offset = (data / bs + 1) * bs;
-        }
-        if seek_data(&file, 0).is_none() {
-            // The filesystem cannot tell holes: compare every block.
-            candidates.extend(0..vol.block_count());
-        }
-        let (mut buf, mut new) = (Vec::new(), Vec::new());
-        let mut changed = 0;
-        for i in candidates {
-            let offset = i * bs;
-            let len = (size - offset).min(bs) as usize;
-            new.clear();
-            new.resize(len, 0);
-            file.read_exact_at(&mut new, offset)
-                .map_err(|e| Error::io("read", &disk, e))?;
-            vol.blocks.read_block(i, &mut buf)?;
-            if buf[..len] != new[..] {
-                vol.blocks.write_at(offset, &new)?;
-                changed += 1;
+        let mode = fuse::mode()?;
+        if mode != fuse::Mode::Off {
+            match mount_fuse(vol, &disk, &work) {
+                Ok(served) => {
+                    let blocks = &vol.blocks;
+                    let (tasks, changes, overlay) = served
+                        .run(&mut |i, buf| blocks.read_block(i, buf), || {
+                            customize_disk(&disk, &props, opts, &scratch)
+                        })?;
+                    if changes.size != vol.record.size {
+                        return Err(Error::invalid(format!(
+                            "customization changed the disk's size from {} to {} bytes; \
+                             nothing was stored",
+                            vol.record.size, changes.size
+                        )));
+                    }
+                    let cache = work.join("cache.raw");
+                    let changed = store_changed(vol, overlay.cache(), &cache, changes.written)?;
+                    return Ok((tasks, changed));
+                }
+                Err(why) if mode == fuse::Mode::Required => {
+                    return Err(Error::invalid(format!(
+                        "{}=1 but the volume cannot be served through FUSE: {why}",
+                        fuse::ENV
+                    )));
+                }
+                Err(why) => {
+                    eprintln!(
+                        "arch: note: customizing a copy of the volume (slower): FUSE is not \
+                         usable here: {why}"
+                    );
+                    // Whatever the attempt created (it unmounted on failure).
+                    remove_path(&disk)?;
+                    remove_path(&work.join("cache.raw"))?;
+                }
             }
         }
-        vol.blocks.finish()?;
-        Ok((tasks, changed))
+        copy_and_customize(vol, &disk, &props, opts, &scratch)
     })();
     let _ = remove_path(&work);
     let (tasks, blocks_changed) = result?;
@@ -136,4 +136,103 @@ pub(super) fn customize_open(
         tasks,
         blocks_changed,
     })
+}
+
+/// Serves `vol` through FUSE on `disk` (created empty here), backed by a cache file in `work`.
+/// The error says why FUSE cannot be used.
+fn mount_fuse(
+    vol: &OpenVolume<'_>,
+    disk: &Path,
+    work: &Path,
+) -> std::result::Result<fuse::Served, String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(
+            "there is no /dev/fuse (load the fuse module, or run outside a container \
+                    that hides it)"
+                .into(),
+        );
+    }
+    let create = |path: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
+    };
+    drop(create(disk)?);
+    let cache = create(&work.join("cache.raw"))?;
+    let mut data: BTreeSet<u64> = vol
+        .live_private()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    data.extend(vol.base_entries().iter().map(|e| e.0));
+    fuse::Served::mount(disk, cache, vol.record.size, vol.blocks.block_size(), data)
+}
+
+/// The fallback: the volume laid out as a sparse raw file, the tasks run on it, and every block
+/// holding data on either side compared afterwards.
+fn copy_and_customize(
+    vol: &mut OpenVolume<'_>,
+    disk: &Path,
+    props: &BTreeMap<String, String>,
+    opts: &CustomizeOptions,
+    scratch: &Path,
+) -> Result<(Vec<TaskRecord>, u64)> {
+    let (size, bs) = (vol.record.size, vol.blocks.block_size());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(disk)
+        .map_err(|e| Error::io("create", disk, e))?;
+    write_raw(vol, &file, &NoProgress)?;
+    drop(file);
+    let tasks = customize_disk(disk, props, opts, scratch)?;
+    // Blocks that may differ: those holding data in the volume or in the file now. Holes
+    // on both sides are equal, so the cost follows the data, not the virtual size.
+    let file = File::open(disk).map_err(|e| Error::io("open", disk, e))?;
+    let mut candidates: BTreeSet<u64> = vol.live_private()?.into_iter().collect();
+    candidates.extend(vol.base_entries().iter().map(|e| e.0));
+    let mut offset = 0;
+    while let Some(data) = seek_data(&file, offset).filter(|&d| d < size) {
+        candidates.insert(data / bs);
+        offset = (data / bs + 1) * bs;
+    }
+    if seek_data(&file, 0).is_none() {
+        // The filesystem cannot tell holes: compare every block.
+        candidates.extend(0..vol.block_count());
+    }
+    let changed = store_changed(vol, &file, disk, candidates)?;
+    Ok((tasks, changed))
+}
+
+/// Stores the blocks of `candidates` whose bytes in `file` (laid out like the volume) differ
+/// from the volume's, copy-on-write, and makes them durable. A block written with the bytes
+/// it had stays shared. Returns how many changed.
+fn store_changed(
+    vol: &mut OpenVolume<'_>,
+    file: &File,
+    path: &Path,
+    candidates: BTreeSet<u64>,
+) -> Result<u64> {
+    let (size, bs) = (vol.record.size, vol.blocks.block_size());
+    let (mut buf, mut new) = (Vec::new(), Vec::new());
+    let mut changed = 0;
+    let blocks = vol.block_count();
+    for i in candidates.into_iter().filter(|&i| i < blocks) {
+        let offset = i * bs;
+        let len = (size - offset).min(bs) as usize;
+        new.clear();
+        new.resize(len, 0);
+        file.read_exact_at(&mut new, offset)
+            .map_err(|e| Error::io("read", path, e))?;
+        vol.blocks.read_block(i, &mut buf)?;
+        if buf[..len] != new[..] {
+            vol.blocks.write_at(offset, &new)?;
+            changed += 1;
+        }
+    }
+    vol.blocks.finish()?;
+    Ok(changed)
 }

@@ -1,0 +1,503 @@
+//! The content of the file the customization tools see: the volume's blocks, loaded one block
+//! at a time into a sparse cache file on first touch, and the tools' writes on top of them.
+//!
+//! Invariants:
+//! - the cache file is exactly as long as the file the tools see (`State::size`);
+//! - a block of the volume that holds data and is in `unloaded` has not been copied yet: the
+//!   cache file has a hole there and its reads are answered from the volume (through a few
+//!   recently loaded blocks kept in memory); it is copied into the cache file only before a
+//!   partial write; every other byte of the cache file is the tools' view (zero blocks of the
+//!   volume need no copy: holes read zeros);
+//! - `written` holds every block whose bytes may differ from the volume's now (written,
+//!   zeroed, or cut by a truncation); only those are compared and stored afterwards.
+//!
+//! Memory follows the number of the volume's data blocks, never its virtual size.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::sync::Mutex;
+
+/// Reads whole blocks of the volume (verified), for the overlay.
+pub trait BlockLoader: Send + Sync {
+    /// Fills `buf` with block `index` (exactly one block).
+    fn load(&self, index: u64, buf: &mut Vec<u8>) -> io::Result<()>;
+}
+
+/// The tools' view of a volume of `limit` bytes in blocks of `block_size`.
+pub struct Overlay {
+    cache: File,
+    block_size: u64,
+    limit: u64,
+    loader: Box<dyn BlockLoader>,
+    state: Mutex<State>,
+}
+
+struct State {
+    size: u64,
+    unloaded: BTreeSet<u64>,
+    written: BTreeSet<u64>,
+    /// The volume's data blocks at the start (for truncations).
+    data: BTreeSet<u64>,
+    /// Recently loaded blocks that are not in the cache file (still `unloaded`), newest
+    /// last: reads are served from here, so a block only read is never copied to disk.
+    clean: std::collections::VecDeque<(u64, Vec<u8>)>,
+}
+
+/// Memory for [`State::clean`]: the kernel caches the file's pages too, so a few blocks are
+/// enough for the tools' sweeps (e2fsck reads metadata in ascending order).
+const CLEAN_BYTES: u64 = 32 << 20;
+
+/// What the tools did, once they are done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The file's length at the end (the volume's size unless a tool changed it).
+    pub size: u64,
+    /// Blocks that may differ from the volume's, ascending.
+    pub written: BTreeSet<u64>,
+}
+
+impl Overlay {
+    /// An overlay over a volume of `limit` bytes whose blocks holding data are `data`; `cache`
+    /// is an empty file of this process that becomes the sparse copy.
+    pub fn new(
+        cache: File,
+        limit: u64,
+        block_size: u64,
+        data: BTreeSet<u64>,
+        loader: Box<dyn BlockLoader>,
+    ) -> io::Result<Overlay> {
+        cache.set_len(limit)?;
+        Ok(Overlay {
+            cache,
+            block_size,
+            limit,
+            loader,
+            state: Mutex::new(State {
+                size: limit,
+                unloaded: data.clone(),
+                written: BTreeSet::new(),
+                data,
+                clean: Default::default(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while serving a request leaves the state as consistent as any error would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current length of the file.
+    pub fn size(&self) -> u64 {
+        self.lock().size
+    }
+
+    /// Blocks `first..=last` of a range.
+    fn blocks(&self, offset: u64, len: u64) -> std::ops::RangeInclusive<u64> {
+        offset / self.block_size..=(offset + len - 1) / self.block_size
+    }
+
+    /// Block `index` of the volume (loaded, or taken from the recent ones), as position `at`
+    /// of `st.clean`. Only for blocks in `unloaded`.
+    fn clean_block(&self, st: &mut State, index: u64) -> io::Result<usize> {
+        if let Some(at) = st.clean.iter().position(|(i, _)| *i == index) {
+            return Ok(at);
+        }
+        let capacity = (CLEAN_BYTES / self.block_size).clamp(2, 64) as usize;
+        let mut buf = if st.clean.len() >= capacity {
+            st.clean.pop_front().map(|(_, b)| b).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.loader.load(index, &mut buf)?;
+        st.clean.push_back((index, buf));
+        Ok(st.clean.len() - 1)
+    }
+
+    /// Copies block `index` of the volume into the cache file if it is not there yet (before
+    /// a write to part of it).
+    fn ensure_loaded(&self, st: &mut State, index: u64) -> io::Result<()> {
+        if !st.unloaded.contains(&index) {
+            return Ok(());
+        }
+        let at = self.clean_block(st, index)?;
+        let (_, buf) = st.clean.remove(at).expect("just found");
+        let offset = index * self.block_size;
+        let keep = (st.size.saturating_sub(offset)).min(self.block_size) as usize;
+        write_data_runs(&self.cache, &buf[..keep.min(buf.len())], offset)?;
+        st.unloaded.remove(&index);
+        Ok(())
+    }
+
+    /// Forgets block `index` in the recent ones (it is in the cache file, or cut, from now).
+    fn forget_clean(st: &mut State, index: u64) {
+        st.clean.retain(|(i, _)| *i != index);
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    pub fn read(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let mut st = self.lock();
+        let end = (offset + u64::from(len)).min(st.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / self.block_size;
+            let start = index * self.block_size;
+            let stop = (start + self.block_size).min(end);
+            let dst = &mut out[(pos - offset) as usize..(stop - offset) as usize];
+            if st.unloaded.contains(&index) {
+                let at = self.clean_block(&mut st, index)?;
+                let within = (pos - start) as usize;
+                dst.copy_from_slice(&st.clean[at].1[within..within + dst.len()]);
+            } else {
+                self.cache.read_exact_at(dst, pos)?;
+            }
+            pos = stop;
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset`. The file never grows past the volume: the tools work on a
+    /// disk of a fixed size (EFBIG otherwise).
+    pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= self.limit)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let mut st = self.lock();
+        for i in self.blocks(offset, data.len() as u64) {
+            let start = i * self.block_size;
+            let whole = offset <= start && end >= start + self.block_size;
+            if whole {
+                st.unloaded.remove(&i);
+                Self::forget_clean(&mut st, i);
+            } else {
+                self.ensure_loaded(&mut st, i)?;
+            }
+            st.written.insert(i);
+        }
+        if end > st.size {
+            self.cache.set_len(end)?;
+            st.size = end;
+        }
+        self.cache.write_all_at(data, offset)
+    }
+
+    /// Sets the file's length (truncate or extend with zeros), at most the volume's size.
+    pub fn set_size(&self, size: u64) -> io::Result<()> {
+        if size > self.limit {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        let mut st = self.lock();
+        if size < st.size {
+            // The block holding the new end keeps its bytes before it; the blocks past it
+            // read as zeros from now on, which differs from the volume where it had data.
+            if size % self.block_size != 0 {
+                let partial = size / self.block_size;
+                self.ensure_loaded(&mut st, partial)?;
+                st.written.insert(partial);
+            }
+            let from = size.div_ceil(self.block_size);
+            let cut: Vec<u64> = st.data.range(from..).copied().collect();
+            st.written.extend(cut);
+            st.unloaded.split_off(&from);
+            st.clean.retain(|(i, _)| *i < from);
+        }
+        self.cache.set_len(size)?;
+        st.size = size;
+        Ok(())
+    }
+
+    /// Makes `len` bytes at `offset` read as zeros (fallocate PUNCH_HOLE or ZERO_RANGE),
+    /// without changing the length.
+    pub fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        let end = offset.saturating_add(len).min(st.size);
+        if offset >= end {
+            return Ok(());
+        }
+        for i in self.blocks(offset, end - offset) {
+            let start = i * self.block_size;
+            if offset <= start && end >= start + self.block_size {
+                st.unloaded.remove(&i);
+                Self::forget_clean(&mut st, i);
+            } else {
+                self.ensure_loaded(&mut st, i)?;
+            }
+            st.written.insert(i);
+        }
+        punch(&self.cache, offset, end - offset)
+    }
+
+    /// What the tools changed; the cache file then holds the new bytes of every block in
+    /// `written` (read it at the block's offset).
+    pub fn changes(&self) -> Changes {
+        let st = self.lock();
+        Changes {
+            size: st.size,
+            written: st.written.clone(),
+        }
+    }
+
+    /// The cache file, for reading the written blocks once the tools are done.
+    pub fn cache(&self) -> &File {
+        &self.cache
+    }
+}
+
+/// Writes the non-zero 4 KiB pages of `data` at `offset` of a file that reads as zeros there,
+/// one write per run of them (a loaded 4 MiB block is one write, not a thousand): zero pages
+/// stay holes.
+fn write_data_runs(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let mut run: Option<usize> = None;
+    for (i, page) in data.chunks(PAGE).enumerate() {
+        let zero = page.iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i * PAGE),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..i * PAGE], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run {
+        f.write_all_at(&data[start..], offset + start as u64)?;
+    }
+    Ok(())
+}
+
+/// Deallocates a range of `f` (it reads as zeros after), keeping the length.
+fn punch(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: fallocate on a valid descriptor with plain integer arguments.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(e);
+    }
+    // A filesystem without hole punching: write the zeros.
+    let zeros = vec![0u8; (1 << 20).min(len) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const BS: u64 = 8192;
+
+    /// A volume in memory; counts the loads.
+    struct Mem {
+        bytes: Vec<u8>,
+        loads: Arc<AtomicUsize>,
+    }
+
+    impl BlockLoader for Mem {
+        fn load(&self, index: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            let start = (index * BS) as usize;
+            let end = (start + BS as usize).min(self.bytes.len());
+            buf.clear();
+            buf.extend_from_slice(&self.bytes[start..end]);
+            buf.resize(BS as usize, 0);
+            Ok(())
+        }
+    }
+
+    /// A volume of `len` bytes whose odd blocks hold data; the overlay over it.
+    fn setup(len: u64) -> (tempfile::TempDir, Vec<u8>, Overlay, Arc<AtomicUsize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = vec![0u8; len as usize];
+        let mut data = BTreeSet::new();
+        for i in (1..len.div_ceil(BS)).step_by(2) {
+            let start = (i * BS) as usize;
+            let end = (start + BS as usize).min(bytes.len());
+            for (k, b) in bytes[start..end].iter_mut().enumerate() {
+                *b = (k % 251) as u8 + 1;
+            }
+            data.insert(i);
+        }
+        let loads = Arc::new(AtomicUsize::new(0));
+        let cache = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("cache"))
+            .unwrap();
+        let mem = Mem {
+            bytes: bytes.clone(),
+            loads: loads.clone(),
+        };
+        let o = Overlay::new(cache, len, BS, data, Box::new(mem)).unwrap();
+        (dir, bytes, o, loads)
+    }
+
+    #[test]
+    fn untouched_blocks_are_never_loaded_and_zero_blocks_never_at_all() {
+        let (_d, bytes, o, loads) = setup(8 * BS);
+        assert_eq!(o.read(0, 100).unwrap(), vec![0u8; 100]);
+        assert_eq!(loads.load(Ordering::SeqCst), 0, "block 0 holds no data");
+        let got = o.read(BS + 10, 20).unwrap();
+        assert_eq!(got, bytes[(BS + 10) as usize..(BS + 30) as usize]);
+        o.read(BS + 4000, 5000).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "block 1 loaded once");
+        assert!(o.changes().written.is_empty(), "reads change nothing");
+        assert_eq!(
+            o.read(8 * BS - 4, 100).unwrap().len(),
+            4,
+            "short at the end"
+        );
+    }
+
+    #[test]
+    fn recent_blocks_are_bounded_and_an_evicted_one_is_loaded_again() {
+        let (_d, bytes, o, loads) = setup(140 * BS);
+        for i in (1..140).step_by(2) {
+            o.read(i * BS, 16).unwrap();
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 70);
+        assert!(o.lock().clean.len() <= 64, "at most 64 blocks kept");
+        let got = o.read(BS + 100, 50).unwrap();
+        assert_eq!(got, bytes[(BS + 100) as usize..(BS + 150) as usize]);
+        assert_eq!(loads.load(Ordering::SeqCst), 71, "block 1 was evicted");
+        o.read(139 * BS, 8).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 71, "block 139 is still kept");
+    }
+
+    #[test]
+    fn a_whole_block_write_loads_nothing_and_a_partial_one_keeps_the_rest() {
+        let (_d, bytes, o, loads) = setup(8 * BS);
+        o.write(3 * BS, &vec![7u8; BS as usize]).unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+        o.write(5 * BS + 1, b"xy").unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let block = o.read(5 * BS, BS as u32).unwrap();
+        assert_eq!(block[0], bytes[(5 * BS) as usize]);
+        assert_eq!(&block[1..3], b"xy");
+        assert_eq!(block[3..], bytes[(5 * BS + 3) as usize..(6 * BS) as usize]);
+        assert_eq!(o.changes().written, BTreeSet::from([3, 5]));
+    }
+
+    #[test]
+    fn the_file_never_grows_past_the_volume() {
+        let (_d, _b, o, _l) = setup(4 * BS);
+        let e = o.write(4 * BS - 1, b"ab").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EFBIG));
+        assert_eq!(
+            o.set_size(4 * BS + 1).unwrap_err().raw_os_error(),
+            Some(libc::EFBIG)
+        );
+        assert_eq!(o.size(), 4 * BS);
+        assert!(o.changes().written.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u64, Vec<u8>),
+        Read(u64, u32),
+        SetSize(u64),
+        Zero(u64, u64),
+    }
+
+    fn op(len: u64) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (
+                0..len,
+                proptest::collection::vec(any::<u8>(), 1..3 * BS as usize)
+            )
+                .prop_map(|(o, d)| Op::Write(o, d)),
+            (0..len + 10, 1..3 * BS as u32).prop_map(|(o, n)| Op::Read(o, n)),
+            (0..=len).prop_map(Op::SetSize),
+            (0..len, 1..3 * BS).prop_map(|(o, n)| Op::Zero(o, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Against a plain byte vector: every read answers what the model holds, and at the
+        /// end every block that differs from the volume is listed as written.
+        #[test]
+        fn overlay_behaves_like_a_file_and_lists_every_changed_block(
+            ops in proptest::collection::vec(op(5 * BS - 1000), 1..24)
+        ) {
+            let len = 5 * BS - 1000;
+            let (_d, bytes, o, _l) = setup(len);
+            let mut model = bytes.clone();
+            for op in ops {
+                match op {
+                    Op::Write(off, data) => {
+                        let r = o.write(off, &data);
+                        if off + data.len() as u64 > len {
+                            prop_assert!(r.is_err());
+                        } else {
+                            r.unwrap();
+                            let end = off as usize + data.len();
+                            if end > model.len() { model.resize(end, 0); }
+                            model[off as usize..end].copy_from_slice(&data);
+                        }
+                    }
+                    Op::Read(off, n) => {
+                        let got = o.read(off, n).unwrap();
+                        let s = (off as usize).min(model.len());
+                        let e = (off as usize + n as usize).min(model.len());
+                        prop_assert_eq!(&got[..], &model[s..e]);
+                    }
+                    Op::SetSize(n) => {
+                        o.set_size(n).unwrap();
+                        model.resize(n as usize, 0);
+                    }
+                    Op::Zero(off, n) => {
+                        o.zero(off, n).unwrap();
+                        let s = (off as usize).min(model.len());
+                        let e = (off as usize + n as usize).min(model.len());
+                        model[s..e].fill(0);
+                    }
+                }
+            }
+            let changes = o.changes();
+            prop_assert_eq!(changes.size, model.len() as u64);
+            model.resize(len as usize, 0);
+            let mut now = vec![0u8; o.size() as usize];
+            o.cache().read_exact_at(&mut now, 0).unwrap();
+            now.resize(len as usize, 0);
+            for i in 0..len.div_ceil(BS) {
+                let (s, e) = ((i * BS) as usize, (((i + 1) * BS) as usize).min(len as usize));
+                if model[s..e] != bytes[s..e] {
+                    prop_assert!(changes.written.contains(&i), "block {} changed unlisted", i);
+                }
+                if changes.written.contains(&i) {
+                    prop_assert_eq!(&now[s..e], &model[s..e], "block {} in the cache", i);
+                }
+            }
+        }
+    }
+}
