@@ -183,6 +183,16 @@ fn every_command_prints_json_that_matches_its_schema() {
     transfers(&c, &r, snap["object"].as_str().unwrap());
     ok(&c, &r, "image-mark", &["image", "mark", "B", "snapshot"]);
     ok(&c, &r, "image-unregister", &["image", "unregister", "B"]);
+    // The source by what it is now: its new name after a move, null once removed.
+    r.ok(&["mv", "images/a.raw", "images/moved.raw"]);
+    let moved = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert_eq!(moved["source"]["object"], "images/moved.raw", "{moved}");
+    assert_eq!(moved["source"]["removed"], false, "{moved}");
+    r.ok(&["rm", "images/moved.raw"]);
+    let gone = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert!(gone["source"]["object"].is_null(), "{gone}");
+    assert_eq!(gone["source"]["removed"], true, "{gone}");
+    assert_eq!(gone["source"]["id"], moved["source"]["id"], "{gone}");
 
     // A customized clone of a real partitioned image: the customization shape with and
     // without blocks_changed.
@@ -240,17 +250,21 @@ fn every_command_prints_json_that_matches_its_schema() {
     ] {
         assert_eq!(fails(&c, &r, args)["error"]["kind"], kind, "{args:?}");
     }
-    // -R inside a repository: the error names the repository.
-    let inside = r.root.join("blocks");
-    let out = std::process::Command::new(crate::util::bin())
-        .arg("-R")
-        .arg(&inside)
-        .args(["--json", "ls"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let doc = c.check("error", &out.stdout);
-    assert_eq!(doc["error"]["kind"], "invalid_argument", "{doc}");
+    // -R inside or above a repository: the error names the repository.
+    for dir in [r.root.join("blocks"), r.dir.path().to_path_buf()] {
+        let out = std::process::Command::new(crate::util::bin())
+            .arg("-R")
+            .arg(&dir)
+            .args(["--json", "ls"])
+            .env_remove("ARCH_REPO")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let doc = c.check("error", &out.stdout);
+        assert_eq!(doc["error"]["kind"], "invalid_argument", "{doc}");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&s(&r.root)), "{doc}");
+    }
 
     // Every documented shape was produced (serve's event lines are not part of it yet).
     let all: BTreeSet<String> = c.schemas.keys().filter(|k| *k != "defs").cloned().collect();
@@ -340,6 +354,21 @@ fn the_schemas_refuse_a_wrong_document() {
         "clone",
         format!(r#"{{"volume":"v","id":"{id}","size":1,"source":{{"kind":"volume","id":"{id}","object":null}},"customization":null}}"#).as_bytes(),
     );
+    let source = format!(r#"{{"kind":"image","id":"{id}","object":"images/a","removed":false}}"#);
+    let clone = |source: &str| {
+        format!(r#"{{"volume":"v","id":"{id}","size":1,"source":{source},"customization":null}}"#)
+    };
+    c.check("clone", clone(&source).as_bytes());
+    // The source shape without `removed`, and a volume ls row with its snapshots.
+    refused(
+        "clone",
+        clone(&source.replace(r#","removed":false"#, "")).as_bytes(),
+    );
+    let row = format!(
+        r#"{{"name":"v","id":"{id}","size":1,"block_size":4096,"status":"available","created_at":"2026-11-26T05:54:39Z","modified_at":"2026-11-26T05:54:39Z","epoch":0,"blocks":1,"private_blocks":0,"shared_blocks":0,"zero_blocks":0,"snapshots":[],"source":null,"customization":null}}"#
+    );
+    c.check("volume-info", row.as_bytes());
+    refused("volume-ls", format!(r#"{{"volumes":[{row}]}}"#).as_bytes());
     refused("error", br#"{"error":{"kind":"whatever","message":"m"}}"#);
 }
 
