@@ -239,6 +239,12 @@ fn every_command_prints_json_that_matches_its_schema() {
         (&["info", "images/none", "--json"][..], "not_found"),
         (&["image", "info", short_ref, "--json"], "invalid_argument"),
         (&["receive", &garbage, "--json"], "bad_stream"),
+        // With --json, stdout carries the report: a stream or image needs -o FILE.
+        (&["send", "web", "--json"], "invalid_argument"),
+        (
+            &["volume", "export", "web", "-o", "-", "--json"],
+            "invalid_argument",
+        ),
         (&["info", "a/../b", "--json"], "invalid_name"),
         (&["--json", "infp"], "usage"),
         (
