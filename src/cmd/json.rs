@@ -195,7 +195,7 @@ mod tests {
         let doc = serde_json::to_string(&s).unwrap();
         assert_eq!(
             doc,
-            r#"{"kind":"snapshot","id":"1234","object":"snapshots/a"}"#
+            r#"{"kind":"snapshot","id":"1234","object":"snapshots/a","removed":false}"#
         );
     }
 
