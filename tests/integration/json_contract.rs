@@ -46,6 +46,7 @@ fn every_command_prints_json_that_matches_its_schema() {
     let data = r.file("a.raw", &crate::util::pseudo_random(40_000, 1));
     let a = s(&data);
     let put = ok(&c, &r, "put", &["put", &a, "images/a.raw"]);
+    assert!(put.get("replaced").is_none(), "{put}");
     ok(&c, &r, "put", &["put", &a, "images/dir/b.raw"]);
     let got = s(&r.path("got.raw"));
     ok(&c, &r, "get", &["get", "images/a.raw", "-o", &got]);
@@ -65,7 +66,9 @@ fn every_command_prints_json_that_matches_its_schema() {
     ok(&c, &r, "mv", &["mv", "images/c.raw", "images/d.raw"]);
     ok(&c, &r, "rm", &["rm", "images/d.raw"]);
     ok(&c, &r, "hashmap", &["hashmap", "images/a.raw"]);
-    ok(&c, &r, "put", &["put", &got, "images/a.raw"]);
+    let over = ok(&c, &r, "put", &["put", &got, "images/a.raw"]);
+    assert_eq!(over["replaced"]["version"], 1, "{over}");
+    assert!(over["replaced"].get("registered_as").is_none(), "{over}");
     ok(&c, &r, "history", &["history", "images/a.raw"]);
     ok(
         &c,
@@ -145,28 +148,51 @@ fn every_command_prints_json_that_matches_its_schema() {
         &["clone", snap["object"].as_str().unwrap(), "v2"],
     );
     assert_eq!(from_snap["source"]["kind"], "snapshot");
+    let vinfo = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert_eq!(vinfo["snapshots"][0]["object"], snap["object"], "{vinfo}");
     let raw = s(&r.path("v1.raw"));
-    ok(
-        &c,
-        &r,
-        "volume-export",
-        &["volume", "export", "v1", "-o", &raw],
-    );
+    // The format from the extension, from --format, or the default (raw).
+    for (file, format, from, extra) in [
+        ("v1.raw", "raw", "extension", &[][..]),
+        ("v1.vmdk", "vmdk", "extension", &[]),
+        ("v1.img2", "qcow2", "option", &["--format", "qcow2"]),
+        ("v1", "raw", "default", &[]),
+    ] {
+        let out = s(&r.path(file));
+        let mut args = vec!["volume", "export", "v1", "-o", &out];
+        args.extend_from_slice(extra);
+        let e = ok(&c, &r, "volume-export", &args);
+        assert_eq!(
+            (&e["format"], &e["format_from"]),
+            (&format.into(), &from.into())
+        );
+    }
     ok(
         &c,
         &r,
         "volume-import",
         &["volume", "import", &raw, "v3", "--format", "raw"],
     );
+    // A volume ls row is volume info without the snapshots taken from the volume.
     let listed = ok(&c, &r, "volume-ls", &["volume", "ls"]);
-    assert_eq!(
-        listed["volumes"][0],
-        ok(&c, &r, "volume-info", &["volume", "info", "v1"])
-    );
+    let mut vinfo = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert!(vinfo.as_object_mut().unwrap().remove("snapshots").is_some());
+    assert_eq!(listed["volumes"][0], vinfo);
     assert!(listed["volumes"][2]["source"].is_null(), "{listed}");
     ok(&c, &r, "volume-rm", &["volume", "rm", "v2"]);
+    transfers(&c, &r, snap["object"].as_str().unwrap());
     ok(&c, &r, "image-mark", &["image", "mark", "B", "snapshot"]);
     ok(&c, &r, "image-unregister", &["image", "unregister", "B"]);
+    // The source by what it is now: its new name after a move, null once removed.
+    r.ok(&["mv", "images/a.raw", "images/moved.raw"]);
+    let moved = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert_eq!(moved["source"]["object"], "images/moved.raw", "{moved}");
+    assert_eq!(moved["source"]["removed"], false, "{moved}");
+    r.ok(&["rm", "images/moved.raw"]);
+    let gone = ok(&c, &r, "volume-info", &["volume", "info", "v1"]);
+    assert!(gone["source"]["object"].is_null(), "{gone}");
+    assert_eq!(gone["source"]["removed"], true, "{gone}");
+    assert_eq!(gone["source"]["id"], moved["source"]["id"], "{gone}");
 
     // A customized clone of a real partitioned image: the customization shape with and
     // without blocks_changed.
@@ -196,6 +222,9 @@ fn every_command_prints_json_that_matches_its_schema() {
         "customize",
         &["customize", "web", "--hostname", "web2"],
     );
+    // A put over a registered image that a volume was cloned from.
+    let over = ok(&c, &r, "put", &["put", &a, "images/mbr.raw"]);
+    assert_eq!(over["replaced"]["registered_as"], "image", "{over}");
 
     ok(&c, &r, "du", &["du"]);
     ok(&c, &r, "fsck", &["fsck"]);
@@ -204,8 +233,18 @@ fn every_command_prints_json_that_matches_its_schema() {
     ok(&c, &r, "generate", &["generate", "man", &gen_dir]);
 
     // Failures, found by the library or by the argument parser.
+    let short_ref = &web["source"]["id"].as_str().unwrap()[..4];
+    let garbage = s(&r.file("garbage.arch", b"not a stream"));
     for (args, kind) in [
         (&["info", "images/none", "--json"][..], "not_found"),
+        (&["image", "info", short_ref, "--json"], "invalid_argument"),
+        (&["receive", &garbage, "--json"], "bad_stream"),
+        // With --json, stdout carries the report: a stream or image needs -o FILE.
+        (&["send", "web", "--json"], "invalid_argument"),
+        (
+            &["volume", "export", "web", "-o", "-", "--json"],
+            "invalid_argument",
+        ),
         (&["info", "a/../b", "--json"], "invalid_name"),
         (&["--json", "infp"], "usage"),
         (
@@ -217,6 +256,21 @@ fn every_command_prints_json_that_matches_its_schema() {
     ] {
         assert_eq!(fails(&c, &r, args)["error"]["kind"], kind, "{args:?}");
     }
+    // -R inside or above a repository: the error names the repository.
+    for dir in [r.root.join("blocks"), r.dir.path().to_path_buf()] {
+        let out = std::process::Command::new(crate::util::bin())
+            .arg("-R")
+            .arg(&dir)
+            .args(["--json", "ls"])
+            .env_remove("ARCH_REPO")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let doc = c.check("error", &out.stdout);
+        assert_eq!(doc["error"]["kind"], "invalid_argument", "{doc}");
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&s(&r.root)), "{doc}");
+    }
 
     // Every documented shape was produced (serve's event lines are not part of it yet).
     let all: BTreeSet<String> = c.schemas.keys().filter(|k| *k != "defs").cloned().collect();
@@ -226,6 +280,39 @@ fn every_command_prints_json_that_matches_its_schema() {
         unused.is_empty(),
         "schemas no output was checked against: {unused:?}"
     );
+}
+
+/// send, receive, copy, diff (with and without --stat), volume rollback and rename, with `v1`
+/// a volume of `r` and `snap` a snapshot taken from it.
+fn transfers(c: &Contract, r: &TestRepo, snap: &str) {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let stream = s(&r.path("v1.arch"));
+    let sent = ok(c, r, "send", &["send", snap, "images/a.raw", "-o", &stream]);
+    assert_eq!(sent["resources"][0]["name"], snap, "{sent}");
+    let there = TestRepo::new();
+    let got = ok(c, &there, "receive", &["receive", &stream]);
+    assert_eq!(got["resources"], sent["resources"], "{got}");
+    let to = s(&there.root);
+    let copied = ok(
+        c,
+        r,
+        "copy",
+        &["copy", "v1", "--to", &to, "--rename", "v1=v1-copy"],
+    );
+    assert_eq!(copied["resources"][0]["renamed_from"], "v1", "{copied}");
+
+    let diff = ok(c, r, "diff", &["diff", snap, "v1"]);
+    assert!(diff["extents"].is_array(), "{diff}");
+    let stat = ok(c, r, "diff", &["diff", snap, "v1", "--stat"]);
+    assert_eq!(stat["extents"], diff["extents"].as_array().unwrap().len());
+    let patch = s(&r.file("patch2", b"changed"));
+    r.ok(&["volume", "write", "v1", "--offset", "0", &patch]);
+    let diff = ok(c, r, "diff", &["diff", snap, "v1"]);
+    assert_eq!(diff["extents"][0]["type"], "data", "{diff}");
+    let back = ok(c, r, "volume-rollback", &["volume", "rollback", "v1", snap]);
+    assert_eq!(back["forced"], false, "{back}");
+    let renamed = ok(c, r, "volume-rename", &["volume", "rename", "v3", "v4"]);
+    assert_eq!(renamed["to"], "v4", "{renamed}");
 }
 
 #[test]
@@ -273,6 +360,21 @@ fn the_schemas_refuse_a_wrong_document() {
         "clone",
         format!(r#"{{"volume":"v","id":"{id}","size":1,"source":{{"kind":"volume","id":"{id}","object":null}},"customization":null}}"#).as_bytes(),
     );
+    let source = format!(r#"{{"kind":"image","id":"{id}","object":"images/a","removed":false}}"#);
+    let clone = |source: &str| {
+        format!(r#"{{"volume":"v","id":"{id}","size":1,"source":{source},"customization":null}}"#)
+    };
+    c.check("clone", clone(&source).as_bytes());
+    // The source shape without `removed`, and a volume ls row with its snapshots.
+    refused(
+        "clone",
+        clone(&source.replace(r#","removed":false"#, "")).as_bytes(),
+    );
+    let row = format!(
+        r#"{{"name":"v","id":"{id}","size":1,"block_size":4096,"status":"available","created_at":"2026-11-26T05:54:39Z","modified_at":"2026-11-26T05:54:39Z","epoch":0,"blocks":1,"private_blocks":0,"shared_blocks":0,"zero_blocks":0,"snapshots":[],"source":null,"customization":null}}"#
+    );
+    c.check("volume-info", row.as_bytes());
+    refused("volume-ls", format!(r#"{{"volumes":[{row}]}}"#).as_bytes());
     refused("error", br#"{"error":{"kind":"whatever","message":"m"}}"#);
 }
 
@@ -366,8 +468,10 @@ fn every_command_has_a_schema() {
     let mut commands = BTreeSet::new();
     leaf_commands(&arch::cli::Cli::command(), "", &mut commands);
     // `generate` has one schema for both of its subcommands (the same report); `serve --json`
-    // prints a stream of event lines, documented in docs/VOLUMES.md, not one document.
-    commands.retain(|c| !c.starts_with("generate-") && c != "serve");
+    // prints a stream of event lines, documented in docs/VOLUMES.md, not one document; the
+    // hidden `complete` is what the shell completion scripts call, and prints names one per
+    // line for them, --json or not (the_hidden_complete_prints_names_not_json).
+    commands.retain(|c| !c.starts_with("generate-") && c != "serve" && c != "complete");
     commands.insert("generate".into());
     let c = Contract::load();
     let missing: Vec<_> = commands
@@ -382,4 +486,22 @@ fn every_command_has_a_schema() {
         commands.contains("volume-info") && commands.len() > 30,
         "{commands:?}"
     );
+}
+
+/// `arch complete` is exempt from the contract: the completion scripts read its names one per
+/// line, so --json changes nothing, and it never prints an error (into a prompt).
+#[test]
+fn the_hidden_complete_prints_names_not_json() {
+    let r = TestRepo::new();
+    let data = r.file("a", b"abc");
+    r.ok(&["put", data.to_str().unwrap(), "x/a"]);
+    for args in [
+        &["--json", "complete", "--", "get", "x/"][..],
+        &["complete", "--", "get", "x/"],
+    ] {
+        assert_eq!(r.ok(args), b"x/a\n", "{args:?}");
+    }
+    let out = r.run(&["--json", "complete", "--", "volume", "info", "--bogus", ""]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
 }
