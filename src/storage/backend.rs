@@ -20,6 +20,12 @@ pub trait Backend: Send + Sync {
     /// Reads the stored (stripped) bytes of a block into `buf` (cleared first).
     /// Returns false when the block is missing.
     fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool>;
+    /// The stored (stripped) length of a block, None when it is missing. The default reads
+    /// the block; a backend that can ask for the length alone (a stat) should.
+    fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
+        let mut buf = Vec::new();
+        Ok(self.read_block(hash, &mut buf)?.then_some(buf.len() as u64))
+    }
     /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;
     /// Removes a block (garbage collection only).

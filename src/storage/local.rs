@@ -134,6 +134,16 @@ impl Backend for LocalBackend {
         Ok(true)
     }
 
+    fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
+        let p = self.block_path(hash);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &p, e)),
+        }
+    }
+
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
         let dir = self.tmp_dir().join(temp_name("batch"));
         create_dir(&dir, self.modes)?;
@@ -235,7 +245,11 @@ impl BlockBatch for LocalBatch {
         let write = || -> std::io::Result<()> {
             // Sealed from the start: writing through the open descriptor is still allowed.
             let mut f = create_file(&p, self.modes.sealed())?;
-            f.write_all(stored)
+            // In pieces: one 4 MiB write(2) into the page cache measured 3-5x the system
+            // time of the same bytes in 256 KiB writes here.
+            stored
+                .chunks(super::fsutil::WRITE_PIECE)
+                .try_for_each(|piece| f.write_all(piece))
         };
         if let Err(e) = write() {
             self.staged.lock().unwrap().remove(hash);

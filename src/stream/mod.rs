@@ -93,8 +93,9 @@ impl<W: Write> StreamWriter<W> {
             self.hasher.update(bytes);
         }
         self.bytes += bytes.len() as u64;
-        self.out
-            .write_all(bytes)
+        bytes
+            .chunks(crate::storage::fsutil::WRITE_PIECE)
+            .try_for_each(|piece| self.out.write_all(piece))
             .map_err(|e| Error::io("write", "the stream", e))
     }
 

@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod diff;
+mod flush;
 mod pipe;
 pub mod receive;
 pub mod send;
