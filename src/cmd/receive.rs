@@ -52,6 +52,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             }
             let progress = progress_bar::for_context(ctx, "receive", None);
             let stdin = std::io::stdin();
+            crate::services::transfer::widen_pipe(&stdin);
             let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
             let r = receive(&repo, &mut input, &renames, progress.as_ref());
             progress.finish();

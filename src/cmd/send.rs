@@ -52,6 +52,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             .into());
         }
         let stdout = std::io::stdout();
+        crate::services::transfer::widen_pipe(&stdout);
         let out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
         let r = send(&repo, &args.names, &bases, out, progress.as_ref());
         progress.finish();

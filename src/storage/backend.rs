@@ -33,6 +33,13 @@ pub trait Backend: Send + Sync {
         buf[..n].copy_from_slice(&v[..n]);
         Ok(Some(v.len()))
     }
+
+    /// The stored (stripped) length of a block, None when it is missing. The default reads
+    /// the block; a backend that can ask for the length alone (a stat) should.
+    fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
+        let mut buf = Vec::new();
+        Ok(self.read_block(hash, &mut buf)?.then_some(buf.len() as u64))
+    }
     /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;
     /// Removes a block (garbage collection only).

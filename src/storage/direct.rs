@@ -218,7 +218,14 @@ pub fn create_and_write(path: &std::path::Path, mode: u32, data: &[u8]) -> io::R
             clear_direct(&f)?;
         }
     }
-    f.write_all_at(&data[done..], done as u64)
+    // What is not written directly goes through the page cache in pieces: one 4 MiB
+    // write(2) measured 3-5x the system time of the same bytes in 256 KiB writes here.
+    let mut at = done;
+    for piece in data[done..].chunks(super::fsutil::WRITE_PIECE) {
+        f.write_all_at(piece, at as u64)?;
+        at += piece.len();
+    }
+    Ok(())
 }
 
 /// Turns `O_DIRECT` off on a descriptor this thread alone uses (for an unaligned tail).

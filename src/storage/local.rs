@@ -181,6 +181,16 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
+        let p = self.block_path(hash);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", &p, e)),
+        }
+    }
+
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {
         let dir = self.tmp_dir().join(temp_name("batch"));
         create_dir(&dir, self.modes)?;

@@ -1,11 +1,12 @@
 //! The send stream codec (docs/FORMAT.md "Send streams"): a versioned header, then records
 //! (blocks with their hash, maps, resource descriptions), then a trailer holding the record
-//! count and the sha256 of every byte before it. It knows nothing of repositories: the
+//! count and the sha256 of every byte before it except block data, which its own hash binds. It knows nothing of repositories: the
 //! services in `services::transfer` decide what goes in and what a received record means.
 //!
 //! Invariants of [`StreamReader`]: every block it returns hashes to its name and is no longer
 //! than the header's block size; every map decodes and has the header's block size; it never
-//! allocates more than the bytes that actually arrived, whatever a length field claims; and
+//! allocates more than the bytes that actually arrived plus one block, whatever a length field
+//! claims; and
 //! [`StreamReader::next`] returns [`Record::End`] only after the trailer's count and checksum
 //! matched and the input ended right after it. So a caller that applies nothing before `End`
 //! never applies a truncated, reordered or corrupted stream.
@@ -19,8 +20,10 @@ use std::io::{Read, Write};
 
 /// First bytes of every stream.
 pub const MAGIC: &[u8; 8] = b"ARCHSEND";
-/// The stream format version this arch writes and reads.
-pub const VERSION: u32 = 1;
+/// The stream format version this arch writes and reads. Version 1 checksummed block data in
+/// the trailer too (a second sha256 pass over every block byte); version 2 binds block data
+/// by the block hashes the checksum covers.
+pub const VERSION: u32 = 2;
 /// Header: magic, version u32, block size u32.
 pub const HEADER_LEN: usize = 16;
 /// Largest map record (a 64 TiB resource at 4 MiB blocks is 512 MiB of hashes; larger maps
@@ -35,6 +38,8 @@ const TAG_RESOURCE: u8 = 3;
 const TAG_END: u8 = 0xff;
 /// The trailer's payload: record count u64 + sha256.
 const END_LEN: u64 = 8 + HASH_LEN as u64;
+/// Block data is read and hashed in pieces of this size, each hashed while it is in cache.
+const PIECE: usize = 256 << 10;
 
 fn bad(reason: impl Into<String>) -> Error {
     Error::BadStream {
@@ -78,45 +83,53 @@ impl<W: Write> StreamWriter<W> {
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&block_size.to_le_bytes());
-        w.put(&header)?;
+        w.put(&header, true)?;
         Ok(w)
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
+    /// Writes `bytes`, covered by the trailer checksum when `covered`.
+    fn put(&mut self, bytes: &[u8], covered: bool) -> Result<()> {
+        if covered {
+            self.hasher.update(bytes);
+        }
         self.bytes += bytes.len() as u64;
-        self.out
-            .write_all(bytes)
+        bytes
+            .chunks(crate::storage::fsutil::WRITE_PIECE)
+            .try_for_each(|piece| self.out.write_all(piece))
             .map_err(|e| Error::io("write", "the stream", e))
     }
 
-    fn record(&mut self, tag: u8, parts: &[&[u8]]) -> Result<()> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
+    /// Writes a record: its head and `parts` covered by the checksum, then `data` (block
+    /// data, bound by the hash in `parts` instead).
+    fn record(&mut self, tag: u8, parts: &[&[u8]], data: &[u8]) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + data.len();
         let mut head = [0u8; 9];
         head[0] = tag;
         head[1..].copy_from_slice(&(len as u64).to_le_bytes());
-        self.put(&head)?;
+        self.put(&head, true)?;
         for p in parts {
-            self.put(p)?;
+            self.put(p, true)?;
         }
+        self.put(data, false)?;
         self.records += 1;
         Ok(())
     }
 
-    /// Writes a block given its stored bytes (trailing zeros stripped, not all zero).
+    /// Writes a block given its stored bytes (trailing zeros stripped, not all zero) and
+    /// their sha256 (the caller has it; the bytes are not hashed again here).
     pub fn block(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
         debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
-        self.record(TAG_BLOCK, &[&hash.0, stored])
+        self.record(TAG_BLOCK, &[&hash.0], stored)
     }
 
     /// Writes a map.
     pub fn map(&mut self, map: &BlockMap) -> Result<()> {
-        self.record(TAG_MAP, &[&map.encode()])
+        self.record(TAG_MAP, &[&map.encode()], &[])
     }
 
     /// Writes a resource description.
     pub fn resource(&mut self, json: &[u8]) -> Result<()> {
-        self.record(TAG_RESOURCE, &[json])
+        self.record(TAG_RESOURCE, &[json], &[])
     }
 
     /// Bytes written so far.
@@ -128,7 +141,7 @@ impl<W: Write> StreamWriter<W> {
     pub fn finish(mut self) -> Result<(W, u64)> {
         let count = self.records;
         let digest: [u8; HASH_LEN] = self.hasher.clone().finalize().into();
-        self.record(TAG_END, &[&count.to_le_bytes(), &digest])?;
+        self.record(TAG_END, &[&count.to_le_bytes(), &digest], &[])?;
         self.out
             .flush()
             .map_err(|e| Error::io("write", "the stream", e))?;
@@ -212,6 +225,34 @@ impl<R: Read> StreamReader<R> {
         Ok(())
     }
 
+    /// Reads the `len` data bytes of a block (`len` ≤ the block size, checked by the caller)
+    /// straight into one vector, piece by piece, each piece hashed while it is in cache.
+    /// Returns the data and its sha256. Block data is not covered by the trailer checksum:
+    /// its hash, which is, binds it.
+    fn block_data(&mut self, len: u64) -> Result<(Vec<u8>, BlockHash)> {
+        let mut data = Vec::with_capacity(len as usize);
+        let mut hasher = Sha256::new();
+        while (data.len() as u64) < len {
+            let start = data.len();
+            let want = (len - start as u64).min(PIECE as u64);
+            match (&mut self.input).take(want).read_to_end(&mut data) {
+                Ok(0) => {
+                    return Err(bad(format!(
+                        "it ends in a block after {} bytes (truncated)",
+                        self.bytes + start as u64
+                    )));
+                }
+                Ok(_) => hasher.update(&data[start..]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    crate::interrupt::check()?;
+                }
+                Err(e) => return Err(Error::io("read", "the stream", e)),
+            }
+        }
+        self.bytes += len;
+        Ok((data, BlockHash(hasher.finalize().into())))
+    }
+
     /// Reads `len` bytes into a vector grown as they arrive (a hostile length allocates
     /// nothing it does not receive).
     fn payload(&mut self, len: u64, what: &str) -> Result<Vec<u8>> {
@@ -252,16 +293,17 @@ impl<R: Read> StreamReader<R> {
                         self.block_size
                     )));
                 }
-                let mut raw = self.payload(len, "a block")?;
-                let data = raw.split_off(HASH_LEN);
-                let hash = BlockHash(raw[..].try_into().unwrap());
+                let mut raw = [0u8; HASH_LEN];
+                self.fill(&mut raw, "a block")?;
+                let hash = BlockHash(raw);
+                let (data, actual) = self.block_data(len - HASH_LEN as u64)?;
                 if strip_trailing_zeros(&data).len() != data.len() {
                     return Err(bad(format!(
                         "block {hash} (record {record}) ends with zero bytes; blocks are sent \
                          with trailing zeros stripped"
                     )));
                 }
-                if BlockHash::of_bytes(&data) != hash {
+                if actual != hash {
                     return Err(bad(format!(
                         "block {hash} (record {record}, offset {at}) does not match its hash \
                          (corrupted in transit)"

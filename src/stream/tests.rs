@@ -119,9 +119,13 @@ fn hostile_lengths_allocate_nothing_they_do_not_receive() {
 #[test]
 fn header_checks_magic_version_and_block_size() {
     let (bytes, _) = sample();
-    let mut v2 = bytes.clone();
-    v2[8] = 2;
-    assert!(read_all(&v2).unwrap_err().to_string().contains("version 2"));
+    let mut v3 = bytes.clone();
+    v3[8] = 3;
+    assert!(read_all(&v3).unwrap_err().to_string().contains("version 3"));
+    // Version 1 (block data under the trailer checksum too) is not read any more.
+    let mut v1 = bytes.clone();
+    v1[8] = 1;
+    assert!(read_all(&v1).unwrap_err().to_string().contains("version 1"));
     let mut bs = bytes.clone();
     bs[12..16].copy_from_slice(&1000u32.to_le_bytes());
     assert!(

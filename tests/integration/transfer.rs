@@ -357,3 +357,67 @@ fn send_to_stdout_pipes_into_receive() {
     assert_eq!(b.ok(&["get", "other/b.bin"]), a.ok(&["get", "files/a.bin"]));
     assert_eq!(b.json(&["image", "info", "OS"])["name"], "OS");
 }
+
+/// A stream of a volume of `size` bytes whose map names `block` at index 0 (sent in the
+/// stream when `in_stream`), and whose private blocks are `private`.
+fn volume_stream(size: u64, block: &[u8], in_stream: bool, private: Value) -> Vec<u8> {
+    let hash = BlockHash::of_bytes(block);
+    let map = arch::storage::BlockMap::from_entries(4096, 4096, vec![(0, hash)]).unwrap();
+    let mut w = StreamWriter::new(Vec::new(), 4096).unwrap();
+    if in_stream {
+        w.block(&hash, block).unwrap();
+    }
+    w.map(&map).unwrap();
+    let j = json!({"kind": "volume", "name": "v", "private": private,
+        "record": {"id": "5c0e0000-0000-4000-8000-00000000000a", "size": size,
+          "block_size": 4096, "source": null, "source_object": null,
+          "base_map": map.id().to_hex(), "epoch": 1, "created_at": "2026-01-01T00:00:00Z",
+          "modified_at": "2026-01-01T00:00:00Z", "status": "available"}});
+    w.resource(j.to_string().as_bytes()).unwrap();
+    w.finish().unwrap().0
+}
+
+#[test]
+fn a_last_block_with_bytes_past_the_size_is_refused() {
+    let b = TestRepo::new();
+    // 4096 non-zero bytes: 3072 of them past a 1 KiB volume's end.
+    let long = pseudo_random(BS, 9)
+        .iter()
+        .map(|x| x | 1)
+        .collect::<Vec<u8>>();
+    // The receiver already has it (an object of its own), so it is not in the second stream:
+    // its length comes from the store.
+    b.ok(&["put", b.file("l", &long).to_str().unwrap(), "files/long"]);
+    let before = b.snapshot();
+    let hash = BlockHash::of_bytes(&long).to_hex();
+    let cases = [
+        (
+            "block in the stream",
+            volume_stream(1024, &long, true, json!([])),
+        ),
+        (
+            "block already here",
+            volume_stream(1024, &long, false, json!([])),
+        ),
+        (
+            "private block",
+            volume_stream(1024, &long, true, json!([[0, hash]])),
+        ),
+    ];
+    for (what, stream) in cases {
+        let e = b.fails(2, &["receive", b.file("s", &stream).to_str().unwrap()]);
+        assert!(
+            e.contains("holds 4096 bytes, but only 1024 fit"),
+            "{what}: {e}"
+        );
+        assert_eq!(b.snapshot(), before, "{what}");
+    }
+    // A last block that ends inside the size is received, and reads back padded with zeros.
+    let short = &long[..1000];
+    let s = volume_stream(1024, short, true, json!([]));
+    b.ok(&["receive", b.file("s", &s).to_str().unwrap()]);
+    let mut want = short.to_vec();
+    want.resize(1024, 0);
+    assert_eq!(read(&b, "v"), want);
+    no_damage(&b);
+}

@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod diff;
+mod flush;
 mod pipe;
 pub mod receive;
 pub mod send;
@@ -229,3 +230,13 @@ pub fn renames(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
 
 #[cfg(test)]
 mod tests;
+
+/// Asks for a 1 MiB buffer on `fd` when it is a pipe (Linux `F_SETPIPE_SZ`; the default
+/// 64 KiB makes `send | receive` trade places every 64 KiB). Best effort: anything else,
+/// or a refusal, leaves it as it is.
+pub fn widen_pipe(fd: &impl std::os::fd::AsRawFd) {
+    // SAFETY: fcntl on a descriptor we hold, with an integer argument; no memory passed.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}

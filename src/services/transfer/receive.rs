@@ -85,7 +85,9 @@ pub fn receive(
     let backend = repo.backend();
     let batch = backend.begin_batch()?;
     let mut report = ReceiveReport::default();
-    let mut in_stream = HashSet::new();
+    // Stored length of each block of the stream.
+    let mut in_stream: HashMap<BlockHash, u64> = HashMap::new();
+    let flusher = super::flush::EarlyFlush::start(repo.tmp_dir());
     let mut maps: HashMap<MapId, BlockMap> = HashMap::new();
     let mut resources = Vec::new();
     let mut read = 0;
@@ -95,12 +97,13 @@ pub fn receive(
         read = reader.bytes();
         match record {
             Record::Block { hash, data } => {
-                if !in_stream.insert(hash) {
+                if in_stream.insert(hash, data.len() as u64).is_some() {
                     continue;
                 }
                 if batch.stage(&hash, &data)? {
                     report.blocks_received += 1;
                     report.bytes_received += data.len() as u64;
+                    flusher.staged(data.len() as u64);
                 } else {
                     report.blocks_skipped += 1;
                 }
@@ -119,9 +122,14 @@ pub fn receive(
         }
     }
     report.stream_bytes = reader.bytes();
-    let present =
-        |h: &BlockHash| -> Result<bool> { Ok(in_stream.contains(h) || backend.has_block(h)?) };
-    let plan = plan(repo, resources, renames, &maps, &present)?;
+    let stored_len = |h: &BlockHash| -> Result<Option<u64>> {
+        match in_stream.get(h) {
+            Some(&len) => Ok(Some(len)),
+            None => backend.block_len(h),
+        }
+    };
+    let plan = plan(repo, resources, renames, &maps, &stored_len)?;
+    flusher.finish()?;
     batch.commit()?;
     let mut written_maps = HashSet::new();
     for p in &plan {
@@ -198,7 +206,7 @@ fn plan(
     resources: Vec<WireResource>,
     renames: &BTreeMap<String, String>,
     maps: &HashMap<MapId, BlockMap>,
-    present: &dyn Fn(&BlockHash) -> Result<bool>,
+    stored_len: &dyn Fn(&BlockHash) -> Result<Option<u64>>,
 ) -> Result<Vec<Plan>> {
     let names: HashSet<&str> = resources.iter().map(|r| r.name()).collect();
     if let Some(old) = renames.keys().find(|o| !names.contains(o.as_str())) {
@@ -296,7 +304,7 @@ fn plan(
             Planned::Object(_) => Vec::new(),
         });
         for h in needed {
-            if !h.is_zero() && !present(&h)? {
+            if !h.is_zero() && stored_len(&h)?.is_none() {
                 return Err(Error::invalid(format!(
                     "'{stream_name}' needs block {h}, which is neither in the stream nor in \
                      this repository: the stream was sent with a --base this repository does \
@@ -304,6 +312,7 @@ fn plan(
                 )));
             }
         }
+        check_last_block(&stream_name, &what, &map, bytes, bs, stored_len)?;
         out.push(Plan {
             kind,
             stream_name,
@@ -315,6 +324,46 @@ fn plan(
         });
     }
     Ok(out)
+}
+
+/// Refuses a resource whose last block holds bytes past the resource's size: its stored
+/// length (trailing zeros stripped, so a longer one has a non-zero byte past the end) must be
+/// at most `size - its offset`. Read from the stream's block lengths or, for a block this
+/// repository has, from the store (a stat, no read). Only the last block can be partial.
+fn check_last_block(
+    name: &str,
+    what: &Planned,
+    map: &BlockMap,
+    size: u64,
+    bs: u32,
+    stored_len: &dyn Fn(&BlockHash) -> Result<Option<u64>>,
+) -> Result<()> {
+    let bs = bs as u64;
+    let Some(last) = size.div_ceil(bs).checked_sub(1) else {
+        return Ok(());
+    };
+    let room = size - last * bs;
+    let private = match what {
+        Planned::Volume { private, .. } => private.last().filter(|p| p.0 == last).map(|p| p.1),
+        Planned::Object(_) => None,
+    };
+    for h in [Some(map.hash_at(last)), private].into_iter().flatten() {
+        if h.is_zero() {
+            continue;
+        }
+        let len = stored_len(&h)?.unwrap_or(0);
+        if len > room {
+            return Err(Error::BadStream {
+                reason: format!(
+                    "the last block of '{}' ({h}, at offset {}) holds {len} bytes, but only \
+                     {room} fit before its size of {size} bytes (non-zero bytes past the end)",
+                    crate::services::names::escape_control(name),
+                    last * bs
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a map that does not fit the record naming it.

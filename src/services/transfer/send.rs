@@ -154,6 +154,36 @@ pub fn send<W: Write>(
     Ok((report, w))
 }
 
+/// Blocks read and verified ahead of the one being written.
+const READ_AHEAD: usize = 4;
+
+/// Reads block `hash` (at `offset` of `resource`) into `buf` and checks it against its hash
+/// and the block size.
+fn read_verified(
+    backend: &dyn Backend,
+    hash: &BlockHash,
+    offset: u64,
+    bs: u64,
+    resource: &str,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    if !backend.read_block(hash, buf)? {
+        return Err(Error::MissingBlock {
+            hash: hash.to_hex(),
+            offset,
+            resource: resource.to_string(),
+        });
+    }
+    if BlockHash::of_bytes(buf) != *hash || buf.len() as u64 > bs {
+        return Err(Error::CorruptBlock {
+            hash: hash.to_hex(),
+            offset,
+            resource: resource.to_string(),
+        });
+    }
+    Ok(())
+}
+
 struct Sender<'a, W: Write> {
     backend: &'a dyn Backend,
     known: &'a dyn Known,
@@ -245,35 +275,46 @@ impl<W: Write> Sender<'_, W> {
     }
 
     /// Sends the blocks of `map` the receiver lacks, each verified against its hash as it
-    /// is read.
+    /// is read. A read-ahead thread reads and verifies the next [`READ_AHEAD`] blocks while
+    /// this one writes the stream, so reading, hashing and writing overlap.
     fn map_blocks(&mut self, map: &BlockMap, resource: &str) -> Result<()> {
         let bs = map.block_size() as u64;
+        let mut todo = Vec::new();
         for &(index, hash) in map.entries() {
             crate::interrupt::check()?;
-            self.progress.advance(bs);
-            if !self.wanted(&hash)? {
-                continue;
+            if self.wanted(&hash)? {
+                todo.push((index, hash));
+            } else {
+                self.progress.advance(bs);
             }
-            let offset = index * bs;
-            let present = self.backend.read_block(&hash, &mut self.buf)?;
-            if !present {
-                return Err(Error::MissingBlock {
-                    hash: hash.to_hex(),
-                    offset,
-                    resource: resource.to_string(),
-                });
-            }
-            if BlockHash::of_bytes(&self.buf) != hash || self.buf.len() as u64 > bs {
-                return Err(Error::CorruptBlock {
-                    hash: hash.to_hex(),
-                    offset,
-                    resource: resource.to_string(),
-                });
-            }
-            self.out.block(&hash, &self.buf)?;
-            self.report.bytes_sent += self.buf.len() as u64;
         }
-        Ok(())
+        let backend = self.backend;
+        let todo = &todo;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+            scope.spawn(move || {
+                for &(index, hash) in todo {
+                    let mut buf = Vec::new();
+                    let read = read_verified(backend, &hash, index * bs, bs, resource, &mut buf);
+                    let failed = read.is_err();
+                    // The writer stopped (its error is the one reported) or this read failed.
+                    if tx.send(read.map(|()| buf)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            // Dropping `rx` on an early return stops the reader at its next block.
+            for (_, hash) in todo {
+                crate::interrupt::check()?;
+                let data = rx
+                    .recv()
+                    .expect("the reader sends every block or an error")?;
+                self.out.block(hash, &data)?;
+                self.report.bytes_sent += data.len() as u64;
+                self.progress.advance(bs);
+            }
+            Ok(())
+        })
     }
 
     /// Sends `map` unless the receiver has it or it is in the stream already.
