@@ -5,7 +5,8 @@ use crate::util::{TestRepo, bin};
 use std::path::Path;
 use std::process::Command;
 
-fn tool(program: &str, args: &[&str]) -> String {
+/// Runs a host tool, which must succeed, and returns its stdout.
+pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
     assert!(
         out.status.success(),

@@ -2,19 +2,10 @@
 //! (checked with e2fsck, sgdisk and debugfs on the exports), FUSE stores no more blocks, no
 //! mount or temporary file is left, and the switch and a missing fusermount3 behave.
 
+use crate::customize::tool;
 use crate::util::{TestRepo, stderr};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn tool(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Output;
 
 /// A repository holding the GPT ext4 fixture as the Image `GPT`.
 fn gpt_repo() -> TestRepo {

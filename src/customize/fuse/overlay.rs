@@ -127,7 +127,13 @@ impl Overlay {
         let (_, buf) = st.clean.remove(at).expect("just found");
         let offset = index * self.block_size;
         let keep = (st.size.saturating_sub(offset)).min(self.block_size) as usize;
-        write_data_runs(&self.cache, &buf[..keep.min(buf.len())], offset)?;
+        // One write per run of non-zero pages (a loaded 4 MiB block is one write, not a
+        // thousand); zero pages stay holes.
+        crate::services::volumes::blockio::write_nonzero_pages(
+            &self.cache,
+            &buf[..keep.min(buf.len())],
+            offset,
+        )?;
         st.unloaded.remove(&index);
         Ok(())
     }
@@ -252,29 +258,6 @@ impl Overlay {
     pub fn cache(&self) -> &File {
         &self.cache
     }
-}
-
-/// Writes the non-zero 4 KiB pages of `data` at `offset` of a file that reads as zeros there,
-/// one write per run of them (a loaded 4 MiB block is one write, not a thousand): zero pages
-/// stay holes.
-fn write_data_runs(f: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    const PAGE: usize = 4096;
-    let mut run: Option<usize> = None;
-    for (i, page) in data.chunks(PAGE).enumerate() {
-        let zero = page.iter().all(|&b| b == 0);
-        match (zero, run) {
-            (false, None) => run = Some(i * PAGE),
-            (true, Some(start)) => {
-                f.write_all_at(&data[start..i * PAGE], offset + start as u64)?;
-                run = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(start) = run {
-        f.write_all_at(&data[start..], offset + start as u64)?;
-    }
-    Ok(())
 }
 
 /// Deallocates a range of `f` (it reads as zeros after), keeping the length.
