@@ -113,6 +113,14 @@ pub enum Error {
         "not a valid arch stream: {reason}; nothing was received (the repository is as it was). Send it again, or check what produced it"
     )]
     BadStream { reason: String },
+    /// The catalog on PostgreSQL cannot be used: unreachable after retries, refused, or
+    /// failed; `target` is its URL without credentials.
+    #[error("catalog {target}: {reason}; {fix}")]
+    Catalog {
+        target: String,
+        reason: String,
+        fix: String,
+    },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -178,6 +186,7 @@ impl Error {
             Error::InTask { source, .. } => source.kind(),
             Error::PartialWrite { .. } => "partial_write",
             Error::BadStream { .. } => "bad_stream",
+            Error::Catalog { .. } => "remote",
         }
     }
 }

@@ -24,6 +24,11 @@ pub struct Args {
     /// Share the repository with GROUP (a name or numeric id you are a member of).
     #[arg(long, value_name = "GROUP")]
     pub shared_group: Option<String>,
+    /// Keep the catalog in PostgreSQL (postgres://USER@HOST[:PORT]/DB[?schema=NAME]), shared
+    /// by every host that runs the same init; the password comes from PGPASSWORD or
+    /// ~/.pgpass, never from the URL.
+    #[arg(long, value_name = "URL")]
+    pub catalog: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +41,8 @@ struct Report {
     shared_group: Option<String>,
     /// Permission bits of the root directory, in octal.
     mode: String,
+    /// The catalog's PostgreSQL URL (without credentials); null for the local SQLite file.
+    catalog: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
@@ -44,7 +51,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         .as_deref()
         .map(Group::resolve)
         .transpose()?;
-    let repo = Repository::init_shared(&args.dir, args.block_size, group.as_ref())?;
+    let repo = Repository::init_with_catalog(
+        &args.dir,
+        args.block_size,
+        group.as_ref(),
+        args.catalog.as_deref(),
+    )?;
     let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {
         path: root.display().to_string(),
@@ -53,6 +65,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         hash: repo.config().hash.clone(),
         shared_group: group.map(|g| g.name),
         mode: format!("{:04o}", repo.modes().dir()),
+        catalog: repo.catalog_url().map(|u| u.to_string()),
     };
     emit(ctx, &report, |out| {
         writeln!(out, "Initialized arch repository in {}", report.path)?;
@@ -68,6 +81,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                         Some(g) => format!("shared with group {g} (mode {})", report.mode),
                         None => format!("private to its owner (mode {})", report.mode),
                     }
+                ),
+                (
+                    "catalog",
+                    report
+                        .catalog
+                        .clone()
+                        .unwrap_or_else(|| "meta/catalog.db (SQLite)".into()),
                 ),
             ])
         )

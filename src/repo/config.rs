@@ -22,6 +22,10 @@ pub struct Config {
     pub block_size: u64,
     /// Block hash algorithm: "sha256".
     pub hash: String,
+    /// The catalog on PostgreSQL (`postgres://USER@HOST:PORT/DB?schema=NAME`, never with a
+    /// password); None for the local `meta/catalog.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
 }
 
 impl Config {
@@ -36,6 +40,7 @@ impl Config {
             format: FORMAT_VERSION,
             block_size,
             hash: HASH_ALGORITHM.into(),
+            catalog: None,
         })
     }
 
@@ -97,6 +102,12 @@ impl Config {
                 reason: format!("invalid block_size {}", config.block_size),
             });
         }
+        if let Some(url) = &config.catalog {
+            crate::repo::db::pg::CatalogUrl::parse(url).map_err(|e| Error::Corrupt {
+                path: root.join("arch.toml"),
+                reason: format!("catalog: {e}"),
+            })?;
+        }
         Ok(config)
     }
 }
@@ -110,6 +121,17 @@ mod tests {
     fn round_trip() {
         let c = Config::new(DEFAULT_BLOCK_SIZE).unwrap();
         assert_eq!(Config::parse(Path::new("/r"), &c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_catalog_url_round_trips_and_a_bad_one_is_corrupt() {
+        let mut c = Config::new(4096).unwrap();
+        c.catalog = Some("postgres://u@h:5432/db?schema=arch".into());
+        assert_eq!(Config::parse(Path::new("/r"), &c.to_toml()).unwrap(), c);
+        assert!(!Config::new(4096).unwrap().to_toml().contains("catalog"));
+        c.catalog = Some("postgres://u:pw@h/db".into());
+        let err = Config::parse(Path::new("/r"), &c.to_toml()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
 
     #[test]

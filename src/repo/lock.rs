@@ -1,5 +1,8 @@
-//! Advisory file locks (flock). The kernel drops them when the holder dies, so a lock left
-//! by a killed process never blocks anyone.
+//! Advisory locks: file locks (flock) in `locks/`, or, for a repository whose catalog is on
+//! PostgreSQL, session advisory locks of that server (shared by every host; see
+//! [`crate::repo::db::pg::advisory`]). Either kind is dropped when its holder dies (the
+//! kernel closes the file; the server closes the session), so a lock left by a killed
+//! process never blocks anyone.
 
 use crate::error::{Error, Result};
 use crate::storage::fsutil::{Modes, create_file, open_regular, open_regular_rw};
@@ -7,10 +10,31 @@ use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-/// A held lock; released when dropped.
+/// A held lock (a file lock, or a PostgreSQL session advisory lock); released when dropped.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: File,
+    _held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    File(#[allow(dead_code)] File),
+    Catalog(#[allow(dead_code)] crate::repo::db::pg::advisory::SessionLock),
+}
+
+impl FileLock {
+    fn file(file: File) -> FileLock {
+        FileLock {
+            _held: Held::File(file),
+        }
+    }
+
+    /// A held PostgreSQL session advisory lock.
+    pub fn catalog(lock: crate::repo::db::pg::advisory::SessionLock) -> FileLock {
+        FileLock {
+            _held: Held::Catalog(lock),
+        }
+    }
 }
 
 /// Opens (creating it with the repository's file mode when missing) a lock file. Only a
@@ -59,21 +83,21 @@ fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
 pub fn lock_shared(path: &Path) -> Result<FileLock> {
     let file = open_lock_file(path)?;
     flock(&file, libc::LOCK_SH).map_err(|e| Error::io("lock", path, e))?;
-    Ok(FileLock { _file: file })
+    Ok(FileLock::file(file))
 }
 
 /// Waits for and takes an exclusive lock.
 pub fn lock_exclusive(path: &Path) -> Result<FileLock> {
     let file = open_lock_file(path)?;
     flock(&file, libc::LOCK_EX).map_err(|e| Error::io("lock", path, e))?;
-    Ok(FileLock { _file: file })
+    Ok(FileLock::file(file))
 }
 
 /// Takes an exclusive lock if nobody holds the file; None when it is held.
 pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>> {
     let file = open_lock_file(path)?;
     match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-        Ok(()) => Ok(Some(FileLock { _file: file })),
+        Ok(()) => Ok(Some(FileLock::file(file))),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
         Err(e) => Err(Error::io("lock", path, e)),
     }
@@ -83,7 +107,7 @@ pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>> {
 pub fn lock_shared_nonblocking(path: &Path) -> Result<Option<FileLock>> {
     let file = open_lock_file(path)?;
     match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
-        Ok(()) => Ok(Some(FileLock { _file: file })),
+        Ok(()) => Ok(Some(FileLock::file(file))),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
         Err(e) => Err(Error::io("lock", path, e)),
     }

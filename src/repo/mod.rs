@@ -50,6 +50,9 @@ pub struct Repository {
     config: Config,
     modes: Modes,
     backend: LocalBackend,
+    /// The catalog on PostgreSQL (from `arch.toml`); None for `meta/catalog.db`. Its
+    /// advisory locks replace the files of `locks/` for the locks every host must see.
+    catalog_url: Option<db::pg::CatalogUrl>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -71,7 +74,22 @@ impl Repository {
     /// [`Repository::init`], shared with `group` when given: the tree belongs to the group,
     /// directories are setgid 2770 and files 0660 (see docs/FORMAT.md, Permissions).
     pub fn init_shared(dir: &Path, block_size: u64, group: Option<&Group>) -> Result<Repository> {
-        let config = Config::new(block_size)?;
+        Repository::init_with_catalog(dir, block_size, group, None)
+    }
+
+    /// [`Repository::init_shared`] with the catalog on PostgreSQL at `catalog` when given
+    /// (`postgres://USER@HOST[:PORT]/DB[?schema=NAME]`): the catalog is created there, or
+    /// joined when another host created it already (same block size required), before
+    /// anything is written to `dir`.
+    pub fn init_with_catalog(
+        dir: &Path,
+        block_size: u64,
+        group: Option<&Group>,
+        catalog: Option<&str>,
+    ) -> Result<Repository> {
+        let mut config = Config::new(block_size)?;
+        let catalog_url = catalog.map(db::pg::CatalogUrl::parse).transpose()?;
+        config.catalog = catalog_url.as_ref().map(|u| u.to_string());
         if let Some(g) = group {
             g.check_member()?;
         }
@@ -84,6 +102,9 @@ impl Repository {
             return Err(Error::AlreadyARepository {
                 path: dir.to_path_buf(),
             });
+        }
+        if let Some(url) = &catalog_url {
+            db::pg::create_or_join(url, &config, None)?;
         }
         match fs::read_dir(dir) {
             Ok(mut entries) => {
@@ -113,7 +134,9 @@ impl Repository {
             create_dir(&dir.join(sub), modes)?;
         }
         let tmp = dir.join(TMP_DIR);
-        migrate::install_db(dir, &Catalog::default(), config.block_size as u32, modes)?;
+        if catalog_url.is_none() {
+            migrate::install_db(dir, &Catalog::default(), config.block_size as u32, modes)?;
+        }
         for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR] {
             sync_dir(&dir.join(sub))?;
         }
@@ -164,6 +187,11 @@ impl Repository {
         file.read_to_string(&mut text)
             .map_err(|e| Error::io("read", &cfg_path, e))?;
         let config = Config::parse(root, &text)?;
+        let catalog_url = config
+            .catalog
+            .as_deref()
+            .map(db::pg::CatalogUrl::parse)
+            .transpose()?;
         let modes = Modes::of_dir(root);
         let locks = root.join(LOCKS_DIR);
         // Created when missing; anything else in its place is reported by the layout check.
@@ -175,6 +203,7 @@ impl Repository {
             config,
             modes,
             backend: LocalBackend::new(root),
+            catalog_url,
         })
     }
 
@@ -283,14 +312,51 @@ impl Repository {
         })
     }
 
+    /// Where the catalog lives: the PostgreSQL URL (without credentials), or None for
+    /// `meta/catalog.db`.
+    pub fn catalog_url(&self) -> Option<&db::pg::CatalogUrl> {
+        self.catalog_url.as_ref()
+    }
+
+    /// Takes lock `name` (a file `locks/NAME.lock`, or the PostgreSQL advisory lock of that
+    /// name when the catalog is there); waits unless `wait` is false, then None when held.
+    fn take_lock(&self, path: &Path, shared: bool, wait: bool) -> Result<Option<FileLock>> {
+        if let Some(url) = &self.catalog_url {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok(db::pg::advisory::session_lock(url, &name, shared, wait)?
+                .map(FileLock::catalog));
+        }
+        match (shared, wait) {
+            (true, true) => lock::lock_shared(path).map(Some),
+            (false, true) => lock::lock_exclusive(path).map(Some),
+            (true, false) => lock::lock_shared_nonblocking(path),
+            (false, false) => lock::try_lock_exclusive(path),
+        }
+    }
+
+    fn take_waiting(&self, path: &Path, shared: bool) -> Result<FileLock> {
+        Ok(self
+            .take_lock(path, shared, true)?
+            .expect("a waiting lock is always taken"))
+    }
+
     /// Exclusive lock of volume `id`: held by whatever changes its content or metadata.
     pub fn lock_volume_exclusive(&self, id: &str) -> Result<FileLock> {
-        lock::lock_exclusive(&self.volume_lock_path(id)?)
+        self.take_waiting(&self.volume_lock_path(id)?, false)
+    }
+
+    /// [`Repository::lock_volume_exclusive`] without waiting: None when another process
+    /// holds the volume.
+    pub fn try_lock_volume_exclusive(&self, id: &str) -> Result<Option<FileLock>> {
+        self.take_lock(&self.volume_lock_path(id)?, false, false)
     }
 
     /// Shared lock of volume `id`: held by readers, so no snapshot moves blocks under them.
     pub fn lock_volume_shared(&self, id: &str) -> Result<FileLock> {
-        lock::lock_shared(&self.volume_lock_path(id)?)
+        self.take_waiting(&self.volume_lock_path(id)?, true)
     }
 
     /// `locks/volume-<id>.lock`; refused unless `id` is a uuid, as [`Repository::volume_dir`].
@@ -301,17 +367,20 @@ impl Repository {
 
     /// Shared data lock: held while an operation writes or reads blocks.
     pub fn lock_data_shared(&self) -> Result<FileLock> {
-        lock::lock_shared(&self.root.join(DATA_LOCK))
+        self.take_waiting(&self.root.join(DATA_LOCK), true)
     }
 
     /// Exclusive data lock: no other operation touches blocks while it is held.
     pub fn lock_data_exclusive(&self) -> Result<FileLock> {
-        lock::lock_exclusive(&self.root.join(DATA_LOCK))
+        self.take_waiting(&self.root.join(DATA_LOCK), false)
     }
 
     /// Opens the catalog database, migrating a format-1 `catalog.json` first (once; see
     /// [`migrate`]). One connection per call: cheap next to the fsync of any change.
     pub fn catalog(&self) -> Result<db::Db> {
+        if let Some(url) = &self.catalog_url {
+            return db::Db::open_pg(url, self.block_size());
+        }
         let path = self.root.join(CATALOG_DB);
         if !path.exists() {
             migrate::migrate(self)?;

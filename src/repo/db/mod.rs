@@ -1,32 +1,54 @@
 //! The catalog seam: every metadata query and change goes through [`Db`], a connection to
-//! `meta/catalog.db` (SQLite, WAL, `synchronous=FULL`). Services never hold the whole
+//! the catalog: `meta/catalog.db` (SQLite, WAL, `synchronous=FULL`), or a schema of a
+//! PostgreSQL database shared by many hosts ([`pg`]). Services never hold the whole
 //! catalog: they ask for one record, or stream records in name order through a callback.
 //!
-//! Invariants: a change is one [`Db::write`] transaction (`BEGIN IMMEDIATE`), so a
-//! multi-record change (move, snapshot, register) commits whole or not at all, and a command
-//! that returned is durable. Concurrent processes wait for each other (a busy handler that
-//! never gives up, except on SIGINT/SIGTERM); nobody sees "database is locked". Every row read
-//! is validated with the record rules ([`ObjectRecord::faults`], [`VolumeRecord::faults`])
-//! before any of its values is used, so a damaged or hostile database gives
-//! [`Error::Corrupt`], never a path built from an unchecked id.
+//! Invariants: a change is one [`Db::write`] transaction (SQLite `BEGIN IMMEDIATE`;
+//! PostgreSQL: the repository's advisory transaction lock taken first, so writers queue the
+//! same way), so a multi-record change (move, snapshot, register) commits whole or not at
+//! all, and a command that returned is durable. Concurrent processes wait for each other
+//! (never giving up, except on SIGINT/SIGTERM); nobody sees "database is locked". Every row
+//! read is validated with the record rules ([`ObjectRecord::faults`],
+//! [`VolumeRecord::faults`]) before any of its values is used, so a damaged or hostile
+//! database gives [`Error::Corrupt`], never a path built from an unchecked id.
 
+mod conn;
+pub mod pg;
+mod pool;
 mod rows;
 pub mod schema;
 
 use crate::error::{Error, Result};
 use crate::repo::records::{ObjectRecord, VolumeRecord};
-use rusqlite::{Connection, OpenFlags, params};
+use conn::{Arg, Conn, EngineError, QueryError, Row};
+use pg::CatalogUrl;
+use rusqlite::{Connection, OpenFlags};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use rows::ObjectFilter;
 
-/// An open catalog database.
+/// An open catalog.
 pub struct Db {
+    /// The database file, or the PostgreSQL URL (without credentials) for messages.
     path: PathBuf,
-    conn: Connection,
+    conn: Conn,
+    /// The PostgreSQL location, when the catalog is there.
+    url: Option<CatalogUrl>,
     /// The repository's block size, which every record must carry.
     block_size: u32,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(url) = &self.url
+            && let Ok(empty) = Connection::open_in_memory()
+            && let Conn::Pg(client) = std::mem::replace(&mut self.conn, Conn::Sqlite(empty))
+        {
+            pool::put_back(url, client.into_inner());
+        }
+    }
 }
 
 /// A SQLite failure on the catalog at `path`, as a repository error. A file that is not a
@@ -98,15 +120,15 @@ impl Db {
             .map_err(|e| sql_error(path, e))?;
         conn.execute_batch("PRAGMA synchronous=FULL;")
             .map_err(|e| sql_error(path, e))?;
-        let db = Db {
-            path: path.to_path_buf(),
-            conn,
-            block_size,
-        };
-        let version: i64 = db
-            .conn
+        let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| sql_error(path, e))?;
+        let db = Db {
+            path: path.to_path_buf(),
+            conn: Conn::Sqlite(conn),
+            url: None,
+            block_size,
+        };
         if version != schema::CATALOG_DB_VERSION {
             return Err(Error::Corrupt {
                 path: path.to_path_buf(),
@@ -119,26 +141,78 @@ impl Db {
         Ok(db)
     }
 
+    /// Opens the catalog of the repository at `url` (PostgreSQL), of `block_size`: refused
+    /// unless the schema holds a catalog this arch reads, of that block size.
+    pub fn open_pg(url: &CatalogUrl, block_size: u32) -> Result<Db> {
+        let client = match pool::take(url) {
+            Some(c) => c,
+            None => pg::open(url, block_size.into())?,
+        };
+        Ok(Db {
+            path: PathBuf::from(url.to_string()),
+            conn: Conn::Pg(RefCell::new(client)),
+            url: Some(url.clone()),
+            block_size,
+        })
+    }
+
     pub(crate) fn from_connection(path: PathBuf, conn: Connection, block_size: u32) -> Db {
         conn.busy_handler(Some(busy)).ok();
         Db {
             path,
-            conn,
+            conn: Conn::Sqlite(conn),
+            url: None,
             block_size,
         }
     }
 
-    pub(crate) fn into_connection(self) -> Connection {
-        self.conn
+    /// The SQLite connection of a catalog made by [`Db::from_connection`].
+    pub(crate) fn into_connection(mut self) -> Connection {
+        let placeholder = Conn::Sqlite(Connection::open_in_memory().expect("in-memory SQLite"));
+        match std::mem::replace(&mut self.conn, placeholder) {
+            Conn::Sqlite(c) => c,
+            Conn::Pg(_) => unreachable!("from_connection makes SQLite catalogs only"),
+        }
     }
 
-    /// The database file.
+    /// The database file (for PostgreSQL, its URL without credentials).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        sql_error(&self.path, e)
+    /// The PostgreSQL location of the catalog; None for SQLite.
+    pub fn url(&self) -> Option<&CatalogUrl> {
+        self.url.as_ref()
+    }
+
+    fn err(&self, e: EngineError) -> Error {
+        match (e, &self.url) {
+            (EngineError::Sqlite(e), _) => sql_error(&self.path, e),
+            (EngineError::Pg(e), Some(url)) => pg::error(url, e),
+            (EngineError::Pg(e), None) => Error::io(
+                "use catalog database",
+                &self.path,
+                std::io::Error::other(e.to_string()),
+            ),
+        }
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        self.conn.execute(sql, args).map_err(|e| self.err(e))
+    }
+
+    /// Runs a query, passing each row to `f` until it returns false.
+    fn query(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        f: &mut dyn FnMut(Row<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        self.conn.query(sql, args, f).map_err(|e| match e {
+            QueryError::Engine(e) => self.err(e),
+            QueryError::Caller(e) => e,
+        })
     }
 
     fn corrupt(&self, reason: String) -> Error {
@@ -152,27 +226,37 @@ impl Db {
     /// before reading, so what it reads stays true until it commits). Commits when `change`
     /// succeeds, rolls back otherwise.
     pub fn write<T>(&self, change: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        self.transaction("BEGIN IMMEDIATE", change)
+        match (&self.conn, &self.url) {
+            (Conn::Pg(client), Some(url)) => self.transaction("BEGIN", |db| {
+                let key = pg::advisory::key(&url.schema, "catalog");
+                pg::advisory::xact_lock(&mut client.borrow_mut(), url, &key)?;
+                change(db)
+            }),
+            _ => self.transaction("BEGIN IMMEDIATE", change),
+        }
     }
 
     /// Runs `query` in one read transaction: every query in it sees the same committed
     /// state, whatever other processes commit meanwhile.
     pub fn read<T>(&self, query: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        self.transaction("BEGIN", query)
+        match self.conn {
+            Conn::Pg(_) => self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ", query),
+            Conn::Sqlite(_) => self.transaction("BEGIN", query),
+        }
     }
 
     fn transaction<T>(&self, begin: &str, body: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch(begin).map_err(|e| self.err(e))?;
+        self.conn.batch(begin).map_err(|e| self.err(e))?;
         match body(self) {
             Ok(out) => {
-                if let Err(e) = self.conn.execute_batch("COMMIT") {
-                    let _ = self.conn.execute_batch("ROLLBACK");
+                if let Err(e) = self.conn.batch("COMMIT") {
+                    let _ = self.conn.batch("ROLLBACK");
                     return Err(self.err(e));
                 }
                 Ok(out)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn.batch("ROLLBACK");
                 Err(e)
             }
         }
@@ -189,7 +273,7 @@ impl Db {
                 "{} WHERE o.container = ?1 AND o.name = ?2",
                 rows::OBJECT_SELECT
             ),
-            params![container, name],
+            &[container.into(), name.into()],
             &mut |full, rec| {
                 out = Some(rec);
                 let _ = full;
@@ -206,18 +290,22 @@ impl Db {
         };
         self.exists(
             "SELECT 1 FROM objects WHERE container = ?1 AND name = ?2",
-            params![container, name],
+            &[container.into(), name.into()],
         )
     }
 
     /// True when a volume named `name` exists.
     pub fn has_volume(&self, name: &str) -> Result<bool> {
-        self.exists("SELECT 1 FROM volumes WHERE name = ?1", params![name])
+        self.exists("SELECT 1 FROM volumes WHERE name = ?1", &[name.into()])
     }
 
-    fn exists(&self, sql: &str, p: impl rusqlite::Params) -> Result<bool> {
-        let mut st = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        st.exists(p).map_err(|e| self.err(e))
+    fn exists(&self, sql: &str, p: &[Arg<'_>]) -> Result<bool> {
+        let mut found = false;
+        self.query(sql, p, &mut |_| {
+            found = true;
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     /// Objects matching `filter`, in name order (container, then object name), each passed
@@ -257,7 +345,7 @@ impl Db {
         f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
     ) -> Result<()> {
         let sql = format!("{} ORDER BY o.container, o.name", rows::OBJECT_SELECT);
-        rows::scan_objects_checked(self, &sql, [], false, f)
+        rows::scan_objects_checked(self, &sql, &[], false, f)
     }
 
     /// Every volume in name order without the record checks (column types are still
@@ -267,7 +355,7 @@ impl Db {
         f: &mut dyn FnMut(String, VolumeRecord) -> Result<bool>,
     ) -> Result<()> {
         let sql = format!("{} ORDER BY name", rows::VOLUME_SELECT);
-        rows::scan_volumes_checked(self, &sql, [], false, f)
+        rows::scan_volumes_checked(self, &sql, &[], false, f)
     }
 
     /// Objects whose uuid starts with `prefix` (all of them for an empty prefix), plus the
@@ -311,7 +399,7 @@ impl Db {
         rows::scan_volumes(
             self,
             &format!("{} WHERE name = ?1", rows::VOLUME_SELECT),
-            params![name],
+            &[name.into()],
             &mut |_, rec| {
                 out = Some(rec);
                 Ok(false)
@@ -329,21 +417,18 @@ impl Db {
         rows::scan_volumes(
             self,
             &format!("{} ORDER BY name", rows::VOLUME_SELECT),
-            [],
+            &[],
             f,
         )
     }
 
     /// Removes version `version` of object `uuid` (never the current one: refused).
     pub fn remove_version(&self, uuid: &str, version: u64) -> Result<()> {
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM versions WHERE uuid = ?1 AND version = ?2 AND NOT EXISTS \
-                 (SELECT 1 FROM objects o WHERE o.uuid = ?1 AND o.version = ?2)",
-                params![uuid, version as i64],
-            )
-            .map_err(|e| self.err(e))?;
+        let n = self.execute(
+            "DELETE FROM versions WHERE uuid = ?1 AND version = ?2 AND NOT EXISTS \
+             (SELECT 1 FROM objects o WHERE o.uuid = ?1 AND o.version = ?2)",
+            &[uuid.into(), Arg::Int(version as i64)],
+        )?;
         if n == 0 {
             return Err(Error::invalid(format!(
                 "version {version} of object {uuid} is current or gone; nothing was removed"
@@ -361,10 +446,7 @@ impl Db {
 
     /// Removes volume `name`; false when there was none.
     pub fn remove_volume(&self, name: &str) -> Result<bool> {
-        let n = self
-            .conn
-            .execute("DELETE FROM volumes WHERE name = ?1", params![name])
-            .map_err(|e| self.err(e))?;
+        let n = self.execute("DELETE FROM volumes WHERE name = ?1", &[name.into()])?;
         Ok(n > 0)
     }
 
@@ -379,28 +461,27 @@ impl Db {
     }
 
     /// Runs SQLite's own consistency check; the problems it reports (empty when sound).
+    /// A PostgreSQL server keeps its own storage consistent (WAL, checksums): nothing to run.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for r in rows {
-            let line = r.map_err(|e| self.err(e))?;
-            if line != "ok" {
-                out.push(line);
-            }
+        if let Conn::Pg(_) = self.conn {
+            return Ok(out);
         }
+        self.query("PRAGMA integrity_check", &[], &mut |row| {
+            match row.get(0) {
+                conn::Value::Text(line) if line == "ok" => {}
+                conn::Value::Text(line) => out.push(line.clone()),
+                other => out.push(format!("{other:?}")),
+            }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     fn scan_objects(
         &self,
         sql: &str,
-        p: impl rusqlite::Params,
+        p: &[Arg<'_>],
         f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
     ) -> Result<()> {
         rows::scan_objects(self, sql, p, f)

@@ -7,8 +7,7 @@ use crate::error::Result;
 use crate::repo::records::{CreationRecord, ImageRecord, ObjectRecord, TaskRecord, VolumeRecord};
 use crate::services::names::escape_control;
 use crate::storage::MapId;
-use rusqlite::types::ValueRef;
-use rusqlite::{Row, params, params_from_iter};
+use super::conn::{Arg, Row, Value};
 use std::collections::BTreeMap;
 
 /// Which objects a listing wants.
@@ -43,29 +42,28 @@ struct Cols<'a, 'r> {
 
 impl Cols<'_, '_> {
     fn bad(&self, i: usize, expected: &str) -> crate::error::Error {
-        let col = self.row.as_ref().column_name(i).unwrap_or("?").to_string();
+        let col = self.row.name(i).to_string();
         self.db.corrupt(format!(
             "{}: column {col} is not {expected}",
             escape_control(&self.what)
         ))
     }
     fn text(&self, i: usize) -> Result<String> {
-        match self.row.get_ref(i) {
-            Ok(ValueRef::Text(t)) => {
-                String::from_utf8(t.to_vec()).map_err(|_| self.bad(i, "UTF-8 text"))
-            }
+        match self.row.get(i) {
+            Value::Text(t) => Ok(t.clone()),
+            Value::BadText => Err(self.bad(i, "UTF-8 text")),
             _ => Err(self.bad(i, "text")),
         }
     }
     fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        match self.row.get_ref(i) {
-            Ok(ValueRef::Null) => Ok(None),
+        match self.row.get(i) {
+            Value::Null => Ok(None),
             _ => self.text(i).map(Some),
         }
     }
     fn uint(&self, i: usize) -> Result<u64> {
-        match self.row.get_ref(i) {
-            Ok(ValueRef::Integer(n)) if n >= 0 => Ok(n as u64),
+        match *self.row.get(i) {
+            Value::Int(n) if n >= 0 => Ok(n as u64),
             _ => Err(self.bad(i, "a non-negative integer")),
         }
     }
@@ -97,14 +95,14 @@ fn decode_object(db: &Db, row: &Row<'_>) -> Result<(String, ObjectRecord)> {
     };
     let full = format!("{}/{}", c.text(0)?, c.text(1)?);
     c.what = format!("object '{full}'");
-    if matches!(row.get_ref(5), Ok(ValueRef::Null)) {
+    if matches!(row.get(5), Value::Null) {
         return Err(db.corrupt(format!(
             "object '{}': its current version has no row in versions",
             escape_control(&full)
         )));
     }
-    let image = match row.get_ref(12) {
-        Ok(ValueRef::Null) => None,
+    let image = match row.get(12) {
+        Value::Null => None,
         _ => Some(ImageRecord {
             name: c.text(12)?,
             owner: c.text(13)?,
@@ -182,7 +180,7 @@ fn check(db: &Db, label: &str, name: &str, faults: Vec<String>) -> Result<()> {
 pub fn scan_objects(
     db: &Db,
     sql: &str,
-    p: impl rusqlite::Params,
+    p: &[Arg<'_>],
     f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
 ) -> Result<()> {
     scan_objects_checked(db, sql, p, true, f)
@@ -191,28 +189,23 @@ pub fn scan_objects(
 pub fn scan_objects_checked(
     db: &Db,
     sql: &str,
-    p: impl rusqlite::Params,
+    p: &[Arg<'_>],
     validate: bool,
     f: &mut dyn FnMut(String, ObjectRecord) -> Result<bool>,
 ) -> Result<()> {
-    let mut st = db.conn.prepare_cached(sql).map_err(|e| db.err(e))?;
-    let mut rows = st.query(p).map_err(|e| db.err(e))?;
-    while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-        let (full, rec) = decode_object(db, row)?;
+    db.query(sql, p, &mut |row| {
+        let (full, rec) = decode_object(db, &row)?;
         if validate {
             check(db, "object", &full, rec.faults(&full, db.block_size))?;
         }
-        if !f(full, rec)? {
-            break;
-        }
-    }
-    Ok(())
+        f(full, rec)
+    })
 }
 
 pub fn scan_volumes(
     db: &Db,
     sql: &str,
-    p: impl rusqlite::Params,
+    p: &[Arg<'_>],
     f: &mut dyn FnMut(String, VolumeRecord) -> Result<bool>,
 ) -> Result<()> {
     scan_volumes_checked(db, sql, p, true, f)
@@ -221,22 +214,17 @@ pub fn scan_volumes(
 pub fn scan_volumes_checked(
     db: &Db,
     sql: &str,
-    p: impl rusqlite::Params,
+    p: &[Arg<'_>],
     validate: bool,
     f: &mut dyn FnMut(String, VolumeRecord) -> Result<bool>,
 ) -> Result<()> {
-    let mut st = db.conn.prepare_cached(sql).map_err(|e| db.err(e))?;
-    let mut rows = st.query(p).map_err(|e| db.err(e))?;
-    while let Some(row) = rows.next().map_err(|e| db.err(e))? {
-        let (name, rec) = decode_volume(db, row)?;
+    db.query(sql, p, &mut |row| {
+        let (name, rec) = decode_volume(db, &row)?;
         if validate {
             check(db, "volume", &name, rec.faults(&name, db.block_size))?;
         }
-        if !f(name, rec)? {
-            break;
-        }
-    }
-    Ok(())
+        f(name, rec)
+    })
 }
 
 pub fn for_each_object(
@@ -269,7 +257,8 @@ pub fn for_each_object(
     sql.push_str(" ORDER BY o.container, o.name");
     let prefix = filter.prefix.as_str();
     let in_container = filter.container.is_some();
-    scan_objects(db, &sql, params_from_iter(args.iter()), &mut |full, rec| {
+    let args: Vec<Arg<'_>> = args.iter().map(Arg::from).collect();
+    scan_objects(db, &sql, &args, &mut |full, rec| {
         if !prefix.is_empty() {
             let object = full.split_once('/').map_or("", |(_, o)| o);
             if !object.starts_with(prefix) {
@@ -300,7 +289,8 @@ pub fn for_each_version(
         args.extend([container, name]);
     }
     sql.push_str(" ORDER BY o.container, o.name, v.version DESC");
-    scan_objects_checked(db, &sql, params_from_iter(args.iter()), validate, f)
+    let args: Vec<Arg<'_>> = args.into_iter().map(Arg::from).collect();
+    scan_objects_checked(db, &sql, &args, validate, f)
 }
 
 pub fn objects_by_id_or_display(
@@ -315,22 +305,28 @@ pub fn objects_by_id_or_display(
          ORDER BY o.container, o.name"
     );
     let upper = format!("{prefix}~");
-    scan_objects(db, &sql, params![prefix, upper, display], f)
+    scan_objects(db, &sql, &[prefix.into(), (&upper).into(), display.into()], f)
 }
 
 fn uuid_at(db: &Db, full: &str) -> Result<Option<String>> {
     let Some((container, name)) = full.split_once('/') else {
         return Ok(None);
     };
-    let mut st = db
-        .conn
-        .prepare_cached("SELECT uuid FROM objects WHERE container = ?1 AND name = ?2")
-        .map_err(|e| db.err(e))?;
-    let mut rows = st.query(params![container, name]).map_err(|e| db.err(e))?;
-    match rows.next().map_err(|e| db.err(e))? {
-        None => Ok(None),
-        Some(r) => Ok(Some(r.get::<_, String>(0).map_err(|e| db.err(e))?)),
-    }
+    let mut out = None;
+    db.query(
+        "SELECT uuid FROM objects WHERE container = ?1 AND name = ?2",
+        &[container.into(), name.into()],
+        &mut |row| {
+            let c = Cols {
+                db,
+                row: &row,
+                what: format!("object '{full}'"),
+            };
+            out = Some(c.text(0)?);
+            Ok(false)
+        },
+    )?;
+    Ok(out)
 }
 
 fn delete_uuid(db: &Db, uuid: &str) -> Result<()> {
@@ -339,7 +335,7 @@ fn delete_uuid(db: &Db, uuid: &str) -> Result<()> {
         "DELETE FROM versions WHERE uuid = ?1",
         "DELETE FROM objects WHERE uuid = ?1",
     ] {
-        db.conn.execute(sql, params![uuid]).map_err(|e| db.err(e))?;
+        db.execute(sql, &[uuid.into()])?;
     }
     Ok(())
 }
@@ -350,10 +346,10 @@ fn split(full: &str) -> (&str, &str) {
 }
 
 /// Runs `update`; when it changed no row, runs `insert` (a portable upsert).
-fn upsert(db: &Db, update: &str, insert: &str, p: &[&dyn rusqlite::ToSql]) -> Result<()> {
-    let n = db.conn.execute(update, p).map_err(|e| db.err(e))?;
+fn upsert(db: &Db, update: &str, insert: &str, p: &[Arg<'_>]) -> Result<()> {
+    let n = db.execute(update, p)?;
     if n == 0 {
-        db.conn.execute(insert, p).map_err(|e| db.err(e))?;
+        db.execute(insert, p)?;
     }
     Ok(())
 }
@@ -374,11 +370,11 @@ pub fn put_object(db: &Db, full: &str, rec: &ObjectRecord) -> Result<()> {
         "UPDATE objects SET container = ?2, name = ?3, version = ?4, created = ?5 WHERE uuid = ?1",
         "INSERT INTO objects (uuid, container, name, version, created) VALUES (?1, ?2, ?3, ?4, ?5)",
         &[
-            &rec.uuid,
-            &container,
-            &name,
-            &int(rec.version),
-            &rec.created,
+            Arg::from(&rec.uuid),
+            Arg::from(container),
+            Arg::from(name),
+            Arg::from(int(rec.version)),
+            Arg::from(&rec.created),
         ],
     )?;
     let meta = serde_json::to_string(&rec.meta).expect("metadata serializes");
@@ -389,22 +385,20 @@ pub fn put_object(db: &Db, full: &str, rec: &ObjectRecord) -> Result<()> {
         "INSERT INTO versions (uuid, version, bytes, hash, map, block_size, content_type, meta, \
          modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
-            &rec.uuid,
-            &int(rec.version),
-            &int(rec.bytes),
-            &rec.hash,
-            &rec.map.to_hex(),
-            &rec.block_size,
-            &rec.content_type,
-            &meta,
-            &rec.modified,
+            Arg::from(&rec.uuid),
+            Arg::from(int(rec.version)),
+            Arg::from(int(rec.bytes)),
+            Arg::from(&rec.hash),
+            Arg::from(&rec.map.to_hex()),
+            Arg::from(rec.block_size),
+            Arg::from(&rec.content_type),
+            Arg::from(&meta),
+            Arg::from(&rec.modified),
         ],
     )?;
     match &rec.image {
         None => {
-            db.conn
-                .execute("DELETE FROM images WHERE uuid = ?1", params![rec.uuid])
-                .map_err(|e| db.err(e))?;
+            db.execute("DELETE FROM images WHERE uuid = ?1", &[(&rec.uuid).into()])?;
         }
         Some(i) => {
             let props = serde_json::to_string(&i.properties).expect("properties serialize");
@@ -417,18 +411,18 @@ pub fn put_object(db: &Db, full: &str, rec: &ObjectRecord) -> Result<()> {
                  is_public, is_snapshot, created_at, updated_at, properties) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 &[
-                    &rec.uuid,
-                    &i.name,
-                    &i.owner,
-                    &i.status,
-                    &i.disk_format,
-                    &i.container_format,
-                    &(i.is_public as i64),
-                    &(i.is_snapshot as i64),
-                    &i.created_at,
-                    &i.updated_at,
-                    &props,
-                ],
+            Arg::from(&rec.uuid),
+            Arg::from(&i.name),
+            Arg::from(&i.owner),
+            Arg::from(&i.status),
+            Arg::from(&i.disk_format),
+            Arg::from(&i.container_format),
+            Arg::from(i.is_public as i64),
+            Arg::from(i.is_snapshot as i64),
+            Arg::from(&i.created_at),
+            Arg::from(&i.updated_at),
+            Arg::from(&props),
+        ],
             )?;
         }
     }
@@ -445,12 +439,10 @@ pub fn rename_object(db: &Db, from: &str, to: &str) -> Result<()> {
         delete_uuid(db, &other)?;
     }
     let (container, name) = split(to);
-    db.conn
-        .execute(
-            "UPDATE objects SET container = ?2, name = ?3 WHERE uuid = ?1",
-            params![uuid, container, name],
-        )
-        .map_err(|e| db.err(e))?;
+    db.execute(
+        "UPDATE objects SET container = ?2, name = ?3 WHERE uuid = ?1",
+        &[(&uuid).into(), container.into(), name.into()],
+    )?;
     Ok(())
 }
 
@@ -477,19 +469,19 @@ pub fn put_volume(db: &Db, name: &str, rec: &VolumeRecord) -> Result<()> {
          created_at, modified_at, status, customization, creation) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         &[
-            &name,
-            &rec.id,
-            &int(rec.size),
-            &rec.block_size,
-            &rec.source,
-            &rec.source_object,
-            &rec.base_map.to_hex(),
-            &int(rec.epoch),
-            &rec.created_at,
-            &rec.modified_at,
-            &rec.status,
-            &customization,
-            &creation,
+            Arg::from(name),
+            Arg::from(&rec.id),
+            Arg::from(int(rec.size)),
+            Arg::from(rec.block_size),
+            Arg::from(&rec.source),
+            Arg::from(&rec.source_object),
+            Arg::from(&rec.base_map.to_hex()),
+            Arg::from(int(rec.epoch)),
+            Arg::from(&rec.created_at),
+            Arg::from(&rec.modified_at),
+            Arg::from(&rec.status),
+            Arg::from(&customization),
+            Arg::from(&creation),
         ],
     )
 }
@@ -500,12 +492,10 @@ pub fn for_each_map_reference(
 ) -> Result<()> {
     let sql = "SELECT o.container, o.name, o.version, v.version, v.map, v.uuid FROM versions v \
                LEFT JOIN objects o ON o.uuid = v.uuid";
-    let mut st = db.conn.prepare_cached(sql).map_err(|e| db.err(e))?;
-    let mut rows = st.query([]).map_err(|e| db.err(e))?;
-    while let Some(row) = rows.next().map_err(|e| db.err(e))? {
+    db.query(sql, &[], &mut |row| {
         let c = Cols {
             db,
-            row,
+            row: &row,
             what: "version".into(),
         };
         let map = c.map(4)?;
@@ -523,10 +513,11 @@ pub fn for_each_map_reference(
             None => format!("object-uuid:{}@{version}", escape_control(&c.text(5)?)),
         };
         f(map, holder)?;
-    }
+        Ok(true)
+    })?;
     // Volumes unvalidated (column types are still checked): fsck lists the maps of a
     // damaged record too, and gc refuses damaged records before it gets here.
-    scan_volumes_checked(db, VOLUME_SELECT, [], false, &mut |name, vol| {
+    scan_volumes_checked(db, VOLUME_SELECT, &[], false, &mut |name, vol| {
         f(vol.base_map, format!("volume:{name}"))?;
         Ok(true)
     })

@@ -15,7 +15,7 @@ use std::path::Path;
 pub const CATALOG_DB_VERSION: i64 = 2;
 
 /// The tables and indexes. Names are compared byte-wise (SQLite's BINARY collation; a
-/// PostgreSQL port uses `COLLATE "C"`), which is the order listings promise.
+/// PostgreSQL catalog uses `COLLATE "C"`), which is the order listings promise.
 pub const SCHEMA: &str = "
 CREATE TABLE objects (
     uuid        VARCHAR(36)  NOT NULL PRIMARY KEY,
@@ -80,9 +80,7 @@ pub fn build(path: &Path, from: &JsonCatalog, block_size: u32) -> Result<()> {
         .map_err(|e| sql_error(path, e))?;
     let db = Db::from_connection(path.to_path_buf(), conn, block_size);
     db.write(|tx| {
-        tx.conn
-            .execute_batch(SCHEMA)
-            .map_err(|e| sql_error(path, e))?;
+        tx.conn.batch(SCHEMA).map_err(|e| tx.err(e))?;
         for (name, rec) in &from.objects {
             tx.put_object(name, rec)?;
         }
@@ -90,8 +88,8 @@ pub fn build(path: &Path, from: &JsonCatalog, block_size: u32) -> Result<()> {
             tx.put_volume(name, rec)?;
         }
         tx.conn
-            .execute_batch(&format!("PRAGMA user_version = {CATALOG_DB_VERSION};"))
-            .map_err(|e| sql_error(path, e))?;
+            .batch(&format!("PRAGMA user_version = {CATALOG_DB_VERSION};"))
+            .map_err(|e| tx.err(e))?;
         Ok(())
     })?;
     let conn = db.into_connection();

@@ -60,8 +60,7 @@ fn a_put_over_another_object_replaces_it_with_its_history() {
     db.write(|db| db.put_object("c/x", &a)).unwrap();
     db.write(|db| db.put_object("c/x", &b)).unwrap();
     assert_eq!(db.object("c/x").unwrap().unwrap().uuid, b.uuid);
-    let n: i64 = db
-        .conn
+    let n: i64 = sqlite(&db)
         .query_row("SELECT COUNT(*) FROM versions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
@@ -129,7 +128,7 @@ fn damaged_rows_are_corrupt_errors_naming_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let db = new_db(dir.path());
     db.write(|db| db.put_volume("vm", &volume())).unwrap();
-    db.conn
+    sqlite(&db)
         .execute("UPDATE volumes SET id = '../../x'", [])
         .unwrap();
     let err = db.volume("vm").unwrap_err().to_string();
@@ -137,13 +136,13 @@ fn damaged_rows_are_corrupt_errors_naming_the_record() {
         err.contains("volume 'vm'") && err.contains("not a uuid"),
         "{err}"
     );
-    db.conn
+    sqlite(&db)
         .execute("UPDATE volumes SET size = 'big'", [])
         .unwrap();
     let err = db.volume("vm").unwrap_err().to_string();
     assert!(err.contains("column size"), "{err}");
     db.write(|db| db.put_object("c/o", &object())).unwrap();
-    db.conn.execute("DELETE FROM versions", []).unwrap();
+    sqlite(&db).execute("DELETE FROM versions", []).unwrap();
     let err = db.object("c/o").unwrap_err().to_string();
     assert!(err.contains("current version has no row"), "{err}");
     assert!(db.integrity_check().unwrap().is_empty());
@@ -159,7 +158,15 @@ fn a_failed_write_changes_nothing_and_an_unknown_version_is_refused() {
     });
     assert!(r.is_err());
     assert!(!db.has_volume("vm").unwrap());
-    db.conn.execute_batch("PRAGMA user_version = 9").unwrap();
+    sqlite(&db).execute_batch("PRAGMA user_version = 9").unwrap();
     let err = Db::open(db.path(), 4096).err().unwrap().to_string();
     assert!(err.contains("catalog version 9"), "{err}");
+}
+
+/// The SQLite connection under `db`, to damage it as a hostile writer would.
+fn sqlite(db: &Db) -> &rusqlite::Connection {
+    match &db.conn {
+        super::conn::Conn::Sqlite(c) => c,
+        super::conn::Conn::Pg(_) => panic!("a SQLite catalog"),
+    }
 }

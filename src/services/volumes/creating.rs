@@ -13,7 +13,7 @@ use super::{STATUS_CREATING, find, remove_locked};
 use crate::customize::CustomizeOptions;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::lock::{FileLock, try_lock_exclusive};
+use crate::repo::lock::FileLock;
 use crate::repo::records::{CreationRecord, VolumeRecord};
 use crate::time::now_rfc3339;
 use serde::Serialize;
@@ -64,7 +64,7 @@ pub struct CreationState {
 
 /// True when the creator of volume `id` still holds its lock.
 pub fn creator_running(repo: &Repository, id: &str) -> Result<bool> {
-    Ok(try_lock_exclusive(&repo.volume_lock_path(id)?)?.is_none())
+    Ok(repo.try_lock_volume_exclusive(id)?.is_none())
 }
 
 /// The creation state of `rec`, None unless it is `creating`.
@@ -137,7 +137,7 @@ pub fn reap_if_abandoned(repo: &Repository, name: &str) -> Result<Option<Creatio
     if rec.status != STATUS_CREATING {
         return Ok(None);
     }
-    let Some(lock) = try_lock_exclusive(&repo.volume_lock_path(&rec.id)?)? else {
+    let Some(lock) = repo.try_lock_volume_exclusive(&rec.id)? else {
         return Err(refusal(name, &rec, true));
     };
     // Re-read under the lock: it may have been finished or removed meanwhile.

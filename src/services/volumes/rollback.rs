@@ -9,7 +9,6 @@
 use super::{creating, epoch_dir, find, served};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::lock::try_lock_exclusive;
 use crate::repo::records::next_counter;
 use crate::services::images::{Among, resolve};
 use crate::services::objects::load_map;
@@ -54,7 +53,7 @@ pub fn rollback(
     }
     let id = rec.id.clone();
     let serve_guard = served::refuse_if_served(repo, name, &id)?;
-    let _lock = try_lock_exclusive(&repo.volume_lock_path(&id)?)?.ok_or_else(|| Error::Busy {
+    let _lock = repo.try_lock_volume_exclusive(&id)?.ok_or_else(|| Error::Busy {
         resource: format!("volume '{name}' (read, written or snapshot right now)"),
     })?;
     drop(serve_guard);
