@@ -34,8 +34,26 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             cells
         })
     })?;
-    w.finish(Some(&totals), Some(summary(&totals)))?;
+    let (catalog_engine, catalog) = super::info::catalog_location(&repo);
+    let summary = format!("{}\ncatalog: {catalog} ({catalog_engine})", summary(&totals));
+    let totals = Totals {
+        totals,
+        catalog_engine,
+        catalog,
+    };
+    w.finish(Some(&totals), Some(summary))?;
     Ok(Status::Ok)
+}
+
+/// The totals of the JSON document, with where the catalog lives.
+#[derive(serde::Serialize)]
+struct Totals {
+    #[serde(flatten)]
+    totals: DuTotals,
+    /// `sqlite` or `postgres`.
+    catalog_engine: &'static str,
+    /// `meta/catalog.db`'s path, or the PostgreSQL URL without credentials.
+    catalog: String,
 }
 
 const COLUMNS: &[Column] = &[

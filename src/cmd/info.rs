@@ -1,4 +1,5 @@
-//! `arch info NAME`: everything about one object, including its image view.
+//! `arch info NAME`: everything about one object, including its image view; `arch info
+//! --repo`: the repository itself (format, block size, where its catalog lives).
 
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_object_name};
@@ -11,20 +12,83 @@ use crate::units::format_size;
 // `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
     disable_version_flag = true,
-    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash"
+    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash\n  arch info --repo"
 )]
 pub struct Args {
     /// Object `container/object`.
-    #[arg(value_parser = parse_object_name)]
-    pub name: ObjectName,
+    #[arg(value_parser = parse_object_name, required_unless_present = "repo")]
+    pub name: Option<ObjectName>,
+    /// Show the repository instead of an object: format, block size, where the catalog lives.
+    #[arg(long, conflicts_with_all = ["name", "version"])]
+    pub repo: bool,
     /// Read version N instead of the current one (see `arch history`).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
 }
 
-pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+/// `arch info --repo --json`.
+#[derive(serde::Serialize)]
+struct RepoReport {
+    path: String,
+    format: u32,
+    block_size: u64,
+    hash: String,
+    /// `sqlite` or `postgres`.
+    catalog_engine: &'static str,
+    /// The catalog: `meta/catalog.db` under `path`, or the PostgreSQL URL (no credentials).
+    catalog: String,
+}
+
+/// Where the catalog of `repo` lives: (engine, location).
+pub fn catalog_location(repo: &crate::repo::Repository) -> (&'static str, String) {
+    match repo.catalog_url() {
+        Some(url) => ("postgres", url.to_string()),
+        None => (
+            "sqlite",
+            repo.root()
+                .join(crate::repo::CATALOG_DB)
+                .display()
+                .to_string(),
+        ),
+    }
+}
+
+fn run_repo(ctx: &Context) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
-    let info = objects::info(&repo, &args.name, args.version)?;
+    // Opening the catalog checks that it is reachable and is this repository's.
+    drop(repo.catalog()?);
+    let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
+    let (catalog_engine, catalog) = catalog_location(&repo);
+    let report = RepoReport {
+        path: root.display().to_string(),
+        format: repo.config().format,
+        block_size: repo.config().block_size,
+        hash: repo.config().hash.clone(),
+        catalog_engine,
+        catalog,
+    };
+    emit(ctx, &report, |out| {
+        let rows = [
+            ("path", report.path.clone()),
+            ("format", report.format.to_string()),
+            ("block size", format_size(report.block_size)),
+            ("hash", report.hash.clone()),
+            (
+                "catalog",
+                format!("{} ({})", report.catalog, report.catalog_engine),
+            ),
+        ];
+        writeln!(out, "{}", key_values(&rows))
+    })?;
+    Ok(Status::Ok)
+}
+
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let Some(name) = args.name.as_ref().filter(|_| !args.repo) else {
+        return run_repo(ctx);
+    };
+    let repo = ctx.repo()?;
+    let info = objects::info(&repo, name, args.version)?;
     emit(ctx, &super::json::Object::new(&info), |out| {
         let mut rows = vec![
             ("name", info.name.clone()),

@@ -35,7 +35,11 @@ fn format1_repo() -> TestRepo {
         let mode = if e.file_type().is_dir() { 0o700 } else { 0o600 };
         std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    TestRepo { dir, root }
+    TestRepo {
+        dir,
+        root,
+        catalog: None,
+    }
 }
 
 fn expected(name: &str) -> Vec<u8> {

@@ -1,5 +1,13 @@
 //! Test harness: every test gets its own temp directory with a fresh repository and drives the
 //! real `arch` binary in it.
+//!
+//! Remote mode (docs/FORMAT.md "Catalog on PostgreSQL"; the CI runs the suite both ways):
+//! `ARCH_TEST_CATALOG=postgres://USER@HOST:PORT/DB` (password in PGPASSWORD or ~/.pgpass)
+//! gives every test repository its own schema `t_<unique>` of that database, dropped at the
+//! end of the test; `ARCH_TEST_STORE=s3://BUCKET` gives it the prefix `t-<unique>`. A
+//! service that cannot be reached fails the test (init fails), it never skips. Tests that
+//! look at or damage local files that do not exist in remote mode return early through
+//! [`local_only`], which says so on stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -8,6 +16,62 @@ use std::process::{Command, Output, Stdio};
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
+    /// The catalog URL (with its schema) in remote-catalog mode.
+    pub catalog: Option<String>,
+}
+
+impl Drop for TestRepo {
+    fn drop(&mut self) {
+        if let Some(url) = &self.catalog
+            && let Ok(url) = arch::repo::db::pg::CatalogUrl::parse(url)
+            && let Ok(mut c) = arch::repo::db::pg::connect(&url)
+        {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", url.schema));
+        }
+    }
+}
+
+/// How to start the services of remote mode, for failure messages.
+pub const START_SERVICES: &str = "\n(remote test mode: ARCH_TEST_CATALOG/ARCH_TEST_STORE are set; \
+     start the servers first, e.g. `PG_PORT=55433 bash ../shared/services/postgres.sh start DIR; \
+     set -a; . DIR/env; set +a; export ARCH_TEST_CATALOG=postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE`)";
+
+/// The catalog server of remote mode (`ARCH_TEST_CATALOG`), without schema.
+pub fn remote_catalog() -> Option<String> {
+    std::env::var("ARCH_TEST_CATALOG")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The bucket of remote mode (`ARCH_TEST_STORE`, `s3://BUCKET`).
+pub fn remote_store() -> Option<String> {
+    std::env::var("ARCH_TEST_STORE")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// True (and says so on stderr) in remote mode, where the test, which looks at or damages
+/// local files that a remote repository does not have, returns early.
+pub fn local_only(reason: &str) -> bool {
+    let remote = remote_catalog().is_some() || remote_store().is_some();
+    if remote {
+        eprintln!("skipped in remote mode: {reason}");
+    }
+    remote
+}
+
+/// A name no other test repository of any process uses: lower-case, digits and `_`.
+pub fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl TestRepo {
@@ -15,13 +79,28 @@ impl TestRepo {
     pub fn with_block_size(bs: &str) -> TestRepo {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("repo");
-        let out = Command::new(bin())
-            .args(["init", "--block-size", bs])
-            .arg(&root)
-            .output()
-            .expect("run arch init");
-        assert!(out.status.success(), "init failed: {}", stderr(&out));
-        TestRepo { dir, root }
+        let unique = unique_name();
+        let schema = remote_catalog().map(|url| (url, format!("t_{unique}")));
+        let mut init = Command::new(bin());
+        init.args(["init", "--block-size", bs]).arg(&root);
+        if let Some((url, schema)) = &schema {
+            init.arg("--catalog").arg(format!("{url}?schema={schema}"));
+        }
+        if let Some(store) = remote_store() {
+            init.arg("--store").arg(format!("{store}/t-{unique}"));
+        }
+        let out = init.output().expect("run arch init");
+        assert!(
+            out.status.success(),
+            "init failed: {}{}",
+            stderr(&out),
+            START_SERVICES
+        );
+        TestRepo {
+            dir,
+            root,
+            catalog: schema.map(|(url, schema)| format!("{url}?schema={schema}")),
+        }
     }
 
     /// A repository with 4 KiB blocks (small and fast for tests).
@@ -108,9 +187,41 @@ impl TestRepo {
 
     /// Every file under the repository with its length and content hash, sorted: equal
     /// snapshots mean the repository was not changed.
+    /// In remote-catalog mode, every row of every table of the catalog schema is part of it
+    /// (as `catalog:TABLE` entries).
     pub fn snapshot(&self) -> Vec<(String, u64, String)> {
-        tree_snapshot(&self.root)
+        let mut out = tree_snapshot(&self.root);
+        if let Some(url) = &self.catalog {
+            out.extend(catalog_dump(url));
+        }
+        out
     }
+}
+
+/// Every row of every table of the catalog schema at `url`, in order, one entry per row.
+pub fn catalog_dump(url: &str) -> Vec<(String, u64, String)> {
+    let url = arch::repo::db::pg::CatalogUrl::parse(url).expect("catalog URL");
+    let mut c = arch::repo::db::pg::connect(&url).expect("connect to the test catalog");
+    let tables: Vec<String> = c
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+             ORDER BY 1",
+            &[&url.schema],
+        )
+        .expect("list catalog tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let rows = c
+            .query(&format!("SELECT r::text FROM \"{t}\" r ORDER BY 1"), &[])
+            .expect("dump catalog table");
+        for r in rows {
+            out.push((format!("catalog:{t}"), 0, r.get::<_, String>(0)));
+        }
+    }
+    out
 }
 
 /// Path of the arch binary under test.
