@@ -1,5 +1,6 @@
-//! `arch info NAME`: everything about one object, including its image view; `arch info
-//! --repo`: the repository itself (format, block size, where its catalog lives).
+//! `arch info NAME`: everything about one object, including its image view; `arch info`
+//! alone: the repository itself (format, block size, where its catalog lives). (`--repo` is
+//! already the global `-R DIR`, so the repository view is the command without NAME.)
 
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_object_name};
@@ -12,21 +13,19 @@ use crate::units::format_size;
 // `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
     disable_version_flag = true,
-    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash\n  arch info --repo"
+    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash\n  arch info            # the repository: block size, where the catalog lives"
 )]
 pub struct Args {
-    /// Object `container/object`.
-    #[arg(value_parser = parse_object_name, required_unless_present = "repo")]
+    /// Object `container/object`; without it, the repository (format, block size, where
+    /// the catalog lives).
+    #[arg(value_parser = parse_object_name)]
     pub name: Option<ObjectName>,
-    /// Show the repository instead of an object: format, block size, where the catalog lives.
-    #[arg(long, conflicts_with_all = ["name", "version"])]
-    pub repo: bool,
     /// Read version N instead of the current one (see `arch history`).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
 }
 
-/// `arch info --repo --json`.
+/// `arch info --json` (no NAME).
 #[derive(serde::Serialize)]
 struct RepoReport {
     path: String,
@@ -84,7 +83,13 @@ fn run_repo(ctx: &Context) -> anyhow::Result<Status> {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
-    let Some(name) = args.name.as_ref().filter(|_| !args.repo) else {
+    let Some(name) = &args.name else {
+        if args.version.is_some() {
+            return Err(crate::Error::invalid(
+                "--version needs an object NAME (arch info NAME --version N)",
+            )
+            .into());
+        }
         return run_repo(ctx);
     };
     let repo = ctx.repo()?;

@@ -42,7 +42,7 @@ fn every_command_prints_json_that_matches_its_schema() {
 
     let new_repo = s(&r.path("second"));
     ok(&c, &r, "init", &["init", &new_repo]);
-    let about = ok(&c, &r, "info-repo", &["info", "--repo"]);
+    let about = ok(&c, &r, "info-repo", &["info"]);
     let engine = if r.catalog.is_some() { "postgres" } else { "sqlite" };
     assert_eq!(about["catalog_engine"], engine, "{about}");
 
