@@ -35,7 +35,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         })
     })?;
     let (catalog_engine, catalog) = super::info::catalog_location(&repo);
-    let summary = format!("{}\ncatalog: {catalog} ({catalog_engine})", summary(&totals));
+    let summary = format!("{}; catalog {catalog} ({catalog_engine})", summary(&totals));
     let totals = Totals {
         totals,
         catalog_engine,

@@ -133,6 +133,9 @@ fn zero_and_huge_sizes_are_corrupt_not_panics() {
 
 #[test]
 fn duplicate_uuids_and_names_cannot_be_stored() {
+    if crate::util::local_only("edits meta/catalog.db with SQLite to hit its UNIQUE constraints") {
+        return;
+    }
     // The schema's keys refuse them (docs/FORMAT.md): even a hand edit cannot make two
     // objects share a uuid, two volumes an id, or two objects a name.
     let r = repo_with_volume();

@@ -121,6 +121,9 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
     let err = r.fails(2, &["gc"]);
     assert!(err.contains("fsck"), "{err}");
 
+    if crate::util::local_only("garbage written over meta/catalog.db") {
+        return;
+    }
     let r = TestRepo::new();
     std::fs::write(
         r.root.join("meta/catalog.db"),
