@@ -61,6 +61,7 @@ complete -c arch -n "__fish_arch_needs_command" -f -a "complete" -d 'Print the r
 complete -c arch -n "__fish_arch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c arch -n "__fish_arch_using_subcommand init" -l block-size -d 'Block size: a power of two from 4K to 64M' -r
 complete -c arch -n "__fish_arch_using_subcommand init" -l shared-group -d 'Share the repository with GROUP (a name or numeric id you are a member of)' -r
+complete -c arch -n "__fish_arch_using_subcommand init" -l catalog -d 'Keep the catalog in PostgreSQL (postgres://USER@HOST[:PORT]/DB[?schema=NAME]), shared by every host that runs the same init; the password comes from PGPASSWORD or ~/.pgpass, never from the URL' -r
 complete -c arch -n "__fish_arch_using_subcommand init" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'

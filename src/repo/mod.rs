@@ -326,8 +326,9 @@ impl Repository {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            return Ok(db::pg::advisory::session_lock(url, &name, shared, wait)?
-                .map(FileLock::catalog));
+            return Ok(
+                db::pg::advisory::session_lock(url, &name, shared, wait)?.map(FileLock::catalog)
+            );
         }
         match (shared, wait) {
             (true, true) => lock::lock_shared(path).map(Some),

@@ -113,7 +113,10 @@ pub fn read(r: &TestRepo) -> Value {
         let meta = parsed(&o["meta"]);
         o.insert("meta".into(), meta);
         let uuid = o["uuid"].as_str().unwrap().to_string();
-        let img = query(&mut c, &format!("SELECT * FROM images WHERE uuid = '{uuid}'"));
+        let img = query(
+            &mut c,
+            &format!("SELECT * FROM images WHERE uuid = '{uuid}'"),
+        );
         if let Some(mut i) = img.into_iter().next() {
             i.remove("uuid");
             for k in ["is_public", "is_snapshot"] {
@@ -256,7 +259,16 @@ fn write_pg(r: &TestRepo, cat: &Value) {
         insert("objects", row);
         let mut row = pick(
             o,
-            &["uuid", "version", "bytes", "hash", "map", "block_size", "content_type", "modified"],
+            &[
+                "uuid",
+                "version",
+                "bytes",
+                "hash",
+                "map",
+                "block_size",
+                "content_type",
+                "modified",
+            ],
         );
         row.insert("meta".into(), o.get("meta").cloned().unwrap_or(json!({})));
         insert("versions", row);

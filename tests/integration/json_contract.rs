@@ -43,7 +43,11 @@ fn every_command_prints_json_that_matches_its_schema() {
     let new_repo = s(&r.path("second"));
     ok(&c, &r, "init", &["init", &new_repo]);
     let about = ok(&c, &r, "info-repo", &["info"]);
-    let engine = if r.catalog.is_some() { "postgres" } else { "sqlite" };
+    let engine = if r.catalog.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     assert_eq!(about["catalog_engine"], engine, "{about}");
 
     let data = r.file("a.raw", &crate::util::pseudo_random(40_000, 1));

@@ -14,7 +14,9 @@ use std::time::Duration;
 /// The repository of this test on the server, or None (said on stderr) without a server.
 fn remote_repo() -> Option<TestRepo> {
     if crate::util::remote_catalog().is_none() {
-        eprintln!("skipped: set ARCH_TEST_CATALOG to run the PostgreSQL catalog tests{START_SERVICES}");
+        eprintln!(
+            "skipped: set ARCH_TEST_CATALOG to run the PostgreSQL catalog tests{START_SERVICES}"
+        );
         return None;
     }
     Some(TestRepo::new())
@@ -222,7 +224,12 @@ fn an_unreachable_catalog_is_a_clear_error_and_changes_nothing() {
     let out = Command::new(bin())
         .arg("-R")
         .arg(&cut)
-        .args(["--json", "put", a.file("g", b"new").to_str().unwrap(), "c/y"])
+        .args([
+            "--json",
+            "put",
+            a.file("g", b"new").to_str().unwrap(),
+            "c/y",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -328,12 +328,7 @@ fn rollback_restores_the_snapshot_and_refuses_others_and_busy_volumes() {
         .as_str()
         .unwrap()
         .to_string();
-    let lock = std::fs::File::open(r.root.join(format!("locks/volume-{id}.lock"))).unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) },
-        0
-    );
+    let lock = crate::util::hold_volume_lock_shared(&r, &id);
     let e = r.fails(2, &["volume", "rollback", "v", "snapshots/good"]);
     assert!(e.contains("in use"), "{e}");
     drop(lock);

@@ -198,6 +198,26 @@ impl TestRepo {
     }
 }
 
+/// Takes the shared lock of volume `id` of `r` as a reader process would (its flock file, or
+/// its PostgreSQL advisory lock in remote-catalog mode); held until dropped.
+pub fn hold_volume_lock_shared(r: &TestRepo, id: &str) -> Box<dyn std::any::Any> {
+    if let Some(url) = &r.catalog {
+        let url = arch::repo::db::pg::CatalogUrl::parse(url).unwrap();
+        let lock =
+            arch::repo::db::pg::advisory::session_lock(&url, &format!("volume-{id}"), true, false)
+                .unwrap()
+                .expect("the volume lock is free");
+        return Box::new(lock);
+    }
+    let lock = std::fs::File::open(r.root.join(format!("locks/volume-{id}.lock"))).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_SH) },
+        0
+    );
+    Box::new(lock)
+}
+
 /// Every row of every table of the catalog schema at `url`, in order, one entry per row.
 pub fn catalog_dump(url: &str) -> Vec<(String, u64, String)> {
     let url = arch::repo::db::pg::CatalogUrl::parse(url).expect("catalog URL");

@@ -116,7 +116,15 @@ fn pg_value(row: &postgres::Row, i: usize) -> Value {
     } else if *ty == Type::INT4 {
         row.try_get::<_, Option<i32>>(i)
             .map(|v| v.map_or(Value::Null, |n| Value::Int(n.into())))
-    } else if [Type::TEXT, Type::VARCHAR, Type::UNKNOWN, Type::BPCHAR, Type::NAME].contains(ty) {
+    } else if [
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::UNKNOWN,
+        Type::BPCHAR,
+        Type::NAME,
+    ]
+    .contains(ty)
+    {
         row.try_get::<_, Option<String>>(i)
             .map(|v| v.map_or(Value::Null, Value::Text))
     } else {

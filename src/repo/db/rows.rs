@@ -3,11 +3,11 @@
 //! the record rules before it is handed out.
 
 use super::Db;
+use super::conn::{Arg, Row, Value};
 use crate::error::Result;
 use crate::repo::records::{CreationRecord, ImageRecord, ObjectRecord, TaskRecord, VolumeRecord};
 use crate::services::names::escape_control;
 use crate::storage::MapId;
-use super::conn::{Arg, Row, Value};
 use std::collections::BTreeMap;
 
 /// Which objects a listing wants.
@@ -305,7 +305,12 @@ pub fn objects_by_id_or_display(
          ORDER BY o.container, o.name"
     );
     let upper = format!("{prefix}~");
-    scan_objects(db, &sql, &[prefix.into(), (&upper).into(), display.into()], f)
+    scan_objects(
+        db,
+        &sql,
+        &[prefix.into(), (&upper).into(), display.into()],
+        f,
+    )
 }
 
 fn uuid_at(db: &Db, full: &str) -> Result<Option<String>> {
@@ -411,18 +416,18 @@ pub fn put_object(db: &Db, full: &str, rec: &ObjectRecord) -> Result<()> {
                  is_public, is_snapshot, created_at, updated_at, properties) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 &[
-            Arg::from(&rec.uuid),
-            Arg::from(&i.name),
-            Arg::from(&i.owner),
-            Arg::from(&i.status),
-            Arg::from(&i.disk_format),
-            Arg::from(&i.container_format),
-            Arg::from(i.is_public as i64),
-            Arg::from(i.is_snapshot as i64),
-            Arg::from(&i.created_at),
-            Arg::from(&i.updated_at),
-            Arg::from(&props),
-        ],
+                    Arg::from(&rec.uuid),
+                    Arg::from(&i.name),
+                    Arg::from(&i.owner),
+                    Arg::from(&i.status),
+                    Arg::from(&i.disk_format),
+                    Arg::from(&i.container_format),
+                    Arg::from(i.is_public as i64),
+                    Arg::from(i.is_snapshot as i64),
+                    Arg::from(&i.created_at),
+                    Arg::from(&i.updated_at),
+                    Arg::from(&props),
+                ],
             )?;
         }
     }

@@ -158,7 +158,9 @@ fn a_failed_write_changes_nothing_and_an_unknown_version_is_refused() {
     });
     assert!(r.is_err());
     assert!(!db.has_volume("vm").unwrap());
-    sqlite(&db).execute_batch("PRAGMA user_version = 9").unwrap();
+    sqlite(&db)
+        .execute_batch("PRAGMA user_version = 9")
+        .unwrap();
     let err = Db::open(db.path(), 4096).err().unwrap().to_string();
     assert!(err.contains("catalog version 9"), "{err}");
 }

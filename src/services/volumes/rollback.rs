@@ -53,9 +53,11 @@ pub fn rollback(
     }
     let id = rec.id.clone();
     let serve_guard = served::refuse_if_served(repo, name, &id)?;
-    let _lock = repo.try_lock_volume_exclusive(&id)?.ok_or_else(|| Error::Busy {
-        resource: format!("volume '{name}' (read, written or snapshot right now)"),
-    })?;
+    let _lock = repo
+        .try_lock_volume_exclusive(&id)?
+        .ok_or_else(|| Error::Busy {
+            resource: format!("volume '{name}' (read, written or snapshot right now)"),
+        })?;
     drop(serve_guard);
     let _data = repo.lock_data_shared()?;
     let old_dir = epoch_dir(repo, &find(&repo.catalog()?, name)?)?;

@@ -92,9 +92,11 @@ pub fn session_lock(
         "SELECT pg_try_advisory_lock($1)"
     };
     let k = key(&url.schema, name);
-    Ok(poll(&mut client, url, sql, k, wait)?.then_some(SessionLock {
-        client: std::sync::Mutex::new(client),
-    }))
+    Ok(
+        poll(&mut client, url, sql, k, wait)?.then_some(SessionLock {
+            client: std::sync::Mutex::new(client),
+        }),
+    )
 }
 
 #[cfg(test)]

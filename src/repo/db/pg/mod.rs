@@ -306,7 +306,10 @@ pub fn create_or_join(url: &CatalogUrl, config: &Config, store: Option<&str>) ->
             .collect();
         if tables.iter().any(|t| t == "repository") {
             let id = read_identity(&mut client, url)?.ok_or_else(|| {
-                corrupt(url, "the repository table is empty (its creation was undone?)")
+                corrupt(
+                    url,
+                    "the repository table is empty (its creation was undone?)",
+                )
             })?;
             check_identity(url, &id, config.block_size)?;
             if let (Some(theirs), Some(ours)) = (&id.store, store)

@@ -85,8 +85,14 @@ mod tests {
                     other:5432:db:u:nope\n\
                     h:5433:*:u:right\\:one\n\
                     *:*:*:*:fallback\n";
-        assert_eq!(lookup(text, "h", 5433, "x", "u").as_deref(), Some("right:one"));
-        assert_eq!(lookup(text, "h", 5432, "db", "u").as_deref(), Some("fallback"));
+        assert_eq!(
+            lookup(text, "h", 5433, "x", "u").as_deref(),
+            Some("right:one")
+        );
+        assert_eq!(
+            lookup(text, "h", 5432, "db", "u").as_deref(),
+            Some("fallback")
+        );
         assert_eq!(lookup("h:1:d:u\n", "h", 1, "d", "u"), None);
         assert_eq!(
             lookup("h:1:d:u:pa:ss\n", "h", 1, "d", "u").as_deref(),

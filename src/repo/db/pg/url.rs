@@ -189,7 +189,9 @@ mod tests {
             assert!(e.contains("password"), "{e}");
             assert!(!e.contains("secret") || url.contains('?'), "{e}");
         }
-        let e = CatalogUrl::parse("postgres://u:pw@h/db").unwrap_err().to_string();
+        let e = CatalogUrl::parse("postgres://u:pw@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PGPASSWORD") && e.contains(".pgpass"), "{e}");
     }
 
