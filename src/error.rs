@@ -113,6 +113,14 @@ pub enum Error {
         "not a valid arch stream: {reason}; nothing was received (the repository is as it was). Send it again, or check what produced it"
     )]
     BadStream { reason: String },
+    /// The object store holding blocks and maps failed or refused a request (after retries):
+    /// names the store, its endpoint (never credentials) and the fix.
+    #[error("object store {store}: {what}; {fix}")]
+    Store {
+        store: String,
+        what: String,
+        fix: String,
+    },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -178,6 +186,7 @@ impl Error {
             Error::InTask { source, .. } => source.kind(),
             Error::PartialWrite { .. } => "partial_write",
             Error::BadStream { .. } => "bad_stream",
+            Error::Store { .. } => "remote",
         }
     }
 }

@@ -48,11 +48,12 @@ const COLUMNS: &[Column] = &[
 
 fn summary(t: &DuTotals) -> String {
     format!(
-        "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}",
+        "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}; data in {}",
         total_size(t.logical_bytes),
         format_size(t.stored_bytes),
         format_size(t.garbage_bytes),
-        t.dedup_ratio
+        t.dedup_ratio,
+        t.data
     )
 }
 

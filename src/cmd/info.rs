@@ -1,4 +1,5 @@
-//! `arch info NAME`: everything about one object, including its image view.
+//! `arch info NAME`: everything about one object, including its image view (without NAME:
+//! the repository itself, see [`super::repo_info`]).
 
 use super::output::{emit, key_values};
 use super::{Context, Status, parse_object_name};
@@ -6,25 +7,29 @@ use crate::services::names::ObjectName;
 use crate::services::objects;
 use crate::units::format_size;
 
-/// Show an object's system fields, user metadata and image/snapshot view.
+/// Show an object's system fields, user metadata and image/snapshot view; without NAME, the repository.
 #[derive(Debug, clap::Args)]
 // `--version N` names an object version here; `arch --version` still prints arch's.
 #[command(
     disable_version_flag = true,
-    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash"
+    after_help = "Examples:\n  arch info images/debian.raw\n  arch info images/debian.raw --json | jq .hash\n  arch info        # the repository: where its data and catalog live"
 )]
 pub struct Args {
-    /// Object `container/object`.
+    /// Object `container/object`; without it, the repository itself: format, block size,
+    /// where its data and catalog live.
     #[arg(value_parser = parse_object_name)]
-    pub name: ObjectName,
+    pub name: Option<ObjectName>,
     /// Read version N instead of the current one (see `arch history`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "name")]
     pub version: Option<u64>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
+    let Some(name) = &args.name else {
+        return super::repo_info::run(ctx);
+    };
     let repo = ctx.repo()?;
-    let info = objects::info(&repo, &args.name, args.version)?;
+    let info = objects::info(&repo, name, args.version)?;
     emit(ctx, &super::json::Object::new(&info), |out| {
         let mut rows = vec![
             ("name", info.name.clone()),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// Create a repository in DIR (created if missing; must be empty).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K\n  arch init /srv/team-arch --shared-group team\n\nA repository is private to its owner (directories 0700, files 0600). With --shared-group the\ntree belongs to GROUP, directories are setgid 2770 and files 0660: every member reads and\nwrites it, nobody else can."
+    after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K\n  arch init /srv/team-arch --shared-group team\n  arch init ./repo --store s3://arch-images/team\n\nA repository is private to its owner (directories 0700, files 0600). With --shared-group the\ntree belongs to GROUP, directories are setgid 2770 and files 0660: every member reads and\nwrites it, nobody else can.\n\nWith --store the blocks and maps live in the bucket (Ceph RGW, MinIO, AWS S3...) and DIR\nkeeps the catalog and local scratch. Set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\nAWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for http://), or use ~/.aws. arch does not\ncreate buckets."
 )]
 pub struct Args {
     /// Directory to create the repository in.
@@ -24,6 +24,11 @@ pub struct Args {
     /// Share the repository with GROUP (a name or numeric id you are a member of).
     #[arg(long, value_name = "GROUP")]
     pub shared_group: Option<String>,
+    /// Keep blocks and maps in an S3-compatible object store, s3://BUCKET[/PREFIX]: creates
+    /// the repository there, or joins it when it exists (another host ran the same command).
+    /// Credentials come from AWS_* or ~/.aws, never from the URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +41,10 @@ struct Report {
     shared_group: Option<String>,
     /// Permission bits of the root directory, in octal.
     mode: String,
+    /// Where blocks and maps live: the object store's URL, or null for this directory.
+    store: Option<String>,
+    /// False when `--store` joined a repository that already existed there.
+    created: bool,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
@@ -44,7 +53,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         .as_deref()
         .map(Group::resolve)
         .transpose()?;
-    let repo = Repository::init_shared(&args.dir, args.block_size, group.as_ref())?;
+    let (repo, created) = Repository::init_with(
+        &args.dir,
+        args.block_size,
+        group.as_ref(),
+        args.store.as_deref(),
+    )?;
     let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {
         path: root.display().to_string(),
@@ -53,9 +67,23 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         hash: repo.config().hash.clone(),
         shared_group: group.map(|g| g.name),
         mode: format!("{:04o}", repo.modes().dir()),
+        store: repo.config().store.clone(),
+        created,
     };
     emit(ctx, &report, |out| {
-        writeln!(out, "Initialized arch repository in {}", report.path)?;
+        match &report.store {
+            None => writeln!(out, "Initialized arch repository in {}", report.path)?,
+            Some(url) if report.created => writeln!(
+                out,
+                "Initialized arch repository in {} with its data in {url}",
+                report.path
+            )?,
+            Some(url) => writeln!(
+                out,
+                "Joined the arch repository in {url} from {}",
+                report.path
+            )?,
+        }
         writeln!(
             out,
             "{}",

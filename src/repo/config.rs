@@ -22,6 +22,10 @@ pub struct Config {
     pub block_size: u64,
     /// Block hash algorithm: "sha256".
     pub hash: String,
+    /// Where blocks and maps live when not in this directory: `s3://BUCKET[/PREFIX]`
+    /// (credentials never: they come from AWS_* or ~/.aws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl Config {
@@ -36,6 +40,7 @@ impl Config {
             format: FORMAT_VERSION,
             block_size,
             hash: HASH_ALGORITHM.into(),
+            store: None,
         })
     }
 
@@ -97,6 +102,12 @@ impl Config {
                 reason: format!("invalid block_size {}", config.block_size),
             });
         }
+        if let Some(url) = &config.store {
+            crate::storage::s3::StoreUrl::parse(url).map_err(|e| Error::Corrupt {
+                path: root.join("arch.toml"),
+                reason: format!("store: {e}"),
+            })?;
+        }
         Ok(config)
     }
 }
@@ -110,6 +121,16 @@ mod tests {
     fn round_trip() {
         let c = Config::new(DEFAULT_BLOCK_SIZE).unwrap();
         assert_eq!(Config::parse(Path::new("/r"), &c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn store_round_trips_and_a_local_config_has_no_store_key() {
+        let mut c = Config::new(DEFAULT_BLOCK_SIZE).unwrap();
+        assert!(!c.to_toml().contains("store"));
+        c.store = Some("s3://arch-data/team".into());
+        assert_eq!(Config::parse(Path::new("/r"), &c.to_toml()).unwrap(), c);
+        c.store = Some("s3://key:secret@arch-data".into());
+        assert!(Config::parse(Path::new("/r"), &c.to_toml()).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod objects;
 mod packaging;
 mod privacy;
 mod quarantine;
+mod remote_store;
 mod serve;
 mod serve_hostile;
 mod serve_vm;

@@ -1,0 +1,48 @@
+//! `arch info` without NAME: the repository itself: its directory, format, block size, and where
+//! its blocks, maps and catalog live (never credentials).
+
+use super::output::{emit, key_values};
+use super::{Context, Status};
+use crate::repo::{CATALOG_DB, DataLocation};
+use crate::units::format_size;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Report {
+    path: String,
+    format: u32,
+    block_size: u64,
+    hash: String,
+    /// Where blocks and maps live.
+    data: DataLocation,
+    /// Where the catalog lives: the SQLite file.
+    catalog: String,
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
+    let report = Report {
+        path: root.display().to_string(),
+        format: repo.config().format,
+        block_size: repo.config().block_size,
+        hash: repo.config().hash.clone(),
+        data: repo.data_location(),
+        catalog: root.join(CATALOG_DB).display().to_string(),
+    };
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "{}",
+            key_values(&[
+                ("repository", report.path.clone()),
+                ("format", report.format.to_string()),
+                ("block size", format_size(report.block_size)),
+                ("hash", report.hash.clone()),
+                ("data", report.data.to_string()),
+                ("catalog", report.catalog.clone()),
+            ])
+        )
+    })?;
+    Ok(Status::Ok)
+}
