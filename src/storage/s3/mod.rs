@@ -15,6 +15,8 @@
 
 mod batch;
 mod profile;
+#[cfg(test)]
+mod tests;
 pub mod url;
 
 use super::backend::{Backend, BlockBatch};
@@ -126,6 +128,15 @@ impl S3Backend {
                 what: format!("cannot configure the S3 client: {e}"),
                 fix: "check AWS_ENDPOINT_URL, AWS_REGION and AWS_ALLOW_HTTP (true for an http:// endpoint)".into(),
             })?;
+        S3Backend::over(
+            Arc::new(store),
+            url,
+            endpoint.unwrap_or_else(|| "AWS S3".into()),
+        )
+    }
+
+    /// A backend over any object store (tests use object_store's in-memory one).
+    pub fn over(store: Arc<dyn ObjectStore>, url: &StoreUrl, endpoint: String) -> Result<S3Backend> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("arch-s3")
@@ -135,9 +146,9 @@ impl S3Backend {
         let prefix = StorePath::from(url.prefix.as_str());
         Ok(S3Backend {
             shared: Arc::new(Shared {
-                store: Arc::new(store),
+                store,
                 url: url.clone(),
-                endpoint: endpoint.unwrap_or_else(|| "AWS S3".into()),
+                endpoint,
                 stats: Stats::default(),
             }),
             prefix,
@@ -204,10 +215,23 @@ impl S3Backend {
     /// an existing one. A different block size is refused.
     pub fn create_or_join(&self, marker_text: &str, check: impl Fn(&str) -> Result<()>) -> Result<bool> {
         let key = self.marker_key();
-        let bytes = bytes::Bytes::copy_from_slice(marker_text.as_bytes());
-        let written = self.block_on(self.shared.create(&key, bytes, false))?;
-        if written {
-            return Ok(true);
+        if self.read_marker()?.is_none() {
+            let bytes = bytes::Bytes::copy_from_slice(marker_text.as_bytes());
+            let put = self.block_on(async {
+                self.shared.stats.puts.fetch_add(1, Ordering::Relaxed);
+                let mode = PutMode::Create.into();
+                self.shared.store.put_opts(&key, bytes.into(), mode).await
+            });
+            match put {
+                Ok(_) => return Ok(true),
+                // Another init won the race (412), or the answer was lost or wrong (Ceph
+                // gives some losers a 500): whatever is there now decides.
+                Err(e) => {
+                    if self.read_marker()?.is_none() {
+                        return Err(self.shared.map_error("put", &key, e));
+                    }
+                }
+            }
         }
         let text = self.read_marker()?.ok_or_else(|| {
             self.shared.error(
