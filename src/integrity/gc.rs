@@ -22,8 +22,8 @@ use crate::progress::Progress;
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
 use crate::storage::ingest::io_threads;
-use crate::storage::s3::{BLOCKS, MAPS};
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use crate::storage::s3::{BLOCKS, MAPS};
 use crate::storage::sweep::sweep;
 use serde::Serialize;
 

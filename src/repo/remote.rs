@@ -51,9 +51,7 @@ fn check_marker(url: &StoreUrl, config: &Config, text: &str) -> Result<()> {
     if found.block_size != config.block_size {
         return Err(Error::invalid(format!(
             "the repository in {url} has block size {} but {} was asked; join it with --block-size {}, or use another prefix",
-            found.block_size,
-            config.block_size,
-            found.block_size,
+            found.block_size, config.block_size, found.block_size,
         )));
     }
     Ok(())
@@ -64,8 +62,9 @@ fn check_marker(url: &StoreUrl, config: &Config, text: &str) -> Result<()> {
 pub fn create_or_join(config: &Config) -> Result<(S3Backend, bool)> {
     let url = StoreUrl::parse(config.store.as_deref().expect("a store URL"))?;
     let backend = S3Backend::connect(&url)?;
-    let created =
-        backend.create_or_join(&marker_text(config), |text| check_marker(&url, config, text))?;
+    let created = backend.create_or_join(&marker_text(config), |text| {
+        check_marker(&url, config, text)
+    })?;
     Ok((backend, created))
 }
 
@@ -77,11 +76,19 @@ const MEMBERS: &str = "members";
 /// Registers the repository being created in `dir` as a user of the store: the object
 /// `PREFIX/members/<id>` (its directory and host, for messages) and, locally, `meta/store-member`
 /// holding `<id>`. gc reads them: blocks are shared, catalogs are not.
-pub fn register_member(backend: &S3Backend, dir: &Path, modes: crate::storage::fsutil::Modes) -> Result<()> {
+pub fn register_member(
+    backend: &S3Backend,
+    dir: &Path,
+    modes: crate::storage::fsutil::Modes,
+) -> Result<()> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let text = format!("dir = {:?}\nhost = {:?}\n", abs.display().to_string(), host.trim());
+    let text = format!(
+        "dir = {:?}\nhost = {:?}\n",
+        abs.display().to_string(),
+        host.trim()
+    );
     backend.create_object(&format!("{MEMBERS}/{id}"), text.into_bytes())?;
     crate::storage::fsutil::atomic_write_mode(
         &dir.join(crate::storage::local::TMP_DIR),

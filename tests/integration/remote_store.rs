@@ -19,11 +19,9 @@ const HOW: &str = "set ARCH_TEST_STORE=s3://BUCKET and the AWS_* variables to ru
 /// A fresh `s3://BUCKET/t-<uuid>` under ARCH_TEST_STORE, or None (the test is not run).
 fn store_url(test: &str) -> Option<String> {
     match std::env::var("ARCH_TEST_STORE") {
-        Ok(base) if !base.is_empty() => Some(format!(
-            "{}/t-{}",
-            base.trim_end_matches('/'),
-            uuid_like()
-        )),
+        Ok(base) if !base.is_empty() => {
+            Some(format!("{}/t-{}", base.trim_end_matches('/'), uuid_like()))
+        }
         _ => {
             eprintln!("remote_store::{test} not run: {HOW}");
             None
@@ -63,7 +61,11 @@ impl Dir {
 
     fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
-        assert!(out.status.success(), "arch {args:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "arch {args:?} failed: {}",
+            stderr(&out)
+        );
         out.stdout
     }
 
@@ -83,7 +85,11 @@ impl Dir {
             .env("ARCH_STORE_STATS", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "arch {args:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "arch {args:?} failed: {}",
+            stderr(&out)
+        );
         (serde_json::from_slice(&out.stdout).unwrap(), stats(&out))
     }
 }
@@ -108,7 +114,11 @@ fn init(dir: &Path, url: &str, bs: &str) -> Output {
 
 fn joined(dir: &Path, url: &str) -> Dir {
     let out = init(dir, url, "4K");
-    assert!(out.status.success(), "init --store failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "init --store failed: {}",
+        stderr(&out)
+    );
     Dir {
         root: dir.to_path_buf(),
         env: vec![],
@@ -125,12 +135,19 @@ fn init_creates_then_joins_and_keeps_no_data_in_the_directory() {
     let first = init(&a, &url, "4K");
     assert!(first.status.success(), "{}", stderr(&first));
     let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
-    assert_eq!((doc["store"].as_str(), doc["created"].as_bool()), (Some(url.as_str()), Some(true)));
+    assert_eq!(
+        (doc["store"].as_str(), doc["created"].as_bool()),
+        (Some(url.as_str()), Some(true))
+    );
     // The second host joins; a different block size is refused and leaves nothing behind.
     let c = tmp.path().join("c");
     let wrong = init(&c, &url, "64K");
     assert_eq!(wrong.status.code(), Some(2));
-    assert!(stderr(&wrong).contains("--block-size 4096"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("--block-size 4096"),
+        "{}",
+        stderr(&wrong)
+    );
     assert!(!c.join("arch.toml").exists());
     let second = init(&b, &url, "4K");
     assert!(second.status.success(), "{}", stderr(&second));
@@ -141,7 +158,10 @@ fn init_creates_then_joins_and_keeps_no_data_in_the_directory() {
     assert!(toml.contains(&format!("store = \"{url}\"")), "{toml}");
     assert!(!toml.contains(&std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("-".into())));
     assert!(!b.join("blocks").exists() && !b.join("maps").exists());
-    let dir = Dir { root: b, env: vec![] };
+    let dir = Dir {
+        root: b,
+        env: vec![],
+    };
     let info = dir.json(&["info"]);
     assert_eq!(info["data"]["kind"], "s3");
     assert_eq!(info["data"]["location"], url.as_str());
@@ -152,22 +172,34 @@ fn init_creates_then_joins_and_keeps_no_data_in_the_directory() {
     let d = tmp.path().join("d");
     let bad = init(&d, "s3://key:secret@bucket/x", "4K");
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("AWS_ACCESS_KEY_ID"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        stderr(&bad)
+    );
     assert!(!d.exists() || !d.join("arch.toml").exists());
 }
 
 #[test]
 fn a_missing_bucket_is_a_clear_error_with_the_command_to_create_it() {
-    let Some(_) = store_url("a_missing_bucket_is_a_clear_error_with_the_command_to_create_it") else {
+    let Some(_) = store_url("a_missing_bucket_is_a_clear_error_with_the_command_to_create_it")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let out = init(&tmp.path().join("a"), &format!("s3://no-such-bucket-{}", uuid_like()), "4K");
+    let out = init(
+        &tmp.path().join("a"),
+        &format!("s3://no-such-bucket-{}", uuid_like()),
+        "4K",
+    );
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["error"]["kind"], "remote", "{doc}");
     let msg = doc["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("does not exist") && msg.contains("s3 mb s3://no-such-bucket-"), "{msg}");
+    assert!(
+        msg.contains("does not exist") && msg.contains("s3 mb s3://no-such-bucket-"),
+        "{msg}"
+    );
     assert!(!tmp.path().join("a/arch.toml").exists());
 }
 
@@ -190,7 +222,11 @@ fn a_put_of_content_the_store_holds_sends_no_block_data_and_reads_back_on_the_ot
     // The other DIR (another host) puts the same image: only HEADs, no block data.
     let (put, s) = b.json_stats(&["put", f, "images/same.raw"]);
     assert_eq!(put["blocks_written"], 0, "{put}");
-    assert_eq!((s["puts"].as_u64(), s["put_bytes"].as_u64()), (Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["puts"].as_u64(), s["put_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
     // ...and reads it back from the blocks the first one stored; clone it there too.
     assert_eq!(b.ok(&["get", "images/same.raw"]), data);
     b.ok(&["clone", "images/same.raw", "vol1"]);
@@ -202,7 +238,8 @@ fn a_put_of_content_the_store_holds_sends_no_block_data_and_reads_back_on_the_ot
 
 #[test]
 fn concurrent_puts_of_the_same_content_from_two_dirs_both_succeed() {
-    let Some(url) = store_url("concurrent_puts_of_the_same_content_from_two_dirs_both_succeed") else {
+    let Some(url) = store_url("concurrent_puts_of_the_same_content_from_two_dirs_both_succeed")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -245,7 +282,9 @@ fn concurrent_puts_of_the_same_content_from_two_dirs_both_succeed() {
 fn overwrite(url: &str, rel: &str, bytes: &[u8]) {
     use object_store::ObjectStoreExt;
     let b = arch::storage::s3::connect(url).unwrap();
-    let key = rel.split('/').fold(b.prefix().clone(), |p, seg| p.join(seg));
+    let key = rel
+        .split('/')
+        .fold(b.prefix().clone(), |p, seg| p.join(seg));
     b.runtime()
         .block_on(b.object_store().put(&key, bytes.to_vec().into()))
         .unwrap();
@@ -262,7 +301,10 @@ fn fsck_read_data_finds_a_damaged_remote_block_and_repair_quarantines_it() {
     let file = tmp.path().join("a.raw");
     std::fs::write(&file, &data).unwrap();
     a.ok(&["put", file.to_str().unwrap(), "c/a"]);
-    let h = a.json(&["hashmap", "c/a"])["hashes"][1].as_str().unwrap().to_string();
+    let h = a.json(&["hashmap", "c/a"])["hashes"][1]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut bad = data[4096..8192].to_vec();
     bad[0] ^= 1;
     overwrite(&url, &format!("blocks/{h}"), &bad);
@@ -272,14 +314,20 @@ fn fsck_read_data_finds_a_damaged_remote_block_and_repair_quarantines_it() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["problems"][0]["kind"], "corrupt_block", "{report}");
     assert_eq!(report["problems"][0]["subject"], h.as_str());
-    assert_eq!(report["problems"][0]["resources"], serde_json::json!(["object:c/a"]));
+    assert_eq!(
+        report["problems"][0]["resources"],
+        serde_json::json!(["object:c/a"])
+    );
     let get = a.run(&["get", "c/a"]);
     assert_eq!(get.status.code(), Some(2), "a get verifies and refuses");
     // Repair moves it to PREFIX/quarantine/blocks/ in the store; a new put of the data heals.
     let out = a.run(&["--json", "fsck", "--read-data", "--repair"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let repaired = report["repaired"].to_string();
-    assert!(repaired.contains(&format!("{url}/quarantine/blocks/{h}")), "{report}");
+    assert!(
+        repaired.contains(&format!("{url}/quarantine/blocks/{h}")),
+        "{report}"
+    );
     a.ok(&["put", file.to_str().unwrap(), "c/again"]);
     assert_eq!(a.ok(&["get", "c/a"]), data);
     let f = a.json(&["fsck", "--read-data"]);
@@ -307,9 +355,16 @@ fn gc_deletes_only_garbage_and_is_refused_while_another_catalog_shares_the_store
     assert_eq!(f["garbage"]["unreferenced_maps"], 1);
     let dry = a.json(&["gc", "--dry-run"]);
     assert_eq!(dry["blocks_freed"], 5);
-    assert_eq!(a.json(&["fsck"])["garbage"]["unreferenced_blocks"], 5, "dry run deleted");
+    assert_eq!(
+        a.json(&["fsck"])["garbage"]["unreferenced_blocks"],
+        5,
+        "dry run deleted"
+    );
     let g = a.json(&["gc"]);
-    assert_eq!((g["blocks_freed"].as_u64(), g["maps_freed"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(
+        (g["blocks_freed"].as_u64(), g["maps_freed"].as_u64()),
+        (Some(5), Some(1))
+    );
     assert_eq!(g["bytes_freed"], 20_000);
     let f = a.json(&["fsck", "--read-data"]);
     assert_eq!(f["problems"], serde_json::json!([]), "{f}");
@@ -323,7 +378,11 @@ fn gc_deletes_only_garbage_and_is_refused_while_another_catalog_shares_the_store
     b.ok(&["put", f.to_str().unwrap(), "c/only-b"]);
     let out = a.run(&["gc"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("gc refused") && stderr(&out).contains("/b"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gc refused") && stderr(&out).contains("/b"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(b.ok(&["get", "c/only-b"]), std::fs::read(&f).unwrap());
 }
 
@@ -359,7 +418,10 @@ impl OwnGateway {
         let d = self.dir.path();
         let status = Command::new("radosgw")
             .args(["-n", "client.rgw.0", "-c", conf])
-            .arg(format!("--rgw_frontends=beast endpoint=127.0.0.1:{}", self.port))
+            .arg(format!(
+                "--rgw_frontends=beast endpoint=127.0.0.1:{}",
+                self.port
+            ))
             .arg(format!("--pid_file={}", self.pid_file().display()))
             .arg(format!("--admin_socket={}", d.join("rgw.asok").display()))
             .arg(format!("--log_file={}", d.join("rgw.log").display()))
@@ -448,8 +510,15 @@ fn radosgw_stopped_in_the_middle_of_a_put_commits_nothing_and_the_next_put_works
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["error"]["kind"], "remote", "{doc}");
     let msg = doc["error"]["message"].as_str().unwrap();
-    assert!(msg.contains(&gw.endpoint()) && msg.contains("retry"), "{msg}");
-    assert_eq!(crate::util::tree_snapshot(&a.root), before, "nothing committed");
+    assert!(
+        msg.contains(&gw.endpoint()) && msg.contains("retry"),
+        "{msg}"
+    );
+    assert_eq!(
+        crate::util::tree_snapshot(&a.root),
+        before,
+        "nothing committed"
+    );
     // While it is down every command fails clearly, changing nothing.
     let ls = a.run(&["ls"]);
     assert_eq!(ls.status.code(), Some(2));

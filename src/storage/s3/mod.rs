@@ -136,7 +136,11 @@ impl S3Backend {
     }
 
     /// A backend over any object store (tests use object_store's in-memory one).
-    pub fn over(store: Arc<dyn ObjectStore>, url: &StoreUrl, endpoint: String) -> Result<S3Backend> {
+    pub fn over(
+        store: Arc<dyn ObjectStore>,
+        url: &StoreUrl,
+        endpoint: String,
+    ) -> Result<S3Backend> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("arch-s3")
@@ -198,7 +202,8 @@ impl S3Backend {
 
     /// `PREFIX/<rel>`, `rel` split at `/` into path segments.
     fn rel_key(&self, rel: &str) -> StorePath {
-        rel.split('/').fold(self.prefix.clone(), |p, seg| p.join(seg))
+        rel.split('/')
+            .fold(self.prefix.clone(), |p, seg| p.join(seg))
     }
 
     fn marker_key(&self) -> StorePath {
@@ -213,7 +218,11 @@ impl S3Backend {
     /// Writes the marker (format, block size) unless one exists, then reads it back and
     /// checks it: Ok(true) when this call created the repository, Ok(false) when it joined
     /// an existing one. A different block size is refused.
-    pub fn create_or_join(&self, marker_text: &str, check: impl Fn(&str) -> Result<()>) -> Result<bool> {
+    pub fn create_or_join(
+        &self,
+        marker_text: &str,
+        check: impl Fn(&str) -> Result<()>,
+    ) -> Result<bool> {
         let key = self.marker_key();
         if self.read_marker()?.is_none() {
             let bytes = bytes::Bytes::copy_from_slice(marker_text.as_bytes());
@@ -253,17 +262,22 @@ impl S3Backend {
             // A missing bucket also answers 404 to a GET: tell the two apart with a LIST.
             let probe = self.block_on(async {
                 self.shared.stats.lists.fetch_add(1, Ordering::Relaxed);
-                self.shared.store.list_with_delimiter(Some(&self.prefix)).await
+                self.shared
+                    .store
+                    .list_with_delimiter(Some(&self.prefix))
+                    .await
             });
             if let Err(e) = probe {
                 return Err(self.shared.map_error("list", &self.prefix, e));
             }
             return Ok(None);
         }
-        String::from_utf8(buf).map(Some).map_err(|_| Error::Corrupt {
-            path: self.location(&key),
-            reason: "the repository marker is not UTF-8 text".into(),
-        })
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| Error::Corrupt {
+                path: self.location(&key),
+                reason: "the repository marker is not UTF-8 text".into(),
+            })
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -308,7 +322,11 @@ impl S3Backend {
     }
 
     /// Streams the objects under `PREFIX/<kind>/` named like a hash, with their lengths.
-    fn for_each_hash(&self, kind: &str, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()> {
+    fn for_each_hash(
+        &self,
+        kind: &str,
+        f: &mut dyn FnMut(BlockHash, u64) -> Result<()>,
+    ) -> Result<()> {
         let dir = self.prefix.clone().join(kind);
         self.block_on(async {
             self.shared.stats.lists.fetch_add(1, Ordering::Relaxed);
@@ -333,11 +351,16 @@ impl S3Backend {
     /// then delete): fsck --repair's quarantine on a remote store. Returns the new location.
     pub fn quarantine(&self, kind: &str, hash: &BlockHash) -> Result<PathBuf> {
         let from = self.key(kind, hash);
-        let to = self.prefix.clone().join(QUARANTINE).join(kind).join(format!(
-            "{}.{}",
-            hash.to_hex(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let to = self
+            .prefix
+            .clone()
+            .join(QUARANTINE)
+            .join(kind)
+            .join(format!(
+                "{}.{}",
+                hash.to_hex(),
+                uuid::Uuid::new_v4().simple()
+            ));
         self.block_on(async {
             self.shared
                 .store
@@ -384,9 +407,7 @@ impl S3Backend {
     /// Reads the object `PREFIX/<rel>`; None when missing.
     pub fn read_object(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let mut buf = Vec::new();
-        Ok(self
-            .get_into(&self.rel_key(rel), &mut buf)?
-            .then_some(buf))
+        Ok(self.get_into(&self.rel_key(rel), &mut buf)?.then_some(buf))
     }
 
     /// Deletes the object `PREFIX/<rel>` (absent is fine).
@@ -464,7 +485,11 @@ impl Shared {
                 b = self.url.bucket,
                 ep = self.endpoint
             )
-        } else if text.contains("403") || text.contains("AccessDenied") || text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") {
+        } else if text.contains("403")
+            || text.contains("AccessDenied")
+            || text.contains("SignatureDoesNotMatch")
+            || text.contains("InvalidAccessKeyId")
+        {
             "the store refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials) and the bucket's permissions".into()
         } else {
             "check that the endpoint is reachable (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for http://) and retry; the repository is as it was before this command".into()
@@ -637,10 +662,12 @@ impl Backend for S3Backend {
                 reason: "map content does not match its name (sha256)".into(),
             });
         }
-        BlockMap::decode(&bytes).map(Some).map_err(|e| Error::Corrupt {
-            path: self.location(&key),
-            reason: e.to_string(),
-        })
+        BlockMap::decode(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: self.location(&key),
+                reason: e.to_string(),
+            })
     }
 
     fn delete_map(&self, id: &MapId) -> Result<()> {

@@ -74,8 +74,10 @@ mod tests {
     use super::*;
 
     fn env_of(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 

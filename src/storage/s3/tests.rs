@@ -8,7 +8,10 @@ use object_store::memory::InMemory;
 fn backend() -> (S3Backend, Arc<InMemory>) {
     let mem = Arc::new(InMemory::new());
     let url = StoreUrl::parse("s3://bucket/repo").unwrap();
-    (S3Backend::over(mem.clone(), &url, "memory".into()).unwrap(), mem)
+    (
+        S3Backend::over(mem.clone(), &url, "memory".into()).unwrap(),
+        mem,
+    )
 }
 
 fn put_raw(b: &S3Backend, key: &str, bytes: &[u8]) {
@@ -35,7 +38,11 @@ fn a_batch_uploads_once_and_a_second_batch_sends_nothing() {
         assert!(!batch.stage(&BlockHash::of_bytes(data), data).unwrap());
     }
     batch.commit().unwrap();
-    assert_eq!(b.stats().puts.load(Ordering::Relaxed), 40, "nothing sent again");
+    assert_eq!(
+        b.stats().puts.load(Ordering::Relaxed),
+        40,
+        "nothing sent again"
+    );
     let mut buf = Vec::new();
     for data in &blocks {
         let h = BlockHash::of_bytes(data);
@@ -61,10 +68,18 @@ fn a_racing_create_of_the_same_block_is_success_and_of_another_length_is_damage(
     // the read-back finds the right length, the create counts as done.
     let key = b.key(BLOCKS, &h);
     put_raw(&b, &format!("blocks/{}", h.to_hex()), &data);
-    assert!(!b.runtime().block_on(b.shared.create(&key, data.clone().into(), true)).unwrap());
+    assert!(
+        !b.runtime()
+            .block_on(b.shared.create(&key, data.clone().into(), true))
+            .unwrap()
+    );
     // Under the name, an object of another length: refused as damage, not taken as stored.
     let other = BlockHash::of_bytes(b"other");
-    put_raw(&b, &format!("blocks/{}", other.to_hex()), b"much longer than other");
+    put_raw(
+        &b,
+        &format!("blocks/{}", other.to_hex()),
+        b"much longer than other",
+    );
     let key = b.key(BLOCKS, &other);
     let e = b
         .runtime()
@@ -96,7 +111,8 @@ fn a_longer_stored_block_is_reported_by_its_length_and_odd_names_are_not_blocks(
 #[test]
 fn maps_round_trip_and_a_damaged_map_is_corrupt() {
     let (b, _) = backend();
-    let map = BlockMap::from_dense(4096, 8192, &[BlockHash::of_bytes(b"a"), BlockHash::ZERO]).unwrap();
+    let map =
+        BlockMap::from_dense(4096, 8192, &[BlockHash::of_bytes(b"a"), BlockHash::ZERO]).unwrap();
     let id = b.put_map(&map).unwrap();
     assert_eq!(b.put_map(&map).unwrap(), id, "idempotent");
     assert_eq!(b.read_map(&id).unwrap(), Some(map));
@@ -120,7 +136,10 @@ fn sweep_deletes_only_what_is_not_kept_and_quarantine_moves_aside() {
     b.sweep(BLOCKS, &|h| *h == hk, false, &NoProgress).unwrap();
     assert!(b.has_block(&hk).unwrap() && !b.has_block(&hd).unwrap());
     let to = b.quarantine(BLOCKS, &hk).unwrap();
-    assert!(to.to_str().unwrap().starts_with(&format!("s3://bucket/repo/quarantine/blocks/{}.", hk.to_hex())));
+    assert!(to.to_str().unwrap().starts_with(&format!(
+        "s3://bucket/repo/quarantine/blocks/{}.",
+        hk.to_hex()
+    )));
     assert!(!b.has_block(&hk).unwrap());
     assert_eq!(b.quarantined(BLOCKS).unwrap(), vec![hk.to_hex()]);
 }
