@@ -121,6 +121,14 @@ pub enum Error {
         reason: String,
         fix: String,
     },
+    /// The object store holding blocks and maps failed or refused a request (after retries):
+    /// names the store, its endpoint (never credentials) and the fix.
+    #[error("object store {store}: {what}; {fix}")]
+    Store {
+        store: String,
+        what: String,
+        fix: String,
+    },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -187,6 +195,7 @@ impl Error {
             Error::PartialWrite { .. } => "partial_write",
             Error::BadStream { .. } => "bad_stream",
             Error::Catalog { .. } => "remote",
+            Error::Store { .. } => "remote",
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             cells
         })
     })?;
-    let (catalog_engine, catalog) = super::info::catalog_location(&repo);
+    let (catalog_engine, catalog) = super::repo_info::catalog_location(&repo);
     let summary = format!("{}; catalog {catalog} ({catalog_engine})", summary(&totals));
     let totals = Totals {
         totals,
@@ -66,11 +66,12 @@ const COLUMNS: &[Column] = &[
 
 fn summary(t: &DuTotals) -> String {
     format!(
-        "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}",
+        "total: {} logical, {} stored ({} garbage), dedup ratio {:.2}; data in {}",
         total_size(t.logical_bytes),
         format_size(t.stored_bytes),
         format_size(t.garbage_bytes),
-        t.dedup_ratio
+        t.dedup_ratio,
+        t.data
     )
 }
 

@@ -24,6 +24,14 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo_for_check()?;
+    if let Some(s3) = repo.backend().as_s3() {
+        // Listing a large bucket takes a while: a bar (on a terminal) while it runs.
+        s3.set_listing_progress(super::progress_bar::for_context(
+            ctx,
+            "listing blocks",
+            None,
+        ));
+    }
     let report = fsck(
         &repo,
         FsckOptions {

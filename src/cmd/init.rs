@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// Create a repository in DIR (created if missing; must be empty).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K\n  arch init /srv/team-arch --shared-group team\n\nA repository is private to its owner (directories 0700, files 0600). With --shared-group the\ntree belongs to GROUP, directories are setgid 2770 and files 0660: every member reads and\nwrites it, nobody else can."
+    after_help = "Examples:\n  arch init ./repo\n  arch init /srv/arch --block-size 64K\n  arch init /srv/team-arch --shared-group team\n  arch init ./repo --store s3://arch-images/team\n\nA repository is private to its owner (directories 0700, files 0600). With --shared-group the\ntree belongs to GROUP, directories are setgid 2770 and files 0660: every member reads and\nwrites it, nobody else can.\n\nWith --store the blocks and maps live in the bucket (Ceph RGW, MinIO, AWS S3...) and DIR\nkeeps the catalog and local scratch. Set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\nAWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for http://), or use ~/.aws. arch does not\ncreate buckets."
 )]
 pub struct Args {
     /// Directory to create the repository in.
@@ -29,6 +29,11 @@ pub struct Args {
     /// ~/.pgpass, never from the URL.
     #[arg(long, value_name = "URL")]
     pub catalog: Option<String>,
+    /// Keep blocks and maps in an S3-compatible object store, s3://BUCKET[/PREFIX]: creates
+    /// the repository there, or joins it when it exists (another host ran the same command).
+    /// Credentials come from AWS_* or ~/.aws, never from the URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +48,10 @@ struct Report {
     mode: String,
     /// The catalog's PostgreSQL URL (without credentials); null for the local SQLite file.
     catalog: Option<String>,
+    /// Where blocks and maps live: the object store's URL, or null for this directory.
+    store: Option<String>,
+    /// False when `--store` joined a repository that already existed there.
+    created: bool,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
@@ -51,10 +60,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         .as_deref()
         .map(Group::resolve)
         .transpose()?;
-    let repo = Repository::init_with_catalog(
+    let (repo, created) = Repository::init_with(
         &args.dir,
         args.block_size,
         group.as_ref(),
+        args.store.as_deref(),
         args.catalog.as_deref(),
     )?;
     let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
@@ -66,9 +76,25 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         shared_group: group.map(|g| g.name),
         mode: format!("{:04o}", repo.modes().dir()),
         catalog: repo.catalog_url().map(|u| u.to_string()),
+        store: repo.config().store.clone(),
+        created,
     };
     emit(ctx, &report, |out| {
-        writeln!(out, "Initialized arch repository in {}", report.path)?;
+        // Where the repository lives: the store when there is one, else the catalog.
+        let remote = report.store.as_ref().or(report.catalog.as_ref());
+        match remote {
+            None => writeln!(out, "Initialized arch repository in {}", report.path)?,
+            Some(url) if report.created => writeln!(
+                out,
+                "Initialized arch repository in {} with its data in {url}",
+                report.path
+            )?,
+            Some(url) => writeln!(
+                out,
+                "Joined the arch repository in {url} from {}",
+                report.path
+            )?,
+        }
         writeln!(
             out,
             "{}",

@@ -26,6 +26,7 @@ pub mod output;
 pub mod progress_bar;
 pub mod put;
 pub mod receive;
+pub mod repo_info;
 pub mod rm;
 pub mod rows;
 pub mod send;

@@ -20,7 +20,7 @@ impl Progress for Bar {
 }
 
 /// A progress sink for `ctx`: a bar on a terminal, nothing otherwise.
-pub fn for_context(ctx: &Context, label: &str, total: Option<u64>) -> Box<dyn Progress> {
+pub fn for_context(ctx: &Context, label: &str, total: Option<u64>) -> Box<dyn Progress + Send> {
     if !ctx.show_progress {
         return Box::new(NoProgress);
     }

@@ -48,6 +48,8 @@ pub struct DuTotals {
     pub garbage_bytes: u64,
     /// logical / stored (referenced) bytes; zero blocks count as logical but not stored.
     pub dedup_ratio: f64,
+    /// Where the blocks and maps counted here live.
+    pub data: crate::repo::DataLocation,
 }
 
 /// Usage of the resources named (`names` empty: all, kept old object versions included).
@@ -89,7 +91,7 @@ fn du_in(
     let (loaded, bad) = load_maps(repo, ids.iter());
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {
-            path: repo.local_backend().map_path(id),
+            path: repo.backend().map_location(id),
             reason: format!("referenced map {id} is {why}; run `arch fsck`"),
         });
     }
@@ -180,6 +182,7 @@ fn du_in(
         } else {
             logical as f64 / referenced as f64
         },
+        data: repo.data_location(),
     })
 }
 

@@ -101,7 +101,7 @@ impl FsckReport {
 
 /// Checks the repository. Reads only, unless `opts.repair`.
 pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
-    let layout = crate::repo::layout::faults(repo.root());
+    let layout = crate::repo::layout::faults_with(repo.root(), repo.config().store.is_none());
     if !layout.is_empty() {
         // Paths under a linked directory lead outside the repository: report, touch nothing.
         let problems = layout

@@ -23,6 +23,7 @@ use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
 use crate::storage::ingest::io_threads;
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use crate::storage::s3::{BLOCKS, MAPS};
 use crate::storage::sweep::sweep;
 use serde::Serialize;
 
@@ -59,7 +60,7 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     let (loaded, bad) = load_maps(repo, maps.iter());
     if let Some((id, why)) = bad.first() {
         return Err(Error::Corrupt {
-            path: repo.local_backend().map_path(id),
+            path: repo.backend().map_location(id),
             reason: format!(
                 "referenced map {id} is {why}; gc cannot tell which blocks it needs (run `arch fsck`)"
             ),
@@ -76,21 +77,30 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     let threads = io_threads();
     let root = repo.root();
     let no_progress = crate::progress::NoProgress;
-    let swept = sweep(
-        &root.join(MAPS_DIR),
-        &|id| maps.contains(id),
-        dry_run,
-        threads,
-        &no_progress,
-    )?;
+    if let Some(s3) = repo.backend().as_s3() {
+        crate::repo::check_sole_store_user(repo, s3)?;
+    }
+    let swept = match repo.backend().as_s3() {
+        Some(s3) => s3.sweep(MAPS, &|id| maps.contains(id), dry_run, &no_progress)?,
+        None => sweep(
+            &root.join(MAPS_DIR),
+            &|id| maps.contains(id),
+            dry_run,
+            threads,
+            &no_progress,
+        )?,
+    };
     report.maps_freed = swept.removed;
-    let swept = sweep(
-        &root.join(BLOCKS_DIR),
-        &|h| live.contains(h),
-        dry_run,
-        threads,
-        progress,
-    )?;
+    let swept = match repo.backend().as_s3() {
+        Some(s3) => s3.sweep(BLOCKS, &|h| live.contains(h), dry_run, progress)?,
+        None => sweep(
+            &root.join(BLOCKS_DIR),
+            &|h| live.contains(h),
+            dry_run,
+            threads,
+            progress,
+        )?,
+    };
     report.blocks_kept = swept.kept;
     report.bytes_kept = swept.kept_bytes;
     report.blocks_freed = swept.removed;

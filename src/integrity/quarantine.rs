@@ -142,10 +142,14 @@ fn quarantine_corrupt(
             continue;
         };
         let path = match kind {
-            Kind::Block => repo.local_backend().block_path(&hash),
-            Kind::Map => repo.local_backend().map_path(&hash),
+            Kind::Block => repo.backend().block_location(&hash),
+            Kind::Map => repo.backend().map_location(&hash),
         };
-        match still_bad(repo, kind, &hash, &path) {
+        let bad = match repo.backend().as_s3() {
+            Some(_) => still_bad_remote(repo, kind, &hash),
+            None => still_bad(repo, kind, &hash, &path),
+        };
+        match bad {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -154,8 +158,10 @@ fn quarantine_corrupt(
                 continue;
             }
         }
-        let to = move_to_quarantine(repo, kind, &p.subject, &path)?;
-        let to = relative(repo, &to);
+        let to = match repo.backend().as_s3() {
+            Some(s3) => s3.quarantine(kind.dir(), &hash)?.display().to_string(),
+            None => relative(repo, &move_to_quarantine(repo, kind, &p.subject, &path)?),
+        };
         let needed = needed_by(db, &p.resources);
         p.message.push_str(&format!("; moved to {to}"));
         repaired.push(if needed.is_empty() {
@@ -205,6 +211,26 @@ fn still_bad(repo: &Repository, kind: Kind, hash: &BlockHash, path: &Path) -> Re
         Kind::Block => false,
         Kind::Map => BlockMap::decode(&bytes).is_err(),
     })
+}
+
+/// [`still_bad`] for an object store: the object read through the backend (a block longer
+/// than a block is judged by its length alone, never read).
+fn still_bad_remote(repo: &Repository, kind: Kind, hash: &BlockHash) -> Result<bool> {
+    match kind {
+        Kind::Block => {
+            let mut buf = vec![0u8; repo.block_size() as usize];
+            Ok(match repo.backend().read_block_into(hash, &mut buf)? {
+                None => false,
+                Some(n) if n > buf.len() => true,
+                Some(n) => BlockHash::of_bytes(&buf[..n]) != *hash,
+            })
+        }
+        Kind::Map => match repo.backend().read_map(hash) {
+            Ok(_) => Ok(false),
+            Err(crate::Error::Corrupt { .. }) => Ok(true),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// Renames `from` to `quarantine/<kind>s/<hex>` (`.1`, `.2` ... when that name is taken)
@@ -273,7 +299,28 @@ fn note_quarantined(
 ) -> Result<()> {
     let root = repo.root().join(QUARANTINE_DIR);
     let mut held = 0;
+    let mut place = format!("{QUARANTINE_DIR}/");
     for kind in [Kind::Block, Kind::Map] {
+        if let Some(s3) = repo.backend().as_s3() {
+            // Remote: the quarantine is `PREFIX/quarantine/<kind>s/<hex>.<unique>` in the store.
+            place = format!("{}/{QUARANTINE_DIR}/", s3.url());
+            let names: std::collections::HashSet<String> =
+                s3.quarantined(kind.dir())?.into_iter().collect();
+            held += names.len();
+            let missing = match kind {
+                Kind::Block => "missing_block",
+                Kind::Map => "missing_map",
+            };
+            for p in problems.iter_mut().filter(|p| p.kind == missing) {
+                if names.contains(&p.subject) {
+                    p.message.push_str(&format!(
+                        " (quarantined as corrupt in {place}{}/: put the original data again to restore it)",
+                        kind.dir()
+                    ));
+                }
+            }
+            continue;
+        }
         let dir = root.join(kind.dir());
         let missing = match kind {
             Kind::Block => "missing_block",
@@ -306,7 +353,7 @@ fn note_quarantined(
     }
     if held > 0 {
         warnings.push(format!(
-            "{QUARANTINE_DIR}/ holds {held} corrupt file(s) moved aside by `arch fsck --repair`; gc keeps them: delete them when you no longer need them"
+            "{place} holds {held} corrupt file(s) moved aside by `arch fsck --repair`; gc keeps them: delete them when you no longer need them"
         ));
     }
     Ok(())

@@ -26,6 +26,10 @@ pub struct Config {
     /// password); None for the local `meta/catalog.db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<String>,
+    /// Where blocks and maps live when not in this directory: `s3://BUCKET[/PREFIX]`
+    /// (credentials never: they come from AWS_* or ~/.aws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl Config {
@@ -41,6 +45,7 @@ impl Config {
             block_size,
             hash: HASH_ALGORITHM.into(),
             catalog: None,
+            store: None,
         })
     }
 
@@ -108,6 +113,12 @@ impl Config {
                 reason: format!("catalog: {e}"),
             })?;
         }
+        if let Some(url) = &config.store {
+            crate::storage::s3::StoreUrl::parse(url).map_err(|e| Error::Corrupt {
+                path: root.join("arch.toml"),
+                reason: format!("store: {e}"),
+            })?;
+        }
         Ok(config)
     }
 }
@@ -132,6 +143,16 @@ mod tests {
         c.catalog = Some("postgres://u:pw@h/db".into());
         let err = Config::parse(Path::new("/r"), &c.to_toml()).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn store_round_trips_and_a_local_config_has_no_store_key() {
+        let mut c = Config::new(DEFAULT_BLOCK_SIZE).unwrap();
+        assert!(!c.to_toml().contains("store"));
+        c.store = Some("s3://arch-data/team".into());
+        assert_eq!(Config::parse(Path::new("/r"), &c.to_toml()).unwrap(), c);
+        c.store = Some("s3://key:secret@arch-data".into());
+        assert!(Config::parse(Path::new("/r"), &c.to_toml()).is_err());
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub fn not_a_directory(path: &Path, optional: bool) -> Option<String> {
 /// Every directory of the layout of the repository at `root` that is not a real directory.
 /// Costs one `lstat` per directory (about 520).
 pub fn faults(root: &Path) -> Vec<LayoutFault> {
+    faults_with(root, true)
+}
+
+/// [`faults`]; `local_store` false for a repository whose blocks and maps are in an object
+/// store: its `blocks/` and `maps/` are not part of the layout.
+pub fn faults_with(root: &Path, local_store: bool) -> Vec<LayoutFault> {
     let mut out = Vec::new();
     let mut check = |rel: &str, optional: bool| {
         let path = root.join(rel);
@@ -71,12 +77,14 @@ pub fn faults(root: &Path) -> Vec<LayoutFault> {
         }
     };
     for rel in REQUIRED {
-        check(rel, false);
+        if local_store || ![BLOCKS_DIR, MAPS_DIR].contains(rel) {
+            check(rel, false);
+        }
     }
     for rel in OPTIONAL {
         check(rel, true);
     }
-    for top in [BLOCKS_DIR, MAPS_DIR] {
+    for top in [BLOCKS_DIR, MAPS_DIR].into_iter().filter(|_| local_store) {
         for shard in 0..=255u8 {
             check(&format!("{top}/{shard:02x}"), false);
         }

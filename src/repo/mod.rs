@@ -13,6 +13,8 @@ mod locate;
 pub mod lock;
 mod migrate;
 pub mod records;
+mod remote;
+pub use remote::{DataLocation, check_sole_store_user};
 
 use crate::error::{Error, Result};
 use crate::storage::Backend;
@@ -49,7 +51,8 @@ pub struct Repository {
     root: PathBuf,
     config: Config,
     modes: Modes,
-    backend: LocalBackend,
+    /// The local directory's `blocks/`+`maps/`, or the object store named by `store`.
+    backend: Box<dyn Backend>,
     /// The catalog on PostgreSQL (from `arch.toml`); None for `meta/catalog.db`. Its
     /// advisory locks replace the files of `locks/` for the locks every host must see.
     catalog_url: Option<db::pg::CatalogUrl>,
@@ -74,20 +77,26 @@ impl Repository {
     /// [`Repository::init`], shared with `group` when given: the tree belongs to the group,
     /// directories are setgid 2770 and files 0660 (see docs/FORMAT.md, Permissions).
     pub fn init_shared(dir: &Path, block_size: u64, group: Option<&Group>) -> Result<Repository> {
-        Repository::init_with_catalog(dir, block_size, group, None)
+        Repository::init_with(dir, block_size, group, None, None).map(|(repo, _)| repo)
     }
 
-    /// [`Repository::init_shared`] with the catalog on PostgreSQL at `catalog` when given
-    /// (`postgres://USER@HOST[:PORT]/DB[?schema=NAME]`): the catalog is created there, or
-    /// joined when another host created it already (same block size required), before
-    /// anything is written to `dir`.
-    pub fn init_with_catalog(
+    /// [`Repository::init_shared`], with blocks and maps in the object store `store`
+    /// (`s3://BUCKET[/PREFIX]`) and the catalog on PostgreSQL at `catalog`
+    /// (`postgres://USER@HOST[:PORT]/DB[?schema=NAME]`) when given: the repository there is
+    /// created, or joined when it exists (same block size, same store). DIR then holds no
+    /// `blocks/` nor `maps/` (with a store) and no `meta/catalog.db` (with a catalog).
+    /// Returns the repository and whether it was created (false: joined).
+    pub fn init_with(
         dir: &Path,
         block_size: u64,
         group: Option<&Group>,
+        store: Option<&str>,
         catalog: Option<&str>,
-    ) -> Result<Repository> {
+    ) -> Result<(Repository, bool)> {
         let mut config = Config::new(block_size)?;
+        if let Some(url) = store {
+            config.store = Some(crate::storage::s3::StoreUrl::parse(url)?.to_string());
+        }
         let catalog_url = catalog.map(db::pg::CatalogUrl::parse).transpose()?;
         config.catalog = catalog_url.as_ref().map(|u| u.to_string());
         if let Some(g) = group {
@@ -103,25 +112,40 @@ impl Repository {
                 path: dir.to_path_buf(),
             });
         }
-        if let Some(url) = &catalog_url {
-            db::pg::create_or_join(url, &config, None)?;
-        }
-        match fs::read_dir(dir) {
+        let missing = match fs::read_dir(dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() && !is_leftover_skeleton(dir) {
                     return Err(Error::DirectoryNotEmpty {
                         path: dir.to_path_buf(),
                     });
                 }
+                false
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent)
-                        .map_err(|e| Error::io("create directory", parent, e))?;
-                }
-                fs::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => true,
             Err(e) => return Err(Error::io("read directory", dir, e)),
+        };
+        // The store's repository first: a store that cannot be reached, or refuses (missing
+        // bucket, credentials, another block size), leaves DIR untouched. A failure after this
+        // leaves a store repository that a retry joins.
+        let remote = match config.store {
+            Some(_) => Some(remote::create_or_join(&config)?),
+            None => None,
+        };
+        // Then the catalog, which names the store: a host joining with another store (or
+        // block size) is refused here, before DIR is touched.
+        let catalog_created = match &catalog_url {
+            Some(url) => Some(db::pg::create_or_join(
+                url,
+                &config,
+                config.store.as_deref(),
+            )?),
+            None => None,
+        };
+        if missing {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+            }
+            fs::create_dir(dir).map_err(|e| Error::io("create directory", dir, e))?;
         }
         // The root's mode decides the modes of everything below (setgid = shared), so it is
         // set first and explicitly: a directory made inside a setgid parent inherits the bit.
@@ -129,17 +153,33 @@ impl Repository {
             g.chown(dir)?;
         }
         set_mode(dir, modes.dir())?;
-        LocalBackend::create_layout(dir)?;
+        let tmp = dir.join(TMP_DIR);
+        let local_dirs: &[&str] = if config.store.is_some() {
+            create_dir(&tmp, modes)?;
+            &[META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR]
+        } else {
+            LocalBackend::create_layout(dir)?;
+            &["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR]
+        };
         for sub in [META_DIR, LOCKS_DIR, VOLUMES_DIR] {
             create_dir(&dir.join(sub), modes)?;
         }
-        let tmp = dir.join(TMP_DIR);
         if catalog_url.is_none() {
             migrate::install_db(dir, &Catalog::default(), config.block_size as u32, modes)?;
         }
-        for sub in ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR] {
+        for sub in local_dirs {
             sync_dir(&dir.join(sub))?;
         }
+        // Registered before the local marker: an init that fails here leaves a skeleton that
+        // a retry reuses.
+        let created = match &remote {
+            Some((backend, created)) => {
+                remote::register_member(backend, dir, modes)?;
+                *created
+            }
+            None => true,
+        };
+        let created = catalog_created.unwrap_or(created);
         // Last: the marker that makes the directory a repository.
         atomic_write_mode(
             &tmp,
@@ -147,7 +187,7 @@ impl Repository {
             config.to_toml().as_bytes(),
             modes.sealed(),
         )?;
-        Repository::open(dir)
+        Ok((Repository::open(dir)?, created))
     }
 
     /// Opens the repository rooted at `root`.
@@ -156,7 +196,7 @@ impl Repository {
     /// [`layout`]); `arch fsck` opens with [`Repository::open_for_check`] to report it.
     pub fn open(root: &Path) -> Result<Repository> {
         let repo = Repository::open_for_check(root)?;
-        let faults = layout::faults(root);
+        let faults = layout::faults_with(root, repo.config.store.is_none());
         if let Some(first) = faults.first() {
             let more = match faults.len() {
                 1 => String::new(),
@@ -198,11 +238,15 @@ impl Repository {
         if fs::symlink_metadata(&locks).is_err() {
             create_dir(&locks, modes)?;
         }
+        let backend: Box<dyn Backend> = match config.store {
+            Some(_) => Box::new(remote::open(root, &config)?),
+            None => Box::new(LocalBackend::new(root)),
+        };
         Ok(Repository {
             root: root.to_path_buf(),
             config,
             modes,
-            backend: LocalBackend::new(root),
+            backend,
             catalog_url,
         })
     }
@@ -263,12 +307,26 @@ impl Repository {
 
     /// The block and map store.
     pub fn backend(&self) -> &dyn Backend {
-        &self.backend
+        self.backend.as_ref()
     }
 
-    /// The local backend (paths of blocks and maps, for integrity checks).
-    pub fn local_backend(&self) -> &LocalBackend {
-        &self.backend
+    /// Where blocks and maps live: this directory or the object store.
+    pub fn data_location(&self) -> remote::DataLocation {
+        match self.backend.as_s3() {
+            Some(s3) => remote::DataLocation {
+                kind: "s3",
+                location: s3.url().to_string(),
+                endpoint: Some(s3.endpoint().to_string()),
+            },
+            None => remote::DataLocation {
+                kind: "local",
+                location: fs::canonicalize(&self.root)
+                    .unwrap_or_else(|_| self.root.clone())
+                    .display()
+                    .to_string(),
+                endpoint: None,
+            },
+        }
     }
 
     /// Directory for temporary files (same filesystem as the store).

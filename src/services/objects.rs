@@ -299,7 +299,7 @@ pub fn load_map(repo: &Repository, full: &str, rec: &ObjectRecord) -> Result<Blo
     match mismatch {
         None => Ok(map),
         Some(what) => Err(Error::Corrupt {
-            path: repo.local_backend().map_path(&rec.map),
+            path: repo.backend().map_location(&rec.map),
             reason: format!(
                 "map {} of {full} does not match its record ({what})",
                 rec.map
@@ -311,7 +311,7 @@ pub fn load_map(repo: &Repository, full: &str, rec: &ObjectRecord) -> Result<Blo
 /// Reads a map that `resource` references; a missing map is repository damage.
 pub fn read_map_of(repo: &Repository, resource: &str, id: &MapId) -> Result<BlockMap> {
     repo.backend().read_map(id)?.ok_or_else(|| Error::Corrupt {
-        path: repo.local_backend().map_path(id),
+        path: repo.backend().map_location(id),
         reason: format!("map of {resource} is missing"),
     })
 }

@@ -6,6 +6,7 @@
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
 use crate::error::Result;
+use std::path::PathBuf;
 
 /// A store of content-addressed blocks and maps.
 ///
@@ -61,6 +62,19 @@ pub trait Backend: Send + Sync {
     /// long-running reader (`arch serve`) verify a block's hash once per stored copy.
     fn block_version(&self, _hash: &BlockHash) -> Result<Option<BlockVersion>> {
         Ok(None)
+    }
+
+    /// Where a block is stored (a file path, or `s3://BUCKET/KEY`), for messages.
+    fn block_location(&self, hash: &BlockHash) -> PathBuf;
+    /// Where a map is stored, for messages.
+    fn map_location(&self, id: &MapId) -> PathBuf;
+    /// This backend as the local directory, when it is one (quarantine and layout checks).
+    fn as_local(&self) -> Option<&super::local::LocalBackend> {
+        None
+    }
+    /// This backend as an object store, when it is one.
+    fn as_s3(&self) -> Option<&super::s3::S3Backend> {
+        None
     }
 }
 

@@ -71,6 +71,12 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     fn has_block(&self, hash: &BlockHash) -> Result<bool> {
         self.inner.has_block(hash)
     }
+    fn block_location(&self, hash: &BlockHash) -> std::path::PathBuf {
+        self.inner.block_location(hash)
+    }
+    fn map_location(&self, id: &MapId) -> std::path::PathBuf {
+        self.inner.map_location(id)
+    }
     fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool> {
         self.inner.read_block(hash, buf)
     }

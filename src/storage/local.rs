@@ -265,6 +265,18 @@ impl Backend for LocalBackend {
     fn for_each_map(&self, f: &mut dyn FnMut(MapId) -> Result<()>) -> Result<()> {
         for_each_hash_file(&self.root.join(MAPS_DIR), &mut |id, _| f(id))
     }
+
+    fn block_location(&self, hash: &BlockHash) -> PathBuf {
+        self.block_path(hash)
+    }
+
+    fn map_location(&self, id: &MapId) -> PathBuf {
+        self.map_path(id)
+    }
+
+    fn as_local(&self) -> Option<&LocalBackend> {
+        Some(self)
+    }
 }
 
 /// A batch staged in `tmp/batch-<pid>-<uuid>/`. Commit order: syncfs (staged data durable),

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod local;
 pub mod map;
 mod roundtrip;
+pub mod s3;
 pub mod sweep;
 
 pub use backend::{Backend, BlockBatch};

@@ -62,6 +62,12 @@ fn every_command_prints_json_that_matches_its_schema() {
     let folders = ok(&c, &r, "ls", &["ls", "images", "--delimiter", "/"]);
     assert_eq!(folders["objects"][1]["subdir"], "images/dir/", "{folders}");
     let info = ok(&c, &r, "info", &["info", "images/a.raw"]);
+    let here = ok(&c, &r, "info-repo", &["info"]);
+    let kind = match std::env::var_os("ARCH_TEST_STORE") {
+        Some(_) => "s3",
+        None => "local",
+    };
+    assert_eq!(here["data"]["kind"], kind, "{here}");
     assert!(info["image"].is_null());
     ok(
         &c,

@@ -511,7 +511,7 @@ pub fn load_base_map(
     match mismatch {
         None => Ok(map),
         Some(what) => Err(Error::Corrupt {
-            path: repo.local_backend().map_path(&rec.base_map),
+            path: repo.backend().map_location(&rec.base_map),
             reason: format!(
                 "base map {} of volume {name} does not fit its record ({what})",
                 rec.base_map

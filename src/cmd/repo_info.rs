@@ -1,0 +1,63 @@
+//! `arch info` without NAME: the repository itself: its directory, format, block size, and where
+//! its blocks, maps and catalog live (never credentials).
+
+use super::output::{emit, key_values};
+use super::{Context, Status};
+use crate::repo::{CATALOG_DB, DataLocation, Repository};
+use crate::units::format_size;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Report {
+    path: String,
+    format: u32,
+    block_size: u64,
+    hash: String,
+    /// Where blocks and maps live.
+    data: DataLocation,
+    /// `sqlite` or `postgres`.
+    catalog_engine: &'static str,
+    /// Where the catalog lives: `meta/catalog.db` under `path`, or the PostgreSQL URL (no
+    /// credentials).
+    catalog: String,
+}
+
+/// Where the catalog of `repo` lives: (engine, location).
+pub fn catalog_location(repo: &Repository) -> (&'static str, String) {
+    match repo.catalog_url() {
+        Some(url) => ("postgres", url.to_string()),
+        None => ("sqlite", repo.root().join(CATALOG_DB).display().to_string()),
+    }
+}
+
+pub fn run(ctx: &Context) -> anyhow::Result<Status> {
+    let repo = ctx.repo()?;
+    // Opening the catalog checks that it is reachable and is this repository's.
+    drop(repo.catalog()?);
+    let (catalog_engine, catalog) = catalog_location(&repo);
+    let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
+    let report = Report {
+        path: root.display().to_string(),
+        format: repo.config().format,
+        block_size: repo.config().block_size,
+        hash: repo.config().hash.clone(),
+        data: repo.data_location(),
+        catalog_engine,
+        catalog,
+    };
+    emit(ctx, &report, |out| {
+        writeln!(
+            out,
+            "{}",
+            key_values(&[
+                ("repository", report.path.clone()),
+                ("format", report.format.to_string()),
+                ("block size", format_size(report.block_size)),
+                ("hash", report.hash.clone()),
+                ("data", report.data.to_string()),
+                ("catalog", report.catalog.clone()),
+            ])
+        )
+    })?;
+    Ok(Status::Ok)
+}

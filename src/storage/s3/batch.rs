@@ -1,0 +1,118 @@
+//! A batch of block uploads to the object store: each staged block is PUT (create-only) in
+//! the background, at most [`IN_FLIGHT`] at once (so at most that many blocks in memory);
+//! commit waits for all of them and fails whole when one failed.
+//!
+//! Visibility differs from the local batch: an uploaded block is visible at once, before
+//! commit. That is safe because nothing names it yet: the catalog names blocks only after
+//! commit returned, so an upload left by a failed batch is unreferenced garbage (gc removes
+//! it), exactly as the blocks a crash leaves during a local batch's renames.
+
+use super::Shared;
+use crate::error::{Error, Result};
+use crate::storage::backend::BlockBatch;
+use crate::storage::hash::BlockHash;
+use object_store::path::Path as StorePath;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// Uploads in flight per batch: enough to fill a link to a nearby store with 4 MiB blocks,
+/// few enough to bound memory (16 blocks of at most 64 MiB).
+pub const IN_FLIGHT: usize = 16;
+
+pub(super) struct S3Batch {
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    dir: StorePath,
+    permits: Arc<Semaphore>,
+    staged: Mutex<HashSet<BlockHash>>,
+    tasks: Mutex<Vec<JoinHandle<Result<bool>>>>,
+}
+
+impl S3Batch {
+    pub(super) fn new(shared: Arc<Shared>, runtime: Arc<Runtime>, dir: StorePath) -> S3Batch {
+        S3Batch {
+            shared,
+            runtime,
+            dir,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            staged: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The first error among the uploads that already finished (so a dead store stops a
+    /// long put early instead of at commit).
+    fn finished_error(&self) -> Result<()> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let mut i = 0;
+        while i < tasks.len() {
+            if tasks[i].is_finished() {
+                let task = tasks.swap_remove(i);
+                self.runtime.block_on(joined(task))?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn joined(task: JoinHandle<Result<bool>>) -> Result<bool> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::invalid(format!("block upload task failed: {e}"))),
+    }
+}
+
+impl BlockBatch for S3Batch {
+    fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool> {
+        if !self.staged.lock().unwrap().insert(*hash) {
+            return Ok(false);
+        }
+        self.finished_error()?;
+        let key = self.dir.clone().join(hash.to_hex());
+        // Already stored (by this host or another): nothing is sent but a HEAD.
+        if self.runtime.block_on(self.shared.head_len(&key))?.is_some() {
+            return Ok(false);
+        }
+        let permit = self
+            .runtime
+            .block_on(self.permits.clone().acquire_owned())
+            .expect("the semaphore is never closed");
+        let bytes = bytes::Bytes::copy_from_slice(stored);
+        let shared = self.shared.clone();
+        let task = self.runtime.spawn(async move {
+            let _permit = permit;
+            shared.create(&key, bytes, true).await
+        });
+        self.tasks.lock().unwrap().push(task);
+        Ok(true)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        // Wait for every upload, even after a failure: none may still run once we return.
+        let mut first = None;
+        for task in tasks {
+            if let Err(e) = self.runtime.block_on(joined(task)) {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for S3Batch {
+    fn drop(&mut self) {
+        // Abandoned: stop the uploads still running (what finished is unreferenced garbage).
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
