@@ -19,7 +19,7 @@ pub struct FileLock {
 #[derive(Debug)]
 enum Held {
     File(#[allow(dead_code)] File),
-    Catalog(#[allow(dead_code)] crate::repo::db::pg::advisory::SessionLock),
+    Catalog(#[allow(dead_code)] Box<crate::repo::db::pg::advisory::SessionLock>),
 }
 
 impl FileLock {
@@ -32,7 +32,7 @@ impl FileLock {
     /// A held PostgreSQL session advisory lock.
     pub fn catalog(lock: crate::repo::db::pg::advisory::SessionLock) -> FileLock {
         FileLock {
-            _held: Held::Catalog(lock),
+            _held: Held::Catalog(Box::new(lock)),
         }
     }
 }

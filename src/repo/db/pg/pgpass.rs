@@ -27,7 +27,7 @@ pub fn from_file(
     dbname: &str,
     user: &str,
 ) -> Option<String> {
-    let meta = std::fs::metadata(&file).ok()?;
+    let meta = std::fs::metadata(file).ok()?;
     if !meta.is_file() {
         return None;
     }
