@@ -113,6 +113,12 @@ pub enum Error {
         "not a valid arch stream: {reason}; nothing was received (the repository is as it was). Send it again, or check what produced it"
     )]
     BadStream { reason: String },
+    /// A request to a remote store (volume private blocks in an object store) failed after
+    /// the store client's retries.
+    #[error(
+        "{what}: {reason}; check that the store is reachable (AWS_ENDPOINT_URL) and that the credentials (AWS_* variables or ~/.aws) are valid, then run the command again"
+    )]
+    Remote { what: String, reason: String },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -178,6 +184,7 @@ impl Error {
             Error::InTask { source, .. } => source.kind(),
             Error::PartialWrite { .. } => "partial_write",
             Error::BadStream { .. } => "bad_stream",
+            Error::Remote { .. } => "remote",
         }
     }
 }
