@@ -372,7 +372,6 @@ mod tests {
     use crate::services::volumes::private::local::LocalEpoch;
     use crate::storage::local::LocalBackend;
 
-
     /// Blocks of 4 KiB over an all-zero base in a temp directory: `(dir, backend)`.
     fn scratch() -> (tempfile::TempDir, LocalBackend) {
         let dir = tempfile::tempdir().unwrap();

@@ -68,20 +68,45 @@ fn memory_store() -> ObjectPrivate {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { index: u64, within: u64, data: Vec<u8> },
-    Write { index: u64, offset: u64, data: Vec<u8> },
-    Remove { index: u64 },
-    Read { index: u64, offset: u64, len: u64 },
+    Create {
+        index: u64,
+        within: u64,
+        data: Vec<u8>,
+    },
+    Write {
+        index: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Remove {
+        index: u64,
+    },
+    Read {
+        index: u64,
+        offset: u64,
+        len: u64,
+    },
     Flush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let data = |max: u64| proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>()], 0..max as usize);
+    let data =
+        |max: u64| proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>()], 0..max as usize);
     prop_oneof![
-        (0..6u64, 0..BS).prop_flat_map(move |(index, within)| data(BS - within + 1)
-            .prop_map(move |data| Op::Create { index, within, data })),
-        (0..6u64, 0..BS).prop_flat_map(move |(index, offset)| data(BS - offset + 1)
-            .prop_map(move |data| Op::Write { index, offset, data })),
+        (0..6u64, 0..BS).prop_flat_map(move |(index, within)| data(BS - within + 1).prop_map(
+            move |data| Op::Create {
+                index,
+                within,
+                data
+            }
+        )),
+        (0..6u64, 0..BS).prop_flat_map(move |(index, offset)| data(BS - offset + 1).prop_map(
+            move |data| Op::Write {
+                index,
+                offset,
+                data
+            }
+        )),
         (0..6u64).prop_map(|index| Op::Remove { index }),
         (0..6u64, 0..BS).prop_flat_map(|(index, offset)| (0..=BS - offset)
             .prop_map(move |len| Op::Read { index, offset, len })),
@@ -95,19 +120,31 @@ fn agree(epochs: &[(&str, &dyn PrivateEpoch)], ops: &[Op]) -> Result<(), TestCas
     let mut model: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
     for op in ops {
         match op {
-            Op::Create { index, within, data } => {
+            Op::Create {
+                index,
+                within,
+                data,
+            } => {
                 let mut b = vec![0u8; BS as usize];
                 b[*within as usize..*within as usize + data.len()].copy_from_slice(data);
                 model.insert(*index, b);
                 for (name, e) in epochs {
-                    e.create(*index, *within, data).map_err(|e| fail(name, op, e))?;
+                    e.create(*index, *within, data)
+                        .map_err(|e| fail(name, op, e))?;
                 }
             }
-            Op::Write { index, offset, data } => {
-                let Some(b) = model.get_mut(index) else { continue };
+            Op::Write {
+                index,
+                offset,
+                data,
+            } => {
+                let Some(b) = model.get_mut(index) else {
+                    continue;
+                };
                 b[*offset as usize..*offset as usize + data.len()].copy_from_slice(data);
                 for (name, e) in epochs {
-                    e.write_in_place(*index, *offset, data).map_err(|e| fail(name, op, e))?;
+                    e.write_in_place(*index, *offset, data)
+                        .map_err(|e| fail(name, op, e))?;
                 }
             }
             Op::Remove { index } => {
@@ -122,7 +159,8 @@ fn agree(epochs: &[(&str, &dyn PrivateEpoch)], ops: &[Op]) -> Result<(), TestCas
                     prop_assert_eq!(has, model.contains_key(index), "{} {:?}", name, op);
                     if let Some(b) = model.get(index) {
                         let mut buf = vec![0xAAu8; *len as usize];
-                        e.read_at(*index, *offset, &mut buf).map_err(|e| fail(name, op, e))?;
+                        e.read_at(*index, *offset, &mut buf)
+                            .map_err(|e| fail(name, op, e))?;
                         let want = &b[*offset as usize..(*offset + *len) as usize];
                         prop_assert_eq!(&buf[..], want, "{} {:?}", name, op);
                     }
@@ -262,16 +300,40 @@ fn rmw_cost() {
         let mut back = vec![0u8; 4096];
         e.read_at(0, offsets[3], &mut back).unwrap();
         assert_eq!(back, page, "{name}");
-        println!("{name:<42} {:>10.2?} per write {:>10} bytes moved per write", per, bytes);
+        println!(
+            "{name:<42} {:>10.2?} per write {:>10} bytes to/from the store per write",
+            per, bytes
+        );
     };
-    let local = LocalEpoch::new(dir.path().join("e"), dir.path().join("tmp"), BLOCK, "t".into());
+    let local = LocalEpoch::new(
+        dir.path().join("e"),
+        dir.path().join("tmp"),
+        BLOCK,
+        "t".into(),
+    );
     report("local (pwrite + fdatasync each)", &local, true);
     let object = store.open_epoch(ID, 1, BLOCK, "t").unwrap();
     report("object (GET+PUT of the block each)", object.as_ref(), true);
     let tmp = dir.path().join("tmp");
-    let wb = WriteBack::new(store.open_epoch(ID, 2, BLOCK, "t").unwrap(), &tmp, BLOCK, 64).unwrap();
+    let wb = WriteBack::new(
+        store.open_epoch(ID, 2, BLOCK, "t").unwrap(),
+        &tmp,
+        BLOCK,
+        64,
+    )
+    .unwrap();
     report("write-back, flush (FUA) after each write", &wb, true);
-    let wb = WriteBack::new(store.open_epoch(ID, 3, BLOCK, "t").unwrap(), &tmp, BLOCK, 64).unwrap();
-    report(&format!("write-back, one flush per {WRITES} writes"), &wb, false);
+    let wb = WriteBack::new(
+        store.open_epoch(ID, 3, BLOCK, "t").unwrap(),
+        &tmp,
+        BLOCK,
+        64,
+    )
+    .unwrap();
+    report(
+        &format!("write-back, one flush per {WRITES} writes"),
+        &wb,
+        false,
+    );
     store.remove_volume(ID).unwrap();
 }

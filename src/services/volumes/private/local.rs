@@ -6,9 +6,7 @@
 use super::{PrivateEpoch, PrivateStore};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::services::volumes::blockio::{
-    list_private, read_exact_at, write_nonzero_pages,
-};
+use crate::services::volumes::blockio::{list_private, read_exact_at, write_nonzero_pages};
 use crate::storage::fsutil;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -270,7 +268,10 @@ impl PrivateEpoch for LocalEpoch {
     fn is_hole(&self, index: u64) -> Result<bool> {
         use std::os::unix::fs::MetadataExt;
         let p = self.path(index);
-        Ok(fs::metadata(&p).map_err(|e| Error::io("stat", &p, e))?.blocks() == 0)
+        Ok(fs::metadata(&p)
+            .map_err(|e| Error::io("stat", &p, e))?
+            .blocks()
+            == 0)
     }
 
     fn flush(&self) -> Result<()> {
@@ -344,7 +345,10 @@ mod tests {
         assert_eq!(&bytes[100..110], &[9; 10]);
         assert!(bytes[..100].iter().chain(&bytes[110..]).all(|&b| b == 0));
         // An all-zero creation is a block of holes, which reads as a hole.
-        assert_eq!(fs::metadata(dir.path().join("epoch/5")).unwrap().blocks(), 0);
+        assert_eq!(
+            fs::metadata(dir.path().join("epoch/5")).unwrap().blocks(),
+            0
+        );
         assert!(e.is_hole(5).unwrap() && !e.is_hole(3).unwrap());
         assert_eq!(e.indexes().unwrap().into_iter().collect::<Vec<_>>(), [3, 5]);
         // Replacing a block written in place drops its kept descriptor: the new file counts.

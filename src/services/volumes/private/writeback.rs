@@ -69,6 +69,7 @@ pub struct WriteBack {
     dir: PathBuf,
     block_size: u64,
     limit: usize,
+    modes: fsutil::Modes,
     cache: Mutex<Cache>,
 }
 
@@ -90,12 +91,14 @@ impl WriteBack {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
-        fsutil::create_dir_all(&dir, fsutil::Modes::of_dir(tmp_dir))?;
+        let modes = fsutil::Modes::of_dir(tmp_dir);
+        fsutil::create_dir_all(&dir, modes)?;
         Ok(WriteBack {
             inner,
             dir,
             block_size,
             limit: limit.max(1),
+            modes,
             cache: Mutex::new(Cache::default()),
         })
     }
@@ -245,7 +248,10 @@ impl WriteBack {
     /// Replaces the local copy of block `index` with a zero block holding `data` at `within`.
     fn write_local(&self, index: u64, within: u64, data: &[u8]) -> Result<()> {
         let tmp = self.dir.join(format!("{index}.new"));
-        let f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        // Left by a failed write of this block (its entry lock is held: no one else writes it).
+        let _ = fs::remove_file(&tmp);
+        let f = fsutil::create_file(&tmp, self.modes.file())
+            .map_err(|e| Error::io("create", &tmp, e))?;
         f.set_len(self.block_size)
             .map_err(|e| Error::io("size", &tmp, e))?;
         write_nonzero_pages(&f, data, within).map_err(|e| Error::io("write", &tmp, e))?;
@@ -315,6 +321,10 @@ impl PrivateEpoch for WriteBack {
     }
 
     fn remove(&self, index: u64) -> Result<()> {
+        if self.lookup(index).is_none() && !self.inner.contains(index)? {
+            // Neither here nor in the store: nothing to remember (a TRIM of zero blocks).
+            return Ok(());
+        }
         self.with_entry(index, |e| {
             match fs::remove_file(self.path(index)) {
                 Err(err) if err.kind() != ErrorKind::NotFound => {
