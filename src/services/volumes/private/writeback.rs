@@ -480,6 +480,46 @@ mod tests {
     }
 
     #[test]
+    fn writers_flushes_and_evictions_together_lose_nothing() {
+        let (dir, wb) = cache(3);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let wb = &wb;
+                s.spawn(move || {
+                    // Each thread owns blocks t, t + 4 (as the volume's stripes would).
+                    for round in 0..30u8 {
+                        let index = t + 4 * (round as u64 % 2);
+                        if round < 2 {
+                            wb.create(index, 0, &[0; 16]).unwrap();
+                        }
+                        wb.write_in_place(index, round as u64 % 16, &[round + 1])
+                            .unwrap();
+                    }
+                });
+            }
+            let wb = &wb;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    wb.flush().unwrap();
+                }
+            });
+        });
+        wb.flush().unwrap();
+        drop(wb);
+        // Block t + 4 * k got rounds r with r % 2 == k, each byte r % 16 = r + 1, last wins.
+        for t in 0..4u64 {
+            for k in 0..2u64 {
+                let got = fs::read(dir.path().join(format!("store/{}", t + 4 * k))).unwrap();
+                let mut want = vec![0u8; 16];
+                for round in (0..30u8).filter(|r| *r as u64 % 2 == k) {
+                    want[round as usize % 16] = round + 1;
+                }
+                assert_eq!(&got[..16], &want[..], "block {}", t + 4 * k);
+            }
+        }
+    }
+
+    #[test]
     fn unflushed_writes_are_dropped_with_the_cache_and_leave_the_store_as_flushed() {
         let (dir, wb) = cache(8);
         wb.create(0, 0, &[1]).unwrap();
