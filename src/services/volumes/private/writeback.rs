@@ -510,7 +510,7 @@ mod tests {
         for t in 0..4u64 {
             for k in 0..2u64 {
                 let got = fs::read(dir.path().join(format!("store/{}", t + 4 * k))).unwrap();
-                let mut want = vec![0u8; 16];
+                let mut want = [0u8; 16];
                 for round in (0..30u8).filter(|r| *r as u64 % 2 == k) {
                     want[round as usize % 16] = round + 1;
                 }
