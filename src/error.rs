@@ -129,6 +129,12 @@ pub enum Error {
         what: String,
         fix: String,
     },
+    /// A request to a remote store (volume private blocks in an object store) failed after
+    /// the store client's retries.
+    #[error(
+        "{what}: {reason}; check that the store is reachable (AWS_ENDPOINT_URL) and that the credentials (AWS_* variables or ~/.aws) are valid, then run the command again"
+    )]
+    Remote { what: String, reason: String },
     /// An error inside a named step (a customization task), which it names first.
     #[error("{task}: {source}")]
     InTask { task: String, source: Box<Error> },
@@ -196,6 +202,7 @@ impl Error {
             Error::BadStream { .. } => "bad_stream",
             Error::Catalog { .. } => "remote",
             Error::Store { .. } => "remote",
+            Error::Remote { .. } => "remote",
         }
     }
 }

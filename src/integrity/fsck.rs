@@ -354,18 +354,16 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
     if opts.read_data {
         for (name, private) in &volumes.private {
             let rec = &check.sound.volumes[name];
-            let dir = crate::services::volumes::epoch_dir(repo, rec)?;
+            let bs = rec.block_size as usize;
+            let epoch = repo
+                .private_store()
+                .open_epoch(&rec.id, rec.epoch, bs as u64, name)?;
             let mut buf = Vec::new();
-            for i in &private.indexes {
-                let path = dir.join(i.to_string());
-                if let Err(e) = crate::services::volumes::blockio::read_private(
-                    &path,
-                    rec.block_size as usize,
-                    &mut buf,
-                ) {
+            for &i in &private.indexes {
+                if let Err(e) = epoch.read_block(i, bs, &mut buf) {
                     problems.push(Problem {
                         kind: "unreadable_private_block".into(),
-                        subject: path.display().to_string(),
+                        subject: epoch.location(i).display().to_string(),
                         resources: vec![format!("volume:{name}")],
                         message: format!("volume {name}: {e}"),
                     });

@@ -334,6 +334,12 @@ impl Repository {
         self.root.join(TMP_DIR)
     }
 
+    /// Where the private blocks of this repository's volumes live (see
+    /// `services::volumes::private`; the wiring point for a remote store is there).
+    pub fn private_store(&self) -> Box<dyn crate::services::volumes::private::PrivateStore + '_> {
+        crate::services::volumes::private::for_repository(self)
+    }
+
     /// The private directory of volume `id` (holding one sub-directory per epoch). Refused
     /// unless `id` is a uuid, so no id read from a damaged catalog can name a path outside
     /// `volumes/` (the catalog is checked on read too; this is the second line).

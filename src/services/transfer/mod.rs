@@ -197,7 +197,7 @@ pub fn private_hashes(vol: &volumes::OpenVolume<'_>) -> Result<BTreeMap<u64, Blo
     let mut out = BTreeMap::new();
     for index in vol.live_private()? {
         crate::interrupt::check()?;
-        volumes::blockio::read_private(&vol.blocks.private_path(index), bs as usize, &mut buf)?;
+        vol.blocks.read_private(index, &mut buf)?;
         let len = (vol.record.size - index * bs).min(bs) as usize;
         out.insert(index, BlockHash::of_block(&buf[..len]));
     }

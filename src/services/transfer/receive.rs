@@ -32,7 +32,6 @@ use crate::stream::{Record, StreamReader};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::path::PathBuf;
 
 /// One resource received.
 #[derive(Debug, Clone, Serialize)]
@@ -144,15 +143,17 @@ pub fn receive(
     let result = (|| {
         for p in &plan {
             if let Planned::Volume { id, private, .. } = &p.what {
-                made.push(repo.volume_dir(id)?);
+                repo.volume_dir(id)?;
+                made.push(id.clone());
                 write_private(repo, p, id, private)?;
             }
         }
         repo.transact(|cat| commit(cat, &plan))
     })();
     if let Err(e) = result {
-        for dir in made {
-            let _ = crate::storage::fsutil::remove_path(&dir);
+        let store = repo.private_store();
+        for id in made {
+            let _ = store.remove_volume(&id);
         }
         return Err(e);
     }
@@ -387,7 +388,7 @@ fn volume_id(repo: &Repository, cat: &Db, id: &str, planned: &HashSet<String>) -
     let free = is_uuid(id)
         && !planned.contains(id)
         && !volume_id_used(cat, id)?
-        && std::fs::symlink_metadata(repo.volume_dir(id)?).is_err();
+        && !repo.private_store().has_volume(id)?;
     Ok(if free { id.to_string() } else { new_uuid() })
 }
 
@@ -411,15 +412,10 @@ fn write_private(
     let Planned::Volume { record, .. } = &p.what else {
         return Ok(());
     };
-    let dir: PathBuf = repo.volume_dir(id)?.join("1");
-    let blocks = VolumeBlocks::new(
-        repo.backend(),
-        p.map.clone(),
-        dir,
-        repo.tmp_dir(),
-        format!("volume {}", p.name),
-    );
+    let resource = format!("volume {}", p.name);
     let bs = record.block_size as u64;
+    let epoch = crate::services::volumes::private::open_for_io(repo, id, 1, bs, &resource)?;
+    let blocks = VolumeBlocks::new(repo.backend(), p.map.clone(), epoch, resource);
     let mut buf = Vec::new();
     for &(index, hash) in private {
         crate::interrupt::check()?;

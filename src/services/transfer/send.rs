@@ -220,8 +220,7 @@ impl<W: Write> Sender<'_, W> {
                     if hash.is_zero() || !self.wanted(hash)? {
                         continue;
                     }
-                    let path = vol.blocks.private_path(index);
-                    volumes::blockio::read_private(&path, bs as usize, &mut self.buf)?;
+                    vol.blocks.read_private(index, &mut self.buf)?;
                     let len = (vol.record.size - index * bs).min(bs) as usize;
                     let stored = crate::storage::hash::strip_trailing_zeros(&self.buf[..len]);
                     if BlockHash::of_bytes(stored) != *hash {

@@ -1,9 +1,10 @@
 //! Copy-on-write block I/O of one volume: reads through private blocks, then the base map,
 //! then zeros; writes copy a shared block into a private one once, then go in place.
 //!
-//! A private block is a file `volumes/<id>/<epoch>/<index>` of exactly one block. It appears
-//! atomically (written to `tmp/`, fsynced, renamed), so its existence is the whole state: no
-//! metadata is rewritten per write. In-place writes are fsynced before the command returns.
+//! Private blocks live in a [`PrivateEpoch`] (files `volumes/<id>/<epoch>/<index>`, or
+//! objects; see [`super::private`]). A private block appears atomically, so its existence is
+//! the whole state: no metadata is rewritten per write. Writes are durable once
+//! [`VolumeBlocks::finish`] returns.
 //!
 //! Concurrency: every method takes `&self`. Each block is guarded by one of [`STRIPES`]
 //! striped locks: writes to a block (copy-on-write, in place, zeroing) hold its stripe
@@ -11,6 +12,7 @@
 //! read never sees a torn block. [`VolumeBlocks::finish`] covers every write that returned
 //! before it was called.
 
+use super::private::PrivateEpoch;
 use crate::error::{Error, Result};
 use crate::storage::export::read_one;
 use crate::storage::{Backend, BlockHash, BlockMap};
@@ -18,21 +20,19 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of striped block locks of a volume (block `i` is guarded by stripe `i % STRIPES`).
 pub const STRIPES: usize = 64;
 
-/// Private files written in place and not yet fsynced, at most this many: past it they are
-/// fsynced early and their descriptors closed, so a long run of writes without a flush holds
-/// a bounded number of descriptors.
-pub const MAX_DIRTY_FILES: usize = 256;
+pub use super::private::local::MAX_DIRTY_FILES;
 
 /// Where block `i` of a volume reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockSource {
-    Private(PathBuf),
+    /// A private block of the volume's current epoch.
+    Private,
     Shared(BlockHash),
     Zero,
 }
@@ -54,45 +54,28 @@ pub struct WriteStats {
 pub struct VolumeBlocks<'a> {
     backend: &'a dyn Backend,
     base: BlockMap,
-    epoch_dir: PathBuf,
-    tmp_dir: PathBuf,
+    private: Box<dyn PrivateEpoch>,
     resource: String,
     block_size: u64,
     stripes: Vec<RwLock<()>>,
-    pending: Mutex<Pending>,
-}
-
-/// What [`VolumeBlocks::finish`] still has to make durable.
-#[derive(Default)]
-struct Pending {
-    /// Private files written in place, by index (one descriptor per block, reused by later
-    /// writes to it until the next finish; at most [`MAX_DIRTY_FILES`]).
-    dirty: std::collections::BTreeMap<u64, Arc<File>>,
-    /// A private file was created or removed: the epoch directory needs an fsync.
-    created: bool,
-    /// The epoch directory exists (made by this writer or found).
-    dir_ready: bool,
 }
 
 impl<'a> VolumeBlocks<'a> {
-    /// I/O over `base` plus the private blocks in `epoch_dir`. `resource` names the volume in
-    /// errors; temporary files go to `tmp_dir` (same filesystem as `epoch_dir`).
+    /// I/O over `base` plus the private blocks `private` (see [`super::private`]).
+    /// `resource` names the volume in errors.
     pub fn new(
         backend: &'a dyn Backend,
         base: BlockMap,
-        epoch_dir: PathBuf,
-        tmp_dir: PathBuf,
+        private: Box<dyn PrivateEpoch>,
         resource: String,
     ) -> VolumeBlocks<'a> {
         VolumeBlocks {
             backend,
             block_size: base.block_size() as u64,
             base,
-            epoch_dir,
-            tmp_dir,
+            private,
             resource,
             stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
-            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -108,10 +91,6 @@ impl<'a> VolumeBlocks<'a> {
         stripe.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The block store shared blocks are read from.
     pub fn backend(&self) -> &'a dyn Backend {
         self.backend
@@ -125,30 +104,17 @@ impl<'a> VolumeBlocks<'a> {
         &self.base
     }
 
-    /// Path of private block `index` in this epoch.
-    pub fn private_path(&self, index: u64) -> PathBuf {
-        self.epoch_dir.join(index.to_string())
+    /// Where private block `index` of this epoch is (a path or URL), for messages.
+    pub fn private_location(&self, index: u64) -> std::path::PathBuf {
+        self.private.location(index)
     }
 
-    /// Where block `index` reads from. Anything but a regular file at the private block's
-    /// path (a directory, a link, a FIFO) is refused as damage, as [`list_private`] does not
-    /// count it as a private block either.
+    /// Where block `index` reads from. Anything but a private block at its place (a
+    /// directory, a link, a FIFO) is refused as damage, as [`list_private`] does not count it
+    /// as a private block either.
     pub fn source(&self, index: u64) -> Result<BlockSource> {
-        let path = self.private_path(index);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => return Ok(BlockSource::Private(path)),
-            Ok(_) => {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: format!(
-                        "private block {index} of {} is not a regular file; `arch fsck` \
-                         reports it",
-                        self.resource
-                    ),
-                });
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("stat", &path, e)),
+        if self.private.contains(index)? {
+            return Ok(BlockSource::Private);
         }
         let h = self.base.hash_at(index);
         Ok(if h.is_zero() {
@@ -160,7 +126,38 @@ impl<'a> VolumeBlocks<'a> {
 
     /// Indexes of the private blocks of this epoch (all of them, even past the end).
     pub fn private_indexes(&self) -> Result<BTreeSet<u64>> {
-        list_private(&self.epoch_dir)
+        self.private.indexes()
+    }
+
+    /// Reads the whole private block `index` (`block_size` bytes) into `buf`.
+    pub fn read_private(&self, index: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let _hold = self.lock_block_shared(index);
+        self.private
+            .read_block(index, self.block_size as usize, buf)
+    }
+
+    /// Appends `len` bytes at `within` of private block `index` to `out`; the caller holds
+    /// the block's stripe (see [`VolumeBlocks::lock_block_shared`]) so no write tears it.
+    pub fn append_private(
+        &self,
+        index: u64,
+        within: u64,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.private.append_at(index, within, len, out)
+    }
+
+    /// True when private block `index` stores no data (reads as zeros).
+    pub fn private_is_hole(&self, index: u64) -> Result<bool> {
+        self.private.is_hole(index)
+    }
+
+    /// Removes private block `index` (absent: nothing). Durable once
+    /// [`VolumeBlocks::finish`] returns.
+    pub fn remove_private(&self, index: u64) -> Result<()> {
+        let _hold = self.lock_block(index);
+        self.private.remove(index)
     }
 
     /// Reads block `index` (whole, `block_size` bytes) into `buf`, verifying shared blocks.
@@ -179,7 +176,7 @@ impl<'a> VolumeBlocks<'a> {
             }
             BlockSource::Shared(h) => read_one(self.backend, &h, bs, true, buf)
                 .map_err(|f| f.with_location(&h, index * self.block_size, &self.resource))?,
-            BlockSource::Private(p) => read_private(&p, bs, buf)?,
+            BlockSource::Private => self.private.read_block(index, bs, buf)?,
         }
         Ok(())
     }
@@ -195,7 +192,10 @@ impl<'a> VolumeBlocks<'a> {
             let _hold = self.lock_block_shared(index);
             match self.source(index)? {
                 BlockSource::Zero => buf[done..done + n].fill(0),
-                BlockSource::Private(p) => read_exact_at(&p, &mut buf[done..done + n], within)?,
+                BlockSource::Private => {
+                    self.private
+                        .read_at(index, within as u64, &mut buf[done..done + n])?
+                }
                 BlockSource::Shared(_) => {
                     self.read_block_held(index, &mut block)?;
                     buf[done..done + n].copy_from_slice(&block[within..within + n]);
@@ -230,148 +230,41 @@ impl<'a> VolumeBlocks<'a> {
     ) -> Result<()> {
         let _hold = self.lock_block(index);
         match self.source(index)? {
-            BlockSource::Private(p) => {
-                let kept = self.pending().dirty.get(&index).cloned();
-                let f = match kept {
-                    Some(f) => f,
-                    None => Arc::new(
-                        crate::storage::fsutil::open_regular_rw(&p)?
-                            .ok_or_else(|| Error::io("open", &p, ErrorKind::NotFound.into()))?,
-                    ),
-                };
-                f.write_all_at(chunk, within as u64)
-                    .map_err(|e| Error::io("write", &p, e))?;
-                // Recorded after the write, so a finish that starts later fsyncs it.
-                self.keep_dirty(index, f)?;
+            BlockSource::Private => {
+                self.private.write_in_place(index, within as u64, chunk)?;
                 stats.blocks_in_place += 1;
             }
             BlockSource::Zero if chunk.iter().all(|&b| b == 0) => stats.blocks_skipped += 1,
             BlockSource::Zero => {
-                self.create_private(index, |f| f.write_all_at(chunk, within as u64))?;
+                self.private.create(index, within as u64, chunk)?;
                 stats.blocks_allocated += 1;
             }
             BlockSource::Shared(_) => {
                 let mut block = Vec::new();
                 self.read_block_held(index, &mut block)?;
                 block[within..within + chunk.len()].copy_from_slice(chunk);
-                self.create_private(index, |f| write_nonzero_pages(f, &block, 0))?;
+                self.private.create(index, 0, &block)?;
                 stats.blocks_copied += 1;
             }
         }
         Ok(())
     }
 
-    /// Makes block `index` read as zeros with no private data: its private file goes when the
-    /// base block is zero, else it becomes an empty (all-hole) private block. Durable once
+    /// Makes block `index` read as zeros with no private data: its private block goes when
+    /// the base block is zero, else it becomes an empty (all-hole) private block. Durable once
     /// [`VolumeBlocks::finish`] returns.
     pub fn zero_block(&self, index: u64) -> Result<()> {
         let _hold = self.lock_block(index);
-        // A descriptor kept for in-place writes would name the replaced file.
-        self.pending().dirty.remove(&index);
         if self.base.hash_at(index).is_zero() {
-            let path = self.private_path(index);
-            match fs::remove_file(&path) {
-                Ok(()) => self.pending().created = true,
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", &path, e)),
-            }
-            return Ok(());
+            return self.private.remove(index);
         }
-        self.create_private(index, |_| Ok(()))
+        self.private.create(index, 0, &[])
     }
 
-    /// Makes private block `index` appear atomically with the content `fill` writes into a
-    /// zero block-sized file.
-    fn create_private(
-        &self,
-        index: u64,
-        fill: impl FnOnce(&File) -> std::io::Result<()>,
-    ) -> Result<()> {
-        {
-            // Under the lock: two writers never race to create the directory.
-            let mut pending = self.pending();
-            if !pending.dir_ready {
-                let modes = crate::storage::fsutil::Modes::of_dir(&self.tmp_dir);
-                crate::storage::fsutil::create_dir_all(&self.epoch_dir, modes)?;
-                if let Some(parent) = self.epoch_dir.parent() {
-                    crate::storage::fsutil::sync_parent(parent)?;
-                    crate::storage::fsutil::sync_dir(parent)?;
-                }
-                pending.dir_ready = true;
-            }
-        }
-        let tmp = self.tmp_dir.join(format!(
-            "vol-{}-{index}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let result = (|| {
-            let modes = crate::storage::fsutil::Modes::of_dir(&self.tmp_dir);
-            let f = crate::storage::fsutil::create_file(&tmp, modes.file())
-                .map_err(|e| Error::io("create", &tmp, e))?;
-            f.set_len(self.block_size)
-                .map_err(|e| Error::io("size", &tmp, e))?;
-            fill(&f).map_err(|e| Error::io("write", &tmp, e))?;
-            f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-            let dest = self.private_path(index);
-            fs::rename(&tmp, &dest).map_err(|e| Error::io("rename to", &dest, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        self.pending().created = true;
-        result
-    }
-
-    /// Records `f` (private block `index`, just written in place) for the next finish; past
-    /// [`MAX_DIRTY_FILES`] descriptors, the recorded ones are fsynced now and closed.
-    fn keep_dirty(&self, index: u64, f: Arc<File>) -> Result<()> {
-        let early = {
-            let mut pending = self.pending();
-            pending.dirty.entry(index).or_insert(f);
-            if pending.dirty.len() < MAX_DIRTY_FILES {
-                return Ok(());
-            }
-            std::mem::take(&mut pending.dirty)
-        };
-        self.sync_files(early)
-    }
-
-    fn sync_files(&self, files: std::collections::BTreeMap<u64, Arc<File>>) -> Result<()> {
-        for (index, f) in files {
-            f.sync_data()
-                .map_err(|e| Error::io("fsync", self.private_path(index), e))?;
-        }
-        Ok(())
-    }
-
-    /// Makes every write that returned before this call durable: in-place writes fsynced, new
-    /// private files' directory entries fsynced.
+    /// Makes every write that returned before this call durable (the private store's
+    /// barrier: fsyncs of a local epoch, uploads of a write-back cache).
     pub fn finish(&self) -> Result<()> {
-        let (files, created) = {
-            let mut pending = self.pending();
-            (
-                std::mem::take(&mut pending.dirty),
-                std::mem::take(&mut pending.created),
-            )
-        };
-        let synced = self.sync_files(files).and_then(|()| {
-            if created {
-                crate::storage::fsutil::sync_dir(&self.epoch_dir)?;
-            }
-            Ok(())
-        });
-        if synced.is_err() && created {
-            // Not durable yet: the next finish tries the directory again.
-            self.pending().created = true;
-        }
-        synced
-    }
-
-    /// Number of in-place written files waiting for [`VolumeBlocks::finish`].
-    #[cfg(test)]
-    fn dirty_files(&self) -> usize {
-        self.pending().dirty.len()
+        self.private.flush()
     }
 }
 
@@ -476,6 +369,7 @@ pub fn read_exact_at(path: &Path, buf: &mut [u8], offset: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::volumes::private::local::LocalEpoch;
     use crate::storage::local::LocalBackend;
 
     /// Blocks of 4 KiB over an all-zero base in a temp directory: `(dir, backend)`.
@@ -489,35 +383,8 @@ mod tests {
     fn blocks<'a>(dir: &Path, backend: &'a LocalBackend, count: u64) -> VolumeBlocks<'a> {
         let base = BlockMap::zeros(4096, count * 4096).unwrap();
         fs::create_dir_all(dir.join("tmp")).unwrap();
-        VolumeBlocks::new(
-            backend,
-            base,
-            dir.join("epoch"),
-            dir.join("tmp"),
-            "volume test".into(),
-        )
-    }
-
-    #[test]
-    fn in_place_writes_hold_a_bounded_number_of_descriptors() {
-        let (dir, backend) = scratch();
-        let count = MAX_DIRTY_FILES as u64 + 40;
-        let v = blocks(dir.path(), &backend, count);
-        for i in 0..count {
-            v.write_at(i * 4096, &[1]).unwrap();
-        }
-        v.finish().unwrap();
-        // Now every block is private: the second pass writes in place.
-        for i in 0..count {
-            v.write_at(i * 4096 + 1, &[2]).unwrap();
-            assert!(v.dirty_files() < MAX_DIRTY_FILES, "block {i}");
-        }
-        assert!(v.dirty_files() > 0);
-        v.finish().unwrap();
-        assert_eq!(v.dirty_files(), 0);
-        let mut buf = [0u8; 3];
-        v.read_at((count - 1) * 4096, &mut buf).unwrap();
-        assert_eq!(buf, [1, 2, 0]);
+        let private = LocalEpoch::new(dir.join("epoch"), dir.join("tmp"), 4096, "t".into());
+        VolumeBlocks::new(backend, base, Box::new(private), "volume test".into())
     }
 
     #[test]
@@ -564,8 +431,8 @@ mod tests {
         let (dir, backend) = scratch();
         let v = blocks(dir.path(), &backend, 4);
         v.write_at(0, &[1]).unwrap();
-        fs::create_dir(v.private_path(2)).unwrap();
-        assert!(matches!(v.source(0), Ok(BlockSource::Private(_))));
+        fs::create_dir(dir.path().join("epoch/2")).unwrap();
+        assert!(matches!(v.source(0), Ok(BlockSource::Private)));
         assert!(matches!(v.source(2), Err(Error::Corrupt { .. })));
         assert!(v.write_at(2 * 4096, &[1]).is_err());
         assert_eq!(

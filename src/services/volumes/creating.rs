@@ -184,7 +184,7 @@ pub fn reap_all_abandoned(repo: &Repository, dry_run: bool) -> Result<Vec<String
 /// crashed customization's partial output) are dropped, so it reads exactly its source again,
 /// and the record names this process as the creator. The caller holds the volume lock.
 pub fn restart(repo: &Repository, name: &str, id: &str, opts: &CustomizeOptions) -> Result<()> {
-    crate::storage::fsutil::remove_path(&repo.volume_dir(id)?)?;
+    repo.private_store().remove_volume(id)?;
     repo.transact(|cat| {
         let mut v = find(cat, name)?;
         if v.id != id || v.status != STATUS_CREATING {

@@ -10,6 +10,7 @@ pub mod customize;
 pub mod format;
 pub mod lineage;
 mod partial;
+pub mod private;
 mod rename;
 mod resize;
 pub mod rollback;
@@ -32,9 +33,8 @@ use crate::services::names::closest;
 pub use crate::services::names::validate_volume_name;
 use crate::services::objects::{new_uuid, read_map_of};
 use crate::time::now_rfc3339;
-use blockio::{BlockSource, VolumeBlocks, WriteStats, list_private};
+use blockio::{BlockSource, VolumeBlocks, WriteStats};
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// Status of a volume ready for use.
 pub const STATUS_AVAILABLE: &str = "available";
@@ -114,23 +114,6 @@ impl OpenVolume<'_> {
     }
 }
 
-/// The directory of the current epoch of a volume (refused for an id that is not a uuid).
-/// Refused as damaged when something other than a real directory stands there.
-pub fn epoch_dir(repo: &Repository, rec: &VolumeRecord) -> Result<PathBuf> {
-    let dir = repo.volume_dir(&rec.id)?.join(rec.epoch.to_string());
-    if let Some(found) = crate::repo::layout::not_a_directory(&dir, true) {
-        return Err(Error::Corrupt {
-            reason: format!(
-                "the current epoch directory of volume {} is {found}, not a directory; \
-                 `arch fsck` reports it",
-                rec.id
-            ),
-            path: dir,
-        });
-    }
-    Ok(dir)
-}
-
 /// Opens volume `name` for I/O: exclusive lock for writers, shared for readers. A volume
 /// still `creating` is refused (see [`creating`]).
 pub fn open<'a>(repo: &'a Repository, name: &str, write: bool) -> Result<OpenVolume<'a>> {
@@ -198,14 +181,7 @@ fn assemble<'a>(
     lock: Option<FileLock>,
     data: FileLock,
 ) -> Result<OpenVolume<'a>> {
-    let base = load_base_map(repo, name, &record)?;
-    let blocks = VolumeBlocks::new(
-        repo.backend(),
-        base,
-        epoch_dir(repo, &record)?,
-        repo.tmp_dir(),
-        format!("volume {name}"),
-    );
+    let blocks = blocks_of(repo, name, &record)?;
     Ok(OpenVolume {
         name: name.to_string(),
         record,
@@ -213,6 +189,25 @@ fn assemble<'a>(
         _lock: lock,
         _data: data,
     })
+}
+
+/// Block I/O over the current epoch of volume `name` (`record`): its base map and its private
+/// blocks as a volume opened for I/O uses them ([`private::open_for_io`]).
+pub(crate) fn blocks_of<'a>(
+    repo: &'a Repository,
+    name: &str,
+    record: &VolumeRecord,
+) -> Result<VolumeBlocks<'a>> {
+    let base = load_base_map(repo, name, record)?;
+    let resource = format!("volume {name}");
+    let private = private::open_for_io(
+        repo,
+        &record.id,
+        record.epoch,
+        record.block_size as u64,
+        &resource,
+    )?;
+    Ok(VolumeBlocks::new(repo.backend(), base, private, resource))
 }
 
 /// Options of [`clone`].
@@ -524,7 +519,10 @@ fn describe(repo: &Repository, cat: &Db, name: &str, rec: &VolumeRecord) -> Resu
     let source_now = lineage::source_now(cat, rec)?;
     let base = load_base_map(repo, name, rec)?;
     let blocks = rec.size.div_ceil(rec.block_size as u64);
-    let private = list_private(&epoch_dir(repo, rec)?)?;
+    let private = repo
+        .private_store()
+        .open_epoch(&rec.id, rec.epoch, rec.block_size as u64, name)?
+        .indexes()?;
     let private_blocks = private.range(..blocks).count() as u64;
     // Only the base's data blocks are visited: the cost follows the data.
     let shared_blocks = base
@@ -677,7 +675,7 @@ pub fn write(
                     .inspect_err(|_| {
                         // A new private block appears atomically, so a failed one is absent; a
                         // block that is private after the failure was being written in place.
-                        if matches!(vol.blocks.source(index), Ok(BlockSource::Private(_))) {
+                        if matches!(vol.blocks.source(index), Ok(BlockSource::Private)) {
                             changes.partly(index, at + len as u64);
                         }
                     })?;
@@ -760,7 +758,7 @@ pub fn remove(repo: &Repository, name: &str) -> Result<RemoveReport> {
 fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
     let _data = repo.lock_data_shared()?;
     // Paths first: a damaged one refuses the removal before the record goes.
-    let dir = repo.volume_dir(id)?;
+    repo.volume_dir(id)?;
     let lock_file = repo.volume_lock_path(id)?;
     repo.transact(|cat| {
         if find(cat, name)?.id != id {
@@ -771,20 +769,11 @@ fn remove_locked(repo: &Repository, name: &str, id: &str) -> Result<u64> {
         cat.remove_volume(name)?;
         Ok(())
     })?;
-    let freed = count_private_files(&dir);
-    crate::storage::fsutil::remove_path(&dir)?;
+    let freed = repo.private_store().remove_volume(id)?;
     // Safe while we hold it: every locker re-checks the record after locking.
     crate::storage::fsutil::remove_path(&lock_file)?;
     served::forget(repo, id)?;
     Ok(freed)
-}
-
-fn count_private_files(dir: &std::path::Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .count() as u64
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use super::blockio::BlockSource;
 use super::open;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::storage::fsutil::remove_path;
 use crate::time::now_rfc3339;
 use serde::Serialize;
 
@@ -104,9 +103,9 @@ pub fn resize_to(
     if new_size > old {
         // Leftovers of an interrupted shrink must not reappear in the new tail.
         for &i in &stray {
-            remove_path(&vol.blocks.private_path(i))?;
+            vol.blocks.remove_private(i)?;
         }
-        if old % bs != 0 && matches!(vol.blocks.source(old / bs)?, BlockSource::Private(_)) {
+        if old % bs != 0 && matches!(vol.blocks.source(old / bs)?, BlockSource::Private) {
             let tail = vec![0u8; (bs - old % bs) as usize];
             vol.blocks.write_at(old, &tail)?;
         }
@@ -137,9 +136,10 @@ pub fn resize_to(
     let mut dropped = 0;
     if new_size < old {
         for &i in &stray {
-            remove_path(&vol.blocks.private_path(i))?;
+            vol.blocks.remove_private(i)?;
             dropped += 1;
         }
+        vol.blocks.finish()?;
     }
     Ok(ResizeReport {
         volume: name.to_string(),

@@ -6,13 +6,12 @@
 //! read any more); the old epoch directory is deleted after the commit (garbage for gc if a
 //! crash comes first). Before the commit the volume reads as it did; after it, as the snapshot.
 
-use super::{creating, epoch_dir, find, served};
+use super::{creating, find, served};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::records::next_counter;
 use crate::services::images::{Among, resolve};
 use crate::services::objects::load_map;
-use crate::storage::fsutil::remove_path;
 use crate::time::now_rfc3339;
 use serde::Serialize;
 
@@ -60,8 +59,12 @@ pub fn rollback(
         })?;
     drop(serve_guard);
     let _data = repo.lock_data_shared()?;
-    let old_dir = epoch_dir(repo, &find(&repo.catalog()?, name)?)?;
-    let dropped = super::blockio::list_private(&old_dir)?.len() as u64;
+    let old = find(&repo.catalog()?, name)?;
+    let store = repo.private_store();
+    let dropped = store
+        .open_epoch(&id, old.epoch, old.block_size as u64, name)?
+        .indexes()?
+        .len() as u64;
     let (old_size, new_size, epoch, forced) = repo.transact(|cat| {
         let mut v = find(cat, name)?;
         if v.id != id || v.status == super::STATUS_CREATING {
@@ -101,7 +104,7 @@ pub fn rollback(
         Ok((old_size, v.size, v.epoch, !ours))
     })?;
     // Nothing reads the old epoch any more.
-    remove_path(&old_dir)?;
+    store.remove_epoch(&id, old.epoch)?;
     Ok(RollbackReport {
         volume: name.to_string(),
         snapshot: object,

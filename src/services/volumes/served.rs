@@ -72,13 +72,13 @@ impl ServerInfo {
 /// A cached shared block: empty while being loaded, None when its load failed.
 type Slot = OnceLock<Option<Arc<Vec<u8>>>>;
 
-/// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(path)` of a private
-/// block file.
-fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<BlockHash, PathBuf>> {
+/// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(())` for a private
+/// block of the volume.
+fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<BlockHash, ()>> {
     Ok(match content {
         Content::Resource { map, .. } => Ok(map.hash_at(index)),
         Content::Volume(v) => match v.blocks.source(index)? {
-            super::BlockSource::Private(p) => Err(p),
+            super::BlockSource::Private => Err(()),
             super::BlockSource::Zero => Ok(BlockHash::ZERO),
             super::BlockSource::Shared(h) => Ok(h),
         },
@@ -245,7 +245,10 @@ impl<'a> Served<'a> {
                 Content::Resource { .. } => None,
             };
             match shared_hash(&content, index)? {
-                Err(p) => super::blockio::append_exact_at(&p, within as u64, n, out)?,
+                Err(()) => match &*content {
+                    Content::Volume(v) => v.blocks.append_private(index, within as u64, n, out)?,
+                    Content::Resource { .. } => unreachable!("resources have no private blocks"),
+                },
                 Ok(h) if h.is_zero() => out.resize(out.len() + n, 0),
                 Ok(h) => {
                     // While another reader loads this block, load the next one meanwhile:
@@ -426,6 +429,15 @@ impl<'a> Served<'a> {
         self.volume(|v| v.blocks.finish())
     }
 
+    /// After a client's disconnect: with a remote private-block store, uploads what the
+    /// write-back cache holds (so other hosts see it); a local repository has nothing to do.
+    pub fn flush_on_disconnect(&self) -> Result<()> {
+        if self.read_only || !self.repo.private_store().is_remote() {
+            return Ok(());
+        }
+        self.flush()
+    }
+
     /// Makes `[offset, offset + len)` read as zeros: whole blocks keep no private data. With
     /// `only_whole_blocks` (a discard), partial blocks at the edges are left as they are.
     pub fn zero(&self, offset: u64, len: u64, only_whole_blocks: bool, fua: bool) -> Result<()> {
@@ -475,13 +487,7 @@ impl<'a> Served<'a> {
                 Content::Volume(v) => match v.blocks.source(index)? {
                     super::BlockSource::Zero => true,
                     super::BlockSource::Shared(_) => false,
-                    super::BlockSource::Private(p) => {
-                        use std::os::unix::fs::MetadataExt;
-                        std::fs::metadata(&p)
-                            .map_err(|e| Error::io("stat", &p, e))?
-                            .blocks()
-                            == 0
-                    }
+                    super::BlockSource::Private => v.blocks.private_is_hole(index)?,
                 },
             };
             match out.last_mut() {
@@ -505,14 +511,7 @@ impl Served<'_> {
             v.blocks.finish()?;
             let report = super::snapshot::snapshot_open(repo, v, target)?;
             let record = find(&repo.catalog()?, &v.name)?;
-            let base = super::load_base_map(repo, &v.name, &record)?;
-            v.blocks = super::blockio::VolumeBlocks::new(
-                repo.backend(),
-                base,
-                super::epoch_dir(repo, &record)?,
-                repo.tmp_dir(),
-                format!("volume {}", v.name),
-            );
+            v.blocks = super::blocks_of(repo, &v.name, &record)?;
             v.record = record;
             Ok(report)
         })

@@ -7,7 +7,6 @@
 //! commit the volume still reads its old epoch; after it, the old epoch directory is garbage,
 //! removed at once (or by gc after a crash).
 
-use super::blockio::read_private;
 use super::{OpenVolume, open, served};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
@@ -16,7 +15,6 @@ use crate::services::images::properties::{EXCLUDE_ALL_TASKS, SOURCE_VOLUME};
 use crate::services::images::{self, CONTAINER_FORMATS, DISK_FORMATS, current_owner};
 use crate::services::names::ObjectName;
 use crate::services::objects::{DEFAULT_CONTENT_TYPE, new_uuid};
-use crate::storage::fsutil::remove_path;
 use crate::storage::ingest::worker_threads;
 use crate::storage::{BlockHash, BlockMap};
 use crate::time::now_rfc3339;
@@ -99,7 +97,7 @@ pub(super) fn snapshot_open(
                         let Some(&index) = private.get(i) else {
                             return Ok(());
                         };
-                        read_private(&vol.blocks.private_path(index), bs as usize, &mut buf)?;
+                        vol.blocks.read_private(index, &mut buf)?;
                         // Only the bytes inside the volume belong to the snapshot.
                         let len = (rec.size - index * bs).min(bs) as usize;
                         let data = crate::storage::hash::strip_trailing_zeros(&buf[..len]);
@@ -126,7 +124,6 @@ pub(super) fn snapshot_open(
     let map_id = repo.backend().put_map(&map)?;
     let hash = map.top_hash().to_hex();
     let now = now_rfc3339();
-    let old_epoch_dir = super::epoch_dir(repo, &rec)?;
     let (id, epoch) = repo.transact(|cat| {
         if let Some(e) = exists(cat)? {
             return Err(e);
@@ -180,7 +177,7 @@ pub(super) fn snapshot_open(
         Ok((uuid, v.epoch))
     })?;
     // The old epoch is now garbage: nothing reads it any more.
-    remove_path(&old_epoch_dir)?;
+    repo.private_store().remove_epoch(&rec.id, rec.epoch)?;
     Ok(SnapshotReport {
         volume: name.to_string(),
         object: full,

@@ -1,7 +1,7 @@
 //! Import of disk images as new volumes and export of volumes to files: raw natively (sparse,
 //! zero blocks as holes), every other format through `qemu-img`.
 
-use super::blockio::{read_private, write_nonzero_pages};
+use super::blockio::write_nonzero_pages;
 use super::{OpenVolume, STATUS_AVAILABLE, open, validate_volume_name};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -156,7 +156,7 @@ pub fn write_raw(vol: &OpenVolume<'_>, file: &File, progress: &dyn Progress) -> 
     )?;
     let mut buf = Vec::new();
     for &i in &private {
-        read_private(&vol.blocks.private_path(i), bs as usize, &mut buf)?;
+        vol.blocks.read_private(i, &mut buf)?;
         let len = (size - i * bs).min(bs) as usize;
         write_nonzero_pages(file, &buf[..len], i * bs)
             .map_err(|e| Error::io("write", &resource, e))?;
