@@ -5,7 +5,7 @@
 use super::Args;
 use crate::storage::fsutil::{Modes, create_dir, set_mode};
 use anyhow::{Context as _, bail};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -102,6 +102,13 @@ impl Write for Replies {
         }
         r
     }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let r = self.0.write_vectored(bufs);
+        if r.is_err() {
+            self.0.shutdown(Shutdown::Both);
+        }
+        r
+    }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -121,6 +128,13 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    /// A reply's header and data in one system call.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) => s.write_vectored(bufs),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
