@@ -248,10 +248,9 @@ impl<'a> Served<'a> {
             match shared_hash(&content, index)? {
                 Err(p) => super::blockio::read_exact_at(&p, out, within)?,
                 Ok(h) if h.is_zero() => out.fill(0),
-                // A whole block not in the cache goes straight into the reply.
-                Ok(h) if within == 0 && n as u64 == bs.min(self.size - pos) && !self.cached(&h) => {
-                    self.load_into(&h, index, out)?
-                }
+                // A whole block not in the cache goes straight into the reply (a short last
+                // block goes through the cache, which reads up to the block size as before).
+                Ok(h) if n as u64 == bs && !self.cached(&h) => self.load_into(&h, index, out)?,
                 Ok(h) => {
                     // While another reader loads this block, load the next one meanwhile:
                     // sequential readers then hash two blocks at once.
