@@ -14,7 +14,7 @@ use crate::services::volumes::served::{Served, answer_control};
 use anyhow::bail;
 use net::{Deadline, Listener, Replies, SocketFile, Stream, bind_unix, listen, run_dir};
 use serde::Serialize;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Write};
 use std::net::Shutdown;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -126,9 +126,9 @@ impl Export for NbdExport<'_, '_> {
     fn preferred_block_size(&self) -> u32 {
         self.served.block_size
     }
-    fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure> {
         let f = |e| self.failure(e);
-        self.served.read(offset, len, out).map_err(f)
+        self.served.read(offset, out).map_err(f)
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
         let f = |e| self.failure(e);
@@ -398,7 +398,9 @@ fn client(
     // Transmission: a client may stay idle as long as it likes, but takes its replies.
     stream.set_timeouts(None, Some(REPLY_TIMEOUT))?;
     let mut r = BufReader::with_capacity(256 << 10, stream.try_clone()?);
-    let mut w = BufWriter::with_capacity(256 << 10, Replies(stream));
+    // Unbuffered: each reply is assembled whole (or written as header and data in one
+    // vectored write) and sent at once.
+    let mut w = Replies(stream);
     let offer = &offers[session.export];
     let stats = nbd::serve(&mut r, &mut w, offer.export, &session, WORKERS)?;
     Ok(Some((offer.name.clone(), stats)))

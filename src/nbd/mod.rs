@@ -44,8 +44,9 @@ pub trait Export: Sync {
     fn read_only(&self) -> bool;
     /// Preferred I/O size (a power of two).
     fn preferred_block_size(&self) -> u32;
-    /// Appends the `len` bytes at `offset` to `out` (which may hold other bytes before).
-    fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure>;
+    /// Fills `out` with the `out.len()` bytes at `offset` (the reply's data, sent as it is
+    /// once this returns `Ok`; nothing of it is sent after an error).
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure>;
     /// Writes `data`; with `fua`, durable before returning.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure>;
     /// Makes every completed write durable.

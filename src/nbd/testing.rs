@@ -40,9 +40,9 @@ impl Export for MemExport {
     fn preferred_block_size(&self) -> u32 {
         65536
     }
-    fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure> {
         let d = self.data.lock().unwrap();
-        out.extend_from_slice(&d[offset as usize..offset as usize + len]);
+        out.copy_from_slice(&d[offset as usize..offset as usize + out.len()]);
         Ok(())
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {

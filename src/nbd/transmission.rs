@@ -8,7 +8,7 @@
 
 use super::wire::*;
 use super::{Export, Failure, Session};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
@@ -17,9 +17,9 @@ use std::sync::{Condvar, Mutex, mpsc};
 /// out instead of growing the server's memory. One request of [`MAX_PAYLOAD`] always fits.
 pub const MAX_BUFFERED: usize = 64 << 20;
 
-/// A worker keeps its reply buffer between requests only up to this capacity.
-/// (4 MiB of data and a header: the requests of qemu and nbdcopy fit.)
-const KEPT_BUFFER: usize = (4 << 20) + 64;
+/// A worker keeps its reply buffers between requests only up to this size (4 MiB of data:
+/// the requests of qemu and nbdcopy fit).
+const KEPT_BUFFER: usize = 4 << 20;
 
 /// Counters of one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,22 +81,33 @@ pub fn serve<R: Read, W: Write + Send>(
     let read = std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
+                // A reply is `frame` (headers, small payloads) then `read_data` (a READ's
+                // data). `read_data` only grows and keeps its bytes between requests, so a
+                // read fills it in place: no zero-fill, no copy to assemble the reply.
                 let mut frame = Vec::new();
+                let mut read_data = Vec::new();
                 loop {
                     let job = rx.lock().expect("request queue").recv();
                     let Ok((req, data, held)) = job else { return };
                     if !broken.load(Ordering::Acquire) {
                         frame.clear();
-                        let result = handle(&req, &data, export, session, &mut frame);
+                        let result =
+                            handle(&req, &data, export, session, &mut frame, &mut read_data);
                         drop(data);
-                        if let Err(f) = result {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            frame.clear();
-                            reply_error(&mut frame, &req, session, &f);
-                        }
+                        let sent = match result {
+                            Ok(n) => n,
+                            Err(f) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                frame.clear();
+                                reply_error(&mut frame, &req, session, &f);
+                                0
+                            }
+                        };
                         let mut o = out.lock().expect("reply stream");
                         if o.1.is_none() {
-                            if let Err(e) = o.0.write_all(&frame).and_then(|()| o.0.flush()) {
+                            let w = &mut *o.0;
+                            let r = write_all_two(w, &frame, &read_data[..sent]);
+                            if let Err(e) = r.and_then(|()| w.flush()) {
                                 o.1 = Some(e);
                                 broken.store(true, Ordering::Release);
                             }
@@ -105,6 +116,9 @@ pub fn serve<R: Read, W: Write + Send>(
                     budget.give(held);
                     if frame.capacity() > KEPT_BUFFER {
                         frame = Vec::new();
+                    }
+                    if read_data.len() > KEPT_BUFFER {
+                        read_data = Vec::new();
                     }
                 }
             });
@@ -161,6 +175,23 @@ pub fn serve<R: Read, W: Write + Send>(
     })
 }
 
+/// Writes `head` then `body` with as few system calls as the writer allows (one vectored
+/// write for a reply whose data is larger than the writer's buffer).
+fn write_all_two(w: &mut impl Write, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut parts = [IoSlice::new(head), IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match w.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads exactly `buf.len()` bytes; false on a clean end of input before the first byte.
 fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut got = 0;
@@ -178,14 +209,17 @@ fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 
 const KNOWN_FLAGS: u16 = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
 
-/// Executes one request. The outer error is the stream's; the inner one the request's.
+/// Executes one request, appending its reply to `w`; a READ's data goes into the first
+/// bytes of `read_data` (grown as needed) and their count is returned (0 for the others):
+/// the reply is `w` followed by them.
 fn handle(
     req: &Request,
     data: &[u8],
     export: &dyn Export,
     session: &Session,
     w: &mut Vec<u8>,
-) -> Result<(), Failure> {
+    read_data: &mut Vec<u8>,
+) -> Result<usize, Failure> {
     if req.flags & !KNOWN_FLAGS != 0 {
         return Err(Failure::new(EINVAL, "unknown command flags"));
     }
@@ -205,7 +239,12 @@ fn handle(
             if !in_range(len) {
                 return Err(Failure::new(EINVAL, "read past the end of the export"));
             }
-            // The data is read straight into the reply frame (one copy).
+            // The data is read straight into the buffer it is sent from (one copy).
+            let n = req.length as usize;
+            if read_data.len() < n {
+                read_data.resize(n, 0);
+            }
+            export.read(req.offset, &mut read_data[..n])?;
             if session.structured {
                 let head = chunk_header(
                     REPLY_FLAG_DONE,
@@ -218,7 +257,7 @@ fn handle(
             } else {
                 w.extend_from_slice(&simple_reply(0, req.cookie));
             }
-            return export.read(req.offset, req.length as usize, w);
+            return Ok(n);
         }
         CMD_WRITE if !in_range(len) => Err(Failure::new(ENOSPC, "write past the end")),
         CMD_WRITE => export.write(req.offset, data, fua),
@@ -231,7 +270,7 @@ fn handle(
         // Advisory: every read goes to storage anyway, so there is nothing to prefetch into.
         CMD_CACHE if !in_range(len) => Err(Failure::new(EINVAL, "range past the end")),
         CMD_CACHE => Ok(()),
-        CMD_BLOCK_STATUS => return block_status(req, export, session, w),
+        CMD_BLOCK_STATUS => return block_status(req, export, session, w).map(|()| 0),
         _ => Err(Failure::new(
             EINVAL,
             format!("unknown command {}", req.kind),
@@ -240,7 +279,7 @@ fn handle(
     if result.is_ok() {
         w.extend_from_slice(&simple_reply(0, req.cookie));
     }
-    result
+    result.map(|()| 0)
 }
 
 fn block_status(
@@ -478,7 +517,7 @@ mod tests {
         fn preferred_block_size(&self) -> u32 {
             4096
         }
-        fn read(&self, _: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+        fn read(&self, _: u64, out: &mut [u8]) -> Result<(), Failure> {
             let mut n = self.running.lock().unwrap();
             *n += 1;
             let mut most = self.most.lock().unwrap();
@@ -491,7 +530,7 @@ mod tests {
                 .wait_timeout_while(n, wait, |n| *n < 3)
                 .unwrap();
             *n -= 1;
-            out.resize(out.len() + len, 1);
+            out.fill(1);
             Ok(())
         }
         fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), Failure> {
@@ -539,8 +578,8 @@ mod tests {
         fn preferred_block_size(&self) -> u32 {
             4096
         }
-        fn read(&self, o: u64, len: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
-            self.0.read(o, len, out)
+        fn read(&self, o: u64, out: &mut [u8]) -> Result<(), Failure> {
+            self.0.read(o, out)
         }
         fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), Failure> {
             unreachable!()
@@ -582,6 +621,50 @@ mod tests {
         );
         assert_eq!((be32(&o[24..28]), be32(&o[28..32])), (50, 0));
         assert_eq!(o.len(), 32);
+    }
+
+    /// A stream that takes at most 7 bytes per call, vectored or not, and is interrupted
+    /// every third call.
+    struct Trickle(Vec<u8>, usize);
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1 += 1;
+            if self.1 % 3 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.write(&all)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_read_reply_goes_out_whole_however_the_stream_splits_it() {
+        let e = MemExport::new(1 << 16, false);
+        let data: Vec<u8> = (0..1u32 << 16).map(|i| (i % 253) as u8).collect();
+        e.write(0, &data, false).unwrap();
+        let mut input = req(CMD_READ, 0, 1, 1000, 5000);
+        input.extend(req(CMD_READ, 0, 2, 0, 1 << 16));
+        input.extend(req(CMD_READ, 0, 3, 70000, 1)); // past the end: header only
+        let mut out = Trickle(Vec::new(), 0);
+        serve(&mut io::Cursor::new(input), &mut out, &e, &STRUCT, 1).unwrap();
+        let o = out.0;
+        let head = |c, n: u32| chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, c, 8 + n);
+        assert_eq!(o[..20], head(1, 5000));
+        assert_eq!(&o[28..5028], &data[1000..6000]);
+        let o = &o[5028..];
+        assert_eq!(o[..20], head(2, 1 << 16));
+        assert_eq!(&o[28..28 + (1 << 16)], &data[..]);
+        let o = &o[28 + (1 << 16)..];
+        assert_eq!(be16(&o[6..8]), REPLY_TYPE_ERROR);
+        assert_eq!(be32(&o[20..24]), EINVAL);
     }
 
     #[test]

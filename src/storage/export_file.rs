@@ -156,6 +156,18 @@ pub fn read_into(
     buf: &mut AlignedBuf,
 ) -> Result<usize, BlockFault> {
     buf.resize(len);
+    read_block_checked(backend, hash, verify, buf)
+}
+
+/// Reads block `hash` into `buf` (the block's full length) and returns its stored length,
+/// verifying it when asked. The bytes past the stored length are unspecified.
+pub fn read_block_checked(
+    backend: &dyn Backend,
+    hash: &BlockHash,
+    verify: bool,
+    buf: &mut [u8],
+) -> Result<usize, BlockFault> {
+    let len = buf.len();
     if hash.is_zero() {
         return Ok(0);
     }

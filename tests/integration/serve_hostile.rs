@@ -284,3 +284,45 @@ fn a_shared_block_verified_once_is_verified_again_when_its_stored_copy_changes()
     drop(c);
     assert_eq!(srv.stop().0, Some(0));
 }
+
+#[test]
+fn a_read_spanning_a_damaged_block_fails_whole_and_the_blocks_around_it_are_served() {
+    // 16 blocks of 4 KiB: 0-7 random (shared), 8-15 zero; block 1 made private by a write.
+    let (repo, img) = setup(64 << 10);
+    let hashes = repo.json(&["hashmap", "images/img.raw"])["hashes"].clone();
+    let h = hashes[3].as_str().unwrap().to_string();
+    let p3 = repo.root.join("blocks").join(&h[..2]).join(&h);
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut c = RawClient::connect(&srv.socket(), "vm1");
+    let mut expect = img.clone();
+    expect[4096..4096 + 5].copy_from_slice(b"fresh");
+    assert_eq!(c.request(1, 4096, 5, b"fresh").0, 0);
+    // Block 3's stored copy replaced by damaged bytes before it was ever read.
+    let mut bad = std::fs::read(&p3).unwrap();
+    bad[7] ^= 0x40;
+    let swap = repo.root.join("tmp").join("swap");
+    std::fs::write(&swap, bad).unwrap();
+    std::fs::rename(&swap, &p3).unwrap();
+    // Whole blocks before it (shared, private) and after it (shared, zero) come back exact.
+    assert_eq!(
+        c.request(0, 0, 3 * 4096, &[]),
+        (0, expect[..3 * 4096].to_vec())
+    );
+    assert_eq!(c.request(0, 4 * 4096, 12 * 4096, &[]).1, expect[4 * 4096..]);
+    // Any read touching block 3, whole or in part, gets EIO and no data; the connection
+    // goes on.
+    assert_eq!(c.request(0, 0, 8 * 4096, &[]), (5, vec![]));
+    assert_eq!(c.request(0, 3 * 4096 + 100, 50, &[]), (5, vec![]));
+    assert_eq!(c.request(0, 3 * 4096, 4096, &[]), (5, vec![]));
+    // Unaligned reads around it still match.
+    assert_eq!(c.request(0, 4000, 8000, &[]).1, expect[4000..12000]);
+    assert_eq!(
+        c.request(0, 4 * 4096 + 10, 4096, &[]).1,
+        expect[16394..20490]
+    );
+    assert_eq!(c.request(0, 4 * 4096 - 10, 20, &[]).0, 5);
+    drop(c);
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0));
+    assert!(err.contains(&h), "the damaged block is named: {err}");
+}

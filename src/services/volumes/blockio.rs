@@ -136,16 +136,10 @@ impl<'a> VolumeBlocks<'a> {
             .read_block(index, self.block_size as usize, buf)
     }
 
-    /// Appends `len` bytes at `within` of private block `index` to `out`; the caller holds
-    /// the block's stripe (see [`VolumeBlocks::lock_block_shared`]) so no write tears it.
-    pub fn append_private(
-        &self,
-        index: u64,
-        within: u64,
-        len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        self.private.append_at(index, within, len, out)
+    /// Fills `out` with the bytes at `within` of private block `index`; the caller holds the
+    /// block's stripe (see [`VolumeBlocks::lock_block_shared`]) so no write tears it.
+    pub fn read_private_at(&self, index: u64, within: u64, out: &mut [u8]) -> Result<()> {
+        self.private.read_at(index, within, out)
     }
 
     /// True when private block `index` stores no data (reads as zeros).

@@ -28,7 +28,7 @@ use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_l
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
 use crate::storage::backend::BlockVersion;
-use crate::storage::export::read_one;
+use crate::storage::export_file::read_block_checked;
 use crate::storage::{BlockHash, BlockMap};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -229,27 +229,31 @@ impl<'a> Served<'a> {
         })
     }
 
-    /// Appends the `len` bytes at `offset` (inside the resource) to `out`.
-    pub fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    /// Fills `out` with the `out.len()` bytes at `offset` (inside the resource).
+    pub fn read(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let len = out.len();
         self.check_range(offset, len as u64)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
         let mut done = 0usize;
-        out.reserve(len);
         while done < len {
             let pos = offset + done as u64;
             let (index, within) = (pos / bs, (pos % bs) as usize);
             let n = (bs as usize - within).min(len - done);
+            let out = &mut out[done..done + n];
             let _hold = match &*content {
                 Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
                 Content::Resource { .. } => None,
             };
             match shared_hash(&content, index)? {
                 Err(()) => match &*content {
-                    Content::Volume(v) => v.blocks.append_private(index, within as u64, n, out)?,
+                    Content::Volume(v) => v.blocks.read_private_at(index, within as u64, out)?,
                     Content::Resource { .. } => unreachable!("resources have no private blocks"),
                 },
-                Ok(h) if h.is_zero() => out.resize(out.len() + n, 0),
+                Ok(h) if h.is_zero() => out.fill(0),
+                // A whole block not in the cache goes straight into the reply (a short last
+                // block goes through the cache, which reads up to the block size as before).
+                Ok(h) if n as u64 == bs && !self.cached(&h) => self.load_into(&h, index, out)?,
                 Ok(h) => {
                     // While another reader loads this block, load the next one meanwhile:
                     // sequential readers then hash two blocks at once.
@@ -261,12 +265,20 @@ impl<'a> Served<'a> {
                         }
                     };
                     let block = self.shared_block(&h, index, next)?;
-                    out.extend_from_slice(&block[within..within + n]);
+                    out.copy_from_slice(&block[within..within + n]);
                 }
             }
             done += n;
         }
         Ok(())
+    }
+
+    /// Whether shared block `hash` is in the cache, loaded.
+    fn cached(&self, hash: &BlockHash) -> bool {
+        let cache = self.cache.lock().expect("cache lock");
+        cache
+            .iter()
+            .any(|(h, slot)| h == hash && matches!(slot.get(), Some(Some(_))))
     }
 
     /// The cache slot of shared block `hash`, and whether it was just made (empty).
@@ -305,45 +317,41 @@ impl<'a> Served<'a> {
             .retain(|(h, _)| h != hash);
     }
 
-    /// Reads shared block `hash` from the store. Its hash is verified once per stored copy:
-    /// the copy's version is taken before and after the read, and a read between two equal
-    /// versions that were verified before is not hashed again (a copy replaced or rewritten
-    /// since has another version, and is verified).
+    /// Reads shared block `hash` from the store (zero-padded to the block size).
     fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
+        let mut buf = vec![0u8; self.block_size as usize];
+        self.load_into(hash, index, &mut buf)?;
+        Ok(Arc::new(buf))
+    }
+
+    /// Reads shared block `hash` into `out` (its length, zero-padded). Its hash is verified
+    /// once per stored copy: the copy's version is taken before and after the read, and a
+    /// read between two equal versions that were verified before is not hashed again (a
+    /// copy replaced or rewritten since has another version, and is verified). On an error
+    /// `out` holds anything: the caller sends none of it.
+    fn load_into(&self, hash: &BlockHash, index: u64, out: &mut [u8]) -> Result<()> {
         let backend = self.repo.backend();
+        let located = |f: crate::storage::export::BlockFault| {
+            let at = index * self.block_size as u64;
+            f.with_location(hash, at, &format!("{} {}", self.kind, self.name))
+        };
         let before = backend.block_version(hash)?;
         let known = before.is_some()
             && self.verified.lock().expect("verified").get(hash) == before.as_ref();
-        let mut buf = Vec::with_capacity(self.block_size as usize);
-        let bs = self.block_size as usize;
-        read_one(backend, hash, bs, !known, &mut buf).map_err(|f| {
-            f.with_location(
-                hash,
-                index * bs as u64,
-                &format!("{} {}", self.kind, self.name),
-            )
-        })?;
+        let mut stored = read_block_checked(backend, hash, !known, out).map_err(located)?;
         let after = backend.block_version(hash)?;
         if before != after {
             // Changed under the read: read (and verify) it again.
-            let mut buf = Vec::with_capacity(bs);
-            read_one(backend, hash, bs, true, &mut buf).map_err(|f| {
-                f.with_location(
-                    hash,
-                    index * bs as u64,
-                    &format!("{} {}", self.kind, self.name),
-                )
-            })?;
-            return Ok(Arc::new(buf));
-        }
-        if let (false, Some(v)) = (known, after) {
+            stored = read_block_checked(backend, hash, true, out).map_err(located)?;
+        } else if let (false, Some(v)) = (known, after) {
             let mut verified = self.verified.lock().expect("verified");
             if verified.len() >= VERIFIED_BLOCKS {
                 verified.clear();
             }
             verified.insert(*hash, v);
         }
-        Ok(Arc::new(buf))
+        out[stored..].fill(0);
+        Ok(())
     }
 
     /// Starts nothing, waits for nothing: loads block `hash` only when nobody has yet.

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Interleaved A/B of the serve suite's sequential read: arch binaries and qemu-nbd take
+turns in every round, on the fixture of `bench/run --suite serve` (a 1 GiB volume cloned from
+an image with 256 MiB of data in 4 MiB extents, 4 MiB blocks).
+
+Per round and binary: `arch serve` of a fresh clone, one `nbdcopy URI null:` (first pass:
+every stored copy verified), two more (warm), stop; then qemu-nbd on the raw file, two
+nbdcopy. Prints, per binary, wall time, the server's CPU (user+sys from /proc around each
+pass), nbdcopy's CPU and the server's peak RSS. On a shared machine run it under
+`chrt -f 10` so that the measured processes are not preempted by the others.
+
+Usage: bench/ab_serve.py [--reps N] [--dir DIR] ARCH_BINARY...
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import run  # bench/run.py: the fixture helpers
+
+TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu(pid):
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / TCK
+
+
+def nbdcopy(uri, server_pid):
+    """(wall, server CPU, nbdcopy CPU) of one nbdcopy of `uri` to null:."""
+    c0, start = cpu(server_pid), time.perf_counter()
+    p = subprocess.Popen(["nbdcopy", uri, "null:"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    if status != 0:
+        raise SystemExit(f"nbdcopy {uri} failed")
+    return time.perf_counter() - start, cpu(server_pid) - c0, usage.ru_utime + usage.ru_stime
+
+
+def stop(p):
+    p.terminate()
+    _, _, usage = os.wait4(p.pid, 0)
+    return usage.ru_maxrss // 1024
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--dir", type=Path, default=run.ROOT / "target" / "bench")
+    ap.add_argument("binaries", nargs="+")
+    args = ap.parse_args()
+    work = args.dir
+    work.mkdir(parents=True, exist_ok=True)
+    run.ARCH = Path(args.binaries[0])
+    repo, gib, sock = work / "repo-ab-serve", work / "serve-1g.raw", work / "ab-qemu-nbd.sock"
+    run.make_sparse(gib, run.GiB, 256 * run.MiB)
+    run.fresh_repo(repo)
+    run.run_once(run.arch(repo, "put", str(gib), "i/gib"))
+    # put writes blocks around the page cache: read them once, so no binary's first round
+    # pays for the disk.
+    for f in (repo / "blocks").rglob("*"):
+        if f.is_file():
+            f.read_bytes()
+    results = {b: ([], [], []) for b in args.binaries}
+    peer, n = [], 0
+    for _ in range(args.reps):
+        for b in args.binaries:
+            n += 1
+            run.run_once(run.arch(repo, "clone", "i/gib", f"ab{n}"))
+            p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"ab{n}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            uri = json.loads(p.stdout.readline())["uri"]
+            first, warm = nbdcopy(uri, p.pid), [nbdcopy(uri, p.pid) for _ in range(2)]
+            results[b][0].append(first)
+            results[b][1].extend(warm)
+            results[b][2].append(stop(p))
+        run.rm(sock)
+        p = subprocess.Popen(["qemu-nbd", "-f", "raw", "-r", "-t", f"--socket={sock}", str(gib)])
+        while not sock.exists():
+            time.sleep(0.01)
+        peer.extend(nbdcopy(f"nbd+unix:///?socket={sock}", p.pid) for _ in range(2))
+        stop(p)
+
+    def cell(rows, i):
+        v = [r[i] for r in rows]
+        return f"{min(v):.3f}-{max(v):.3f} s (median {statistics.median(v):.3f})"
+    base = statistics.median(r[0] for r in peer)
+    print(f"qemu-nbd: wall {cell(peer, 0)}, server CPU {cell(peer, 1)}, nbdcopy CPU {cell(peer, 2)}")
+    for b in args.binaries:
+        first, warm, rss = results[b]
+        for label, rows in (("first", first), ("warm", warm)):
+            ratio = statistics.median(r[0] for r in rows) / base
+            print(f"{b} {label}: wall {cell(rows, 0)} = {ratio:.2f}x qemu-nbd, "
+                  f"server CPU {cell(rows, 1)}, nbdcopy CPU {cell(rows, 2)}")
+        print(f"{b} server peak RSS: {max(rss)} MiB")
+
+
+if __name__ == "__main__":
+    main()
