@@ -11,8 +11,15 @@ fn block(seed: u8, len: usize) -> (BlockHash, Vec<u8>) {
     (BlockHash::of_bytes(&data), data)
 }
 
+/// A record as read, with a block's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Block(BlockHash, Vec<u8>),
+    Other(Record),
+}
+
 /// A stream of two blocks, a map naming them and a resource.
-fn sample() -> (Vec<u8>, Vec<Record>) {
+fn sample() -> (Vec<u8>, Vec<Got>) {
     let (h1, d1) = block(3, 4096);
     let (h2, d2) = block(7, 100);
     let map = BlockMap::from_entries(BS, 3 * 4096, vec![(0, h1), (2, h2)]).unwrap();
@@ -24,28 +31,31 @@ fn sample() -> (Vec<u8>, Vec<Record>) {
     let (bytes, len) = w.finish().unwrap();
     assert_eq!(len, bytes.len() as u64);
     let records = vec![
-        Record::Block { hash: h1, data: d1 },
-        Record::Block { hash: h2, data: d2 },
-        Record::Map {
+        Got::Block(h1, d1),
+        Got::Block(h2, d2),
+        Got::Other(Record::Map {
             id: map.id(),
             map: map.clone(),
-        },
-        Record::Resource(br#"{"kind":"object"}"#.to_vec()),
-        Record::End,
+        }),
+        Got::Other(Record::Resource(br#"{"kind":"object"}"#.to_vec())),
+        Got::Other(Record::End),
     ];
     (bytes, records)
 }
 
 /// Reads every record up to `End`, or the first error.
-fn read_all(bytes: &[u8]) -> Result<Vec<Record>> {
+fn read_all(bytes: &[u8]) -> Result<Vec<Got>> {
     let mut r = StreamReader::new(bytes)?;
+    let mut buf = AlignedBuf::new();
     let mut out = Vec::new();
     loop {
-        let rec = r.next()?;
-        let end = rec == Record::End;
-        out.push(rec);
-        if end {
-            return Ok(out);
+        match r.next(&mut buf)? {
+            Record::Block { hash, len } => out.push(Got::Block(hash, buf[..len].to_vec())),
+            Record::End => {
+                out.push(Got::Other(Record::End));
+                return Ok(out);
+            }
+            rec => out.push(Got::Other(rec)),
         }
     }
 }

@@ -12,6 +12,7 @@ mod flush;
 mod pipe;
 pub mod receive;
 pub mod send;
+mod stage;
 mod wire;
 
 use crate::error::{Error, Result};

@@ -157,31 +157,35 @@ pub fn send<W: Write>(
 /// Blocks read and verified ahead of the one being written.
 const READ_AHEAD: usize = 4;
 
-/// Reads block `hash` (at `offset` of `resource`) into `buf` and checks it against its hash
-/// and the block size.
+/// Reads block `hash` (at `offset` of `resource`) into the start of `buf` (grown to the
+/// block size once, then reused) and checks it against its hash and the block size. Returns
+/// its stored length.
 fn read_verified(
     backend: &dyn Backend,
     hash: &BlockHash,
     offset: u64,
-    bs: u64,
+    bs: usize,
     resource: &str,
     buf: &mut Vec<u8>,
-) -> Result<()> {
-    if !backend.read_block(hash, buf)? {
+) -> Result<usize> {
+    if buf.len() != bs {
+        buf.resize(bs, 0);
+    }
+    let Some(len) = backend.read_block_into(hash, buf)? else {
         return Err(Error::MissingBlock {
             hash: hash.to_hex(),
             offset,
             resource: resource.to_string(),
         });
-    }
-    if BlockHash::of_bytes(buf) != *hash || buf.len() as u64 > bs {
+    };
+    if len > bs || BlockHash::of_bytes(&buf[..len]) != *hash {
         return Err(Error::CorruptBlock {
             hash: hash.to_hex(),
             offset,
             resource: resource.to_string(),
         });
     }
-    Ok(())
+    Ok(len)
 }
 
 struct Sender<'a, W: Write> {
@@ -292,13 +296,17 @@ impl<W: Write> Sender<'_, W> {
         let todo = &todo;
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+            // Buffers the writer is done with go back to the reader: at most READ_AHEAD + 2
+            // blocks of memory, allocated once.
+            let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             scope.spawn(move || {
                 for &(index, hash) in todo {
-                    let mut buf = Vec::new();
-                    let read = read_verified(backend, &hash, index * bs, bs, resource, &mut buf);
+                    let mut buf = spent_rx.try_recv().unwrap_or_default();
+                    let read =
+                        read_verified(backend, &hash, index * bs, bs as usize, resource, &mut buf);
                     let failed = read.is_err();
                     // The writer stopped (its error is the one reported) or this read failed.
-                    if tx.send(read.map(|()| buf)).is_err() || failed {
+                    if tx.send(read.map(|len| (buf, len))).is_err() || failed {
                         return;
                     }
                 }
@@ -306,11 +314,12 @@ impl<W: Write> Sender<'_, W> {
             // Dropping `rx` on an early return stops the reader at its next block.
             for (_, hash) in todo {
                 crate::interrupt::check()?;
-                let data = rx
+                let (buf, len) = rx
                     .recv()
                     .expect("the reader sends every block or an error")?;
-                self.out.block(hash, &data)?;
-                self.report.bytes_sent += data.len() as u64;
+                self.out.block(hash, &buf[..len])?;
+                let _ = spent_tx.send(buf);
+                self.report.bytes_sent += len as u64;
                 self.progress.advance(bs);
             }
             Ok(())
