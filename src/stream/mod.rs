@@ -19,7 +19,7 @@ use crate::storage::hash::HASH_LEN;
 use crate::storage::map::valid_block_size;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use sha2::{Digest, Sha256};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 
 /// First bytes of every stream.
 pub const MAGIC: &[u8; 8] = b"ARCHSEND";
@@ -75,7 +75,7 @@ pub enum Record {
 /// Writes a stream: header at [`StreamWriter::new`], trailer at [`StreamWriter::finish`].
 /// It buffers what it writes itself (record heads, maps, resources); give it an unbuffered
 /// output: block data goes from the caller's slice to `out` without a copy.
-pub struct StreamWriter<W: Write> {
+pub struct StreamWriter<W: Sink> {
     out: W,
     /// Bytes accounted for (hashed, counted) but not yet written to `out`.
     pending: Vec<u8>,
@@ -85,7 +85,7 @@ pub struct StreamWriter<W: Write> {
     block_size: u32,
 }
 
-impl<W: Write> StreamWriter<W> {
+impl<W: Sink> StreamWriter<W> {
     /// Starts a stream of blocks of `block_size` bytes on `out`.
     pub fn new(out: W, block_size: u32) -> Result<StreamWriter<W>> {
         let mut w = StreamWriter {
@@ -141,7 +141,16 @@ impl<W: Write> StreamWriter<W> {
     /// Writes a record: its head and `parts` covered by the checksum, then `data` (block
     /// data, bound by the hash in `parts` instead).
     fn record(&mut self, tag: u8, parts: &[&[u8]], data: &[u8]) -> Result<()> {
-        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + data.len();
+        self.record_head(tag, parts, data.len())?;
+        self.put(data, false)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes a record's head and its `parts` (checksummed), for `data_len` bytes of
+    /// block data to follow.
+    fn record_head(&mut self, tag: u8, parts: &[&[u8]], data_len: usize) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + data_len;
         let mut head = [0u8; 9];
         head[0] = tag;
         head[1..].copy_from_slice(&(len as u64).to_le_bytes());
@@ -149,8 +158,6 @@ impl<W: Write> StreamWriter<W> {
         for p in parts {
             self.put(p, true)?;
         }
-        self.put(data, false)?;
-        self.records += 1;
         Ok(())
     }
 
@@ -159,6 +166,21 @@ impl<W: Write> StreamWriter<W> {
     pub fn block(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
         debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
         self.record(TAG_BLOCK, &[&hash.0], stored)
+    }
+
+    /// [`StreamWriter::block`] for bytes nobody changes until the stream's reader has read
+    /// them (a mapped, sealed block file): a pipe gets their pages, not a copy
+    /// ([`Sink::write_stable`]).
+    pub fn block_stable(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
+        debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
+        self.record_head(TAG_BLOCK, &[&hash.0], stored.len())?;
+        self.bytes += stored.len() as u64;
+        self.drain()?;
+        self.out
+            .write_stable(stored)
+            .map_err(|e| Error::io("write", "the stream", e))?;
+        self.records += 1;
+        Ok(())
     }
 
     /// Writes a map.
@@ -432,6 +454,9 @@ impl<R: Read> StreamReader<R> {
         Ok(record)
     }
 }
+
+mod sink;
+pub use sink::Sink;
 
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,8 @@ impl Write for PipeWriter {
     }
 }
 
+impl crate::stream::Sink for PipeWriter {}
+
 impl Read for PipeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.chunk.len() {

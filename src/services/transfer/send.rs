@@ -13,10 +13,9 @@ use crate::repo::Repository;
 use crate::services::volumes;
 use crate::storage::mapped::{BlockMapping, Mapped};
 use crate::storage::{Backend, BlockHash, BlockMap, MapId};
-use crate::stream::StreamWriter;
+use crate::stream::{Sink, StreamWriter};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::io::Write;
 
 /// What the receiver already has: blocks and maps that need not be sent.
 pub trait Known {
@@ -83,7 +82,7 @@ pub struct SendReport {
 
 /// Writes a stream of the resources named by `specs` to `out`, leaving out what `known`
 /// says the receiver has. Returns the report and `out`.
-pub fn send<W: Write>(
+pub fn send<W: Sink>(
     repo: &Repository,
     specs: &[String],
     known: &dyn Known,
@@ -219,7 +218,7 @@ fn read_verified(
     Ok(bytes)
 }
 
-struct Sender<'a, W: Write> {
+struct Sender<'a, W: Sink> {
     backend: &'a dyn Backend,
     known: &'a dyn Known,
     sent: HashSet<BlockHash>,
@@ -231,7 +230,7 @@ struct Sender<'a, W: Write> {
     progress: &'a dyn Progress,
 }
 
-impl<W: Write> Sender<'_, W> {
+impl<W: Sink> Sender<'_, W> {
     fn target(&mut self, repo: &Repository, t: &Target) -> Result<()> {
         let (resource, bytes) = match t {
             Target::Object { name, record, .. } => {
@@ -349,7 +348,11 @@ impl<W: Write> Sender<'_, W> {
                 let bytes = rx
                     .recv()
                     .expect("the reader sends every block or an error")?;
-                self.out.block(hash, &bytes)?;
+                match &bytes {
+                    // A sealed block file's pages: handed to a pipe as they are.
+                    Bytes::Mapped(m) => self.out.block_stable(hash, m)?,
+                    Bytes::Buf(..) => self.out.block(hash, &bytes)?,
+                }
                 self.report.bytes_sent += bytes.len() as u64;
                 if let Bytes::Buf(buf, _) = bytes {
                     let _ = spent_tx.send(buf);

@@ -178,3 +178,95 @@ impl Drop for Stager<'_> {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::backend::Backend;
+    use crate::storage::fault::{Fault, FaultyBackend};
+    use crate::storage::local::LocalBackend;
+
+    /// `n` distinct blocks of `len` bytes in page-aligned buffers.
+    fn blocks(n: usize, len: usize) -> Vec<(BlockHash, AlignedBuf)> {
+        (0..n)
+            .map(|k| {
+                let mut b = AlignedBuf::new();
+                b.resize(len);
+                for (i, x) in b.iter_mut().enumerate() {
+                    *x = (i * 31 + k * 7) as u8 | 1;
+                }
+                (BlockHash::of_bytes(&b), b)
+            })
+            .collect()
+    }
+
+    /// Stages `input` through a stager (with every buffer it hands out), then commits.
+    fn run(backend: &dyn Backend, input: Vec<(BlockHash, AlignedBuf)>) -> Result<(u64, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = EarlyFlush::start(dir.path().to_path_buf());
+        let batch = backend.begin_batch()?;
+        let counts = std::thread::scope(|scope| {
+            let mut stager = Stager::start(scope, batch.as_ref(), 4096, &flusher);
+            for (hash, data) in input {
+                let mut buf = stager.buffer()?;
+                buf.resize(data.len());
+                buf.copy_from_slice(&data);
+                stager.stage(hash, buf, data.len())?;
+            }
+            stager.finish()?;
+            Ok::<_, Error>((stager.written, stager.skipped))
+        })?;
+        flusher.finish()?;
+        batch.commit()?;
+        Ok(counts)
+    }
+
+    #[test]
+    fn every_block_is_staged_once_and_buffers_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::create_layout(dir.path()).unwrap();
+        let b = LocalBackend::new(dir.path());
+        let mut input = blocks(3 * depth(4096), 4096 + 100);
+        let again = input[1].0;
+        let copy = {
+            let mut c = AlignedBuf::new();
+            c.resize(input[1].1.len());
+            c.copy_from_slice(&input[1].1);
+            c
+        };
+        input.push((again, copy));
+        let hashes: Vec<BlockHash> = input.iter().map(|x| x.0).collect();
+        let (written, skipped) = run(&b, input).unwrap();
+        assert_eq!((written, skipped), (hashes.len() as u64 - 1, 1));
+        let mut buf = Vec::new();
+        for h in &hashes {
+            assert!(b.read_block(h, &mut buf).unwrap());
+            assert_eq!(BlockHash::of_bytes(&buf), *h);
+        }
+        assert_eq!(depth(4096), WRITERS + 3);
+        assert_eq!(
+            depth(64 << 20),
+            2,
+            "large blocks: two buffers, not 32 MiB of them"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_receive_and_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::create_layout(dir.path()).unwrap();
+        let b = FaultyBackend::new(LocalBackend::new(dir.path()), 3, Fault::NoSpace);
+        let input = blocks(4 * depth(4096), 4096);
+        let e = run(&b, input).unwrap_err();
+        assert!(e.to_string().contains("injected"), "{e}");
+        let mut seen = 0;
+        b.for_each_block(&mut |_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 0, "nothing committed");
+        let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+        assert!(tmp.is_empty(), "the batch was discarded");
+    }
+}
