@@ -1,8 +1,10 @@
 //! `receive`: checks a send stream and applies it, all or nothing.
 //!
 //! Order (docs/FORMAT.md "Send streams"), under the shared data lock:
-//! 1. every block record is verified and staged in one block batch (`tmp/batch-*`, not
-//!    visible); maps and resource records are kept in memory;
+//! 1. every block record is read into a page-aligned buffer and verified (the stream reader
+//!    hashes it piece by piece as it arrives), then handed to writer threads that stage it in
+//!    one block batch (`tmp/batch-*`, not visible) with a direct write (`stage`): an
+//!    unverified byte is never staged; maps and resource records are kept in memory;
 //! 2. the trailer is verified (record count, checksum, end of input): until then nothing
 //!    is visible, whatever the stream holds;
 //! 3. every resource is checked: its name (after `--rename`) free and valid, its record valid,
