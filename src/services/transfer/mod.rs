@@ -9,7 +9,6 @@
 pub mod copy;
 pub mod diff;
 mod flush;
-mod pipe;
 pub mod receive;
 pub mod send;
 mod stage;
