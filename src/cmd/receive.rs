@@ -38,7 +38,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             })?;
             let total = file.metadata().map(|m| m.len()).ok();
             let progress = progress_bar::for_context(ctx, "receive", total);
-            let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+            // Unbuffered: the stream reader buffers what it needs; block data goes straight
+            // from the file into the block's buffer.
+            let mut input = file;
             let r = receive(&repo, &mut input, &renames, progress.as_ref());
             progress.finish();
             r?
@@ -53,7 +55,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let progress = progress_bar::for_context(ctx, "receive", None);
             let stdin = std::io::stdin();
             crate::services::transfer::widen_pipe(&stdin);
-            let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+            let mut input = stdin.lock();
             let r = receive(&repo, &mut input, &renames, progress.as_ref());
             progress.finish();
             r?

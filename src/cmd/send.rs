@@ -53,7 +53,13 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         }
         let stdout = std::io::stdout();
         crate::services::transfer::widen_pipe(&stdout);
-        let out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        // The stream writer buffers what it needs and writes block data straight from the
+        // block's buffer: a raw descriptor (stdout's own handle would line-buffer it).
+        let out = std::fs::File::from(
+            std::os::fd::AsFd::as_fd(&stdout)
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("dup", "stdout", e))?,
+        );
         let r = send(&repo, &args.names, &bases, out, progress.as_ref());
         progress.finish();
         let (report, mut out) = r?;
@@ -64,12 +70,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         return Ok(Status::Ok);
     };
     let report = crate::storage::fsutil::write_file_atomically(path, args.force, |file| {
-        let out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let r = send(&repo, &args.names, &bases, out, progress.as_ref());
+        let r = send(&repo, &args.names, &bases, file, progress.as_ref());
         progress.finish();
-        let (report, out) = r?;
-        out.into_inner()
-            .map_err(|e| Error::io("write", path, e.into_error()))?;
+        let (report, _) = r?;
         Ok(report)
     })?;
     emit(ctx, &report, |out| write!(out, "{}", summary(&report)))?;

@@ -5,6 +5,7 @@
 
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
+use super::mapped::BlockMapping;
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -40,6 +41,12 @@ pub trait Backend: Send + Sync {
     fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
         let mut buf = Vec::new();
         Ok(self.read_block(hash, &mut buf)?.then_some(buf.len() as u64))
+    }
+    /// Maps block `hash` read-only when its stored form is at most `max` bytes long (see
+    /// `storage::mapped`: for readers that hold the shared data lock). The default, for a
+    /// backend without local files, is [`BlockMapping::Unsupported`]: read the block instead.
+    fn map_block(&self, _hash: &BlockHash, _max: usize) -> Result<BlockMapping> {
+        Ok(BlockMapping::Unsupported)
     }
     /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;

@@ -7,6 +7,7 @@ use super::fsutil::{
 };
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
+use super::mapped::{BlockMapping, Mapped};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
@@ -189,6 +190,20 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("stat", &p, e)),
         }
+    }
+
+    fn map_block(&self, hash: &BlockHash, max: usize) -> Result<BlockMapping> {
+        let p = self.block_path(hash);
+        let Some(f) = open_regular(&p)? else {
+            return Ok(BlockMapping::Missing);
+        };
+        let len = f.metadata().map_err(|e| Error::io("stat", &p, e))?.len();
+        if len > max as u64 {
+            return Ok(BlockMapping::TooLong(len));
+        }
+        Mapped::of_file(&f, len as usize)
+            .map(BlockMapping::Mapped)
+            .map_err(|e| Error::io("map", &p, e))
     }
 
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {

@@ -11,6 +11,7 @@ pub mod hash;
 pub mod ingest;
 pub mod local;
 pub mod map;
+pub mod mapped;
 mod roundtrip;
 pub mod s3;
 pub mod sweep;

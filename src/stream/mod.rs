@@ -4,19 +4,22 @@
 //! services in `services::transfer` decide what goes in and what a received record means.
 //!
 //! Invariants of [`StreamReader`]: every block it returns hashes to its name and is no longer
-//! than the header's block size; every map decodes and has the header's block size; it never
-//! allocates more than the bytes that actually arrived plus one block, whatever a length field
-//! claims; and
+//! than the header's block size (its data is read, piece by piece and each piece hashed as it
+//! arrives, into the caller's buffer, never copied again); every map decodes and has the
+//! header's block size; it never allocates more than the bytes that actually arrived, whatever
+//! a length field claims (a block goes into the caller's buffer, grown to at most one block);
+//! and
 //! [`StreamReader::next`] returns [`Record::End`] only after the trailer's count and checksum
 //! matched and the input ended right after it. So a caller that applies nothing before `End`
 //! never applies a truncated, reordered or corrupted stream.
 
 use crate::error::{Error, Result};
-use crate::storage::hash::{HASH_LEN, strip_trailing_zeros};
+use crate::storage::direct::AlignedBuf;
+use crate::storage::hash::HASH_LEN;
 use crate::storage::map::valid_block_size;
 use crate::storage::{BlockHash, BlockMap, MapId};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read};
 
 /// First bytes of every stream.
 pub const MAGIC: &[u8; 8] = b"ARCHSEND";
@@ -38,8 +41,16 @@ const TAG_RESOURCE: u8 = 3;
 const TAG_END: u8 = 0xff;
 /// The trailer's payload: record count u64 + sha256.
 const END_LEN: u64 = 8 + HASH_LEN as u64;
-/// Block data is read and hashed in pieces of this size, each hashed while it is in cache.
+/// Block data is read and hashed in pieces of at most this size, each hashed while it is in
+/// cache.
 const PIECE: usize = 256 << 10;
+/// Buffer of the reader for record heads, maps and resources. Block data pieces are at least
+/// this long (but for blocks smaller than it), so they bypass it: read straight from the
+/// input into the caller's buffer.
+const READ_BUF: usize = 64 << 10;
+/// Buffer of the writer for record heads, maps and resources; block data longer than this is
+/// written straight from the caller's buffer, in [`crate::storage::fsutil::WRITE_PIECE`] pieces.
+const WRITE_BUF: usize = 64 << 10;
 
 fn bad(reason: impl Into<String>) -> Error {
     Error::BadStream {
@@ -50,8 +61,9 @@ fn bad(reason: impl Into<String>) -> Error {
 /// One record of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// A block: its stored bytes (trailing zeros stripped, not empty) and their sha256.
-    Block { hash: BlockHash, data: Vec<u8> },
+    /// A block: its stored bytes (trailing zeros stripped, not empty) are the first `len`
+    /// bytes of the buffer given to [`StreamReader::next`]; `hash` is their sha256.
+    Block { hash: BlockHash, len: usize },
     /// A map, with the id it has once stored.
     Map { id: MapId, map: BlockMap },
     /// A resource description (JSON, interpreted by the caller).
@@ -61,19 +73,24 @@ pub enum Record {
 }
 
 /// Writes a stream: header at [`StreamWriter::new`], trailer at [`StreamWriter::finish`].
-pub struct StreamWriter<W: Write> {
+/// It buffers what it writes itself (record heads, maps, resources); give it an unbuffered
+/// output: block data goes from the caller's slice to `out` without a copy.
+pub struct StreamWriter<W: Sink> {
     out: W,
+    /// Bytes accounted for (hashed, counted) but not yet written to `out`.
+    pending: Vec<u8>,
     hasher: Sha256,
     records: u64,
     bytes: u64,
     block_size: u32,
 }
 
-impl<W: Write> StreamWriter<W> {
+impl<W: Sink> StreamWriter<W> {
     /// Starts a stream of blocks of `block_size` bytes on `out`.
     pub fn new(out: W, block_size: u32) -> Result<StreamWriter<W>> {
         let mut w = StreamWriter {
             out,
+            pending: Vec::with_capacity(WRITE_BUF),
             hasher: Sha256::new(),
             records: 0,
             bytes: 0,
@@ -87,22 +104,53 @@ impl<W: Write> StreamWriter<W> {
         Ok(w)
     }
 
-    /// Writes `bytes`, covered by the trailer checksum when `covered`.
+    /// Writes `bytes`, covered by the trailer checksum when `covered`: short ones into the
+    /// buffer, long ones (block data) straight to the output once the buffer is out.
     fn put(&mut self, bytes: &[u8], covered: bool) -> Result<()> {
         if covered {
             self.hasher.update(bytes);
         }
         self.bytes += bytes.len() as u64;
+        if self.pending.len() + bytes.len() <= WRITE_BUF {
+            self.pending.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.drain()?;
+        if bytes.len() < WRITE_BUF {
+            self.pending.extend_from_slice(bytes);
+            return Ok(());
+        }
+        Self::write_out(&mut self.out, bytes)
+    }
+
+    /// Writes the buffered bytes to the output.
+    fn drain(&mut self) -> Result<()> {
+        let r = Self::write_out(&mut self.out, &self.pending);
+        self.pending.clear();
+        r
+    }
+
+    /// Writes `bytes` to `out` in pieces the kernel copies cheaply (see `WRITE_PIECE`).
+    fn write_out(out: &mut W, bytes: &[u8]) -> Result<()> {
         bytes
             .chunks(crate::storage::fsutil::WRITE_PIECE)
-            .try_for_each(|piece| self.out.write_all(piece))
+            .try_for_each(|piece| out.write_all(piece))
             .map_err(|e| Error::io("write", "the stream", e))
     }
 
     /// Writes a record: its head and `parts` covered by the checksum, then `data` (block
     /// data, bound by the hash in `parts` instead).
     fn record(&mut self, tag: u8, parts: &[&[u8]], data: &[u8]) -> Result<()> {
-        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + data.len();
+        self.record_head(tag, parts, data.len())?;
+        self.put(data, false)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes a record's head and its `parts` (checksummed), for `data_len` bytes of
+    /// block data to follow.
+    fn record_head(&mut self, tag: u8, parts: &[&[u8]], data_len: usize) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + data_len;
         let mut head = [0u8; 9];
         head[0] = tag;
         head[1..].copy_from_slice(&(len as u64).to_le_bytes());
@@ -110,8 +158,6 @@ impl<W: Write> StreamWriter<W> {
         for p in parts {
             self.put(p, true)?;
         }
-        self.put(data, false)?;
-        self.records += 1;
         Ok(())
     }
 
@@ -120,6 +166,21 @@ impl<W: Write> StreamWriter<W> {
     pub fn block(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
         debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
         self.record(TAG_BLOCK, &[&hash.0], stored)
+    }
+
+    /// [`StreamWriter::block`] for bytes nobody changes until the stream's reader has read
+    /// them (a mapped, sealed block file): a pipe gets their pages, not a copy
+    /// ([`Sink::write_stable`]).
+    pub fn block_stable(&mut self, hash: &BlockHash, stored: &[u8]) -> Result<()> {
+        debug_assert!(!stored.is_empty() && stored.len() <= self.block_size as usize);
+        self.record_head(TAG_BLOCK, &[&hash.0], stored.len())?;
+        self.bytes += stored.len() as u64;
+        self.drain()?;
+        self.out
+            .write_stable(stored)
+            .map_err(|e| Error::io("write", "the stream", e))?;
+        self.records += 1;
+        Ok(())
     }
 
     /// Writes a map.
@@ -142,6 +203,7 @@ impl<W: Write> StreamWriter<W> {
         let count = self.records;
         let digest: [u8; HASH_LEN] = self.hasher.clone().finalize().into();
         self.record(TAG_END, &[&count.to_le_bytes(), &digest], &[])?;
+        self.drain()?;
         self.out
             .flush()
             .map_err(|e| Error::io("write", "the stream", e))?;
@@ -149,9 +211,10 @@ impl<W: Write> StreamWriter<W> {
     }
 }
 
-/// Reads and checks a stream record by record.
+/// Reads and checks a stream record by record. It buffers its input itself (a small buffer
+/// that block data bypasses): give it an unbuffered one.
 pub struct StreamReader<R: Read> {
-    input: R,
+    input: BufReader<R>,
     hasher: Sha256,
     records: u64,
     bytes: u64,
@@ -163,7 +226,7 @@ impl<R: Read> StreamReader<R> {
     /// Reads and checks the header.
     pub fn new(input: R) -> Result<StreamReader<R>> {
         let mut r = StreamReader {
-            input,
+            input: BufReader::with_capacity(READ_BUF, input),
             hasher: Sha256::new(),
             records: 0,
             bytes: 0,
@@ -225,32 +288,34 @@ impl<R: Read> StreamReader<R> {
         Ok(())
     }
 
-    /// Reads the `len` data bytes of a block (`len` ≤ the block size, checked by the caller)
-    /// straight into one vector, piece by piece, each piece hashed while it is in cache.
-    /// Returns the data and its sha256. Block data is not covered by the trailer checksum:
-    /// its hash, which is, binds it.
-    fn block_data(&mut self, len: u64) -> Result<(Vec<u8>, BlockHash)> {
-        let mut data = Vec::with_capacity(len as usize);
+    /// Reads the data of a block into `buf` (its length: at most the block size, checked by
+    /// the caller) as it arrives, each piece hashed while it is in cache; returns the sha256
+    /// of the data. Block data is not covered by the trailer checksum: its hash, which is,
+    /// binds it.
+    fn block_data(&mut self, buf: &mut [u8]) -> Result<BlockHash> {
         let mut hasher = Sha256::new();
-        while (data.len() as u64) < len {
-            let start = data.len();
-            let want = (len - start as u64).min(PIECE as u64);
-            match (&mut self.input).take(want).read_to_end(&mut data) {
+        let mut done = 0;
+        while done < buf.len() {
+            let end = (done + PIECE).min(buf.len());
+            match self.input.read(&mut buf[done..end]) {
                 Ok(0) => {
                     return Err(bad(format!(
                         "it ends in a block after {} bytes (truncated)",
-                        self.bytes + start as u64
+                        self.bytes + done as u64
                     )));
                 }
-                Ok(_) => hasher.update(&data[start..]),
+                Ok(n) => {
+                    hasher.update(&buf[done..done + n]);
+                    done += n;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                     crate::interrupt::check()?;
                 }
                 Err(e) => return Err(Error::io("read", "the stream", e)),
             }
         }
-        self.bytes += len;
-        Ok((data, BlockHash(hasher.finalize().into())))
+        self.bytes += buf.len() as u64;
+        Ok(BlockHash(hasher.finalize().into()))
     }
 
     /// Reads `len` bytes into a vector grown as they arrive (a hostile length allocates
@@ -268,9 +333,10 @@ impl<R: Read> StreamReader<R> {
         Ok(out)
     }
 
-    /// The next record; [`Record::End`] once the trailer verified and the input ended.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Result<Record> {
+    /// The next record; [`Record::End`] once the trailer verified and the input ended. A
+    /// block's data goes into `block` (grown to the block's length when shorter; its first
+    /// `len` bytes are the block, what follows is left as it was).
+    pub fn next(&mut self, block: &mut AlignedBuf) -> Result<Record> {
         if self.ended {
             return Ok(Record::End);
         }
@@ -296,8 +362,13 @@ impl<R: Read> StreamReader<R> {
                 let mut raw = [0u8; HASH_LEN];
                 self.fill(&mut raw, "a block")?;
                 let hash = BlockHash(raw);
-                let (data, actual) = self.block_data(len - HASH_LEN as u64)?;
-                if strip_trailing_zeros(&data).len() != data.len() {
+                let n = (len - HASH_LEN as u64) as usize;
+                if block.len() < n {
+                    block.resize(n);
+                }
+                let data = &mut block[..n];
+                let actual = self.block_data(data)?;
+                if data[n - 1] == 0 {
                     return Err(bad(format!(
                         "block {hash} (record {record}) ends with zero bytes; blocks are sent \
                          with trailing zeros stripped"
@@ -309,7 +380,7 @@ impl<R: Read> StreamReader<R> {
                          (corrupted in transit)"
                     )));
                 }
-                Record::Block { hash, data }
+                Record::Block { hash, len: n }
             }
             TAG_MAP => {
                 if len > MAX_MAP_RECORD {
@@ -383,6 +454,9 @@ impl<R: Read> StreamReader<R> {
         Ok(record)
     }
 }
+
+mod sink;
+pub use sink::Sink;
 
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,15 @@ fn block(seed: u8, len: usize) -> (BlockHash, Vec<u8>) {
     (BlockHash::of_bytes(&data), data)
 }
 
+/// A record as read, with a block's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Block(BlockHash, Vec<u8>),
+    Other(Record),
+}
+
 /// A stream of two blocks, a map naming them and a resource.
-fn sample() -> (Vec<u8>, Vec<Record>) {
+fn sample() -> (Vec<u8>, Vec<Got>) {
     let (h1, d1) = block(3, 4096);
     let (h2, d2) = block(7, 100);
     let map = BlockMap::from_entries(BS, 3 * 4096, vec![(0, h1), (2, h2)]).unwrap();
@@ -24,28 +31,31 @@ fn sample() -> (Vec<u8>, Vec<Record>) {
     let (bytes, len) = w.finish().unwrap();
     assert_eq!(len, bytes.len() as u64);
     let records = vec![
-        Record::Block { hash: h1, data: d1 },
-        Record::Block { hash: h2, data: d2 },
-        Record::Map {
+        Got::Block(h1, d1),
+        Got::Block(h2, d2),
+        Got::Other(Record::Map {
             id: map.id(),
             map: map.clone(),
-        },
-        Record::Resource(br#"{"kind":"object"}"#.to_vec()),
-        Record::End,
+        }),
+        Got::Other(Record::Resource(br#"{"kind":"object"}"#.to_vec())),
+        Got::Other(Record::End),
     ];
     (bytes, records)
 }
 
 /// Reads every record up to `End`, or the first error.
-fn read_all(bytes: &[u8]) -> Result<Vec<Record>> {
+fn read_all(bytes: &[u8]) -> Result<Vec<Got>> {
     let mut r = StreamReader::new(bytes)?;
+    let mut buf = AlignedBuf::new();
     let mut out = Vec::new();
     loop {
-        let rec = r.next()?;
-        let end = rec == Record::End;
-        out.push(rec);
-        if end {
-            return Ok(out);
+        match r.next(&mut buf)? {
+            Record::Block { hash, len } => out.push(Got::Block(hash, buf[..len].to_vec())),
+            Record::End => {
+                out.push(Got::Other(Record::End));
+                return Ok(out);
+            }
+            rec => out.push(Got::Other(rec)),
         }
     }
 }
@@ -173,4 +183,76 @@ proptest! {
             Err(e) => prop_assert!(matches!(e, Error::BadStream { .. }), "{e}"),
         }
     }
+}
+
+/// Hands out its bytes in uneven reads, as a pipe does.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    sizes: std::iter::Cycle<std::array::IntoIter<usize, 4>>,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .sizes
+            .next()
+            .unwrap()
+            .min(out.len())
+            .min(self.bytes.len());
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// Reads every record of `bytes` through uneven reads into one reused buffer.
+fn read_trickled(bytes: &[u8]) -> Result<Vec<Got>> {
+    let input = Trickle {
+        bytes,
+        sizes: [4096, 70_001, 1, PIECE + 3].into_iter().cycle(),
+    };
+    let mut r = StreamReader::new(input)?;
+    let mut buf = AlignedBuf::new();
+    let mut out = Vec::new();
+    loop {
+        match r.next(&mut buf)? {
+            Record::Block { hash, len } => out.push(Got::Block(hash, buf[..len].to_vec())),
+            Record::End => return Ok(out),
+            rec => out.push(Got::Other(rec)),
+        }
+    }
+}
+
+#[test]
+fn blocks_of_many_pieces_arrive_whole_or_are_refused() {
+    const BIG: u32 = 1 << 20;
+    // Two blocks of several pieces each, the second shorter than the first (the buffer is
+    // reused: its tail must not leak into the second block).
+    let first: Vec<u8> = (0..BIG as usize).map(|i| (i % 253) as u8 | 1).collect();
+    let second: Vec<u8> = (0..3 * PIECE + 11).map(|i| (i % 241) as u8 | 2).collect();
+    let (h1, h2) = (BlockHash::of_bytes(&first), BlockHash::of_bytes(&second));
+    let mut w = StreamWriter::new(Vec::new(), BIG).unwrap();
+    w.block(&h1, &first).unwrap();
+    w.block(&h2, &second).unwrap();
+    let (bytes, _) = w.finish().unwrap();
+    let got = read_trickled(&bytes).unwrap();
+    assert_eq!(
+        got,
+        vec![Got::Block(h1, first), Got::Block(h2, second.clone())]
+    );
+    // Cut in the middle of a piece of the second block: truncated, named as such.
+    let second_at = HEADER_LEN + 9 + 32 + BIG as usize + 9 + 32;
+    for cut in [
+        second_at + PIECE / 2,
+        second_at + 2 * PIECE + 1,
+        bytes.len() - 60,
+    ] {
+        let e = read_trickled(&bytes[..cut]).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "cut at {cut}: {e}");
+    }
+    // A wrong byte in the last piece: the block is refused before it is returned.
+    let mut bad = bytes.clone();
+    bad[second_at + second.len() - 5] ^= 0x10;
+    let e = read_trickled(&bad).unwrap_err().to_string();
+    assert!(e.contains("does not match its hash"), "{e}");
 }

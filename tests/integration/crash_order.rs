@@ -103,6 +103,17 @@ fn put_writes_every_block_before_the_sync_that_precedes_its_rename() {
         &["put", p.to_str().unwrap(), "c/x"],
         "pwrite64,write,syncfs,rename,renameat,renameat2",
     );
+    blocks_synced_before_renames(&log);
+    assert_eq!(r.ok(&["get", "c/x"]), data);
+    assert_eq!(
+        r.json(&["fsck", "--read-data"])["problems"],
+        serde_json::json!([])
+    );
+}
+
+/// In a traced put or receive: a sync comes after the last block write and before the first
+/// rename into `blocks/`, and another after the last such rename and before the map's.
+fn blocks_synced_before_renames(log: &[String]) {
     let block_write = |l: &String| {
         (l.contains("pwrite64(") || l.contains("write("))
             && fd_path(
@@ -136,6 +147,23 @@ fn put_writes_every_block_before_the_sync_that_precedes_its_rename() {
         "no sync between the block renames and the map:\n{}",
         log.join("\n")
     );
+}
+
+#[test]
+fn receive_writes_every_block_before_the_sync_that_precedes_its_rename() {
+    let a = TestRepo::with_block_size("64K");
+    let mut data = pseudo_random(1_000_123, 11);
+    data[65_536 * 2 - 3000..65_536 * 2].fill(0);
+    a.ok(&["put", a.file("d", &data).to_str().unwrap(), "c/x"]);
+    let stream = a.path("s");
+    a.ok(&["send", "c/x", "-o", stream.to_str().unwrap()]);
+    let r = TestRepo::with_block_size("64K");
+    let log = traced(
+        &r,
+        &["receive", stream.to_str().unwrap()],
+        "pwrite64,write,syncfs,rename,renameat,renameat2",
+    );
+    blocks_synced_before_renames(&log);
     assert_eq!(r.ok(&["get", "c/x"]), data);
     assert_eq!(
         r.json(&["fsck", "--read-data"])["problems"],

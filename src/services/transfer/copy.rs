@@ -1,9 +1,8 @@
 //! `copy`: send | receive between two local repositories in one process, sending only the
 //! blocks and maps the destination lacks (looked up in it, not guessed from a base). The
-//! stream crosses an in-process pipe and is checked by the receiver as any other, so the
-//! destination gets the same all-or-nothing guarantee as `receive`.
+//! stream crosses a kernel pipe between two threads and is checked by the receiver as any
+//! other, so the destination gets the same all-or-nothing guarantee as `receive`.
 
-use super::pipe::pipe;
 use super::receive::{ReceivedResource, receive};
 use super::send::{Known, send};
 use crate::error::{Error, Result};
@@ -12,7 +11,29 @@ use crate::repo::Repository;
 use crate::storage::{BlockHash, MapId};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
+
+/// A kernel pipe (read end, write end), widened: the sender hands it the pages of mapped
+/// blocks and the receiver reads them into its block buffers, so each block byte is copied
+/// once, as between two processes. Closing the write end ends the reader's input; closing the
+/// read end fails the writer's next write (EPIPE; SIGPIPE is ignored by Rust programs).
+fn os_pipe() -> Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two new descriptors, each owned once below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::io(
+            "create",
+            "a pipe",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the descriptors are fresh and not owned by anything else.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    super::widen_pipe(&w);
+    Ok((r, w))
+}
 
 /// What the destination repository holds, looked up as the stream is written.
 struct Destination<'a>(&'a Repository);
@@ -58,9 +79,10 @@ pub fn copy(
             dest.root().display()
         )));
     }
-    let (writer, mut reader) = pipe(4);
+    let (mut reader, writer) = os_pipe()?;
     let (sent, received) = std::thread::scope(|scope| {
-        // The writer is dropped as the sender ends, so the receiver sees the end of input.
+        // The writer is dropped (closed) as the sender ends, so the receiver sees the end of
+        // input; the reader is dropped as the receiver ends, so a sender still writing stops.
         let sender = scope.spawn(|| {
             send(src, specs, &Destination(dest), writer, progress).map(|(report, _)| report)
         });

@@ -9,9 +9,9 @@
 pub mod copy;
 pub mod diff;
 mod flush;
-mod pipe;
 pub mod receive;
 pub mod send;
+mod stage;
 mod wire;
 
 use crate::error::{Error, Result};

@@ -1,8 +1,10 @@
 //! `receive`: checks a send stream and applies it, all or nothing.
 //!
 //! Order (docs/FORMAT.md "Send streams"), under the shared data lock:
-//! 1. every block record is verified and staged in one block batch (`tmp/batch-*`, not
-//!    visible); maps and resource records are kept in memory;
+//! 1. every block record is read into a page-aligned buffer and verified (the stream reader
+//!    hashes it piece by piece as it arrives), then handed to writer threads that stage it in
+//!    one block batch (`tmp/batch-*`, not visible) with a direct write (`stage`): an
+//!    unverified byte is never staged; maps and resource records are kept in memory;
 //! 2. the trailer is verified (record count, checksum, end of input): until then nothing
 //!    is visible, whatever the stream holds;
 //! 3. every resource is checked: its name (after `--rename`) free and valid, its record valid,
@@ -17,6 +19,7 @@
 //! the whole stream is applied. No path is built from stream data: volume ids are checked
 //! uuids (or new), object and volume names are validated, private indexes are numbers.
 
+use super::stage::Stager;
 use super::wire::WireResource;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -84,42 +87,16 @@ pub fn receive(
     let backend = repo.backend();
     let batch = backend.begin_batch()?;
     let mut report = ReceiveReport::default();
-    // Stored length of each block of the stream.
-    let mut in_stream: HashMap<BlockHash, u64> = HashMap::new();
     let flusher = super::flush::EarlyFlush::start(repo.tmp_dir());
-    let mut maps: HashMap<MapId, BlockMap> = HashMap::new();
-    let mut resources = Vec::new();
-    let mut read = 0;
-    loop {
-        let record = reader.next()?;
-        progress.advance(reader.bytes() - read);
-        read = reader.bytes();
-        match record {
-            Record::Block { hash, data } => {
-                if in_stream.insert(hash, data.len() as u64).is_some() {
-                    continue;
-                }
-                if batch.stage(&hash, &data)? {
-                    report.blocks_received += 1;
-                    report.bytes_received += data.len() as u64;
-                    flusher.staged(data.len() as u64);
-                } else {
-                    report.blocks_skipped += 1;
-                }
-            }
-            Record::Map { id, map } => {
-                maps.insert(id, map);
-            }
-            Record::Resource(json) => {
-                let r: WireResource =
-                    serde_json::from_slice(&json).map_err(|e| Error::BadStream {
-                        reason: format!("resource record {} is not valid: {e}", resources.len()),
-                    })?;
-                resources.push(r);
-            }
-            Record::End => break,
-        }
-    }
+    let (in_stream, maps, resources) = std::thread::scope(|scope| {
+        let mut stager = Stager::start(scope, batch.as_ref(), reader.block_size(), &flusher);
+        let got = read_records(&mut reader, &mut stager, progress)?;
+        stager.finish()?;
+        report.blocks_received = stager.written;
+        report.bytes_received = stager.bytes;
+        report.blocks_skipped = stager.skipped;
+        Ok::<_, Error>(got)
+    })?;
     report.stream_bytes = reader.bytes();
     let stored_len = |h: &BlockHash| -> Result<Option<u64>> {
         match in_stream.get(h) {
@@ -168,6 +145,50 @@ pub fn receive(
         })
         .collect();
     Ok(report)
+}
+
+/// Stored length of each block of the stream.
+type InStream = HashMap<BlockHash, u64>;
+
+/// Reads the stream to its verified end (step 1 and 2 of the module doc): each block is
+/// read into a buffer of `stager` and handed to it to be staged; maps and resources are
+/// kept.
+fn read_records(
+    reader: &mut StreamReader<&mut dyn Read>,
+    stager: &mut Stager<'_>,
+    progress: &dyn Progress,
+) -> Result<(InStream, HashMap<MapId, BlockMap>, Vec<WireResource>)> {
+    let mut in_stream = InStream::new();
+    let mut maps = HashMap::new();
+    let mut resources = Vec::new();
+    let mut buf = stager.buffer()?;
+    let mut read = reader.bytes();
+    loop {
+        let record = reader.next(&mut buf)?;
+        progress.advance(reader.bytes() - read);
+        read = reader.bytes();
+        match record {
+            Record::Block { hash, len } => {
+                // A block the stream repeats is verified again (the reader does) and dropped.
+                if in_stream.insert(hash, len as u64).is_some() {
+                    continue;
+                }
+                stager.stage(hash, buf, len)?;
+                buf = stager.buffer()?;
+            }
+            Record::Map { id, map } => {
+                maps.insert(id, map);
+            }
+            Record::Resource(json) => {
+                let r: WireResource =
+                    serde_json::from_slice(&json).map_err(|e| Error::BadStream {
+                        reason: format!("resource record {} is not valid: {e}", resources.len()),
+                    })?;
+                resources.push(r);
+            }
+            Record::End => return Ok((in_stream, maps, resources)),
+        }
+    }
 }
 
 /// A checked resource, ready to be committed.

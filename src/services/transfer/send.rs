@@ -11,11 +11,11 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::services::volumes;
+use crate::storage::mapped::{BlockMapping, Mapped};
 use crate::storage::{Backend, BlockHash, BlockMap, MapId};
-use crate::stream::StreamWriter;
+use crate::stream::{Sink, StreamWriter};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::io::Write;
 
 /// What the receiver already has: blocks and maps that need not be sent.
 pub trait Known {
@@ -82,7 +82,7 @@ pub struct SendReport {
 
 /// Writes a stream of the resources named by `specs` to `out`, leaving out what `known`
 /// says the receiver has. Returns the report and `out`.
-pub fn send<W: Write>(
+pub fn send<W: Sink>(
     repo: &Repository,
     specs: &[String],
     known: &dyn Known,
@@ -157,34 +157,68 @@ pub fn send<W: Write>(
 /// Blocks read and verified ahead of the one being written.
 const READ_AHEAD: usize = 4;
 
-/// Reads block `hash` (at `offset` of `resource`) into `buf` and checks it against its hash
-/// and the block size.
+/// A block read for sending: mapped from its file, or read into a buffer (its first `len`
+/// bytes) when the backend cannot map it.
+enum Bytes {
+    Mapped(Mapped),
+    Buf(Vec<u8>, usize),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Buf(b, len) => &b[..*len],
+        }
+    }
+}
+
+/// Reads block `hash` (at `offset` of `resource`), mapped when the backend can (no copy),
+/// else into `buf` (grown to the block size once, then reused), and checks it against its
+/// hash and the block size.
 fn read_verified(
     backend: &dyn Backend,
     hash: &BlockHash,
     offset: u64,
-    bs: u64,
+    bs: usize,
     resource: &str,
-    buf: &mut Vec<u8>,
-) -> Result<()> {
-    if !backend.read_block(hash, buf)? {
-        return Err(Error::MissingBlock {
-            hash: hash.to_hex(),
-            offset,
-            resource: resource.to_string(),
-        });
+    mut buf: Vec<u8>,
+) -> Result<Bytes> {
+    let missing = || Error::MissingBlock {
+        hash: hash.to_hex(),
+        offset,
+        resource: resource.to_string(),
+    };
+    let corrupt = || Error::CorruptBlock {
+        hash: hash.to_hex(),
+        offset,
+        resource: resource.to_string(),
+    };
+    let bytes = match backend.map_block(hash, bs)? {
+        BlockMapping::Mapped(m) => Bytes::Mapped(m),
+        BlockMapping::Missing => return Err(missing()),
+        BlockMapping::TooLong(_) => return Err(corrupt()),
+        BlockMapping::Unsupported => {
+            if buf.len() != bs {
+                buf.resize(bs, 0);
+            }
+            let len = backend
+                .read_block_into(hash, &mut buf)?
+                .ok_or_else(missing)?;
+            if len > bs {
+                return Err(corrupt());
+            }
+            Bytes::Buf(buf, len)
+        }
+    };
+    if BlockHash::of_bytes(&bytes) != *hash {
+        return Err(corrupt());
     }
-    if BlockHash::of_bytes(buf) != *hash || buf.len() as u64 > bs {
-        return Err(Error::CorruptBlock {
-            hash: hash.to_hex(),
-            offset,
-            resource: resource.to_string(),
-        });
-    }
-    Ok(())
+    Ok(bytes)
 }
 
-struct Sender<'a, W: Write> {
+struct Sender<'a, W: Sink> {
     backend: &'a dyn Backend,
     known: &'a dyn Known,
     sent: HashSet<BlockHash>,
@@ -196,7 +230,7 @@ struct Sender<'a, W: Write> {
     progress: &'a dyn Progress,
 }
 
-impl<W: Write> Sender<'_, W> {
+impl<W: Sink> Sender<'_, W> {
     fn target(&mut self, repo: &Repository, t: &Target) -> Result<()> {
         let (resource, bytes) = match t {
             Target::Object { name, record, .. } => {
@@ -274,7 +308,8 @@ impl<W: Write> Sender<'_, W> {
     }
 
     /// Sends the blocks of `map` the receiver lacks, each verified against its hash as it
-    /// is read. A read-ahead thread reads and verifies the next [`READ_AHEAD`] blocks while
+    /// is read (mapped from its file: hashed and written out without a copy into a buffer;
+    /// the shared data lock, held, keeps gc away). A read-ahead thread reads and verifies the next [`READ_AHEAD`] blocks while
     /// this one writes the stream, so reading, hashing and writing overlap.
     fn map_blocks(&mut self, map: &BlockMap, resource: &str) -> Result<()> {
         let bs = map.block_size() as u64;
@@ -291,13 +326,17 @@ impl<W: Write> Sender<'_, W> {
         let todo = &todo;
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+            // Buffers the writer is done with go back to the reader: at most READ_AHEAD + 2
+            // blocks of memory, allocated once.
+            let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             scope.spawn(move || {
                 for &(index, hash) in todo {
-                    let mut buf = Vec::new();
-                    let read = read_verified(backend, &hash, index * bs, bs, resource, &mut buf);
+                    let buf = spent_rx.try_recv().unwrap_or_default();
+                    let read =
+                        read_verified(backend, &hash, index * bs, bs as usize, resource, buf);
                     let failed = read.is_err();
                     // The writer stopped (its error is the one reported) or this read failed.
-                    if tx.send(read.map(|()| buf)).is_err() || failed {
+                    if tx.send(read).is_err() || failed {
                         return;
                     }
                 }
@@ -305,11 +344,18 @@ impl<W: Write> Sender<'_, W> {
             // Dropping `rx` on an early return stops the reader at its next block.
             for (_, hash) in todo {
                 crate::interrupt::check()?;
-                let data = rx
+                let bytes = rx
                     .recv()
                     .expect("the reader sends every block or an error")?;
-                self.out.block(hash, &data)?;
-                self.report.bytes_sent += data.len() as u64;
+                match &bytes {
+                    // A sealed block file's pages: handed to a pipe as they are.
+                    Bytes::Mapped(m) => self.out.block_stable(hash, m)?,
+                    Bytes::Buf(..) => self.out.block(hash, &bytes)?,
+                }
+                self.report.bytes_sent += bytes.len() as u64;
+                if let Bytes::Buf(buf, _) = bytes {
+                    let _ = spent_tx.send(buf);
+                }
                 self.progress.advance(bs);
             }
             Ok(())

@@ -95,3 +95,66 @@ fn edited_streams_change_nothing() {
     receive(&repo, &mut stream.as_slice(), &BTreeMap::new(), &NoProgress).unwrap();
     assert_eq!(state(&repo).0, vec!["c/o".to_string()]);
 }
+
+#[test]
+fn a_damaged_source_block_stops_the_send() {
+    use crate::error::Error;
+    use crate::storage::BlockHash;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(&dir.path().join("a"), 4096).unwrap();
+    let data: Vec<u8> = (0..3 * 4096).map(|i| (i * 13 % 251) as u8 | 1).collect();
+    let source = Source::Stream {
+        reader: Box::new(std::io::Cursor::new(data.clone())),
+        label: "test".into(),
+    };
+    put(
+        &repo,
+        source,
+        &ObjectName::parse("c/o").unwrap(),
+        &PutOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    let hash = BlockHash::of_bytes(&data[4096..8192]);
+    let path = crate::storage::local::LocalBackend::new(repo.root()).block_path(&hash);
+    let send_it = || {
+        send(
+            &repo,
+            &["c/o".into()],
+            &Bases::default(),
+            Vec::new(),
+            &NoProgress,
+        )
+    };
+    let good = std::fs::read(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A flipped byte, a longer file, a missing file: each is named, nothing is sent.
+    let mut flipped = good.clone();
+    flipped[100] ^= 1;
+    let mut longer = good.clone();
+    longer.resize(4097, 1);
+    for (what, content) in [
+        ("flipped", Some(flipped)),
+        ("longer", Some(longer)),
+        ("gone", None),
+    ] {
+        match content {
+            Some(c) => std::fs::write(&path, c).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        match send_it() {
+            Err(Error::CorruptBlock {
+                hash: h, offset, ..
+            }) if what != "gone" => {
+                assert_eq!((h, offset), (hash.to_hex(), 4096), "{what}")
+            }
+            Err(Error::MissingBlock { hash: h, .. }) if what == "gone" => {
+                assert_eq!(h, hash.to_hex())
+            }
+            other => panic!("{what}: {:?}", other.map(|r| r.0)),
+        }
+    }
+    std::fs::write(&path, &good).unwrap();
+    assert!(send_it().is_ok());
+}

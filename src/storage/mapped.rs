@@ -1,0 +1,100 @@
+//! Read-only memory mappings of stored block files ([`Mapped`]): a sender hashes a block and
+//! writes it out straight from the page cache, without first copying it into a buffer.
+//!
+//! Invariant: only sealed block files are mapped, and arch never writes to or shortens a
+//! stored block (gc unlinks it, which leaves a mapping valid). A block file shortened under a
+//! mapping by something outside arch would fault the reading process (SIGBUS); callers map
+//! only while they hold the shared data lock, and only files no longer than a block.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::ptr::NonNull;
+
+/// What [`crate::storage::Backend::map_block`] found.
+pub enum BlockMapping {
+    /// The stored block, mapped.
+    Mapped(Mapped),
+    /// The block is not stored.
+    Missing,
+    /// The stored block is longer than allowed (this many bytes): it was not mapped.
+    TooLong(u64),
+    /// The backend has no local files to map: read the block instead.
+    Unsupported,
+}
+
+/// A whole file mapped read-only (private, populated at once).
+pub struct Mapped {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone, like a Box<[u8]>.
+unsafe impl Send for Mapped {}
+// SAFETY: shared references only read the bytes.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps the first `len` bytes of `file` (its length, read by the caller); an empty file
+    /// maps to an empty slice without a system call.
+    pub fn of_file(file: &File, len: usize) -> io::Result<Mapped> {
+        if len == 0 {
+            return Ok(Mapped {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of a descriptor we hold; the kernel
+        // picks the address, and nothing else refers to that range until munmap in drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap at 0"))?;
+        Ok(Mapped { ptr, len })
+    }
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr maps len readable bytes (or is dangling with len 0) until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmaps exactly the range mmap returned, once.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn maps_the_file_bytes_and_empty_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(&*Mapped::of_file(&f, data.len()).unwrap(), &data[..]);
+        assert_eq!(&*Mapped::of_file(&f, 100).unwrap(), &data[..100]);
+        assert!(Mapped::of_file(&f, 0).unwrap().is_empty());
+    }
+}
