@@ -115,3 +115,29 @@ pub fn generate(task: &str, dir: &Path, t: &str, hostname: &str) -> Result<KeyPa
     let _ = std::fs::remove_file(&public_path);
     generated
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_made_ahead_are_of_the_asked_type_and_leave_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys_dir = dir.path().join("hostkeys");
+        let task = "DeleteSSHKeys";
+        let mut keys = HostKeys::start(task, keys_dir.clone(), "vm1".into());
+        for (t, prefix) in [("ed25519", "ssh-ed25519 "), ("rsa", "ssh-rsa ")] {
+            let k = keys.take(task, t, dir.path(), "vm1").unwrap();
+            let public = String::from_utf8(k.public).unwrap();
+            assert!(public.starts_with(prefix), "{t}: {public}");
+            assert!(public.trim_end().ends_with(" root@vm1"), "{public}");
+            assert!(String::from_utf8_lossy(&k.private).contains("OPENSSH PRIVATE KEY"));
+        }
+        drop(keys);
+        assert_eq!(
+            std::fs::read_dir(&keys_dir).unwrap().count(),
+            0,
+            "no key file is left in the scratch directory"
+        );
+    }
+}

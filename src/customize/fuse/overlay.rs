@@ -444,6 +444,116 @@ mod tests {
         assert!(o.changes().written.is_empty());
     }
 
+    /// A loader that holds the load of block 1 until told to go on.
+    struct Held {
+        inner: Mem,
+        started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl BlockLoader for Held {
+        fn load(&self, index: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+            if index == 1 {
+                self.started.lock().unwrap().send(()).unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+            self.inner.load(index, buf)
+        }
+    }
+
+    #[test]
+    fn a_block_being_loaded_is_loaded_once_and_holds_up_no_other_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, bytes, plain, _) = setup(8 * BS);
+        let data: BTreeSet<u64> = (1..8).step_by(2).collect();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let held = Held {
+            inner: Mem {
+                bytes: bytes.clone(),
+                loads: loads.clone(),
+            },
+            started: std::sync::Mutex::new(started_tx),
+            go: std::sync::Mutex::new(go_rx),
+        };
+        drop(plain);
+        let cache = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("cache"))
+            .unwrap();
+        let o = Overlay::new(cache, 8 * BS, BS, data, Box::new(held)).unwrap();
+        std::thread::scope(|s| {
+            let first = s.spawn(|| o.read(BS, 100).unwrap());
+            started.recv().unwrap();
+            // Block 1 is loading: a second reader of it waits for that load, not a new one.
+            let second = s.spawn(|| o.read(BS + 200, 100).unwrap());
+            // Block 3 is served while block 1 still loads.
+            assert_eq!(
+                o.read(3 * BS, 50).unwrap(),
+                bytes[(3 * BS) as usize..(3 * BS + 50) as usize]
+            );
+            // A partial write of block 5 meanwhile loads it into the cache file.
+            o.write(5 * BS + 1, b"z").unwrap();
+            go.send(()).unwrap();
+            assert_eq!(
+                first.join().unwrap(),
+                bytes[BS as usize..(BS + 100) as usize]
+            );
+            assert_eq!(
+                second.join().unwrap(),
+                bytes[(BS + 200) as usize..(BS + 300) as usize]
+            );
+        });
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            3,
+            "blocks 1, 3 and 5 once each"
+        );
+        assert_eq!(
+            o.read(5 * BS, 2).unwrap(),
+            vec![bytes[(5 * BS) as usize], b'z']
+        );
+        assert_eq!(o.changes().written, BTreeSet::from([5]));
+    }
+
+    #[test]
+    fn a_block_written_whole_while_it_loads_reads_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, bytes, plain, _) = setup(4 * BS);
+        drop(plain);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let held = Held {
+            inner: Mem {
+                bytes,
+                loads: Arc::new(AtomicUsize::new(0)),
+            },
+            started: std::sync::Mutex::new(started_tx),
+            go: std::sync::Mutex::new(go_rx),
+        };
+        let cache = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("cache"))
+            .unwrap();
+        let o = Overlay::new(cache, 4 * BS, BS, BTreeSet::from([1, 3]), Box::new(held)).unwrap();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| o.read(BS, 10).unwrap());
+            started.recv().unwrap();
+            o.write(BS, &vec![9u8; BS as usize]).unwrap();
+            go.send(()).unwrap();
+            // The load ended after the write: the reader takes the written bytes, and the
+            // stale load is not kept.
+            assert_eq!(reader.join().unwrap(), vec![9u8; 10]);
+        });
+        assert_eq!(o.read(BS, 10).unwrap(), vec![9u8; 10]);
+        assert_eq!(o.lock().recent.len(), 0, "the stale load was dropped");
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Write(u64, Vec<u8>),
