@@ -414,10 +414,16 @@ impl Guest {
     }
 }
 
-/// Checks and grows the filesystem at `offset` of `disk` to `bytes`; returns (old, new) size
-/// in filesystem blocks.
-pub fn resize_filesystem(task: &str, guest: &Guest, bytes: u64) -> Result<(u64, u64)> {
-    let (block_size, old_blocks) = fs_geometry(task, guest)?;
+/// Checks and grows the filesystem at `offset` of `disk`, whose geometry (block size, block
+/// count) is `geometry` (from [`fs_geometry`]), to `bytes`; returns (old, new) size in
+/// filesystem blocks.
+pub fn resize_filesystem(
+    task: &str,
+    guest: &Guest,
+    geometry: (u64, u64),
+    bytes: u64,
+) -> Result<(u64, u64)> {
+    let (block_size, old_blocks) = geometry;
     let new_blocks = bytes / block_size;
     if new_blocks <= old_blocks {
         return Ok((old_blocks, old_blocks));

@@ -2,8 +2,8 @@
 //! names it.
 
 use super::CustomizeOptions;
-use super::disk::{grow_last_partition, read_table};
-use super::guest::{Guest, Request, Stat, is_ext, resize_filesystem};
+use super::disk::{Table, grow_last_partition, read_table};
+use super::guest::{Guest, Request, Stat, fs_geometry, is_ext, resize_filesystem};
 use super::hostkeys::{self, HostKeys};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -85,6 +85,8 @@ pub struct Ctx<'a> {
     opts: &'a CustomizeOptions,
     scratch: PathBuf,
     root: Option<Guest>,
+    /// The partition table once FixPartitionTable has read it (it is the last to change it).
+    table: Option<Table>,
     /// Host keys generated ahead for DeleteSSHKeys (None when it is excluded).
     keys: Option<HostKeys>,
 }
@@ -105,6 +107,7 @@ impl<'a> Ctx<'a> {
             opts,
             scratch: scratch.to_path_buf(),
             root: None,
+            table: None,
             keys,
         }
     }
@@ -121,7 +124,7 @@ impl<'a> Ctx<'a> {
                      (clone with --no-customize, or mark the image as a snapshot)"
                 )));
             }
-            let table = read_table(task, self.disk)?;
+            let table = self.table(task)?;
             let wanted: Option<u32> = self
                 .props
                 .get("ROOT_PARTITION")
@@ -168,6 +171,14 @@ impl<'a> Ctx<'a> {
         Ok(self.root.as_ref().expect("set above"))
     }
 
+    /// The partition table: the one FixPartitionTable left, else read now.
+    fn table(&mut self, task: &str) -> Result<Table> {
+        if self.table.is_none() {
+            self.table = Some(read_table(task, self.disk)?);
+        }
+        Ok(self.table.clone().expect("set above"))
+    }
+
     fn users(&self) -> Vec<String> {
         self.props
             .get("USERS")
@@ -184,6 +195,7 @@ fn host(opts: &CustomizeOptions) -> String {
 fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "FixPartitionTable";
     let g = grow_last_partition(task, ctx.disk)?;
+    ctx.table = Some(g.table.clone());
     let note = if g.unreachable > 0 {
         format!(
             "; an MBR partition cannot end past 2 TiB, so the last {} of the disk stay unused \
@@ -207,18 +219,18 @@ fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
 
 fn filesystem_resize(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "FilesystemResizeUnmounted";
-    let table = read_table(task, ctx.disk)?;
+    let table = ctx.table(task)?;
     let last = table
         .last()
         .ok_or_else(|| Error::invalid(format!("{task}: the disk has no partition")))?;
     let guest = Guest::new(ctx.disk, last.start * 512, &ctx.scratch);
-    if !is_ext(&guest) {
+    let Ok(geometry) = fs_geometry("probe", &guest) else {
         return Ok(Outcome::Skipped(format!(
             "partition {} holds no ext2/3/4 filesystem",
             last.number
         )));
-    }
-    let (old, new) = resize_filesystem(task, &guest, last.sectors * 512)?;
+    };
+    let (old, new) = resize_filesystem(task, &guest, geometry, last.sectors * 512)?;
     Ok(if new > old {
         Outcome::Ran(format!(
             "filesystem on partition {} grown from {old} to {new} blocks",
