@@ -25,7 +25,7 @@ pub struct Partition {
 }
 
 /// A disk's partition table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     /// `dos` (MBR) or `gpt`.
     pub label: String,
@@ -87,6 +87,8 @@ pub struct Growth {
     /// Bytes at the end of the disk no MBR partition can reach (0 for GPT, or a disk of at
     /// most 2 TiB).
     pub unreachable: u64,
+    /// The partition table as it is now, for the tasks after (nothing else changes it).
+    pub table: Table,
 }
 
 /// Grows the last partition to the end of the disk (GPT: the backup header moves to the end
@@ -125,6 +127,7 @@ pub fn grow_last_partition(task: &str, disk: &Path) -> Result<Growth> {
             before: last.clone(),
             after: last,
             unreachable,
+            table,
         });
     }
     let number = last.number.to_string();
@@ -137,7 +140,8 @@ pub fn grow_last_partition(task: &str, disk: &Path) -> Result<Growth> {
         ", +\n".to_string()
     };
     run(task, "sfdisk", &args, Some(input.as_bytes()))?;
-    let grown = read_table(task, disk)?
+    let now = read_table(task, disk)?;
+    let grown = now
         .partition(last.number)
         .cloned()
         .ok_or_else(|| Error::invalid(format!("{task}: partition {number} vanished")))?;
@@ -145,6 +149,7 @@ pub fn grow_last_partition(task: &str, disk: &Path) -> Result<Growth> {
         before: last,
         after: grown,
         unreachable,
+        table: now,
     })
 }
 

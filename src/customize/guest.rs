@@ -246,8 +246,14 @@ impl Guest {
     /// than [`MAX_GUEST_FILE`] is refused before it is read: a hostile image could hold a
     /// huge sparse `/etc/shadow` that costs it nothing and would cost arch its memory.
     pub fn read(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_stat(task, path)?.map(|(_, content)| content))
+    }
+
+    /// [`Guest::read`] with the file's owner and mode (one debugfs run fewer than a read and
+    /// a stat).
+    pub fn read_stat(&self, task: &str, path: impl AsRef<[u8]>) -> Result<Option<(Stat, Vec<u8>)>> {
         let path = path.as_ref();
-        let Some((_, size)) = self.stat_sized(task, path)? else {
+        let Some((stat, size)) = self.stat_sized(task, path)? else {
             return Ok(None);
         };
         if size > MAX_GUEST_FILE {
@@ -265,7 +271,7 @@ impl Guest {
                 errors.join("; ")
             )));
         }
-        Ok(Some(out))
+        Ok(Some((stat, out)))
     }
 
     /// Names in the guest directory `dir` (`.` and `..` excluded), as raw bytes.
@@ -377,6 +383,16 @@ impl Guest {
 
     /// Creates the directory `path` (and missing parents) with mode and owner when absent.
     pub fn ensure_dir(&self, task: &str, path: &str, stat: Stat) -> Result<()> {
+        let reqs = self.dir_requests(task, path, stat)?;
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        self.apply(task, &reqs)
+    }
+
+    /// The requests [`Guest::ensure_dir`] applies (none when the directory exists), to be
+    /// applied together with others in one debugfs run.
+    pub fn dir_requests(&self, task: &str, path: &str, stat: Stat) -> Result<Vec<Request>> {
         let mut reqs = Vec::new();
         let mut prefix = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -394,17 +410,20 @@ impl Guest {
                 )?);
             }
         }
-        if reqs.is_empty() {
-            return Ok(());
-        }
-        self.apply(task, &reqs)
+        Ok(reqs)
     }
 }
 
-/// Checks and grows the filesystem at `offset` of `disk` to `bytes`; returns (old, new) size
-/// in filesystem blocks.
-pub fn resize_filesystem(task: &str, guest: &Guest, bytes: u64) -> Result<(u64, u64)> {
-    let (block_size, old_blocks) = fs_geometry(task, guest)?;
+/// Checks and grows the filesystem at `offset` of `disk`, whose geometry (block size, block
+/// count) is `geometry` (from [`fs_geometry`]), to `bytes`; returns (old, new) size in
+/// filesystem blocks.
+pub fn resize_filesystem(
+    task: &str,
+    guest: &Guest,
+    geometry: (u64, u64),
+    bytes: u64,
+) -> Result<(u64, u64)> {
+    let (block_size, old_blocks) = geometry;
     let new_blocks = bytes / block_size;
     if new_blocks <= old_blocks {
         return Ok((old_blocks, old_blocks));

@@ -6,6 +6,7 @@
 mod disk;
 pub mod fuse;
 mod guest;
+mod hostkeys;
 mod tasks;
 mod tools;
 

@@ -2,9 +2,9 @@
 //! names it.
 
 use super::CustomizeOptions;
-use super::disk::{grow_last_partition, read_table};
-use super::guest::{Guest, Stat, is_ext, resize_filesystem};
-use super::tools::run;
+use super::disk::{Table, grow_last_partition, read_table};
+use super::guest::{Guest, Request, Stat, fs_geometry, is_ext, resize_filesystem};
+use super::hostkeys::{self, HostKeys};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +85,10 @@ pub struct Ctx<'a> {
     opts: &'a CustomizeOptions,
     scratch: PathBuf,
     root: Option<Guest>,
+    /// The partition table once FixPartitionTable has read it (it is the last to change it).
+    table: Option<Table>,
+    /// Host keys generated ahead for DeleteSSHKeys (None when it is excluded).
+    keys: Option<HostKeys>,
 }
 
 impl<'a> Ctx<'a> {
@@ -94,12 +98,17 @@ impl<'a> Ctx<'a> {
         opts: &'a CustomizeOptions,
         scratch: &Path,
     ) -> Ctx<'a> {
+        let keys = super::excluded(props, "DeleteSSHKeys", true)
+            .is_none()
+            .then(|| HostKeys::start("DeleteSSHKeys", scratch.join("hostkeys"), host(opts)));
         Ctx {
             disk,
             props,
             opts,
             scratch: scratch.to_path_buf(),
             root: None,
+            table: None,
+            keys,
         }
     }
 
@@ -115,7 +124,7 @@ impl<'a> Ctx<'a> {
                      (clone with --no-customize, or mark the image as a snapshot)"
                 )));
             }
-            let table = read_table(task, self.disk)?;
+            let table = self.table(task)?;
             let wanted: Option<u32> = self
                 .props
                 .get("ROOT_PARTITION")
@@ -162,6 +171,14 @@ impl<'a> Ctx<'a> {
         Ok(self.root.as_ref().expect("set above"))
     }
 
+    /// The partition table: the one FixPartitionTable left, else read now.
+    fn table(&mut self, task: &str) -> Result<Table> {
+        if self.table.is_none() {
+            self.table = Some(read_table(task, self.disk)?);
+        }
+        Ok(self.table.clone().expect("set above"))
+    }
+
     fn users(&self) -> Vec<String> {
         self.props
             .get("USERS")
@@ -170,9 +187,15 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The hostname the new host keys name (`root@HOST`).
+fn host(opts: &CustomizeOptions) -> String {
+    opts.hostname.clone().unwrap_or_else(|| "localhost".into())
+}
+
 fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "FixPartitionTable";
     let g = grow_last_partition(task, ctx.disk)?;
+    ctx.table = Some(g.table.clone());
     let note = if g.unreachable > 0 {
         format!(
             "; an MBR partition cannot end past 2 TiB, so the last {} of the disk stay unused \
@@ -196,18 +219,18 @@ fn fix_partition_table(ctx: &mut Ctx) -> Result<Outcome> {
 
 fn filesystem_resize(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "FilesystemResizeUnmounted";
-    let table = read_table(task, ctx.disk)?;
+    let table = ctx.table(task)?;
     let last = table
         .last()
         .ok_or_else(|| Error::invalid(format!("{task}: the disk has no partition")))?;
     let guest = Guest::new(ctx.disk, last.start * 512, &ctx.scratch);
-    if !is_ext(&guest) {
+    let Ok(geometry) = fs_geometry("probe", &guest) else {
         return Ok(Outcome::Skipped(format!(
             "partition {} holds no ext2/3/4 filesystem",
             last.number
         )));
-    }
-    let (old, new) = resize_filesystem(task, &guest, last.sectors * 512)?;
+    };
+    let (old, new) = resize_filesystem(task, &guest, geometry, last.sectors * 512)?;
     Ok(if new > old {
         Outcome::Ran(format!(
             "filesystem on partition {} grown from {old} to {new} blocks",
@@ -231,9 +254,22 @@ fn add_swap(ctx: &mut Ctx) -> Result<Outcome> {
     }
 }
 
-/// Keeps the owner and mode of an existing file, else root 0644.
-fn stat_or_default(g: &Guest, task: &str, path: &str) -> Result<Stat> {
-    Ok(g.stat(task, path)?.unwrap_or(ROOT_FILE))
+/// The requests replacing the file `path` with `data`, keeping the owner and mode it had
+/// (`found`, from a stat or read just made), else root 0644.
+fn replace_requests(
+    g: &Guest,
+    task: &str,
+    path: &str,
+    data: &[u8],
+    found: Option<Stat>,
+) -> Result<Vec<Request>> {
+    g.write_requests(
+        task,
+        path,
+        data,
+        found.unwrap_or(ROOT_FILE),
+        found.is_some(),
+    )
 }
 
 fn assign_hostname(ctx: &mut Ctx) -> Result<Outcome> {
@@ -242,9 +278,18 @@ fn assign_hostname(ctx: &mut Ctx) -> Result<Outcome> {
         return Ok(Outcome::Skipped("no --hostname given".into()));
     };
     let g = ctx.root(task)?;
-    let st = stat_or_default(g, task, "/etc/hostname")?;
-    g.write(task, "/etc/hostname", format!("{name}\n").as_bytes(), st)?;
-    let hosts = g.read(task, "/etc/hosts")?.unwrap_or_default();
+    let found = g.stat(task, "/etc/hostname")?;
+    let mut cmds = replace_requests(
+        g,
+        task,
+        "/etc/hostname",
+        format!("{name}\n").as_bytes(),
+        found,
+    )?;
+    let (found, hosts) = match g.read_stat(task, "/etc/hosts")? {
+        Some((st, content)) => (Some(st), content),
+        None => (None, Vec::new()),
+    };
     let text = String::from_utf8_lossy(&hosts);
     let mut lines: Vec<String> = Vec::new();
     let mut replaced = false;
@@ -265,8 +310,16 @@ fn assign_hostname(ctx: &mut Ctx) -> Result<Outcome> {
             .map_or(lines.len(), |i| i + 1);
         lines.insert(at, format!("127.0.1.1\t{name}"));
     }
-    let st = stat_or_default(g, task, "/etc/hosts")?;
-    g.write(task, "/etc/hosts", (lines.join("\n") + "\n").as_bytes(), st)?;
+    let hosts = lines.join("\n") + "\n";
+    cmds.extend(replace_requests(
+        g,
+        task,
+        "/etc/hosts",
+        hosts.as_bytes(),
+        found,
+    )?);
+    // Both files in one debugfs run.
+    g.apply(task, &cmds)?;
     Ok(Outcome::Ran(format!(
         "hostname {name} in /etc/hostname and /etc/hosts"
     )))
@@ -276,8 +329,15 @@ fn change_machine_id(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "ChangeMachineId";
     let g = ctx.root(task)?;
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let st = stat_or_default(g, task, "/etc/machine-id")?;
-    g.write(task, "/etc/machine-id", format!("{id}\n").as_bytes(), st)?;
+    let found = g.stat(task, "/etc/machine-id")?;
+    let cmds = replace_requests(
+        g,
+        task,
+        "/etc/machine-id",
+        format!("{id}\n").as_bytes(),
+        found,
+    )?;
+    g.apply(task, &cmds)?;
     Ok(Outcome::Ran("new /etc/machine-id".into()))
 }
 
@@ -313,8 +373,8 @@ fn change_password(ctx: &mut Ctx) -> Result<Outcome> {
         .cloned()
         .unwrap_or_else(|| "sha512".into());
     let g = ctx.root(task)?;
-    let shadow = g
-        .read(task, "/etc/shadow")?
+    let (st, shadow) = g
+        .read_stat(task, "/etc/shadow")?
         .ok_or_else(|| Error::invalid(format!("{task}: the image has no /etc/shadow")))?;
     let text = String::from_utf8_lossy(&shadow).into_owned();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
@@ -334,17 +394,14 @@ fn change_password(ctx: &mut Ctx) -> Result<Outcome> {
         fields[1] = hash_password(task, &method, &password)?;
         *line = fields.join(":");
     }
-    let st = g.stat(task, "/etc/shadow")?.unwrap_or(Stat {
-        mode: 0o100640,
-        uid: 0,
-        gid: 0,
-    });
-    g.write(
+    let cmds = g.write_requests(
         task,
         "/etc/shadow",
         (lines.join("\n") + "\n").as_bytes(),
         st,
+        true,
     )?;
+    g.apply(task, &cmds)?;
     Ok(Outcome::Ran(format!(
         "{method} password hash set for {}",
         users.join(", ")
@@ -354,11 +411,8 @@ fn change_password(ctx: &mut Ctx) -> Result<Outcome> {
 fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
     let task = "DeleteSSHKeys";
     let scratch = ctx.scratch.clone();
-    let hostname = ctx
-        .opts
-        .hostname
-        .clone()
-        .unwrap_or_else(|| "localhost".into());
+    let hostname = host(ctx.opts);
+    let mut keys = ctx.keys.take();
     let g = ctx.root(task)?;
     if g.stat(task, "/etc/ssh")?.is_none() {
         return Ok(Outcome::Skipped("no /etc/ssh".into()));
@@ -372,7 +426,7 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
             n.starts_with(b"ssh_host_") && (n.ends_with(b"_key") || n.ends_with(b"_key.pub"))
         })
         .collect();
-    let mut types: Vec<String> = ["rsa", "ecdsa", "ed25519"]
+    let mut types: Vec<String> = hostkeys::TYPES
         .into_iter()
         .filter(|t| {
             old.iter()
@@ -388,31 +442,14 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
         cmds.push(g.rm_request(task, [b"/etc/ssh/".as_slice(), n].concat())?);
     }
     for t in &types {
-        let key = scratch.join(format!("ssh_host_{t}_key"));
-        let _ = std::fs::remove_file(&key);
-        let _ = std::fs::remove_file(key.with_extension("pub"));
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "-q".as_ref(),
-            "-t".as_ref(),
-            t.as_ref(),
-            "-N".as_ref(),
-            "".as_ref(),
-        ];
-        let comment = format!("root@{hostname}");
-        args.extend([
-            "-C".as_ref(),
-            comment.as_ref(),
-            "-f".as_ref(),
-            key.as_os_str(),
-        ]);
-        run(task, "ssh-keygen", &args, None)?;
-        let private = std::fs::read(&key).map_err(|e| Error::io("read", &key, e))?;
-        let public_path = PathBuf::from(format!("{}.pub", key.display()));
-        let public = std::fs::read(&public_path).map_err(|e| Error::io("read", &public_path, e))?;
+        let pair = match keys.as_mut() {
+            Some(k) => k.take(task, t, &scratch, &hostname)?,
+            None => hostkeys::generate(task, &scratch, t, &hostname)?,
+        };
         cmds.extend(g.write_requests(
             task,
             format!("/etc/ssh/ssh_host_{t}_key"),
-            &private,
+            &pair.private,
             Stat {
                 mode: 0o100600,
                 uid: 0,
@@ -423,11 +460,10 @@ fn delete_ssh_keys(ctx: &mut Ctx) -> Result<Outcome> {
         cmds.extend(g.write_requests(
             task,
             format!("/etc/ssh/ssh_host_{t}_key.pub"),
-            &public,
+            &pair.public,
             ROOT_FILE,
             false,
         )?);
-        let _ = std::fs::remove_file(&key);
     }
     g.apply(task, &cmds)?;
     Ok(Outcome::Ran(format!(
@@ -490,11 +526,16 @@ fn enforce_personality(ctx: &mut Ctx) -> Result<Outcome> {
                 uid,
                 gid,
             };
-            g.ensure_dir(task, &dir, dir_stat)?;
-            g.apply(task, &g.set_owner_mode(task, &dir, dir_stat)?)?;
             let path = format!("{dir}/authorized_keys");
-            let mut content =
-                String::from_utf8_lossy(&g.read(task, &path)?.unwrap_or_default()).into_owned();
+            // Read first (a missing directory holds no file), then the directory, its owner
+            // and the file in one debugfs run.
+            let (exists, content) = match g.read(task, &path)? {
+                Some(c) => (true, c),
+                None => (false, Vec::new()),
+            };
+            let mut content = String::from_utf8_lossy(&content).into_owned();
+            let mut cmds = g.dir_requests(task, &dir, dir_stat)?;
+            cmds.extend(g.set_owner_mode(task, &dir, dir_stat)?);
             for key in &opts.ssh_keys {
                 if !content.lines().any(|l| l.trim() == key.trim()) {
                     if !content.is_empty() && !content.ends_with('\n') {
@@ -504,7 +545,7 @@ fn enforce_personality(ctx: &mut Ctx) -> Result<Outcome> {
                     content.push('\n');
                 }
             }
-            g.write(
+            cmds.extend(g.write_requests(
                 task,
                 &path,
                 content.as_bytes(),
@@ -513,7 +554,9 @@ fn enforce_personality(ctx: &mut Ctx) -> Result<Outcome> {
                     uid,
                     gid,
                 },
-            )?;
+                exists,
+            )?);
+            g.apply(task, &cmds)?;
             done.push(format!("{} key(s) for {user}", opts.ssh_keys.len()));
         }
     }

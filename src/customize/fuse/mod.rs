@@ -6,6 +6,7 @@
 
 mod mount;
 mod overlay;
+mod recent;
 mod serve;
 
 pub use overlay::Changes;

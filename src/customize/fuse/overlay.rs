@@ -13,26 +13,35 @@
 //!
 //! Memory follows the number of the volume's data blocks, never its virtual size.
 
+use super::recent::Recent;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Reads whole blocks of the volume (verified), for the overlay.
+/// Reads whole blocks of the volume (verified), for the overlay. Called from several threads
+/// at once (one per FUSE request being served), never twice at once for one block.
 pub trait BlockLoader: Send + Sync {
     /// Fills `buf` with block `index` (exactly one block).
     fn load(&self, index: u64, buf: &mut Vec<u8>) -> io::Result<()>;
 }
 
 /// The tools' view of a volume of `limit` bytes in blocks of `block_size`.
+///
+/// Concurrency: every method takes `&self`; the state is under one lock, which is released
+/// only while a block of the volume is loaded (so requests for other blocks, already loaded
+/// or in the cache file, go on meanwhile). The kernel serializes writes, truncations and
+/// fallocate on the file; reads run beside them and beside each other.
 pub struct Overlay {
     cache: File,
     block_size: u64,
     limit: u64,
     loader: Box<dyn BlockLoader>,
     state: Mutex<State>,
+    /// Signalled whenever a load ends.
+    loaded: Condvar,
 }
 
 struct State {
@@ -41,14 +50,14 @@ struct State {
     written: BTreeSet<u64>,
     /// The volume's data blocks at the start (for truncations).
     data: BTreeSet<u64>,
-    /// Recently loaded blocks that are not in the cache file (still `unloaded`), newest
-    /// last: reads are served from here, so a block only read is never copied to disk.
-    clean: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// Recently loaded blocks that are not in the cache file (still `unloaded`): reads are
+    /// served from here, so a block only read is never copied to disk.
+    recent: Recent,
 }
 
-/// Memory for [`State::clean`]: the kernel caches the file's pages too, so a few blocks are
+/// Memory for [`State::recent`]: the kernel caches the file's pages too, so a few blocks are
 /// enough for the tools' sweeps (e2fsck reads metadata in ascending order).
-const CLEAN_BYTES: u64 = 32 << 20;
+const CLEAN_BYTES: u64 = 24 << 20;
 
 /// What the tools did, once they are done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +79,7 @@ impl Overlay {
         loader: Box<dyn BlockLoader>,
     ) -> io::Result<Overlay> {
         cache.set_len(limit)?;
+        let capacity = (CLEAN_BYTES / block_size).clamp(2, 64) as usize;
         Ok(Overlay {
             cache,
             block_size,
@@ -80,12 +90,13 @@ impl Overlay {
                 unloaded: data.clone(),
                 written: BTreeSet::new(),
                 data,
-                clean: Default::default(),
+                recent: Recent::new(capacity),
             }),
+            loaded: Condvar::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while serving a request leaves the state as consistent as any error would.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -100,53 +111,75 @@ impl Overlay {
         offset / self.block_size..=(offset + len - 1) / self.block_size
     }
 
-    /// Block `index` of the volume (loaded, or taken from the recent ones), as position `at`
-    /// of `st.clean`. Only for blocks in `unloaded`.
-    fn clean_block(&self, st: &mut State, index: u64) -> io::Result<usize> {
-        if let Some(at) = st.clean.iter().position(|(i, _)| *i == index) {
-            return Ok(at);
+    /// Block `index` of the volume while it is in `unloaded` (loaded, or taken from the recent
+    /// ones); None when it is not (any more), so the cache file holds its bytes. The lock is
+    /// released while the block loads and held again on return.
+    fn volume_block<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        index: u64,
+    ) -> io::Result<(MutexGuard<'a, State>, Option<Arc<Vec<u8>>>)> {
+        loop {
+            if !st.unloaded.contains(&index) {
+                return Ok((st, None));
+            }
+            if let Some(block) = st.recent.get(index) {
+                return Ok((st, Some(block)));
+            }
+            if !st.recent.is_loading(index) {
+                break;
+            }
+            st = self.loaded.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        let capacity = (CLEAN_BYTES / self.block_size).clamp(2, 64) as usize;
-        let mut buf = if st.clean.len() >= capacity {
-            st.clean.pop_front().map(|(_, b)| b).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        self.loader.load(index, &mut buf)?;
-        st.clean.push_back((index, buf));
-        Ok(st.clean.len() - 1)
+        let mut buf = st.recent.start_loading(index);
+        drop(st);
+        let loaded = self.loader.load(index, &mut buf);
+        let mut st = self.lock();
+        self.loaded.notify_all();
+        if let Err(e) = loaded {
+            st.recent.finish_loading(index, None);
+            return Err(e);
+        }
+        let block = Arc::new(buf);
+        // Written whole (or cut) meanwhile: the cache file has the bytes now.
+        if !st.unloaded.contains(&index) {
+            st.recent.finish_loading(index, None);
+            st.recent.recycle(block);
+            return Ok((st, None));
+        }
+        st.recent.finish_loading(index, Some(block.clone()));
+        Ok((st, Some(block)))
     }
 
     /// Copies block `index` of the volume into the cache file if it is not there yet (before
     /// a write to part of it).
-    fn ensure_loaded(&self, st: &mut State, index: u64) -> io::Result<()> {
-        if !st.unloaded.contains(&index) {
-            return Ok(());
-        }
-        let at = self.clean_block(st, index)?;
-        let (_, buf) = st.clean.remove(at).expect("just found");
+    fn ensure_loaded<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        index: u64,
+    ) -> io::Result<MutexGuard<'a, State>> {
+        let (mut st, block) = self.volume_block(st, index)?;
+        let Some(block) = block else {
+            return Ok(st);
+        };
+        st.recent.forget(index);
         let offset = index * self.block_size;
         let keep = (st.size.saturating_sub(offset)).min(self.block_size) as usize;
         // One write per run of non-zero pages (a loaded 4 MiB block is one write, not a
         // thousand); zero pages stay holes.
         crate::services::volumes::blockio::write_nonzero_pages(
             &self.cache,
-            &buf[..keep.min(buf.len())],
+            &block[..keep.min(block.len())],
             offset,
         )?;
         st.unloaded.remove(&index);
-        Ok(())
-    }
-
-    /// Forgets block `index` in the recent ones (it is in the cache file, or cut, from now).
-    fn forget_clean(st: &mut State, index: u64) {
-        st.clean.retain(|(i, _)| *i != index);
+        Ok(st)
     }
 
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
     pub fn read(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
         let mut st = self.lock();
-        let end = (offset + u64::from(len)).min(st.size);
+        let mut end = (offset + u64::from(len)).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
         }
@@ -154,18 +187,26 @@ impl Overlay {
         let mut pos = offset;
         while pos < end {
             let index = pos / self.block_size;
+            let (g, block) = self.volume_block(st, index)?;
+            st = g;
+            // The length may have changed while a block loaded.
+            end = end.min(st.size);
+            if pos >= end {
+                break;
+            }
             let start = index * self.block_size;
             let stop = (start + self.block_size).min(end);
             let dst = &mut out[(pos - offset) as usize..(stop - offset) as usize];
-            if st.unloaded.contains(&index) {
-                let at = self.clean_block(&mut st, index)?;
-                let within = (pos - start) as usize;
-                dst.copy_from_slice(&st.clean[at].1[within..within + dst.len()]);
-            } else {
-                self.cache.read_exact_at(dst, pos)?;
+            match block {
+                Some(b) => {
+                    let within = (pos - start) as usize;
+                    dst.copy_from_slice(&b[within..within + dst.len()]);
+                }
+                None => self.cache.read_exact_at(dst, pos)?,
             }
             pos = stop;
         }
+        out.truncate((pos - offset) as usize);
         Ok(out)
     }
 
@@ -185,9 +226,9 @@ impl Overlay {
             let whole = offset <= start && end >= start + self.block_size;
             if whole {
                 st.unloaded.remove(&i);
-                Self::forget_clean(&mut st, i);
+                st.recent.forget(i);
             } else {
-                self.ensure_loaded(&mut st, i)?;
+                st = self.ensure_loaded(st, i)?;
             }
             st.written.insert(i);
         }
@@ -209,14 +250,14 @@ impl Overlay {
             // read as zeros from now on, which differs from the volume where it had data.
             if size % self.block_size != 0 {
                 let partial = size / self.block_size;
-                self.ensure_loaded(&mut st, partial)?;
+                st = self.ensure_loaded(st, partial)?;
                 st.written.insert(partial);
             }
             let from = size.div_ceil(self.block_size);
             let cut: Vec<u64> = st.data.range(from..).copied().collect();
             st.written.extend(cut);
             st.unloaded.split_off(&from);
-            st.clean.retain(|(i, _)| *i < from);
+            st.recent.forget_from(from);
         }
         self.cache.set_len(size)?;
         st.size = size;
@@ -235,9 +276,9 @@ impl Overlay {
             let start = i * self.block_size;
             if offset <= start && end >= start + self.block_size {
                 st.unloaded.remove(&i);
-                Self::forget_clean(&mut st, i);
+                st.recent.forget(i);
             } else {
-                self.ensure_loaded(&mut st, i)?;
+                st = self.ensure_loaded(st, i)?;
             }
             st.written.insert(i);
         }
@@ -368,7 +409,7 @@ mod tests {
             o.read(i * BS, 16).unwrap();
         }
         assert_eq!(loads.load(Ordering::SeqCst), 70);
-        assert!(o.lock().clean.len() <= 64, "at most 64 blocks kept");
+        assert!(o.lock().recent.len() <= 64, "at most 64 blocks kept");
         let got = o.read(BS + 100, 50).unwrap();
         assert_eq!(got, bytes[(BS + 100) as usize..(BS + 150) as usize]);
         assert_eq!(loads.load(Ordering::SeqCst), 71, "block 1 was evicted");
@@ -401,6 +442,116 @@ mod tests {
         );
         assert_eq!(o.size(), 4 * BS);
         assert!(o.changes().written.is_empty());
+    }
+
+    /// A loader that holds the load of block 1 until told to go on.
+    struct Held {
+        inner: Mem,
+        started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl BlockLoader for Held {
+        fn load(&self, index: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+            if index == 1 {
+                self.started.lock().unwrap().send(()).unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+            self.inner.load(index, buf)
+        }
+    }
+
+    #[test]
+    fn a_block_being_loaded_is_loaded_once_and_holds_up_no_other_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, bytes, plain, _) = setup(8 * BS);
+        let data: BTreeSet<u64> = (1..8).step_by(2).collect();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let held = Held {
+            inner: Mem {
+                bytes: bytes.clone(),
+                loads: loads.clone(),
+            },
+            started: std::sync::Mutex::new(started_tx),
+            go: std::sync::Mutex::new(go_rx),
+        };
+        drop(plain);
+        let cache = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("cache"))
+            .unwrap();
+        let o = Overlay::new(cache, 8 * BS, BS, data, Box::new(held)).unwrap();
+        std::thread::scope(|s| {
+            let first = s.spawn(|| o.read(BS, 100).unwrap());
+            started.recv().unwrap();
+            // Block 1 is loading: a second reader of it waits for that load, not a new one.
+            let second = s.spawn(|| o.read(BS + 200, 100).unwrap());
+            // Block 3 is served while block 1 still loads.
+            assert_eq!(
+                o.read(3 * BS, 50).unwrap(),
+                bytes[(3 * BS) as usize..(3 * BS + 50) as usize]
+            );
+            // A partial write of block 5 meanwhile loads it into the cache file.
+            o.write(5 * BS + 1, b"z").unwrap();
+            go.send(()).unwrap();
+            assert_eq!(
+                first.join().unwrap(),
+                bytes[BS as usize..(BS + 100) as usize]
+            );
+            assert_eq!(
+                second.join().unwrap(),
+                bytes[(BS + 200) as usize..(BS + 300) as usize]
+            );
+        });
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            3,
+            "blocks 1, 3 and 5 once each"
+        );
+        assert_eq!(
+            o.read(5 * BS, 2).unwrap(),
+            vec![bytes[(5 * BS) as usize], b'z']
+        );
+        assert_eq!(o.changes().written, BTreeSet::from([5]));
+    }
+
+    #[test]
+    fn a_block_written_whole_while_it_loads_reads_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, bytes, plain, _) = setup(4 * BS);
+        drop(plain);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let held = Held {
+            inner: Mem {
+                bytes,
+                loads: Arc::new(AtomicUsize::new(0)),
+            },
+            started: std::sync::Mutex::new(started_tx),
+            go: std::sync::Mutex::new(go_rx),
+        };
+        let cache = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("cache"))
+            .unwrap();
+        let o = Overlay::new(cache, 4 * BS, BS, BTreeSet::from([1, 3]), Box::new(held)).unwrap();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| o.read(BS, 10).unwrap());
+            started.recv().unwrap();
+            o.write(BS, &vec![9u8; BS as usize]).unwrap();
+            go.send(()).unwrap();
+            // The load ended after the write: the reader takes the written bytes, and the
+            // stale load is not kept.
+            assert_eq!(reader.join().unwrap(), vec![9u8; 10]);
+        });
+        assert_eq!(o.read(BS, 10).unwrap(), vec![9u8; 10]);
+        assert_eq!(o.lock().recent.len(), 0, "the stale load was dropped");
     }
 
     #[derive(Debug, Clone)]

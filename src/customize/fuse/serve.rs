@@ -2,9 +2,11 @@
 //! whose reads and writes go to an [`Overlay`]; and the run that mounts it, lets the tools
 //! work on it while this thread reads the volume's blocks for it, and unmounts.
 //!
-//! Threads: fuser's session thread answers the kernel; the tools run on a scoped thread; the
-//! calling thread is the only one touching the volume (block loads arrive over a channel), so
-//! the volume needs no locking and never outlives the call.
+//! Threads: [`SESSION_THREADS`] fuser threads answer the kernel (so a request waiting for a
+//! block load does not hold up the ones the kernel's read-ahead sends beside it); the tools
+//! run on a scoped thread; [`LOADERS`] scoped threads read (and verify) the volume's blocks,
+//! which reach them over a channel, so the volume is borrowed only for the call and never
+//! outlives it.
 
 use super::mount::{Mount, mount};
 use super::overlay::{BlockLoader, Changes, Overlay};
@@ -17,12 +19,21 @@ use fuser::{
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Only the kernel changes the file, through us: its attributes may be cached for long.
 const TTL: Duration = Duration::from_secs(3600);
+
+/// Threads answering FUSE requests. e2fsck announces its reads (`posix_fadvise(WILLNEED)`), so
+/// the kernel sends several reads at once; with one thread they would wait for each other's
+/// block loads.
+pub const SESSION_THREADS: usize = 4;
+
+/// Threads loading (reading and verifying) the volume's blocks: loads of different blocks
+/// overlap, and the sha256 of one runs beside the read of the next.
+pub const LOADERS: usize = 2;
 
 struct DiskFs {
     overlay: Arc<Overlay>,
@@ -241,6 +252,17 @@ impl BlockLoader for ChannelLoader {
     }
 }
 
+/// Sends one stop per loader when dropped.
+struct StopLoaders(Sender<Msg>);
+
+impl Drop for StopLoaders {
+    fn drop(&mut self) {
+        for _ in 0..LOADERS {
+            let _ = self.0.send(Msg::ToolsDone);
+        }
+    }
+}
+
 /// The disk mounted and served, waiting for [`Served::run`].
 pub struct Served {
     disk: PathBuf,
@@ -282,7 +304,9 @@ impl Served {
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
         };
-        let session = fuser::Session::from_fd(fs, device, SessionACL::Owner, Config::default())
+        let mut config = Config::default();
+        config.n_threads = Some(SESSION_THREADS);
+        let session = fuser::Session::from_fd(fs, device, SessionACL::Owner, config)
             .and_then(fuser::Session::spawn)
             .map_err(|e| format!("FUSE session: {e}"))?;
         Ok(Served {
@@ -295,12 +319,12 @@ impl Served {
         })
     }
 
-    /// Runs `tools` (on another thread) while this thread answers block loads with
+    /// Runs `tools` (on another thread) while [`LOADERS`] threads answer block loads with
     /// `read_block`; then unmounts. Returns the tools' result and what they changed; the
     /// changed blocks' bytes are in the cache file (see [`Overlay::cache`]), returned too.
     pub fn run<T: Send>(
         self,
-        read_block: &mut dyn FnMut(u64, &mut Vec<u8>) -> Result<()>,
+        read_block: &(dyn Fn(u64, &mut Vec<u8>) -> Result<()> + Sync),
         tools: impl FnOnce() -> Result<T> + Send,
     ) -> Result<(T, Changes, Arc<Overlay>)> {
         let Served {
@@ -311,30 +335,40 @@ impl Served {
             messages,
             sender,
         } = self;
-        let mut load_error = None;
+        let load_error = Mutex::new(None);
+        let messages = Mutex::new(messages);
         let outcome = std::thread::scope(|s| {
-            let worker = s.spawn(move || {
-                let r = tools();
-                let _ = sender.send(Msg::ToolsDone);
-                r
-            });
-            while let Ok(msg) = messages.recv() {
-                match msg {
-                    Msg::ToolsDone => break,
-                    Msg::Load(mut l) => {
+            for _ in 0..LOADERS {
+                s.spawn(|| {
+                    loop {
+                        // The lock is held only while waiting for the next message.
+                        let msg = messages.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(Msg::Load(mut l)) = msg else {
+                            break;
+                        };
                         let ok = match read_block(l.index, &mut l.buf) {
                             Ok(()) => true,
                             Err(e) => {
-                                load_error.get_or_insert(e);
+                                load_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
                                 false
                             }
                         };
                         let _ = l.reply.send((l.buf, ok));
                     }
-                }
+                });
             }
+            let worker = s.spawn(move || {
+                // Stops the loaders when the tools end, even by a panic.
+                let _stop = StopLoaders(sender);
+                tools()
+            });
             worker.join()
         });
+        let messages = messages.into_inner().unwrap_or_else(|p| p.into_inner());
+        let load_error = load_error.into_inner().unwrap_or_else(|p| p.into_inner());
         // A load asked from now on fails at once instead of waiting for an answer.
         drop(messages);
         let unmounted = mount.unmount();

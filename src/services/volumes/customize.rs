@@ -95,7 +95,7 @@ pub(super) fn customize_open(
                 Ok(served) => {
                     let blocks = &vol.blocks;
                     let (tasks, changes, overlay) = served
-                        .run(&mut |i, buf| blocks.read_block(i, buf), || {
+                        .run(&|i, buf| blocks.read_block(i, buf), || {
                             customize_disk(&disk, &props, opts, &scratch)
                         })?;
                     if changes.size != vol.record.size {
