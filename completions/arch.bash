@@ -1881,7 +1881,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__init)
-            opts="-R -q -h -V --block-size --shared-group --catalog --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --block-size --shared-group --catalog --store --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1896,6 +1896,10 @@ _arch() {
                     return 0
                     ;;
                 --catalog)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

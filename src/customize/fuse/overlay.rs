@@ -21,6 +21,9 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+/// A loaded, verified volume block shared between the requests that read it.
+type SharedBlock = Arc<Vec<u8>>;
+
 /// Reads whole blocks of the volume (verified), for the overlay. Called from several threads
 /// at once (one per FUSE request being served), never twice at once for one block.
 pub trait BlockLoader: Send + Sync {
@@ -118,7 +121,7 @@ impl Overlay {
         &'a self,
         mut st: MutexGuard<'a, State>,
         index: u64,
-    ) -> io::Result<(MutexGuard<'a, State>, Option<Arc<Vec<u8>>>)> {
+    ) -> io::Result<(MutexGuard<'a, State>, Option<SharedBlock>)> {
         loop {
             if !st.unloaded.contains(&index) {
                 return Ok((st, None));
