@@ -174,7 +174,7 @@ impl Repository {
         // a retry reuses.
         let created = match &remote {
             Some((backend, created)) => {
-                remote::register_member(backend, dir, modes)?;
+                remote::register_member(backend, dir, modes, config.catalog.as_deref())?;
                 *created
             }
             None => true,

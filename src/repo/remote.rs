@@ -80,15 +80,19 @@ pub fn register_member(
     backend: &S3Backend,
     dir: &Path,
     modes: crate::storage::fsutil::Modes,
+    catalog: Option<&str>,
 ) -> Result<()> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let text = format!(
+    let mut text = format!(
         "dir = {:?}\nhost = {:?}\n",
         abs.display().to_string(),
         host.trim()
     );
+    if let Some(url) = catalog {
+        text.push_str(&catalog_line(url));
+    }
     backend.create_object(&format!("{MEMBERS}/{id}"), text.into_bytes())?;
     crate::storage::fsutil::atomic_write_mode(
         &dir.join(crate::storage::local::TMP_DIR),
@@ -98,16 +102,35 @@ pub fn register_member(
     )
 }
 
+/// The line of a member entry naming the shared catalog it uses.
+fn catalog_line(url: &str) -> String {
+    format!("catalog = {url:?}\n")
+}
+
 /// Refuses gc when other repositories with catalogs of their own use the same store: a block
 /// only they reference looks unreferenced from here, and deleting it would lose their data.
+/// Members that share this repository's PostgreSQL catalog are no such risk: gc sees their
+/// references in the catalog it reads, and their commands hold the shared data lock.
 pub fn check_sole_store_user(repo: &super::Repository, backend: &S3Backend) -> Result<()> {
     let ours = std::fs::read_to_string(repo.root().join(MEMBER_FILE)).unwrap_or_default();
-    let others: Vec<String> = backend
-        .list_names(MEMBERS)?
-        .into_iter()
-        .map(|(name, _)| name)
-        .filter(|name| *name != ours.trim())
-        .collect();
+    let shared = repo.config().catalog.as_deref().map(catalog_line);
+    let mut others = Vec::new();
+    for (name, _) in backend.list_names(MEMBERS)? {
+        if name == ours.trim() {
+            continue;
+        }
+        if let Some(line) = &shared {
+            let text = backend.read_object(&format!("{MEMBERS}/{name}"))?;
+            if text.is_some_and(|t| {
+                String::from_utf8_lossy(&t)
+                    .lines()
+                    .any(|l| format!("{l}\n") == *line)
+            }) {
+                continue;
+            }
+        }
+        others.push(name);
+    }
     if others.is_empty() {
         return Ok(());
     }

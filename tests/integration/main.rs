@@ -21,6 +21,7 @@ mod packaging;
 mod privacy;
 mod quarantine;
 mod remote_catalog;
+mod remote_hosts;
 mod remote_store;
 mod serve;
 mod serve_hostile;

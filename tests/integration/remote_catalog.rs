@@ -25,12 +25,19 @@ fn remote_repo() -> Option<TestRepo> {
 /// A second host: DIR `name` beside the repository, joined to its catalog by the same init.
 fn second_host(r: &TestRepo, name: &str) -> PathBuf {
     let dir = r.path(name);
-    let out = Command::new(bin())
-        .args(["init", "--block-size", "4K", "--catalog"])
+    let mut init = Command::new(bin());
+    init.args(["init", "--block-size", "4K", "--catalog"])
         .arg(r.catalog.as_ref().unwrap())
-        .arg(&dir)
-        .output()
+        .arg(&dir);
+    // With the blocks in a store too (ARCH_TEST_STORE), the second host names the same one.
+    let toml: toml::Table = std::fs::read_to_string(r.root.join("arch.toml"))
+        .unwrap()
+        .parse()
         .unwrap();
+    if let Some(store) = toml.get("store").and_then(|v| v.as_str()) {
+        init.args(["--store", store]);
+    }
+    let out = init.output().unwrap();
     assert!(out.status.success(), "join failed: {}", stderr(&out));
     dir
 }

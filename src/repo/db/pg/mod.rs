@@ -312,14 +312,33 @@ pub fn create_or_join(url: &CatalogUrl, config: &Config, store: Option<&str>) ->
                 )
             })?;
             check_identity(url, &id, config.block_size)?;
-            if let (Some(theirs), Some(ours)) = (&id.store, store)
-                && theirs != ours
-            {
-                return Err(Error::invalid(format!(
-                    "the catalog at {} names the store {theirs}, not {ours}: join with \
-                     --store {theirs}",
-                    target(url)
-                )));
+            // A host must use the store the catalog's blocks are in: a joiner with another
+            // store, or none, would name blocks it cannot read.
+            match (&id.store, store) {
+                (Some(theirs), Some(ours)) if theirs != ours => {
+                    return Err(Error::invalid(format!(
+                        "the catalog at {} names the store {theirs}, not {ours}: join with \
+                         --store {theirs}",
+                        target(url)
+                    )));
+                }
+                (Some(theirs), None) => {
+                    return Err(Error::invalid(format!(
+                        "the catalog at {} keeps its blocks in the store {theirs}: join with \
+                         --store {theirs} --catalog {}",
+                        target(url),
+                        target(url)
+                    )));
+                }
+                (None, Some(ours)) => {
+                    return Err(Error::invalid(format!(
+                        "the catalog at {} keeps its blocks in its hosts' directories, not in \
+                         a store: join without --store {ours}, or give this store its own \
+                         catalog (another ?schema=NAME)",
+                        target(url)
+                    )));
+                }
+                _ => {}
             }
             return Ok(false);
         }
