@@ -22,6 +22,8 @@ mod privacy;
 mod quarantine;
 mod remote_catalog;
 mod remote_hosts;
+mod remote_open;
+mod remote_serve;
 mod remote_store;
 mod serve;
 mod serve_hostile;
