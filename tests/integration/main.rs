@@ -29,6 +29,8 @@ mod serve;
 mod serve_hostile;
 mod serve_vm;
 mod sizes;
+mod store_stall;
+mod stored;
 mod transfer;
 mod util;
 mod ux;

@@ -18,6 +18,8 @@ pub struct TestRepo {
     pub root: PathBuf,
     /// The catalog URL (with its schema) in remote-catalog mode.
     pub catalog: Option<String>,
+    /// The store URL (`s3://BUCKET/t-<unique>`) in remote-store mode.
+    pub store: Option<String>,
 }
 
 impl Drop for TestRepo {
@@ -27,6 +29,10 @@ impl Drop for TestRepo {
             && let Ok(mut c) = arch::repo::db::pg::connect(&url)
         {
             let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", url.schema));
+        }
+        // The test's objects, so that a whole suite's data never fills the store.
+        if let Some(url) = &self.store {
+            crate::stored::delete_all(url);
         }
     }
 }
@@ -53,7 +59,25 @@ pub fn remote_store() -> Option<String> {
 /// True (and says so on stderr) in remote mode, where the test, which looks at or damages
 /// local files that a remote repository does not have, returns early.
 pub fn local_only(reason: &str) -> bool {
-    let remote = remote_catalog().is_some() || remote_store().is_some();
+    skip_if(
+        remote_catalog().is_some() || remote_store().is_some(),
+        reason,
+    )
+}
+
+/// [`local_only`] for a test of the local block store (`blocks/`, `maps/`, `volumes/` files):
+/// true only when the data is in a bucket (`ARCH_TEST_STORE`).
+pub fn local_store_only(reason: &str) -> bool {
+    skip_if(remote_store().is_some(), reason)
+}
+
+/// [`local_only`] for a test of the SQLite catalog file (`meta/catalog.db`): true only when
+/// the catalog is in PostgreSQL (`ARCH_TEST_CATALOG`).
+pub fn local_catalog_only(reason: &str) -> bool {
+    skip_if(remote_catalog().is_some(), reason)
+}
+
+fn skip_if(remote: bool, reason: &str) -> bool {
     if remote {
         eprintln!("skipped in remote mode: {reason}");
     }
@@ -86,8 +110,9 @@ impl TestRepo {
         if let Some((url, schema)) = &schema {
             init.arg("--catalog").arg(format!("{url}?schema={schema}"));
         }
-        if let Some(store) = remote_store() {
-            init.arg("--store").arg(format!("{store}/t-{unique}"));
+        let store = remote_store().map(|bucket| format!("{bucket}/t-{unique}"));
+        if let Some(store) = &store {
+            init.arg("--store").arg(store);
         }
         let out = init.output().expect("run arch init");
         assert!(
@@ -100,6 +125,7 @@ impl TestRepo {
             dir,
             root,
             catalog: schema.map(|(url, schema)| format!("{url}?schema={schema}")),
+            store,
         }
     }
 
@@ -188,11 +214,15 @@ impl TestRepo {
     /// Every file under the repository with its length and content hash, sorted: equal
     /// snapshots mean the repository was not changed.
     /// In remote-catalog mode, every row of every table of the catalog schema is part of it
-    /// (as `catalog:TABLE` entries).
+    /// (as `catalog:TABLE` entries); in remote-store mode, every object under the prefix
+    /// (as `store:KEY` entries with length and ETag).
     pub fn snapshot(&self) -> Vec<(String, u64, String)> {
         let mut out = tree_snapshot(&self.root);
         if let Some(url) = &self.catalog {
             out.extend(catalog_dump(url));
+        }
+        if let Some(url) = &self.store {
+            out.extend(crate::stored::store_dump(url));
         }
         out
     }
