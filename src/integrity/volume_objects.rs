@@ -192,7 +192,11 @@ mod tests {
         assert_eq!(removed.garbage_objects, 7);
         let mut left = listed(&s);
         left.sort();
-        let mut want = vec![format!("{ID}/3/0"), format!("{ID}/3/1"), format!("{ID}/3/2")];
+        let mut want = vec![
+            format!("{ID}/3/0"),
+            format!("{ID}/3/1"),
+            format!("{ID}/3/2"),
+        ];
         want.sort();
         assert_eq!(left, want);
         let mut again = VolumeScan::default();

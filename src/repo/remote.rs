@@ -191,7 +191,11 @@ pub fn check_sole_store_user(repo: &super::Repository, backend: &S3Backend) -> R
         }
         others += 1;
         if who.len() < 3 {
-            who.push(format!("{} ({})", shown(&name), shown(&text.replace('\n', " "))));
+            who.push(format!(
+                "{} ({})",
+                shown(&name),
+                shown(&text.replace('\n', " "))
+            ));
         }
     }
     if others == 0 {
@@ -250,10 +254,14 @@ mod tests {
         assert!(!text.contains("store"));
         check_marker(&url, &config, &text, true).unwrap();
         let other = Config::new(65536).unwrap();
-        let e = check_marker(&url, &other, &text, true).unwrap_err().to_string();
+        let e = check_marker(&url, &other, &text, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--block-size 4096"), "{e}");
         // At open, arch.toml and the store disagree: neither side is "asked".
-        let e = check_marker(&url, &other, &text, false).unwrap_err().to_string();
+        let e = check_marker(&url, &other, &text, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("arch.toml records 65536"), "{e}");
         assert!(check_marker(&url, &config, "format = 1", true).is_err());
     }
@@ -277,8 +285,14 @@ mod tests {
                 matches!(e, Error::UnsupportedRepository { .. }),
                 "{text:.40}: {shown}"
             );
-            assert!(shown.contains("s3://bucket/p/arch-repository.toml"), "{shown}");
-            assert!(!shown.contains('\u{1b}'), "control characters are escaped: {shown}");
+            assert!(
+                shown.contains("s3://bucket/p/arch-repository.toml"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains('\u{1b}'),
+                "control characters are escaped: {shown}"
+            );
         }
         let e = check_marker(&url, &config, "format = 99", false).unwrap_err();
         assert!(e.to_string().contains("upgrade arch"), "{e}");
