@@ -448,6 +448,42 @@ impl S3Backend {
         Ok(self.get_into(&self.rel_key(rel), &mut buf)?.then_some(buf))
     }
 
+    /// Reads the object `PREFIX/<rel>` when it is at most `max` bytes: None when missing,
+    /// `Some(Err(len))` when longer, its body left unread. For objects anyone may have
+    /// written (the marker, member entries): a huge one costs no memory.
+    pub fn read_small_object(
+        &self,
+        rel: &str,
+        max: u64,
+    ) -> Result<Option<std::result::Result<Vec<u8>, u64>>> {
+        let key = self.rel_key(rel);
+        self.block_on(async {
+            self.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let got = match self.shared.store.get(&key).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.shared.map_error("get", &key, e)),
+            };
+            if got.meta.size > max {
+                return Ok(Some(Err(got.meta.size)));
+            }
+            let mut buf = Vec::new();
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.shared.map_error("get", &key, e))?;
+                if (buf.len() + chunk.len()) as u64 > max {
+                    return Ok(Some(Err((buf.len() + chunk.len()) as u64)));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            self.shared
+                .stats
+                .get_bytes
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Ok(Some(Ok(buf)))
+        })
+    }
+
     /// Deletes the object `PREFIX/<rel>` (absent is fine).
     pub fn delete_object(&self, rel: &str) -> Result<()> {
         self.delete(&self.rel_key(rel))

@@ -106,15 +106,25 @@ pub trait PrivateStore: Send + Sync {
 /// `PREFIX/volumes/<id>/<epoch>/<index>` beside the blocks and maps), else
 /// [`local::LocalStore`], byte for byte the local layout.
 pub fn for_repository(repo: &Repository) -> Box<dyn PrivateStore + '_> {
-    if let (Some(s3), Some(url)) = (repo.backend().as_s3(), repo.config().store.as_deref()) {
-        return Box::new(object::ObjectPrivate::new(
+    match objects_of(repo) {
+        Some(store) => Box::new(store),
+        None => Box::new(local::LocalStore::new(repo)),
+    }
+}
+
+/// The object store of `repo`'s private blocks, when its data is in one (None: local files).
+/// gc, fsck and du list it through [`object::ObjectPrivate::for_each_object`].
+pub fn objects_of(repo: &Repository) -> Option<object::ObjectPrivate> {
+    let (s3, url) = (repo.backend().as_s3()?, repo.config().store.as_deref()?);
+    Some(
+        object::ObjectPrivate::new(
             s3.object_store(),
             s3.prefix().clone(),
             s3.runtime().handle().clone(),
             url,
-        ));
-    }
-    Box::new(local::LocalStore::new(repo))
+        )
+        .with_endpoint(s3.endpoint()),
+    )
 }
 
 /// The private blocks of epoch `epoch` of volume `id` as a volume opened for I/O uses them:
