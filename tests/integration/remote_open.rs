@@ -12,6 +12,8 @@ use std::process::Stdio;
 /// of that process alone, from wait4).
 fn peak_rss(r: &TestRepo, args: &[&str]) -> (i32, usize, i64) {
     let out_path = r.path("stdout");
+    // Reaped by wait4 below (which also gives its rusage), not by Child::wait.
+    #[allow(clippy::zombie_processes)]
     let child = r
         .cmd()
         .args(args)
