@@ -19,8 +19,7 @@ pub struct RepoIdentity {
 
 impl RepoIdentity {
     pub fn of(repo: &Repository) -> RepoIdentity {
-        let root =
-            std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
+        let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
         RepoIdentity {
             path: root.display().to_string(),
             format: repo.config().format,

@@ -103,7 +103,10 @@ fn remote_a_volume_served_on_one_host_refuses_writers_on_another_and_readers_wor
     // kill -9: the server's session ends and its serve lock with it; writers on B work.
     signal(srv.child.id(), libc::SIGKILL);
     drop(srv);
-    assert!(serve_lock_frees(&a, &id, 200), "the killed server's lock stays");
+    assert!(
+        serve_lock_frees(&a, &id, 200),
+        "the killed server's lock stays"
+    );
     ok_in(&b, &["volume", "resize", "vm1", "128K"]);
     // And B may serve it now; A's writers are then refused naming B's server.
     let b_repo = TestRepo {

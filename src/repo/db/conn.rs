@@ -76,7 +76,7 @@ pub enum Conn {
     Sqlite(rusqlite::Connection),
     /// A client whose `search_path` is the repository's schema; queries stream through
     /// cursors.
-    Pg(PgConn),
+    Pg(Box<PgConn>),
 }
 
 impl rusqlite::ToSql for Arg<'_> {

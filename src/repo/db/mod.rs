@@ -47,7 +47,7 @@ impl Drop for Db {
         if let Some(url) = &self.url
             && let Ok(empty) = Connection::open_in_memory()
             && let Conn::Pg(conn) = std::mem::replace(&mut self.conn, Conn::Sqlite(empty))
-            && let Some(client) = conn.into_reusable()
+            && let Some(client) = (*conn).into_reusable()
         {
             pool::put_back(url, client);
         }
@@ -159,7 +159,7 @@ impl Db {
     fn from_pg_client(url: &CatalogUrl, client: postgres::Client, block_size: u32) -> Db {
         Db {
             path: PathBuf::from(url.to_string()),
-            conn: Conn::Pg(cursor::PgConn::new(client)),
+            conn: Conn::Pg(Box::new(cursor::PgConn::new(client))),
             url: Some(url.clone()),
             block_size,
         }

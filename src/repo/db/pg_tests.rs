@@ -29,11 +29,7 @@ fn pg_db(test: &str) -> Option<(Scratch, Db)> {
         eprintln!("{test} not run: set ARCH_TEST_CATALOG (a PostgreSQL server)");
         return None;
     };
-    let url = CatalogUrl::parse(&format!(
-        "{base}?schema=u_{test}_{}",
-        std::process::id()
-    ))
-    .unwrap();
+    let url = CatalogUrl::parse(&format!("{base}?schema=u_{test}_{}", std::process::id())).unwrap();
     let scratch = Scratch { url: url.clone() };
     pg::create_or_join(&url, &Config::new(4096).unwrap(), None).unwrap();
     let db = Db::open_pg(&url, 4096, None).unwrap();
@@ -57,7 +53,7 @@ fn fill(db: &Db, n: i64) {
                 "INSERT INTO versions (uuid, version, bytes, hash, map, block_size, \
                  content_type, meta, modified) SELECT {uuid}, version, bytes, hash, map, \
                  block_size, content_type, meta, modified FROM versions, \
-                 generate_series(1, ?1) g"
+                 generate_series(1, ?1::bigint) g"
             ),
             &[Arg::Int(n)],
         )?;
@@ -65,7 +61,7 @@ fn fill(db: &Db, n: i64) {
             &format!(
                 "INSERT INTO objects (uuid, container, name, version, created) SELECT {uuid}, \
                  container, 'o' || lpad(g::text, 5, '0'), version, created FROM objects, \
-                 generate_series(1, ?1) g"
+                 generate_series(1, ?1::bigint) g"
             ),
             &[Arg::Int(n)],
         )

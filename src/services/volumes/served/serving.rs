@@ -33,7 +33,11 @@ pub struct ServerInfo {
 /// containers on one kernel have other host names; a reboot ends every server anyway).
 pub fn this_machine() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    format!("{}/{}", crate::services::volumes::creating::hostname(), boot.trim())
+    format!(
+        "{}/{}",
+        crate::services::volumes::creating::hostname(),
+        boot.trim()
+    )
 }
 
 impl ServerInfo {
@@ -93,8 +97,10 @@ impl ServeSite {
                 (true, true) => unreachable!("nobody waits for a shared serve lock"),
             },
             ServeSite::Catalog { url, id } => {
-                Ok(advisory::session_lock(url, &format!("serve-{id}"), shared, wait)?
-                    .map(FileLock::catalog))
+                Ok(
+                    advisory::session_lock(url, &format!("serve-{id}"), shared, wait)?
+                        .map(FileLock::catalog),
+                )
             }
         }
     }
@@ -201,7 +207,8 @@ pub(super) fn take_serve_lock(
                     fix: "stop that server first, or serve it with --read-only".into(),
                 });
             }
-            site.lock(false, true)?.expect("a waiting lock is always taken")
+            site.lock(false, true)?
+                .expect("a waiting lock is always taken")
         }
     };
     let info = ServerInfo {
