@@ -113,6 +113,7 @@ fn remote_a_volume_served_on_one_host_refuses_writers_on_another_and_readers_wor
         dir: tempfile::tempdir().unwrap(),
         root: b.clone(),
         catalog: None,
+        store: None,
     };
     let srv_b = Server::start(&b_repo, &["vm1"]);
     let err = a.fails(2, &["volume", "resize", "vm1", "256K"]);

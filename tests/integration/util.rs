@@ -7,7 +7,7 @@
 //! end of the test; `ARCH_TEST_STORE=s3://BUCKET` gives it the prefix `t-<unique>`. A
 //! service that cannot be reached fails the test (init fails), it never skips. Tests that
 //! look at or damage local files that do not exist in remote mode return early through
-//! [`local_only`], which says so on stderr.
+//! [`local_store_only`] or [`local_catalog_only`], which says so on stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -56,22 +56,13 @@ pub fn remote_store() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// True (and says so on stderr) in remote mode, where the test, which looks at or damages
-/// local files that a remote repository does not have, returns early.
-pub fn local_only(reason: &str) -> bool {
-    skip_if(
-        remote_catalog().is_some() || remote_store().is_some(),
-        reason,
-    )
-}
-
-/// [`local_only`] for a test of the local block store (`blocks/`, `maps/`, `volumes/` files):
+/// True (and says so on stderr) for a test of the local block store (`blocks/`, `maps/`, `volumes/` files):
 /// true only when the data is in a bucket (`ARCH_TEST_STORE`).
 pub fn local_store_only(reason: &str) -> bool {
     skip_if(remote_store().is_some(), reason)
 }
 
-/// [`local_only`] for a test of the SQLite catalog file (`meta/catalog.db`): true only when
+/// True (and says so on stderr) for a test of the SQLite catalog file (`meta/catalog.db`): true only when
 /// the catalog is in PostgreSQL (`ARCH_TEST_CATALOG`).
 pub fn local_catalog_only(reason: &str) -> bool {
     skip_if(remote_catalog().is_some(), reason)
