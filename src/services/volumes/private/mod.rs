@@ -75,6 +75,20 @@ pub trait PrivateEpoch: Send + Sync {
     fn location(&self, index: u64) -> PathBuf;
 }
 
+/// Removes the private blocks of epoch `epoch` of volume `id`, which a commit (`what`: a
+/// snapshot, a rollback) has just retired. The commit is what counts: nothing reads that epoch
+/// any more and `arch gc` collects whatever is left of it, so a failure here (a store that went
+/// away after the commit) is reported on stderr and the command still succeeds. Failing it
+/// would tell the user the commit did not happen, and a retry would find it "already exists".
+pub fn drop_retired_epoch(store: &dyn PrivateStore, id: &str, epoch: u64, what: &str) {
+    if let Err(e) = store.remove_epoch(id, epoch) {
+        eprintln!(
+            "arch: warning: {what} is committed, but removing the private blocks it replaced \
+             failed: {e}; `arch gc` removes them"
+        );
+    }
+}
+
 /// The private blocks of every volume of a repository.
 pub trait PrivateStore: Send + Sync {
     /// The private blocks of epoch `epoch` of volume `id` (a uuid, else refused as damage),
