@@ -456,31 +456,50 @@ impl S3Backend {
         rel: &str,
         max: u64,
     ) -> Result<Option<std::result::Result<Vec<u8>, u64>>> {
-        let key = self.rel_key(rel);
+        let mut buf = vec![0; usize::try_from(max).unwrap_or(usize::MAX)];
+        Ok(match self.get_bounded(&self.rel_key(rel), &mut buf)? {
+            None => None,
+            Some(len) if len > buf.len() => Some(Err(len as u64)),
+            Some(len) => {
+                buf.truncate(len);
+                Some(Ok(buf))
+            }
+        })
+    }
+
+    /// Reads object `key` into `buf`: None when missing, `Some(len)` with `len <= buf.len()`
+    /// when it was read whole, `Some(len)` with `len > buf.len()` (its size, or the bytes seen
+    /// when the stream ran past `buf`) when it is longer: the rest is then left unread, so a
+    /// huge object costs neither memory nor transfer.
+    fn get_bounded(&self, key: &StorePath, buf: &mut [u8]) -> Result<Option<usize>> {
         self.block_on(async {
             self.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
-            let got = match self.shared.store.get(&key).await {
+            let got = match self.shared.store.get(key).await {
                 Ok(got) => got,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(self.shared.map_error("get", &key, e)),
+                Err(e) => return Err(self.shared.map_error("get", key, e)),
             };
-            if got.meta.size > max {
-                return Ok(Some(Err(got.meta.size)));
+            // A longer object is reported by its length, never read.
+            let size = usize::try_from(got.meta.size).unwrap_or(usize::MAX);
+            if size > buf.len() {
+                return Ok(Some(size));
             }
-            let mut buf = Vec::new();
+            let mut filled = 0;
             let mut stream = got.into_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.shared.map_error("get", &key, e))?;
-                if (buf.len() + chunk.len()) as u64 > max {
-                    return Ok(Some(Err((buf.len() + chunk.len()) as u64)));
+                let chunk = chunk.map_err(|e| self.shared.map_error("get", key, e))?;
+                let end = filled + chunk.len();
+                if end > buf.len() {
+                    return Ok(Some(end));
                 }
-                buf.extend_from_slice(&chunk);
+                buf[filled..end].copy_from_slice(&chunk);
+                filled = end;
             }
             self.shared
                 .stats
                 .get_bytes
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            Ok(Some(Ok(buf)))
+                .fetch_add(filled as u64, Ordering::Relaxed);
+            Ok(Some(filled))
         })
     }
 
@@ -654,36 +673,7 @@ impl Backend for S3Backend {
     }
 
     fn read_block_into(&self, hash: &BlockHash, buf: &mut [u8]) -> Result<Option<usize>> {
-        let key = self.key(BLOCKS, hash);
-        self.block_on(async {
-            self.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
-            let got = match self.shared.store.get(&key).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(self.shared.map_error("get", &key, e)),
-            };
-            // A longer object is reported by its length, never read.
-            let size = usize::try_from(got.meta.size).unwrap_or(usize::MAX);
-            if size > buf.len() {
-                return Ok(Some(size));
-            }
-            let mut filled = 0;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.shared.map_error("get", &key, e))?;
-                let end = filled + chunk.len();
-                if end > buf.len() {
-                    return Ok(Some(end));
-                }
-                buf[filled..end].copy_from_slice(&chunk);
-                filled = end;
-            }
-            self.shared
-                .stats
-                .get_bytes
-                .fetch_add(filled as u64, Ordering::Relaxed);
-            Ok(Some(filled))
-        })
+        self.get_bounded(&self.key(BLOCKS, hash), buf)
     }
 
     fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
