@@ -10,7 +10,8 @@ mod net;
 
 use super::{Context, Status};
 use crate::nbd::{self, Export, Extent, Failure, Offer};
-use crate::services::volumes::served::{Served, answer_control};
+use crate::repo::db::pg::notify::Inbox;
+use crate::services::volumes::served::{Control, Served, answer_control, answer_relayed};
 use anyhow::bail;
 use net::{Deadline, Listener, Replies, SocketFile, Stream, bind_unix, listen, run_dir};
 use serde::Serialize;
@@ -169,6 +170,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let control_path = run_dir(&repo)?.join(format!("arch-serve-{}.ctl", std::process::id()));
     let control = bind_unix(&control_path)?;
     let control_removal = SocketFile(Some(control_path.clone()));
+    // With the catalog on PostgreSQL, other hosts reach the server through a channel there:
+    // listening before any server row names it, so no request is missed.
+    let mut relay = match repo.catalog_url() {
+        Some(url) if !args.read_only => Some(Inbox::open(url)?),
+        _ => None,
+    };
     let mut served = Vec::new();
     for name in &args.names {
         if args.names.iter().filter(|n| *n == name).count() > 1 {
@@ -179,7 +186,10 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             name,
             args.read_only,
             &listener.uri(name),
-            Some(&control_path),
+            Control {
+                socket: Some(&control_path),
+                relay: relay.as_ref().map(Inbox::channel),
+            },
         )?);
     }
     let exports: Vec<NbdExport> = served
@@ -204,7 +214,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         multi_conn,
         handshake: Duration::from_secs(args.handshake_limit.into()),
     };
-    accept_loop(ctx, &listener, &control, &served, &offers, &limits);
+    accept_loop(
+        ctx,
+        &listener,
+        &control,
+        relay.as_mut(),
+        &served,
+        &offers,
+        &limits,
+    );
     let mut failed = None;
     for s in &served {
         if let Err(e) = s.flush() {
@@ -272,11 +290,13 @@ fn print_listening(ctx: &Context, listener: &Listener, served: &[Served]) -> any
 /// Accepts clients until SIGINT/SIGTERM, each served on its own thread (at most `shared` at
 /// once, counting those still in the handshake); returns once every client thread has
 /// finished. Requests on the control socket (`arch snapshot` of a served volume) are
-/// answered on their own threads.
+/// answered on their own threads, those from other hosts through the catalog (`relay`) on
+/// one thread of their own.
 fn accept_loop(
     ctx: &Context,
     listener: &Listener,
     control: &UnixListener,
+    relay: Option<&mut Inbox>,
     served: &[Served],
     offers: &[Offer],
     limits: &Limits,
@@ -284,6 +304,9 @@ fn accept_loop(
     let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
     let next_id = AtomicU64::new(1);
     std::thread::scope(|scope| {
+        if let Some(inbox) = relay {
+            scope.spawn(move || answer_relayed(served, inbox));
+        }
         while crate::interrupt::received().is_none() {
             let mut pfd = [listener.fd(), control.as_raw_fd()].map(|fd| libc::pollfd {
                 fd,

@@ -1,8 +1,9 @@
 //! `arch serve` on a repository shared by many hosts (catalog on PostgreSQL, issue 17 with
 //! issue 13's rules): a volume served read-write on host A refuses writers on host B, naming
 //! the serving process and host, while readers work; a killed server's lock dies with it; a
-//! snapshot from B goes through A's server on the same machine and is refused, changing
-//! nothing, when the server's machine is another.
+//! snapshot from B goes through A's server: its control socket on the same machine, its
+//! channel in the catalog from another machine; refused, changing nothing, when neither
+//! reaches it.
 //!
 //! They need `ARCH_TEST_CATALOG` (and read across hosts only with `ARCH_TEST_STORE` too,
 //! since without a shared store each host keeps its own blocks); without it each test says
@@ -133,8 +134,8 @@ fn remote_a_volume_served_on_one_host_refuses_writers_on_another_and_readers_wor
 }
 
 #[test]
-fn remote_a_snapshot_from_another_dir_goes_through_the_server_and_from_another_machine_is_refused()
-{
+fn remote_a_snapshot_from_another_machine_goes_through_the_catalog_and_an_unreachable_server_is_refused()
+ {
     let Some((a, img)) = host_a() else { return };
     let b = second_host(&a, "host-b");
     let id = volume_id(&a, "vm1");
@@ -147,8 +148,8 @@ fn remote_a_snapshot_from_another_dir_goes_through_the_server_and_from_another_m
     assert_eq!(v["object"], "snapshots/s1");
     // Serving goes on in the new epoch.
     assert_eq!(vm.request(1, 5000, 6, b"after!").0, 0);
-    assert_eq!(vm.request(3, 0, 0, &[]).0, 0);
-    // The server as if it ran on another machine: its control socket is out of reach there.
+    // The server as if it ran on another machine: its control socket is out of reach there,
+    // its channel in the catalog is not.
     let url = arch::repo::db::pg::CatalogUrl::parse(a.catalog.as_ref().unwrap()).unwrap();
     let mut c = arch::repo::db::pg::connect(&url).unwrap();
     let n = c
@@ -159,23 +160,42 @@ fn remote_a_snapshot_from_another_dir_goes_through_the_server_and_from_another_m
         )
         .unwrap();
     assert_eq!(n, 1, "the server has its row");
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok_in(&b, &["--json", "snapshot", "vm1", "s2"])).unwrap();
+    assert_eq!(v["object"], "snapshots/s2");
+    assert_eq!(vm.request(1, 5000, 6, b"later.").0, 0);
+    assert_eq!(vm.request(3, 0, 0, &[]).0, 0);
+    // A server that takes no requests through the catalog (no channel in its row) cannot be
+    // reached from another machine: refused, changing nothing, saying where to run it.
+    let n = c
+        .execute(
+            "UPDATE servers SET info = (info::jsonb - 'relay')::text WHERE volume_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
     let before = catalog_dump(a.catalog.as_ref().unwrap());
-    let out = arch_in(&b, &["snapshot", "vm1", "s2"]);
+    let out = arch_in(&b, &["snapshot", "vm1", "s3"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("another machine")
             && err.contains(&format!("pid {}", srv.child.id()))
-            && err.contains("arch snapshot vm1 snapshots/s2"),
+            && err.contains("arch snapshot vm1 snapshots/s3"),
         "{err}"
     );
     assert_eq!(catalog_dump(a.catalog.as_ref().unwrap()), before);
     drop(vm);
     assert_eq!(srv.stop().0, Some(0));
-    // The snapshot holds the write acknowledged before it, seen from both DIRs.
-    let mut at_snapshot = img.clone();
-    at_snapshot[5000..5006].copy_from_slice(b"before");
-    a.ok(&["clone", "snapshots/s1", "vm2"]);
-    assert_eq!(crate::serve::export(&a, "vm2"), at_snapshot);
-    assert_eq!(ok_in(&b, &["ls", "snapshots"]), b"snapshots/s1\n");
+    // Each snapshot holds the writes acknowledged before it, seen from both DIRs.
+    for (snapshot, data, clone) in [("s1", b"before", "vm2"), ("s2", b"after!", "vm3")] {
+        let mut at_snapshot = img.clone();
+        at_snapshot[5000..5006].copy_from_slice(data);
+        a.ok(&["clone", &format!("snapshots/{snapshot}"), clone]);
+        assert_eq!(crate::serve::export(&a, clone), at_snapshot, "{snapshot}");
+    }
+    assert_eq!(
+        ok_in(&b, &["ls", "snapshots"]),
+        b"snapshots/s1\nsnapshots/s2\n"
+    );
 }

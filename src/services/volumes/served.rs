@@ -21,11 +21,13 @@
 //! [`crate::repo::db::pg::servers`]). Either lock dies with its holder.
 
 mod control;
+mod relay;
 mod serving;
 
 pub use control::{answer_control, snapshot_by_server};
+pub use relay::answer_relayed;
+pub use serving::{Control, ServerInfo, forget, refuse_if_served, server_of, this_machine};
 use serving::{ServeSite, take_serve_lock};
-pub use serving::{ServerInfo, forget, refuse_if_served, server_of, this_machine};
 
 use super::SnapshotReport;
 use super::{OpenVolume, find, open};
@@ -38,7 +40,6 @@ use crate::storage::backend::BlockVersion;
 use crate::storage::export_file::read_block_checked;
 use crate::storage::{BlockHash, BlockMap};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// A cached shared block: empty while being loaded, None when its load failed.
@@ -98,7 +99,7 @@ impl<'a> Served<'a> {
         name: &str,
         read_only: bool,
         address: &str,
-        control: Option<&Path>,
+        control: Control,
     ) -> Result<Served<'a>> {
         let cat = repo.catalog()?;
         if cat.has_volume(name)? {

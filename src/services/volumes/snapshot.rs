@@ -45,7 +45,7 @@ pub struct SnapshotReport {
 pub fn snapshot(repo: &Repository, name: &str, target: &ObjectName) -> Result<SnapshotReport> {
     let id = super::find(&repo.catalog()?, name)?.id;
     if let Some(server) = served::server_of(repo, &id)? {
-        return served::snapshot_by_server(&server, name, target);
+        return served::snapshot_by_server(repo, &id, &server, name, target);
     }
     let vol = open(repo, name, true)?;
     snapshot_open(repo, &vol, target)

@@ -8,6 +8,7 @@
 //! `arch init --catalog` at once end with one repository, which both use.
 
 pub mod advisory;
+pub mod notify;
 pub mod pgpass;
 pub mod servers;
 pub mod url;

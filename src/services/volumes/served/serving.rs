@@ -27,6 +27,19 @@ pub struct ServerInfo {
     /// only from there.
     #[serde(default)]
     pub machine: Option<String>,
+    /// The server's channel in the PostgreSQL catalog, through which `arch snapshot` on
+    /// another machine asks it for a snapshot ([`crate::repo::db::pg::notify`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+}
+
+/// Where a server takes requests (snapshots): its control socket, and with the catalog on
+/// PostgreSQL its channel there. Either is recorded in the server's description only once
+/// it listens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Control<'a> {
+    pub socket: Option<&'a Path>,
+    pub relay: Option<&'a str>,
 }
 
 /// This machine, as far as Unix sockets go: the host name and the kernel's boot id (two
@@ -50,6 +63,7 @@ impl ServerInfo {
             address: "?".into(),
             control: None,
             machine: None,
+            relay: None,
         }
     }
 
@@ -193,7 +207,7 @@ pub(super) fn take_serve_lock(
     name: &str,
     id: &str,
     address: &str,
-    control: Option<&Path>,
+    control: Control,
 ) -> Result<(FileLock, ServeSite)> {
     let site = ServeSite::of(repo, id)?;
     let lock = match site.lock(false, false)? {
@@ -217,8 +231,11 @@ pub(super) fn take_serve_lock(
         started: crate::time::now_rfc3339(),
         address: address.to_string(),
         // Absolute, so that `arch snapshot` finds it from any directory of the repository.
-        control: control.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf())),
+        control: control
+            .socket
+            .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf())),
         machine: Some(this_machine()),
+        relay: control.relay.map(str::to_string),
     };
     let bytes = serde_json::to_vec(&info).expect("server info serializes");
     site.write_info(repo, &bytes)?;
