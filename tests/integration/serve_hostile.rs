@@ -236,7 +236,11 @@ fn files_of_a_killed_server_are_reported_by_fsck_and_removed_by_gc_a_live_ones_k
     let gc = repo.json(&["gc"]);
     assert_eq!(gc["stale_locks_removed"], 3, "{gc}");
     assert!(left.iter().all(|p| !p.exists()), "{left:?}");
-    assert_eq!(rows(), 0, "the killed server's row is removed, the live one's at its stop");
+    assert_eq!(
+        rows(),
+        0,
+        "the killed server's row is removed, the live one's at its stop"
+    );
     assert_eq!(repo.json(&["gc"])["stale_locks_removed"], 0);
 }
 

@@ -164,7 +164,11 @@ fn the_marker_is_created_once_then_joined() {
 fn a_batch_names_the_blocks_it_created_and_never_one_it_found() {
     let (b, _) = backend();
     let found = vec![9u8; 300];
-    put_raw(&b, &format!("blocks/{}", BlockHash::of_bytes(&found)), &found);
+    put_raw(
+        &b,
+        &format!("blocks/{}", BlockHash::of_bytes(&found)),
+        &found,
+    );
     let made: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i + 1; 50 + i as usize]).collect();
     let batch = b.begin_batch().unwrap();
     for data in made.iter().chain([&found]) {
@@ -174,7 +178,10 @@ fn a_batch_names_the_blocks_it_created_and_never_one_it_found() {
     created.sort();
     let mut want: Vec<BlockHash> = made.iter().map(|d| BlockHash::of_bytes(d)).collect();
     want.sort();
-    assert_eq!(created, want, "every upload waited for; the found block is not ours");
+    assert_eq!(
+        created, want,
+        "every upload waited for; the found block is not ours"
+    );
     batch.commit().unwrap();
     // Taken back: exactly those, the found one stays.
     b.delete_blocks(&created).unwrap();
