@@ -158,12 +158,9 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                     repaired.push(format!("removed stale lock {}", path.display()));
                 }
             }
-            for path in super::serve_files::scan_against(repo, &volumes)? {
-                if super::serve_files::remove(&path)? {
-                    repaired.push(format!(
-                        "removed {} (left by a killed arch serve)",
-                        path.display()
-                    ));
+            for left in super::serve_files::scan_against(repo, &volumes)? {
+                if super::serve_files::remove(&left)? {
+                    repaired.push(format!("removed {left} (left by a killed arch serve)"));
                 }
             }
         }
@@ -402,11 +399,10 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         .map(|v| v.id.as_str())
         .collect();
     let is_volume = |id: &str| sound_ids.contains(id) || check.withheld_ids.contains(id);
-    for path in super::serve_files::scan(repo, &is_volume)? {
+    for left in super::serve_files::scan(repo, &is_volume)? {
         garbage.stale_locks += 1;
         warnings.push(format!(
-            "{} was left by an arch serve that was killed (stale lock); `arch gc` removes it",
-            path.display()
+            "{left} was left by an arch serve that was killed (stale lock); `arch gc` removes it"
         ));
     }
     for (name, rec) in &check.sound.volumes {

@@ -127,8 +127,8 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     }
     // Left by a killed arch serve (counted as stale locks): removed only when no server
     // holds them.
-    for path in super::serve_files::scan_against(repo, &catalog)? {
-        if dry_run || super::serve_files::remove(&path)? {
+    for left in super::serve_files::scan_against(repo, &catalog)? {
+        if dry_run || super::serve_files::remove(&left)? {
             report.stale_locks_removed += 1;
         }
     }

@@ -7,7 +7,7 @@ pub mod fsck;
 pub mod gc;
 pub mod invariants;
 pub mod quarantine;
-mod refs;
+pub(crate) mod refs;
 pub mod serve_files;
 pub mod volume_files;
 pub mod volume_objects;

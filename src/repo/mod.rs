@@ -440,6 +440,12 @@ impl Repository {
         self.take_waiting(&self.root.join(DATA_LOCK), false)
     }
 
+    /// [`Repository::lock_data_exclusive`] without waiting: None while another command holds
+    /// the data lock (shared or exclusive).
+    pub fn try_lock_data_exclusive(&self) -> Result<Option<FileLock>> {
+        self.take_lock(&self.root.join(DATA_LOCK), false, false)
+    }
+
     /// Opens the catalog database, migrating a format-1 `catalog.json` first (once; see
     /// [`migrate`]). One connection per call: cheap next to the fsync of any change.
     pub fn catalog(&self) -> Result<db::Db> {

@@ -96,4 +96,12 @@ pub trait BlockBatch: Send + Sync {
     fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool>;
     /// Makes every staged block durable, then visible. After an error nothing staged is visible.
     fn commit(self: Box<Self>) -> Result<()>;
+    /// Waits until no write of this batch is in flight (aborting none; an error one met is
+    /// kept for [`BlockBatch::commit`]) and returns the blocks this batch made visible in the
+    /// store that were absent before it: those it, and nobody else, created. A batch whose
+    /// blocks become visible only at commit (the local one: staged files in `tmp/`) has
+    /// none. Lets a caller that gives up take back exactly what it added (`receive`).
+    fn created(&self) -> Vec<BlockHash> {
+        Vec::new()
+    }
 }

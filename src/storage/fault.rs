@@ -65,6 +65,9 @@ impl BlockBatch for FaultyBatch {
     fn commit(self: Box<Self>) -> Result<()> {
         self.inner.commit()
     }
+    fn created(&self) -> Vec<BlockHash> {
+        self.inner.created()
+    }
 }
 
 impl<B: Backend> Backend for FaultyBackend<B> {

@@ -204,8 +204,18 @@ fn files_of_a_killed_server_are_reported_by_fsck_and_removed_by_gc_a_live_ones_k
             }),
     )
     .collect();
+    // Server info is a file in locks/, or a row of the table `servers` when the catalog is on
+    // PostgreSQL (docs/FORMAT.md "Catalog on PostgreSQL").
+    let rows = || {
+        repo.catalog.as_deref().map_or(0, |url| {
+            crate::util::catalog_dump(url)
+                .iter()
+                .filter(|row| row.0 == "catalog:servers")
+                .count()
+        })
+    };
     // The killed server's socket, control socket and info; the live server's info too.
-    assert_eq!(left.len(), 4, "{left:?}");
+    assert_eq!(left.len() + rows(), 4, "{left:?}");
     assert!(left.iter().all(|p| p.exists()));
     let fsck = repo.json(&["fsck"]);
     assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
@@ -226,6 +236,11 @@ fn files_of_a_killed_server_are_reported_by_fsck_and_removed_by_gc_a_live_ones_k
     let gc = repo.json(&["gc"]);
     assert_eq!(gc["stale_locks_removed"], 3, "{gc}");
     assert!(left.iter().all(|p| !p.exists()), "{left:?}");
+    assert_eq!(
+        rows(),
+        0,
+        "the killed server's row is removed, the live one's at its stop"
+    );
     assert_eq!(repo.json(&["gc"])["stale_locks_removed"], 0);
 }
 

@@ -416,3 +416,78 @@ fn a_last_block_with_bytes_past_the_size_is_refused() {
     assert_eq!(read(&b, "v"), want);
     no_damage(&b);
 }
+
+/// A refused receive takes back the blocks it added to a store, but never one a committed map
+/// names: here the lost block of an object already here, which the stream brought back before
+/// it was refused (kept: it heals the object). On local disk the refused stream's blocks were
+/// only staged in `tmp/`: nothing changes, the lost block stays lost.
+#[test]
+fn a_refused_receive_takes_back_its_blocks_but_keeps_one_a_map_names() {
+    let a = TestRepo::new();
+    let x = pseudo_random(3 * BS, 11);
+    // y after x in the stream, and long enough that the receive must wait for its writers
+    // (a few block buffers) before it meets the missing trailer: x's blocks are uploaded.
+    let y = pseudo_random(64 * BS, 12);
+    a.ok(&["put", a.file("x", &x).to_str().unwrap(), "files/x"]);
+    a.ok(&["put", a.file("y", &y).to_str().unwrap(), "files/y"]);
+    let (stream, _) = send(&a, &["files/x", "files/y"], &[]);
+    let b = TestRepo::new();
+    b.ok(&["put", b.file("x", &x).to_str().unwrap(), "files/x"]);
+    let intact = b.snapshot();
+    let lost = b.json(&["hashmap", "files/x"])["hashes"][1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::stored::remove(&b, &crate::stored::data_rel(&b, "blocks", &lost));
+    let damaged = b.snapshot();
+    // Every block record arrived; the trailer did not.
+    let cut = b.file("s", &stream[..stream.len() - 49]);
+    let out = b.run(&["receive", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("warning"),
+        "nobody else holds the data lock: {}",
+        stderr(&out)
+    );
+    if b.store.is_some() {
+        assert_eq!(
+            b.snapshot(),
+            intact,
+            "y's blocks taken back, x's lost block kept"
+        );
+        assert_eq!(b.ok(&["get", "files/x"]), x);
+    } else {
+        assert_eq!(b.snapshot(), damaged);
+    }
+}
+
+/// While another command holds the data lock (a server of an object, for its whole life) a
+/// refused receive cannot take its blocks back safely: it leaves them to gc and says so.
+#[test]
+fn a_refused_receive_beside_a_running_server_leaves_its_blocks_to_gc() {
+    let a = TestRepo::new();
+    // Long enough that blocks are uploaded before the refusal (see the test above).
+    let y = pseudo_random(64 * BS, 13);
+    a.ok(&["put", a.file("y", &y).to_str().unwrap(), "files/y"]);
+    let (stream, _) = send(&a, &["files/y"], &[]);
+    let b = TestRepo::new();
+    let x = pseudo_random(3 * BS, 14);
+    b.ok(&["put", b.file("x", &x).to_str().unwrap(), "images/x"]);
+    let before = b.snapshot();
+    let server = crate::serve::Server::start(&b, &["images/x"]);
+    let cut = b.file("s", &stream[..stream.len() - 49]);
+    let out = b.run(&["receive", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(server.stop().0, Some(0));
+    if b.store.is_some() {
+        let err = stderr(&out);
+        assert!(
+            err.contains("blocks this receive uploaded stay in the store")
+                && err.contains("`arch gc` removes them"),
+            "{err}"
+        );
+        assert_ne!(b.snapshot(), before);
+        assert!(b.json(&["gc"])["blocks_freed"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(b.snapshot(), before);
+}

@@ -12,6 +12,7 @@ mod flush;
 pub mod receive;
 pub mod send;
 mod stage;
+mod take_back;
 mod wire;
 
 use crate::error::{Error, Result};

@@ -16,7 +16,9 @@
 //! 5. ONE catalog transaction adds every resource.
 //!
 //! A crash or error before 5 commits leaves the catalog as it was (plus garbage); after it,
-//! the whole stream is applied. No path is built from stream data: volume ids are checked
+//! the whole stream is applied. In an object store, where an upload is visible at once, an
+//! error also takes back the block objects this receive created and nothing references
+//! ([`super::take_back`]), so a refused stream leaves the store as it was too. No path is built from stream data: volume ids are checked
 //! uuids (or new), object and volume names are validated, private indexes are numbers.
 
 use super::stage::Stager;
@@ -83,57 +85,48 @@ pub fn receive(
             reader.block_size()
         )));
     }
-    let _data = repo.lock_data_shared()?;
+    let data = repo.lock_data_shared()?;
     let backend = repo.backend();
     let batch = backend.begin_batch()?;
     let mut report = ReceiveReport::default();
     let flusher = super::flush::EarlyFlush::start(repo.tmp_dir());
-    let (in_stream, maps, resources) = std::thread::scope(|scope| {
-        let mut stager = Stager::start(scope, batch.as_ref(), reader.block_size(), &flusher);
-        let got = read_records(&mut reader, &mut stager, progress)?;
-        stager.finish()?;
-        report.blocks_received = stager.written;
-        report.bytes_received = stager.bytes;
-        report.blocks_skipped = stager.skipped;
-        Ok::<_, Error>(got)
-    })?;
-    report.stream_bytes = reader.bytes();
-    let stored_len = |h: &BlockHash| -> Result<Option<u64>> {
-        match in_stream.get(h) {
-            Some(&len) => Ok(Some(len)),
-            None => backend.block_len(h),
+    let checked = (|| {
+        let (in_stream, maps, resources) = std::thread::scope(|scope| {
+            let mut stager = Stager::start(scope, batch.as_ref(), reader.block_size(), &flusher);
+            let got = read_records(&mut reader, &mut stager, progress)?;
+            stager.finish()?;
+            report.blocks_received = stager.written;
+            report.bytes_received = stager.bytes;
+            report.blocks_skipped = stager.skipped;
+            Ok::<_, Error>(got)
+        })?;
+        report.stream_bytes = reader.bytes();
+        let stored_len = |h: &BlockHash| -> Result<Option<u64>> {
+            match in_stream.get(h) {
+                Some(&len) => Ok(Some(len)),
+                None => backend.block_len(h),
+            }
+        };
+        let plan = plan(repo, resources, renames, &maps, &stored_len)?;
+        flusher.finish()?;
+        Ok((maps, plan))
+    })();
+    // No upload is in flight past this point: what the batch created in a store is known.
+    let created = batch.created();
+    let applied = checked.and_then(|(maps, plan)| {
+        batch.commit()?;
+        apply(repo, &maps, &plan, &mut report)?;
+        Ok(plan)
+    });
+    let plan = match applied {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Bad input leaves the repository as it was: in a store, the blocks this receive
+            // created (visible at once there) are taken back (`take_back`).
+            super::take_back::take_back(repo, data, created);
+            return Err(e);
         }
     };
-    let plan = plan(repo, resources, renames, &maps, &stored_len)?;
-    flusher.finish()?;
-    batch.commit()?;
-    let mut written_maps = HashSet::new();
-    for p in &plan {
-        if let Some(map) = maps.get(&p.map_id)
-            && written_maps.insert(p.map_id)
-        {
-            backend.put_map(map)?;
-            report.maps_received += 1;
-        }
-    }
-    let mut made = Vec::new();
-    let result = (|| {
-        for p in &plan {
-            if let Planned::Volume { id, private, .. } = &p.what {
-                repo.volume_dir(id)?;
-                made.push(id.clone());
-                write_private(repo, p, id, private)?;
-            }
-        }
-        repo.transact(|cat| commit(cat, &plan))
-    })();
-    if let Err(e) = result {
-        let store = repo.private_store();
-        for id in made {
-            let _ = store.remove_volume(&id);
-        }
-        return Err(e);
-    }
     progress.finish();
     report.resources = plan
         .iter()
@@ -145,6 +138,45 @@ pub fn receive(
         })
         .collect();
     Ok(report)
+}
+
+/// Steps 4 and 5 of the module doc, once the batch committed: writes the stream's maps and
+/// each volume's private blocks, then commits the catalog; a volume's private blocks are
+/// removed again when that fails.
+fn apply(
+    repo: &Repository,
+    maps: &HashMap<MapId, BlockMap>,
+    plan: &[Plan],
+    report: &mut ReceiveReport,
+) -> Result<()> {
+    let backend = repo.backend();
+    let mut written_maps = HashSet::new();
+    for p in plan {
+        if let Some(map) = maps.get(&p.map_id)
+            && written_maps.insert(p.map_id)
+        {
+            backend.put_map(map)?;
+            report.maps_received += 1;
+        }
+    }
+    let mut made = Vec::new();
+    let result = (|| {
+        for p in plan {
+            if let Planned::Volume { id, private, .. } = &p.what {
+                repo.volume_dir(id)?;
+                made.push(id.clone());
+                write_private(repo, p, id, private)?;
+            }
+        }
+        repo.transact(|cat| commit(cat, plan))
+    })();
+    if result.is_err() {
+        let store = repo.private_store();
+        for id in made {
+            let _ = store.remove_volume(&id);
+        }
+    }
+    result
 }
 
 /// Stored length of each block of the stream.

@@ -6,6 +6,11 @@
 //! commit. That is safe because nothing names it yet: the catalog names blocks only after
 //! commit returned, so an upload left by a failed batch is unreferenced garbage (gc removes
 //! it), exactly as the blocks a crash leaves during a local batch's renames.
+//!
+//! Each upload records whether it created its object (its create-only PUT succeeded: of
+//! racing writers exactly one does) or found it there (another writer's, or an earlier
+//! one's): [`BlockBatch::created`] returns the former, so a caller that gives up (a refused
+//! `receive`) can take back exactly the objects it added, never one it merely found.
 
 use super::Shared;
 use crate::error::{Error, Result};
@@ -29,6 +34,10 @@ pub(super) struct S3Batch {
     permits: Arc<Semaphore>,
     staged: Mutex<HashSet<BlockHash>>,
     tasks: Mutex<Vec<JoinHandle<Result<bool>>>>,
+    /// Blocks whose create-only PUT succeeded: objects this batch created.
+    created: Arc<Mutex<Vec<BlockHash>>>,
+    /// The first upload error met by [`BlockBatch::created`], for commit to report.
+    failed: Mutex<Option<Error>>,
 }
 
 impl S3Batch {
@@ -40,6 +49,8 @@ impl S3Batch {
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
             staged: Mutex::new(HashSet::new()),
             tasks: Mutex::new(Vec::new()),
+            created: Arc::new(Mutex::new(Vec::new())),
+            failed: Mutex::new(None),
         }
     }
 
@@ -87,9 +98,15 @@ impl BlockBatch for S3Batch {
         })?;
         let bytes = bytes::Bytes::copy_from_slice(stored);
         let shared = self.shared.clone();
+        let created = self.created.clone();
+        let hash = *hash;
         let task = self.runtime.spawn(async move {
             let _permit = permit;
-            shared.create(&key, bytes, true).await
+            let made = shared.create(&key, bytes, true).await;
+            if let Ok(true) = made {
+                created.lock().unwrap().push(hash);
+            }
+            made
         });
         self.tasks.lock().unwrap().push(task);
         Ok(true)
@@ -99,7 +116,7 @@ impl BlockBatch for S3Batch {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
         // Wait for every upload, even after a failure: none may still run once we return
         // (after SIGINT/SIGTERM the rest are aborted instead: what they upload is garbage).
-        let mut first = None;
+        let mut first = self.failed.lock().unwrap().take();
         let mut tasks = tasks.into_iter();
         for task in tasks.by_ref() {
             if let Err(e) = super::interruptible(&self.runtime, joined(task)) {
@@ -117,6 +134,26 @@ impl BlockBatch for S3Batch {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    fn created(&self) -> Vec<BlockHash> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        let mut tasks = tasks.into_iter();
+        for task in tasks.by_ref() {
+            if let Err(e) = super::interruptible(&self.runtime, joined(task)) {
+                let stop = matches!(e, Error::Interrupted { .. });
+                self.failed.lock().unwrap().get_or_insert(e);
+                if stop {
+                    break;
+                }
+            }
+        }
+        // Interrupted: the rest are aborted, and what they may still have created is left to
+        // gc, as after a kill.
+        for task in tasks {
+            task.abort();
+        }
+        self.created.lock().unwrap().clone()
     }
 }
 

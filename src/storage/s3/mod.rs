@@ -532,8 +532,22 @@ impl S3Backend {
             }
             Ok(())
         })?;
-        if dry_run || doomed.is_empty() {
-            return Ok(out);
+        if !dry_run {
+            self.delete_keys(kind, doomed)?;
+        }
+        Ok(out)
+    }
+
+    /// Deletes the blocks `hashes` (absent ones are fine) with bulk DeleteObjects requests.
+    pub fn delete_blocks(&self, hashes: &[BlockHash]) -> Result<()> {
+        let keys = hashes.iter().map(|h| Ok(self.key(BLOCKS, h))).collect();
+        self.delete_keys(BLOCKS, keys)
+    }
+
+    /// Deletes `doomed`, objects under `PREFIX/<kind>/`, in bulk requests; absent is fine.
+    fn delete_keys(&self, kind: &str, doomed: Vec<object_store::Result<StorePath>>) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
         }
         let dir = self.prefix.clone().join(kind);
         self.block_on(async {
@@ -552,8 +566,7 @@ impl S3Backend {
                 }
             }
             Ok(())
-        })?;
-        Ok(out)
+        })
     }
 }
 

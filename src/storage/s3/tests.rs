@@ -159,3 +159,43 @@ fn the_marker_is_created_once_then_joined() {
     assert!(!created);
     assert_eq!(*seen.lock().unwrap(), "format = 1\n");
 }
+
+#[test]
+fn a_batch_names_the_blocks_it_created_and_never_one_it_found() {
+    let (b, _) = backend();
+    let found = vec![9u8; 300];
+    put_raw(
+        &b,
+        &format!("blocks/{}", BlockHash::of_bytes(&found)),
+        &found,
+    );
+    let made: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i + 1; 50 + i as usize]).collect();
+    let batch = b.begin_batch().unwrap();
+    for data in made.iter().chain([&found]) {
+        batch.stage(&BlockHash::of_bytes(data), data).unwrap();
+    }
+    let mut created = batch.created();
+    created.sort();
+    let mut want: Vec<BlockHash> = made.iter().map(|d| BlockHash::of_bytes(d)).collect();
+    want.sort();
+    assert_eq!(
+        created, want,
+        "every upload waited for; the found block is not ours"
+    );
+    batch.commit().unwrap();
+    // Taken back: exactly those, the found one stays.
+    b.delete_blocks(&created).unwrap();
+    let mut listed = Vec::new();
+    b.for_each_block(&mut |h, _| {
+        listed.push(h);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(listed, [BlockHash::of_bytes(&found)]);
+    // A second batch of the same blocks finds the found one and creates the rest again.
+    let again = b.begin_batch().unwrap();
+    for data in made.iter().chain([&found]) {
+        again.stage(&BlockHash::of_bytes(data), data).unwrap();
+    }
+    assert_eq!(again.created().len(), made.len());
+}

@@ -81,6 +81,18 @@ pub fn remove(url: &CatalogUrl, id: &str) -> Result<()> {
     })
 }
 
+/// The volume ids that have a server row (trusted or not: see the module documentation),
+/// in id order. fsck and gc use it to find the rows of killed servers.
+pub fn list(url: &CatalogUrl) -> Result<Vec<String>> {
+    with_client(url, |c| {
+        match c.query("SELECT volume_id FROM servers ORDER BY volume_id", &[]) {
+            Ok(rows) => Ok(rows.iter().map(|r| r.get(0)).collect()),
+            Err(err) if undefined_table(&err) => Ok(Vec::new()),
+            Err(err) => Err(error(url, err)),
+        }
+    })
+}
+
 /// No `servers` table yet: no server ever ran in this repository.
 fn undefined_table(e: &postgres::Error) -> bool {
     e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE)
