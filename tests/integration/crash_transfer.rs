@@ -29,7 +29,7 @@ fn receive_killed_at_any_instant_is_all_or_nothing() {
     };
     let mut rng = Rng(0x5EED_0FC0_FFEE);
     let (mut killed, mut applied) = (0, 0);
-    for trial in 0..crate::util::trials(32) {
+    for trial in 0..32u64 {
         let r = TestRepo::new();
         let before = r.snapshot();
         let delay = Duration::from_micros(rng.next() % (full + full / 4));
