@@ -42,16 +42,16 @@ pub const BLOCKS: &str = "blocks";
 pub const MAPS: &str = "maps";
 pub const QUARANTINE: &str = "quarantine";
 
-/// Blocks a pipeline (put, get, export) keeps in flight at once on an object store. Each
-/// request waits a network round trip and the store's own latency (a few ms on a nearby RGW,
-/// tens under load), not a core: with one thread per core a 2 MiB get in 4 KiB blocks waited
-/// for 512 GETs two at a time (11.5 s on the test RGW under load, 3.0 s with 8). Eight bounds
-/// the memory of a pipeline at 2 * 8 + 2 blocks (72 MiB with 4 MiB blocks).
+/// Blocks a reader of a resource (get, export) fetches at once from an object store. Each
+/// GET waits a network round trip and the store's own latency, not a core: with one reader
+/// per core a 2 MiB get in 4 KiB blocks waited for 512 GETs two at a time (11.5 s on the test
+/// RGW under load, 3.0 s with 8). Eight bounds the memory of a reader pipeline at 2 * 8 + 2
+/// blocks (72 MiB with 4 MiB blocks).
 pub const CONCURRENT_REQUESTS: usize = 8;
 
-/// How many threads of a block pipeline (reading blocks of a resource, or hashing and
-/// staging them) work at once on `backend`: at least [`CONCURRENT_REQUESTS`] on an object
-/// store, `local` (a count fitting the local disk and cores) otherwise.
+/// How many threads read blocks of `backend` at once for one resource: at least
+/// [`CONCURRENT_REQUESTS`] on an object store, `local` (a count fitting the local disk and
+/// cores) otherwise.
 pub fn pipeline_threads(backend: &dyn crate::storage::backend::Backend, local: usize) -> usize {
     if backend.as_s3().is_some() {
         CONCURRENT_REQUESTS.max(local)
