@@ -50,7 +50,7 @@ pub fn export(
     mut sink: Sink<'_>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let threads = worker_threads();
+    let threads = super::s3::pipeline_threads(backend, worker_threads());
     let window = pipeline_depth(threads);
     let bs = map.block_size() as u64;
     let entries = map.entries();

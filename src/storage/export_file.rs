@@ -53,7 +53,7 @@ pub fn export_to_file(
     file: &File,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let threads = io_threads();
+    let threads = super::s3::pipeline_threads(backend, io_threads());
     let bs = map.block_size() as u64;
     let shared = Shared {
         backend,

@@ -22,7 +22,7 @@ fn put_killed_at_any_instant_shows_old_or_new_version() {
     let t = Instant::now();
     probe.ok(&["put", first.to_str().unwrap(), "c/x"]);
     let full = t.elapsed().as_micros() as u64 + 1;
-    let (mut finished, trials) = (0, 30);
+    let (mut finished, trials) = (0, crate::util::trials(30));
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     for trial in 0..trials {
         rng ^= rng << 13;
@@ -91,7 +91,7 @@ fn gc_killed_at_any_instant_loses_nothing_referenced() {
         r.ok(&["put", p.to_str().unwrap(), &format!("c/keep{i}")]);
     }
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    for trial in 0..15u64 {
+    for trial in 0..crate::util::trials(15) {
         // New garbage every trial: put then remove.
         let p = r.file("g", &pseudo_random(400_000, 1000 + trial));
         r.ok(&["put", p.to_str().unwrap(), "c/garbage"]);

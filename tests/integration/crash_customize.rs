@@ -117,7 +117,7 @@ fn clone_and_customize_killed_at_any_instant_never_leaves_an_uncustomized_usable
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut absent, mut unfinished, mut finished) = (0, 0, 0);
-    let trials = 32;
+    let trials = crate::util::trials(32);
     for trial in 0..trials {
         let signal = if trial % 2 == 0 {
             libc::SIGTERM
@@ -199,7 +199,7 @@ fn clone_and_customize_killed_at_any_instant_never_leaves_an_uncustomized_usable
 #[test]
 fn sigterm_during_get_and_export_leaves_no_temporary_file() {
     let r = TestRepo::new();
-    let data = r.file("data", &pseudo_random(48 << 20, 5));
+    let data = r.file("data", &pseudo_random(crate::util::scaled_len(48 << 20), 5));
     r.ok(&["put", data.to_str().unwrap(), "c/big"]);
     r.ok(&["clone", "c/big", "v"]);
     let out_dir = r.path("out");

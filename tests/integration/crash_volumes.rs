@@ -54,7 +54,7 @@ fn volume_write_killed_at_any_instant_changes_only_the_written_range() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
     let mut current = read_all(&r, "v");
     let mut killed = 0;
-    for trial in 0..40u64 {
+    for trial in 0..crate::util::trials(40) {
         let offset = (rng.next() % (2 << 20)) as usize;
         let data = pseudo_random(data_len, 10 + trial);
         let input = r.file("in", &data);
@@ -110,7 +110,7 @@ fn snapshot_killed_at_any_instant_is_all_or_nothing() {
     let full = calibrate(setup, &["snapshot", "v", "probe"]);
     let mut rng = Rng(0xDEAD_BEEF_F00D_1234);
     let mut killed = 0;
-    for trial in 0..35u64 {
+    for trial in 0..crate::util::trials(35) {
         // New private data every trial, so every snapshot has blocks to hash and store.
         let w = r.file("w", &pseudo_random(2 << 20, 100 + trial));
         r.ok(&[
@@ -158,7 +158,7 @@ fn clone_killed_at_any_instant_is_all_or_nothing() {
     let full = calibrate(base_repo, &["clone", "images/base", "probe"]);
     let mut rng = Rng(0x0F0F_1234_AAAA_5555);
     let mut killed = 0;
-    for trial in 0..25u64 {
+    for trial in 0..crate::util::trials(25) {
         let name = format!("c{trial}");
         let delay = Duration::from_micros(rng.next() % (full + full / 4));
         killed += u32::from(!run_and_kill(&r, &["clone", "images/base", &name], delay));

@@ -364,14 +364,16 @@ fn zeroed_blocks_keep_no_private_data_and_the_map_shows_holes() {
         ]
     );
     assert_eq!(srv.stop().0, Some(0));
-    // On disk: the zeroed blocks 0, 1 and 5 are private files holding no data.
+    // Stored: the zeroed blocks 0, 1 and 5 are private blocks holding no data (files with
+    // no allocated blocks, empty objects).
     let v = repo.json(&["volume", "info", "vm1"]);
     let id = v["id"].as_str().unwrap();
-    let dir = repo.root.join("volumes").join(id).join("1");
     for i in [0, 1, 5] {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(dir.join(i.to_string())).unwrap();
-        assert_eq!(m.blocks(), 0, "block {i} keeps no data");
+        let rel = crate::stored::private_rel(id, 1, i);
+        assert!(
+            crate::stored::holds_no_data(&repo, &rel),
+            "block {i} keeps no data"
+        );
     }
     assert_eq!(export(&repo, "vm1"), model);
     // A snapshot stores them as zero blocks: its map has data only where data is.
@@ -528,15 +530,8 @@ fn kill_9_after_a_flush_reply_keeps_the_flushed_data_and_fsck_is_clean() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut private: Vec<String> = std::fs::read_dir(repo.root.join("volumes").join(id).join("1"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    private.sort();
-    assert!(
-        private == ["0", "9"] || private == ["0", "4", "9"],
-        "{private:?}"
-    );
+    let private = crate::stored::private_blocks(&repo, &id, 1);
+    assert!(private == [0, 9] || private == [0, 4, 9], "{private:?}");
     // The server is gone: writers work again (its stale lock is free).
     repo.ok(&["volume", "resize", "vm1", "128K"]);
 }

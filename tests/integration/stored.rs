@@ -240,3 +240,87 @@ pub fn store_dump(url: &str) -> Vec<(String, u64, String)> {
     out.sort();
     out
 }
+
+/// The repository-relative location of private block `index` of epoch `epoch` of volume `id`
+/// (`volumes/<id>/<epoch>/<index>`, a file or an object).
+pub fn private_rel(id: &str, epoch: u64, index: u64) -> String {
+    format!("volumes/{id}/{epoch}/{index}")
+}
+
+/// The indexes of the private blocks stored for epoch `epoch` of volume `id`, sorted.
+pub fn private_blocks(r: &TestRepo, id: &str, epoch: u64) -> Vec<u64> {
+    let dir = format!("volumes/{id}/{epoch}");
+    let names: Vec<String> = match place(r) {
+        Place::Local(root) => match std::fs::read_dir(root.join(&dir)) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("read {dir}: {e}"),
+        },
+        Place::Store(b) => b
+            .list_names(&dir)
+            .expect("list private test objects")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect(),
+    };
+    let mut out: Vec<u64> = names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("{dir}/{n} is not a block"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// True when what is stored at `rel` (which must be there) takes no data space: a local
+/// file with no allocated blocks (a hole), or an empty object.
+pub fn holds_no_data(r: &TestRepo, rel: &str) -> bool {
+    match place(r) {
+        Place::Local(root) => {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            m.blocks() == 0
+        }
+        Place::Store(_) => read(r, rel)
+            .unwrap_or_else(|| panic!("{rel} is not stored"))
+            .is_empty(),
+    }
+}
+
+/// Makes private block `rel` (of a volume with blocks of `block_size` bytes) impossible to
+/// write in place until the returned guard is dropped: the way a disk or store refuses a
+/// write of one block.
+///
+/// Locally its file becomes a running program (the kernel refuses to open a running
+/// executable for writing, ETXTBSY, even for root); the guard kills the program. In the
+/// bucket its object becomes longer than a block, which no read-modify-write accepts (arch
+/// reads a block before patching it and refuses an overlong one as corrupt); the guard leaves
+/// it so.
+pub fn unwritable(r: &TestRepo, rel: &str, block_size: usize) -> Option<std::process::Child> {
+    let root = match place(r) {
+        Place::Store(_) => {
+            write(r, rel, &vec![0x5a; block_size + 1]);
+            return None;
+        }
+        Place::Local(root) => root,
+    };
+    let path = root.join(rel);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::copy("/bin/sleep", &path).unwrap();
+    for _ in 0..50 {
+        // A sibling test forking while the copy was open may hold it open for writing a
+        // moment (ETXTBSY on exec): try again.
+        match std::process::Command::new(&path).arg("600").spawn() {
+            Ok(child) => return Some(child),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("run {}: {e}", path.display()),
+        }
+    }
+    panic!("{} never ran", path.display())
+}

@@ -75,6 +75,33 @@ fn skip_if(remote: bool, reason: &str) -> bool {
     remote
 }
 
+/// Remote mode's one difference in what tests do (docs/TESTING.md "The whole suite in
+/// remote mode"): the kill and signal trials of the crash tests run 1/REMOTE_SCALE as many
+/// times, and the one test whose data is large (48 MiB, `crash_customize`) uses
+/// 1/REMOTE_SCALE of it, when blocks live in a bucket (`ARCH_TEST_STORE`). Every block is a
+/// request there (milliseconds, not the microseconds of a page-cache write), so a local trial
+/// count costs minutes per test; each trial still checks the same property, at instants
+/// spread over the whole command as locally.
+pub const REMOTE_SCALE: u64 = 4;
+
+/// `n` trials locally; n / [`REMOTE_SCALE`] (at least 4) with a remote store.
+pub fn trials(n: u64) -> u64 {
+    if remote_store().is_some() {
+        (n / REMOTE_SCALE).max(4.min(n))
+    } else {
+        n
+    }
+}
+
+/// `len` bytes locally; len / [`REMOTE_SCALE`] with a remote store.
+pub fn scaled_len(len: usize) -> usize {
+    if remote_store().is_some() {
+        len / REMOTE_SCALE as usize
+    } else {
+        len
+    }
+}
+
 /// A name no other test repository of any process uses: lower-case, digits and `_`.
 pub fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
