@@ -275,9 +275,24 @@ fn radosgw_stopped_in_the_middle_of_a_gc_loses_nothing_and_the_next_gc_finishes(
     assert_eq!(f["garbage"]["volume_entries"], 0, "{f}");
 }
 
-/// One signed request to the test store's endpoint (`curl --aws-sigv4`, as `.ci/remote` makes
-/// its bucket): `path` is `/BUCKET[/KEY][?QUERY]`. Returns the HTTP status.
+/// `s3_request_once`, tried again (up to 5 times, a second apart) while the gateway does
+/// not answer or answers 5xx: every request here (bucket, policy) is idempotent, and a
+/// loaded single-node RGW sometimes drops one.
 fn s3_request(method: &str, path: &str, body: &[u8]) -> u16 {
+    let mut code = 0;
+    for _ in 0..5 {
+        code = s3_request_once(method, path, body);
+        if code != 0 && code < 500 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    code
+}
+
+/// One signed request to the test store's endpoint (`curl --aws-sigv4`, as `.ci/remote` makes
+/// its bucket): `path` is `/BUCKET[/KEY][?QUERY]`. Returns the HTTP status (0: no answer).
+fn s3_request_once(method: &str, path: &str, body: &[u8]) -> u16 {
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let out = std::process::Command::new("curl")
