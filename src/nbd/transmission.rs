@@ -7,7 +7,7 @@
 //! errno the spec names and the connection goes on.
 
 use super::wire::*;
-use super::{Export, Failure, Session};
+use super::{Export, Failure, Session, SharedData};
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
@@ -81,39 +81,55 @@ pub fn serve<R: Read, W: Write + Send>(
     let read = std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
-                // A reply is `frame` (headers, small payloads) then `read_data` (a READ's
-                // data). `read_data` only grows and keeps its bytes between requests, so a
-                // read fills it in place: no zero-fill, no copy to assemble the reply.
+                // A reply is `frame` (headers, small payloads) then a READ's data: bytes the
+                // export hands out (`shared`, sent as they are) or `read_data`, which only
+                // grows and keeps its bytes between requests, so a read fills it in place:
+                // no zero-fill, no copy to assemble the reply.
                 let mut frame = Vec::new();
                 let mut read_data = Vec::new();
+                let mut shared: Option<SharedData> = None;
                 loop {
                     let job = rx.lock().expect("request queue").recv();
                     let Ok((req, data, held)) = job else { return };
                     if !broken.load(Ordering::Acquire) {
                         frame.clear();
-                        let result =
-                            handle(&req, &data, export, session, &mut frame, &mut read_data);
+                        let mut buffers = Buffers {
+                            frame: &mut frame,
+                            read_data: &mut read_data,
+                            shared: &mut shared,
+                        };
+                        let result = handle(&req, &data, export, session, &mut buffers);
                         drop(data);
                         let sent = match result {
                             Ok(n) => n,
                             Err(f) => {
                                 errors.fetch_add(1, Ordering::Relaxed);
                                 frame.clear();
+                                shared = None;
                                 reply_error(&mut frame, &req, session, &f);
                                 0
                             }
                         };
+                        let body = match &shared {
+                            Some(d) => (**d).as_ref(),
+                            None => &read_data[..sent],
+                        };
                         let mut o = out.lock().expect("reply stream");
                         if o.1.is_none() {
                             let w = &mut *o.0;
-                            let r = write_all_two(w, &frame, &read_data[..sent]);
+                            let r = write_all_two(w, &frame, body);
                             if let Err(e) = r.and_then(|()| w.flush()) {
                                 o.1 = Some(e);
                                 broken.store(true, Ordering::Release);
                             }
                         }
+                        drop(o);
+                        shared = None;
                     }
                     budget.give(held);
+                    if req.kind == CMD_READ && !broken.load(Ordering::Acquire) {
+                        export.read_ahead();
+                    }
                     if frame.capacity() > KEPT_BUFFER {
                         frame = Vec::new();
                     }
@@ -209,17 +225,25 @@ fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 
 const KNOWN_FLAGS: u16 = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
 
-/// Executes one request, appending its reply to `w`; a READ's data goes into the first
-/// bytes of `read_data` (grown as needed) and their count is returned (0 for the others):
-/// the reply is `w` followed by them.
+/// Where one reply is assembled (see [`handle`]).
+struct Buffers<'b> {
+    frame: &'b mut Vec<u8>,
+    read_data: &'b mut Vec<u8>,
+    shared: &'b mut Option<SharedData>,
+}
+
+/// Executes one request, appending its reply to `b.frame`; a READ's data is either handed
+/// out by the export (into `b.shared`, 0 returned) or goes into the first bytes of
+/// `b.read_data` (grown as needed) and their count is returned (0 for the other commands):
+/// the reply is the frame followed by that data.
 fn handle(
     req: &Request,
     data: &[u8],
     export: &dyn Export,
     session: &Session,
-    w: &mut Vec<u8>,
-    read_data: &mut Vec<u8>,
+    b: &mut Buffers<'_>,
 ) -> Result<usize, Failure> {
+    let (w, read_data) = (&mut *b.frame, &mut *b.read_data);
     if req.flags & !KNOWN_FLAGS != 0 {
         return Err(Failure::new(EINVAL, "unknown command flags"));
     }
@@ -239,12 +263,24 @@ fn handle(
             if !in_range(len) {
                 return Err(Failure::new(EINVAL, "read past the end of the export"));
             }
-            // The data is read straight into the buffer it is sent from (one copy).
+            // The data is sent from where the export holds it, or read straight into the
+            // buffer it is sent from (one copy).
             let n = req.length as usize;
-            if read_data.len() < n {
-                read_data.resize(n, 0);
-            }
-            export.read(req.offset, &mut read_data[..n])?;
+            let ready = match export.read_shared(req.offset, n)? {
+                Some(d) if (*d).as_ref().len() == n => Some(d),
+                Some(_) => return Err(Failure::new(EIO, "the export handed out a short read")),
+                None => None,
+            };
+            let n = if let Some(d) = ready {
+                *b.shared = Some(d);
+                0
+            } else {
+                if read_data.len() < n {
+                    read_data.resize(n, 0);
+                }
+                export.read(req.offset, &mut read_data[..n])?;
+                n
+            };
             if session.structured {
                 let head = chunk_header(
                     REPLY_FLAG_DONE,
