@@ -725,4 +725,83 @@ mod tests {
         }
         assert_eq!(seen.len(), 64);
     }
+
+    /// Hands out reads inside its first 4096 bytes as shared data, and a wrong-sized one at
+    /// 4096; counts read-ahead calls.
+    struct Handing {
+        inner: MemExport,
+        aheads: AtomicU64,
+    }
+    impl Export for Handing {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn preferred_block_size(&self) -> u32 {
+            4096
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure> {
+            self.inner.read(offset, out)
+        }
+        fn read_shared(&self, offset: u64, len: usize) -> Result<Option<SharedData>, Failure> {
+            let o = offset as usize;
+            Ok(match o {
+                4096 => Some(Box::new(vec![0u8; len + 1])),
+                _ if o + len <= 4096 => Some(Box::new(self.inner.data()[o..o + len].to_vec())),
+                _ => None,
+            })
+        }
+        fn read_ahead(&self) {
+            self.aheads.fetch_add(1, Ordering::Relaxed);
+        }
+        fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
+            self.inner.write(offset, data, fua)
+        }
+        fn flush(&self) -> Result<(), Failure> {
+            self.inner.flush()
+        }
+        fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
+            self.inner.zero(offset, length, trim, fua)
+        }
+        fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+            self.inner.extents(offset, length)
+        }
+    }
+
+    #[test]
+    fn handed_out_read_data_is_sent_as_is_and_each_read_is_followed_by_read_ahead() {
+        let e = Handing {
+            inner: MemExport::new(8192, false),
+            aheads: AtomicU64::new(0),
+        };
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        e.inner.write(0, &data, false).unwrap();
+        let mut input = req(CMD_READ, 0, 1, 10, 100); // handed out
+        input.extend(req(CMD_READ, 0, 2, 4000, 200)); // read into the buffer
+        input.extend(req(CMD_READ, 0, 3, 4096, 2)); // handed out at the wrong size: EIO
+        input.extend(req(CMD_FLUSH, 0, 4, 0, 0));
+        let (r, out) = {
+            let mut out = Vec::new();
+            let r = serve(&mut io::Cursor::new(input), &mut out, &e, &STRUCT, 1);
+            (r, out)
+        };
+        assert_eq!(r.unwrap().errors, 1);
+        let o = &out[..];
+        assert_eq!(
+            o[..20],
+            chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 1, 108)
+        );
+        assert_eq!(&o[28..128], &data[10..110]);
+        let o = &o[128..];
+        assert_eq!(be64(&o[20..28]), 4000);
+        assert_eq!(&o[28..228], &data[4000..4200]);
+        let o = &o[228..];
+        assert_eq!(be16(&o[6..8]), REPLY_TYPE_ERROR);
+        assert_eq!(be32(&o[20..24]), EIO);
+        let o = &o[26 + be16(&o[24..26]) as usize..];
+        assert_eq!(o, simple_reply(0, 4));
+        assert_eq!(e.aheads.load(Ordering::Relaxed), 3, "after each READ only");
+    }
 }

@@ -9,24 +9,29 @@ fn a_damaged_block_met_by_read_ahead_fails_only_its_own_read_and_serving_goes_on
     let (repo, img) = setup(64 << 10);
     let hashes = repo.json(&["hashmap", "images/img.raw"])["hashes"].clone();
     let h3 = hashes[3].as_str().unwrap().to_string();
-    crate::stored::damage(
-        &repo,
-        &crate::stored::data_rel(&repo, "blocks", &h3),
-        |b| b[5] ^= 1,
-    );
+    crate::stored::damage(&repo, &crate::stored::data_rel(&repo, "blocks", &h3), |b| {
+        b[5] ^= 1
+    });
     let srv = Server::start(&repo, &["vm1"]);
     let mut c = RawClient::connect(&srv.socket(), "vm1");
     let block = |i: usize| img[i * 4096..(i + 1) * 4096].to_vec();
     // Sequential whole-block reads: each reply is followed by read-ahead of the next blocks,
     // which meets block 3 while the client still reads blocks 0-2.
     for i in 0..3 {
-        assert_eq!(c.request(0, i as u64 * 4096, 4096, &[]), (0, block(i)), "{i}");
+        assert_eq!(
+            c.request(0, i as u64 * 4096, 4096, &[]),
+            (0, block(i)),
+            "{i}"
+        );
     }
     // The blocks after it are served; block 3 alone gets EIO, whole or in part, each time.
     assert_eq!(c.request(0, 4 * 4096, 4096, &[]), (0, block(4)));
     assert_eq!(c.request(0, 3 * 4096, 4096, &[]), (5, vec![]));
     assert_eq!(c.request(0, 3 * 4096 + 10, 100, &[]), (5, vec![]));
-    assert_eq!(c.request(0, 5 * 4096 + 7, 4096, &[]).1, img[5 * 4096 + 7..6 * 4096 + 7]);
+    assert_eq!(
+        c.request(0, 5 * 4096 + 7, 4096, &[]).1,
+        img[5 * 4096 + 7..6 * 4096 + 7]
+    );
     assert_eq!(c.request(0, 2 * 4096, 4096, &[]), (0, block(2)));
     drop(c);
     let (code, err) = srv.stop();

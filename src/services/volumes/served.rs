@@ -41,6 +41,18 @@ use crate::storage::{BlockHash, BlockMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+/// Holds block `index` of a volume for reading (no write tears it meanwhile); a resource's
+/// blocks never change.
+fn hold_block<'c>(
+    content: &'c Content<'_>,
+    index: u64,
+) -> Option<std::sync::RwLockReadGuard<'c, ()>> {
+    match content {
+        Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
+        Content::Resource { .. } => None,
+    }
+}
+
 /// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(())` for a private
 /// block of the volume.
 fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<BlockHash, ()>> {
@@ -148,10 +160,7 @@ impl<'a> Served<'a> {
             let (index, within) = (pos / bs, (pos % bs) as usize);
             let n = (bs as usize - within).min(len - done);
             let out = &mut out[done..done + n];
-            let _hold = match &*content {
-                Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
-                Content::Resource { .. } => None,
-            };
+            let _hold = hold_block(&content, index);
             match shared_hash(&content, index)? {
                 Err(()) => match &*content {
                     Content::Volume(v) => v.blocks.read_private_at(index, within as u64, out)?,
@@ -178,10 +187,7 @@ impl<'a> Served<'a> {
         }
         let content = self.content.read().expect("served volume lock");
         // Held while the block's source is decided; the bytes of a shared block never change.
-        let _hold = match &*content {
-            Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
-            Content::Resource { .. } => None,
-        };
+        let _hold = hold_block(&content, index);
         let hash = match shared_hash(&content, index)? {
             Ok(h) if !h.is_zero() => h,
             _ => return Ok(None),
@@ -222,8 +228,7 @@ impl<'a> Served<'a> {
     fn shared_block(&self, hash: &BlockHash, index: u64) -> Result<Arc<reading::Block>> {
         self.shared.note_read(index);
         let resource = format!("{} {}", self.kind, self.name);
-        self.shared
-            .get(self.repo.backend(), hash, index, &resource)
+        self.shared.get(self.repo.backend(), hash, index, &resource)
     }
 
     /// Refuses a range that does not lie inside the export (the protocol layer checks it

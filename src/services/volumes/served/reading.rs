@@ -120,14 +120,11 @@ impl SharedBlocks {
         index: u64,
         resource: &str,
     ) -> Result<Arc<Block>> {
-        let located = |f: BlockFault| f.with_location(hash, index * self.block_size as u64, resource);
+        let located =
+            |f: BlockFault| f.with_location(hash, index * self.block_size as u64, resource);
         let (slot, _) = self.slot(hash);
         let mut fault = None;
-        let got = slot.get_or_init(|| {
-            self.load(backend, hash)
-                .map_err(|f| fault = Some(f))
-                .ok()
-        });
+        let got = slot.get_or_init(|| self.load(backend, hash).map_err(|f| fault = Some(f)).ok());
         match got {
             Some(block) if self.still_valid(backend, hash, block)? => return Ok(block.clone()),
             // This reader's own load failed: the failed slot goes, the error is this read's.
