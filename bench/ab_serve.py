@@ -6,10 +6,14 @@ an image with 256 MiB of data in 4 MiB extents, 4 MiB blocks).
 Per round and binary: `arch serve` of a fresh clone, one `nbdcopy URI null:` (first pass:
 every stored copy verified), two more (warm), stop; then qemu-nbd on the raw file, two
 nbdcopy. Prints, per binary, wall time, the server's CPU (user+sys from /proc around each
-pass), nbdcopy's CPU and the server's peak RSS. On a shared machine run it under
+pass), the client's CPU and the server's peak RSS. On a shared machine run it under
 `chrt -f 10` so that the measured processes are not preempted by the others.
 
-Usage: bench/ab_serve.py [--reps N] [--dir DIR] ARCH_BINARY...
+--client qemu-img reads with `qemu-img convert -n --target-is-zero` into a null-co target of
+the export's size instead of nbdcopy (2 MiB requests, 8 in flight: each 4 MiB block is
+asked for in two halves).
+
+Usage: bench/ab_serve.py [--reps N] [--dir DIR] [--client nbdcopy|qemu-img] ARCH_BINARY...
 """
 
 import argparse
@@ -30,13 +34,21 @@ def cpu(pid):
     return (int(f[11]) + int(f[12])) / TCK
 
 
-def nbdcopy(uri, server_pid):
-    """(wall, server CPU, nbdcopy CPU) of one nbdcopy of `uri` to null:."""
+CLIENTS = {
+    "nbdcopy": lambda uri: ["nbdcopy", uri, "null:"],
+    "qemu-img": lambda uri: ["qemu-img", "convert", "-n", "--target-is-zero", "-f", "raw", uri,
+                             "--target-image-opts", f"driver=null-co,size={run.GiB}"],
+}
+CLIENT = CLIENTS["nbdcopy"]
+
+
+def read_pass(uri, server_pid):
+    """(wall, server CPU, client CPU) of one sequential read of `uri` by the chosen client."""
     c0, start = cpu(server_pid), time.perf_counter()
-    p = subprocess.Popen(["nbdcopy", uri, "null:"], stdout=subprocess.DEVNULL)
+    p = subprocess.Popen(CLIENT(uri), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(p.pid, 0)
     if status != 0:
-        raise SystemExit(f"nbdcopy {uri} failed")
+        raise SystemExit(f"{CLIENT(uri)} failed")
     return time.perf_counter() - start, cpu(server_pid) - c0, usage.ru_utime + usage.ru_stime
 
 
@@ -50,8 +62,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--dir", type=Path, default=run.ROOT / "target" / "bench")
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="nbdcopy")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
+    global CLIENT
+    CLIENT = CLIENTS[args.client]
     work = args.dir
     work.mkdir(parents=True, exist_ok=True)
     run.ARCH = Path(args.binaries[0])
@@ -73,7 +88,7 @@ def main():
             p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"ab{n}"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             uri = json.loads(p.stdout.readline())["uri"]
-            first, warm = nbdcopy(uri, p.pid), [nbdcopy(uri, p.pid) for _ in range(2)]
+            first, warm = read_pass(uri, p.pid), [read_pass(uri, p.pid) for _ in range(2)]
             results[b][0].append(first)
             results[b][1].extend(warm)
             results[b][2].append(stop(p))
@@ -81,20 +96,21 @@ def main():
         p = subprocess.Popen(["qemu-nbd", "-f", "raw", "-r", "-t", f"--socket={sock}", str(gib)])
         while not sock.exists():
             time.sleep(0.01)
-        peer.extend(nbdcopy(f"nbd+unix:///?socket={sock}", p.pid) for _ in range(2))
+        peer.extend(read_pass(f"nbd+unix:///?socket={sock}", p.pid) for _ in range(2))
         stop(p)
 
     def cell(rows, i):
         v = [r[i] for r in rows]
         return f"{min(v):.3f}-{max(v):.3f} s (median {statistics.median(v):.3f})"
     base = statistics.median(r[0] for r in peer)
-    print(f"qemu-nbd: wall {cell(peer, 0)}, server CPU {cell(peer, 1)}, nbdcopy CPU {cell(peer, 2)}")
+    print(f"client {args.client}; load average {os.getloadavg()[0]:.2f}")
+    print(f"qemu-nbd: wall {cell(peer, 0)}, server CPU {cell(peer, 1)}, client CPU {cell(peer, 2)}")
     for b in args.binaries:
         first, warm, rss = results[b]
         for label, rows in (("first", first), ("warm", warm)):
             ratio = statistics.median(r[0] for r in rows) / base
             print(f"{b} {label}: wall {cell(rows, 0)} = {ratio:.2f}x qemu-nbd, "
-                  f"server CPU {cell(rows, 1)}, nbdcopy CPU {cell(rows, 2)}")
+                  f"server CPU {cell(rows, 1)}, client CPU {cell(rows, 2)}")
         print(f"{b} server peak RSS: {max(rss)} MiB")
 
 

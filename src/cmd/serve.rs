@@ -131,6 +131,14 @@ impl Export for NbdExport<'_, '_> {
         let f = |e| self.failure(e);
         self.served.read(offset, out).map_err(f)
     }
+    fn read_shared(&self, offset: u64, len: usize) -> Result<Option<nbd::SharedData>, Failure> {
+        let f = |e| self.failure(e);
+        let range = self.served.read_shared(offset, len).map_err(f)?;
+        Ok(range.map(|r| Box::new(r) as nbd::SharedData))
+    }
+    fn read_ahead(&self) {
+        self.served.read_ahead()
+    }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
         let f = |e| self.failure(e);
         self.served.write(offset, data, fua).map_err(f)

@@ -37,6 +37,9 @@ pub struct Extent {
     pub flags: u32,
 }
 
+/// Read data an export hands out to be sent as it is (see [`Export::read_shared`]).
+pub type SharedData = Box<dyn AsRef<[u8]> + Send + Sync>;
+
 /// What the protocol serves. Ranges passed in always lie inside `size()`; writes only reach
 /// an export that is not read-only.
 pub trait Export: Sync {
@@ -47,6 +50,16 @@ pub trait Export: Sync {
     /// Fills `out` with the `out.len()` bytes at `offset` (the reply's data, sent as it is
     /// once this returns `Ok`; nothing of it is sent after an error).
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure>;
+    /// The `len` bytes at `offset` as bytes the server sends as they are, when the export
+    /// holds them ready (no copy into a reply buffer); `Ok(None)`: the server calls
+    /// [`Export::read`] instead. The same contract as `read` otherwise.
+    fn read_shared(&self, _offset: u64, _len: usize) -> Result<Option<SharedData>, Failure> {
+        Ok(None)
+    }
+    /// Called by a server thread once a READ's reply went out, before it takes the next
+    /// request: the export may load what a sequential reader will ask for next. It cannot
+    /// fail: a failure belongs to the read that needs the data.
+    fn read_ahead(&self) {}
     /// Writes `data`; with `fua`, durable before returning.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure>;
     /// Makes every completed write durable.

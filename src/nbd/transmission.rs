@@ -7,7 +7,7 @@
 //! errno the spec names and the connection goes on.
 
 use super::wire::*;
-use super::{Export, Failure, Session};
+use super::{Export, Failure, Session, SharedData};
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
@@ -81,39 +81,55 @@ pub fn serve<R: Read, W: Write + Send>(
     let read = std::thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| {
-                // A reply is `frame` (headers, small payloads) then `read_data` (a READ's
-                // data). `read_data` only grows and keeps its bytes between requests, so a
-                // read fills it in place: no zero-fill, no copy to assemble the reply.
+                // A reply is `frame` (headers, small payloads) then a READ's data: bytes the
+                // export hands out (`shared`, sent as they are) or `read_data`, which only
+                // grows and keeps its bytes between requests, so a read fills it in place:
+                // no zero-fill, no copy to assemble the reply.
                 let mut frame = Vec::new();
                 let mut read_data = Vec::new();
+                let mut shared: Option<SharedData> = None;
                 loop {
                     let job = rx.lock().expect("request queue").recv();
                     let Ok((req, data, held)) = job else { return };
                     if !broken.load(Ordering::Acquire) {
                         frame.clear();
-                        let result =
-                            handle(&req, &data, export, session, &mut frame, &mut read_data);
+                        let mut buffers = Buffers {
+                            frame: &mut frame,
+                            read_data: &mut read_data,
+                            shared: &mut shared,
+                        };
+                        let result = handle(&req, &data, export, session, &mut buffers);
                         drop(data);
                         let sent = match result {
                             Ok(n) => n,
                             Err(f) => {
                                 errors.fetch_add(1, Ordering::Relaxed);
                                 frame.clear();
+                                shared = None;
                                 reply_error(&mut frame, &req, session, &f);
                                 0
                             }
                         };
+                        let body = match &shared {
+                            Some(d) => (**d).as_ref(),
+                            None => &read_data[..sent],
+                        };
                         let mut o = out.lock().expect("reply stream");
                         if o.1.is_none() {
                             let w = &mut *o.0;
-                            let r = write_all_two(w, &frame, &read_data[..sent]);
+                            let r = write_all_two(w, &frame, body);
                             if let Err(e) = r.and_then(|()| w.flush()) {
                                 o.1 = Some(e);
                                 broken.store(true, Ordering::Release);
                             }
                         }
+                        drop(o);
+                        shared = None;
                     }
                     budget.give(held);
+                    if req.kind == CMD_READ && !broken.load(Ordering::Acquire) {
+                        export.read_ahead();
+                    }
                     if frame.capacity() > KEPT_BUFFER {
                         frame = Vec::new();
                     }
@@ -209,17 +225,25 @@ fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 
 const KNOWN_FLAGS: u16 = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
 
-/// Executes one request, appending its reply to `w`; a READ's data goes into the first
-/// bytes of `read_data` (grown as needed) and their count is returned (0 for the others):
-/// the reply is `w` followed by them.
+/// Where one reply is assembled (see [`handle`]).
+struct Buffers<'b> {
+    frame: &'b mut Vec<u8>,
+    read_data: &'b mut Vec<u8>,
+    shared: &'b mut Option<SharedData>,
+}
+
+/// Executes one request, appending its reply to `b.frame`; a READ's data is either handed
+/// out by the export (into `b.shared`, 0 returned) or goes into the first bytes of
+/// `b.read_data` (grown as needed) and their count is returned (0 for the other commands):
+/// the reply is the frame followed by that data.
 fn handle(
     req: &Request,
     data: &[u8],
     export: &dyn Export,
     session: &Session,
-    w: &mut Vec<u8>,
-    read_data: &mut Vec<u8>,
+    b: &mut Buffers<'_>,
 ) -> Result<usize, Failure> {
+    let (w, read_data) = (&mut *b.frame, &mut *b.read_data);
     if req.flags & !KNOWN_FLAGS != 0 {
         return Err(Failure::new(EINVAL, "unknown command flags"));
     }
@@ -239,12 +263,24 @@ fn handle(
             if !in_range(len) {
                 return Err(Failure::new(EINVAL, "read past the end of the export"));
             }
-            // The data is read straight into the buffer it is sent from (one copy).
+            // The data is sent from where the export holds it, or read straight into the
+            // buffer it is sent from (one copy).
             let n = req.length as usize;
-            if read_data.len() < n {
-                read_data.resize(n, 0);
-            }
-            export.read(req.offset, &mut read_data[..n])?;
+            let ready = match export.read_shared(req.offset, n)? {
+                Some(d) if (*d).as_ref().len() == n => Some(d),
+                Some(_) => return Err(Failure::new(EIO, "the export handed out a short read")),
+                None => None,
+            };
+            let n = if let Some(d) = ready {
+                *b.shared = Some(d);
+                0
+            } else {
+                if read_data.len() < n {
+                    read_data.resize(n, 0);
+                }
+                export.read(req.offset, &mut read_data[..n])?;
+                n
+            };
             if session.structured {
                 let head = chunk_header(
                     REPLY_FLAG_DONE,
@@ -688,5 +724,84 @@ mod tests {
             seen.insert(c);
         }
         assert_eq!(seen.len(), 64);
+    }
+
+    /// Hands out reads inside its first 4096 bytes as shared data, and a wrong-sized one at
+    /// 4096; counts read-ahead calls.
+    struct Handing {
+        inner: MemExport,
+        aheads: AtomicU64,
+    }
+    impl Export for Handing {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn preferred_block_size(&self) -> u32 {
+            4096
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), Failure> {
+            self.inner.read(offset, out)
+        }
+        fn read_shared(&self, offset: u64, len: usize) -> Result<Option<SharedData>, Failure> {
+            let o = offset as usize;
+            Ok(match o {
+                4096 => Some(Box::new(vec![0u8; len + 1])),
+                _ if o + len <= 4096 => Some(Box::new(self.inner.data()[o..o + len].to_vec())),
+                _ => None,
+            })
+        }
+        fn read_ahead(&self) {
+            self.aheads.fetch_add(1, Ordering::Relaxed);
+        }
+        fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Failure> {
+            self.inner.write(offset, data, fua)
+        }
+        fn flush(&self) -> Result<(), Failure> {
+            self.inner.flush()
+        }
+        fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
+            self.inner.zero(offset, length, trim, fua)
+        }
+        fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+            self.inner.extents(offset, length)
+        }
+    }
+
+    #[test]
+    fn handed_out_read_data_is_sent_as_is_and_each_read_is_followed_by_read_ahead() {
+        let e = Handing {
+            inner: MemExport::new(8192, false),
+            aheads: AtomicU64::new(0),
+        };
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        e.inner.write(0, &data, false).unwrap();
+        let mut input = req(CMD_READ, 0, 1, 10, 100); // handed out
+        input.extend(req(CMD_READ, 0, 2, 4000, 200)); // read into the buffer
+        input.extend(req(CMD_READ, 0, 3, 4096, 2)); // handed out at the wrong size: EIO
+        input.extend(req(CMD_FLUSH, 0, 4, 0, 0));
+        let (r, out) = {
+            let mut out = Vec::new();
+            let r = serve(&mut io::Cursor::new(input), &mut out, &e, &STRUCT, 1);
+            (r, out)
+        };
+        assert_eq!(r.unwrap().errors, 1);
+        let o = &out[..];
+        assert_eq!(
+            o[..20],
+            chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 1, 108)
+        );
+        assert_eq!(&o[28..128], &data[10..110]);
+        let o = &o[128..];
+        assert_eq!(be64(&o[20..28]), 4000);
+        assert_eq!(&o[28..228], &data[4000..4200]);
+        let o = &o[228..];
+        assert_eq!(be16(&o[6..8]), REPLY_TYPE_ERROR);
+        assert_eq!(be32(&o[20..24]), EIO);
+        let o = &o[26 + be16(&o[24..26]) as usize..];
+        assert_eq!(o, simple_reply(0, 4));
+        assert_eq!(e.aheads.load(Ordering::Relaxed), 3, "after each READ only");
     }
 }

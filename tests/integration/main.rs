@@ -31,6 +31,7 @@ mod remote_serve;
 mod remote_store;
 mod serve;
 mod serve_hostile;
+mod serve_read;
 mod serve_vm;
 mod sizes;
 mod store_stall;

@@ -21,10 +21,13 @@
 //! [`crate::repo::db::pg::servers`]). Either lock dies with its holder.
 
 mod control;
+mod reading;
 mod relay;
 mod serving;
 
 pub use control::{answer_control, snapshot_by_server};
+pub use reading::BlockRange;
+use reading::SharedBlocks;
 pub use relay::answer_relayed;
 pub use serving::{Control, ServerInfo, forget, refuse_if_served, server_of, this_machine};
 use serving::{ServeSite, take_serve_lock};
@@ -36,14 +39,20 @@ use crate::repo::Repository;
 use crate::repo::lock::FileLock;
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
-use crate::storage::backend::BlockVersion;
-use crate::storage::export_file::read_block_checked;
 use crate::storage::{BlockHash, BlockMap};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
-/// A cached shared block: empty while being loaded, None when its load failed.
-type Slot = OnceLock<Option<Arc<Vec<u8>>>>;
+/// Holds block `index` of a volume for reading (no write tears it meanwhile); a resource's
+/// blocks never change.
+fn hold_block<'c>(
+    content: &'c Content<'_>,
+    index: u64,
+) -> Option<std::sync::RwLockReadGuard<'c, ()>> {
+    match content {
+        Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
+        Content::Resource { .. } => None,
+    }
+}
 
 /// Where block `index` reads from: `Ok(hash)` (zero or shared), or `Err(())` for a private
 /// block of the volume.
@@ -57,14 +66,6 @@ fn shared_hash(content: &Content, index: u64) -> Result<std::result::Result<Bloc
         },
     })
 }
-
-/// Shared blocks kept decoded (4 MiB each by default): sequential reads of small requests
-/// read and verify each shared block once, not once per request.
-const CACHED_BLOCKS: usize = 8;
-
-/// Verified stored copies remembered at most (~64 bytes each); past it they are forgotten
-/// and verified again when next read.
-const VERIFIED_BLOCKS: usize = 1 << 16;
 
 enum Content<'a> {
     Volume(Box<OpenVolume<'a>>),
@@ -85,9 +86,8 @@ pub struct Served<'a> {
     pub block_size: u32,
     pub read_only: bool,
     content: RwLock<Content<'a>>,
-    cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
-    /// Shared blocks whose stored copy was verified, with the version then (see `load`).
-    verified: Mutex<HashMap<BlockHash, BlockVersion>>,
+    /// Shared blocks: verified once per stored copy, cached, read ahead (see [`reading`]).
+    shared: SharedBlocks,
     serving: Option<(FileLock, ServeSite)>,
 }
 
@@ -122,9 +122,8 @@ impl<'a> Served<'a> {
                 size: vol.record.size,
                 block_size: vol.record.block_size,
                 read_only,
+                shared: SharedBlocks::new(vol.record.block_size),
                 content: RwLock::new(Content::Volume(Box::new(vol))),
-                cache: Mutex::new(Vec::new()),
-                verified: Mutex::new(HashMap::new()),
                 serving,
             });
         }
@@ -145,8 +144,7 @@ impl<'a> Served<'a> {
             block_size: rec.block_size,
             read_only: true,
             content: RwLock::new(Content::Resource { map, _data: data }),
-            cache: Mutex::new(Vec::new()),
-            verified: Mutex::new(HashMap::new()),
+            shared: SharedBlocks::new(rec.block_size),
             serving: None,
         })
     }
@@ -163,60 +161,75 @@ impl<'a> Served<'a> {
             let (index, within) = (pos / bs, (pos % bs) as usize);
             let n = (bs as usize - within).min(len - done);
             let out = &mut out[done..done + n];
-            let _hold = match &*content {
-                Content::Volume(v) => Some(v.blocks.lock_block_shared(index)),
-                Content::Resource { .. } => None,
-            };
+            let _hold = hold_block(&content, index);
             match shared_hash(&content, index)? {
                 Err(()) => match &*content {
                     Content::Volume(v) => v.blocks.read_private_at(index, within as u64, out)?,
                     Content::Resource { .. } => unreachable!("resources have no private blocks"),
                 },
                 Ok(h) if h.is_zero() => out.fill(0),
-                // A whole block not in the cache goes straight into the reply (a short last
-                // block goes through the cache, which reads up to the block size as before).
-                Ok(h) if n as u64 == bs && !self.cached(&h) => self.load_into(&h, index, out)?,
-                Ok(h) => {
-                    // While another reader loads this block, load the next one meanwhile:
-                    // sequential readers then hash two blocks at once.
-                    let next = || {
-                        if (index + 1) * bs < self.size {
-                            if let Ok(Ok(h)) = shared_hash(&content, index + 1) {
-                                self.prefetch(&h, index + 1);
-                            }
-                        }
-                    };
-                    let block = self.shared_block(&h, index, next)?;
-                    out.copy_from_slice(&block[within..within + n]);
-                }
+                Ok(h) => self.shared_block(&h, index)?.copy_to(within, out),
             }
             done += n;
         }
         Ok(())
     }
 
-    /// Whether shared block `hash` is in the cache, loaded.
-    fn cached(&self, hash: &BlockHash) -> bool {
-        let cache = self.cache.lock().expect("cache lock");
-        cache
-            .iter()
-            .any(|(h, slot)| h == hash && matches!(slot.get(), Some(Some(_))))
+    /// The `len` bytes at `offset` as a range of one verified shared block, to be sent as
+    /// they are (no copy), when they all lie in the stored bytes of one shared block; None
+    /// otherwise (private, zero, spanning blocks or the block's zero tail: use
+    /// [`Served::read`]).
+    pub fn read_shared(&self, offset: u64, len: usize) -> Result<Option<BlockRange>> {
+        self.check_range(offset, len as u64)?;
+        let bs = self.block_size as u64;
+        let (index, within) = (offset / bs, (offset % bs) as usize);
+        if len == 0 || within + len > bs as usize {
+            return Ok(None);
+        }
+        let content = self.content.read().expect("served volume lock");
+        // Held while the block's source is decided; the bytes of a shared block never change.
+        let _hold = hold_block(&content, index);
+        let hash = match shared_hash(&content, index)? {
+            Ok(h) if !h.is_zero() => h,
+            _ => return Ok(None),
+        };
+        let block = self.shared_block(&hash, index)?;
+        if within + len > block.stored().len() {
+            return Ok(None);
+        }
+        Ok(Some(BlockRange {
+            block,
+            start: within,
+            end: within + len,
+        }))
     }
 
-    /// The cache slot of shared block `hash`, and whether it was just made (empty).
-    fn slot(&self, hash: &BlockHash) -> (Arc<Slot>, bool) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if let Some(pos) = cache.iter().position(|(h, _)| h == hash) {
-            let hit = cache.remove(pos);
-            cache.push(hit.clone());
-            return (hit.1, false);
+    /// Loads and verifies the shared blocks a sequential reader will ask for next (see
+    /// [`reading`]); called by an idle server thread. Nothing fails here: a block that does
+    /// not load fails the read that needs it.
+    pub fn read_ahead(&self) {
+        // A snapshot holds the volume: no read-ahead meanwhile.
+        let Ok(content) = self.content.try_read() else {
+            return;
+        };
+        let bs = self.block_size as u64;
+        for index in self.shared.ahead() {
+            if index.saturating_mul(bs) >= self.size {
+                break;
+            }
+            if let Ok(Ok(h)) = shared_hash(&content, index) {
+                if !h.is_zero() {
+                    self.shared.prefetch(self.repo.backend(), &h);
+                }
+            }
         }
-        if cache.len() >= CACHED_BLOCKS {
-            cache.remove(0);
-        }
-        let slot = Arc::new(Slot::new());
-        cache.push((*hash, slot.clone()));
-        (slot, true)
+    }
+
+    /// Shared block `hash` at `index`, verified, noting the read for read-ahead.
+    fn shared_block(&self, hash: &BlockHash, index: u64) -> Result<Arc<reading::Block>> {
+        self.shared.note_read(index);
+        let resource = format!("{} {}", self.kind, self.name);
+        self.shared.get(self.repo.backend(), hash, index, &resource)
     }
 
     /// Refuses a range that does not lie inside the export (the protocol layer checks it
@@ -229,86 +242,6 @@ impl<'a> Served<'a> {
             )));
         }
         Ok(())
-    }
-
-    /// Drops the cache slot of `hash`.
-    fn forget(&self, hash: &BlockHash) {
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .retain(|(h, _)| h != hash);
-    }
-
-    /// Reads shared block `hash` from the store (zero-padded to the block size).
-    fn load(&self, hash: &BlockHash, index: u64) -> Result<Arc<Vec<u8>>> {
-        let mut buf = vec![0u8; self.block_size as usize];
-        self.load_into(hash, index, &mut buf)?;
-        Ok(Arc::new(buf))
-    }
-
-    /// Reads shared block `hash` into `out` (its length, zero-padded). Its hash is verified
-    /// once per stored copy: the copy's version is taken before and after the read, and a
-    /// read between two equal versions that were verified before is not hashed again (a
-    /// copy replaced or rewritten since has another version, and is verified). On an error
-    /// `out` holds anything: the caller sends none of it.
-    fn load_into(&self, hash: &BlockHash, index: u64, out: &mut [u8]) -> Result<()> {
-        let backend = self.repo.backend();
-        let located = |f: crate::storage::export::BlockFault| {
-            let at = index * self.block_size as u64;
-            f.with_location(hash, at, &format!("{} {}", self.kind, self.name))
-        };
-        let before = backend.block_version(hash)?;
-        let known = before.is_some()
-            && self.verified.lock().expect("verified").get(hash) == before.as_ref();
-        let mut stored = read_block_checked(backend, hash, !known, out).map_err(located)?;
-        let after = backend.block_version(hash)?;
-        if before != after {
-            // Changed under the read: read (and verify) it again.
-            stored = read_block_checked(backend, hash, true, out).map_err(located)?;
-        } else if let (false, Some(v)) = (known, after) {
-            let mut verified = self.verified.lock().expect("verified");
-            if verified.len() >= VERIFIED_BLOCKS {
-                verified.clear();
-            }
-            verified.insert(*hash, v);
-        }
-        out[stored..].fill(0);
-        Ok(())
-    }
-
-    /// Starts nothing, waits for nothing: loads block `hash` only when nobody has yet.
-    fn prefetch(&self, hash: &BlockHash, index: u64) {
-        if hash.is_zero() {
-            return;
-        }
-        let (slot, fresh) = self.slot(hash);
-        if fresh {
-            slot.get_or_init(|| self.load(hash, index).ok());
-        }
-    }
-
-    /// A shared block, decoded and verified, from the cache or the store (loaded once however
-    /// many readers want it at the same time; `meanwhile` runs while waiting for another's
-    /// load). A block that failed to load is loaded again by the next reader.
-    fn shared_block(
-        &self,
-        hash: &BlockHash,
-        index: u64,
-        meanwhile: impl FnOnce(),
-    ) -> Result<Arc<Vec<u8>>> {
-        let (slot, fresh) = self.slot(hash);
-        if !fresh && slot.get().is_none() {
-            meanwhile();
-        }
-        match slot.get_or_init(|| self.load(hash, index).ok()) {
-            Some(block) => Ok(block.clone()),
-            None => {
-                // The failed slot is dropped, so the next reader loads again instead of
-                // finding an empty slot forever; this reader loads again for its error.
-                self.forget(hash);
-                self.load(hash, index)
-            }
-        }
     }
 
     fn refuse_read_only(&self) -> Result<()> {

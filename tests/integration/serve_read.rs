@@ -1,0 +1,42 @@
+//! `arch serve` reads: sequential reads are read ahead, and a damaged block met by the
+//! read-ahead fails only the READ that needs it.
+
+use crate::serve::{RawClient, Server, setup};
+
+#[test]
+fn a_damaged_block_met_by_read_ahead_fails_only_its_own_read_and_serving_goes_on() {
+    // 16 blocks of 4 KiB: 0-7 random (shared), 8-15 zero.
+    let (repo, img) = setup(64 << 10);
+    let hashes = repo.json(&["hashmap", "images/img.raw"])["hashes"].clone();
+    let h3 = hashes[3].as_str().unwrap().to_string();
+    crate::stored::damage(&repo, &crate::stored::data_rel(&repo, "blocks", &h3), |b| {
+        b[5] ^= 1
+    });
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut c = RawClient::connect(&srv.socket(), "vm1");
+    let block = |i: usize| img[i * 4096..(i + 1) * 4096].to_vec();
+    // Sequential whole-block reads: each reply is followed by read-ahead of the next blocks,
+    // which meets block 3 while the client still reads blocks 0-2.
+    for i in 0..3 {
+        assert_eq!(
+            c.request(0, i as u64 * 4096, 4096, &[]),
+            (0, block(i)),
+            "{i}"
+        );
+    }
+    // The blocks after it are served; block 3 alone gets EIO, whole or in part, each time.
+    assert_eq!(c.request(0, 4 * 4096, 4096, &[]), (0, block(4)));
+    assert_eq!(c.request(0, 3 * 4096, 4096, &[]), (5, vec![]));
+    assert_eq!(c.request(0, 3 * 4096 + 10, 100, &[]), (5, vec![]));
+    assert_eq!(
+        c.request(0, 5 * 4096 + 7, 4096, &[]).1,
+        img[5 * 4096 + 7..6 * 4096 + 7]
+    );
+    assert_eq!(c.request(0, 2 * 4096, 4096, &[]), (0, block(2)));
+    drop(c);
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&h3), "the damaged block is named: {err}");
+    // Only the two READs of block 3 failed: read-ahead's failure counts for none.
+    assert!(err.contains("2 of its 8 requests failed"), "{err}");
+}
