@@ -25,6 +25,7 @@ mod remote_hosts;
 mod remote_store;
 mod serve;
 mod serve_hostile;
+mod serve_staged;
 mod serve_vm;
 mod sizes;
 mod transfer;

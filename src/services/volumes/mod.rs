@@ -16,6 +16,7 @@ mod resize;
 pub mod rollback;
 pub mod served;
 mod snapshot;
+mod staged;
 pub mod transfer;
 mod untrusted;
 

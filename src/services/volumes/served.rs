@@ -437,12 +437,10 @@ impl<'a> Served<'a> {
         self.volume(|v| v.blocks.finish())
     }
 
-    /// After a client's disconnect: with a remote private-block store, uploads what the
-    /// write-back cache holds (so other hosts see it); a local repository has nothing to do.
+    /// After a client's disconnect: flushes, so what it wrote is seen by other processes
+    /// (blocks staged in `tmp/` are placed; a remote store's write-back cache is uploaded, so
+    /// other hosts see it).
     pub fn flush_on_disconnect(&self) -> Result<()> {
-        if self.read_only || !self.repo.private_store().is_remote() {
-            return Ok(());
-        }
         self.flush()
     }
 
