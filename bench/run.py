@@ -213,12 +213,22 @@ def suite_integrity(work, reps):
     make_random(a, 200 * MiB)
     make_random(b, 200 * MiB)
 
+    garbage = work / "int-garbage.lst"
+
+    def blocks():
+        return {str(f) for shard in (repo / "blocks").iterdir() for f in shard.iterdir()}
+
     def populate():
         fresh_repo(repo, "4K")
         run_once(arch(repo, "put", str(a), "c/a"))
+        before = blocks()
         run_once(arch(repo, "put", str(b), "c/b"))
+        garbage.write_text("".join(f + "\0" for f in sorted(blocks() - before)))
         run_once(arch(repo, "rm", "c/b"))
     gc = measure(arch(repo, "gc"), reps, setup=populate)
+    # Issue 16: the floor of one file per block, the same block files removed by rm + syncfs.
+    t.row("gc (sweep 50k of 100k blocks)", gc, "floor: xargs rm of the same files + syncfs",
+          measure(f"xargs -0 rm -f < {garbage} && sync -f {repo}/blocks", reps, setup=populate))
     populate()
     fsck = measure(arch(repo, "fsck", "--read-data"), reps)
     if have("restic"):

@@ -2,6 +2,7 @@
 //! to its owner or shared with a group.
 
 use super::output::{emit, key_values};
+use super::repo_info::RepoIdentity;
 use super::{Context, Status, parse_size_arg};
 use crate::repo::Repository;
 use crate::repo::config::DEFAULT_BLOCK_SIZE;
@@ -38,10 +39,8 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Report {
-    path: String,
-    format: u32,
-    block_size: u64,
-    hash: String,
+    #[serde(flatten)]
+    repo: RepoIdentity,
     /// The group the repository is shared with; null when private to its owner.
     shared_group: Option<String>,
     /// Permission bits of the root directory, in octal.
@@ -67,12 +66,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         args.store.as_deref(),
         args.catalog.as_deref(),
     )?;
-    let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {
-        path: root.display().to_string(),
-        format: repo.config().format,
-        block_size: repo.config().block_size,
-        hash: repo.config().hash.clone(),
+        repo: RepoIdentity::of(&repo),
         shared_group: group.map(|g| g.name),
         mode: format!("{:04o}", repo.modes().dir()),
         catalog: repo.catalog_url().map(|u| u.to_string()),
@@ -83,24 +78,24 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         // Where the repository lives: the store when there is one, else the catalog.
         let remote = report.store.as_ref().or(report.catalog.as_ref());
         match remote {
-            None => writeln!(out, "Initialized arch repository in {}", report.path)?,
+            None => writeln!(out, "Initialized arch repository in {}", report.repo.path)?,
             Some(url) if report.created => writeln!(
                 out,
                 "Initialized arch repository in {} with its data in {url}",
-                report.path
+                report.repo.path
             )?,
             Some(url) => writeln!(
                 out,
                 "Joined the arch repository in {url} from {}",
-                report.path
+                report.repo.path
             )?,
         }
         writeln!(
             out,
             "{}",
             key_values(&[
-                ("block size", format_size(report.block_size)),
-                ("hash", report.hash.clone()),
+                ("block size", format_size(report.repo.block_size)),
+                ("hash", report.repo.hash.clone()),
                 (
                     "access",
                     match &report.shared_group {

@@ -7,12 +7,32 @@ use crate::repo::{CATALOG_DB, DataLocation, Repository};
 use crate::units::format_size;
 use serde::Serialize;
 
+/// What identifies a repository in `init` and `info` reports: its directory (canonical
+/// when it can be resolved), format, block size and hash algorithm.
+#[derive(Serialize)]
+pub struct RepoIdentity {
+    pub path: String,
+    pub format: u32,
+    pub block_size: u64,
+    pub hash: String,
+}
+
+impl RepoIdentity {
+    pub fn of(repo: &Repository) -> RepoIdentity {
+        let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
+        RepoIdentity {
+            path: root.display().to_string(),
+            format: repo.config().format,
+            block_size: repo.config().block_size,
+            hash: repo.config().hash.clone(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
-    path: String,
-    format: u32,
-    block_size: u64,
-    hash: String,
+    #[serde(flatten)]
+    repo: RepoIdentity,
     /// Where blocks and maps live.
     data: DataLocation,
     /// `sqlite` or `postgres`.
@@ -35,12 +55,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<Status> {
     // Opening the catalog checks that it is reachable and is this repository's.
     drop(repo.catalog()?);
     let (catalog_engine, catalog) = catalog_location(&repo);
-    let root = std::fs::canonicalize(repo.root()).unwrap_or_else(|_| repo.root().to_path_buf());
     let report = Report {
-        path: root.display().to_string(),
-        format: repo.config().format,
-        block_size: repo.config().block_size,
-        hash: repo.config().hash.clone(),
+        repo: RepoIdentity::of(&repo),
         data: repo.data_location(),
         catalog_engine,
         catalog,
@@ -50,10 +66,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<Status> {
             out,
             "{}",
             key_values(&[
-                ("repository", report.path.clone()),
-                ("format", report.format.to_string()),
-                ("block size", format_size(report.block_size)),
-                ("hash", report.hash.clone()),
+                ("repository", report.repo.path.clone()),
+                ("format", report.repo.format.to_string()),
+                ("block size", format_size(report.repo.block_size)),
+                ("hash", report.repo.hash.clone()),
                 ("data", report.data.to_string()),
                 ("catalog", report.catalog.clone()),
             ])

@@ -45,8 +45,8 @@ pub struct Garbage {
     pub unreferenced_maps: u64,
     /// Entries of `tmp/`: left by interrupted operations (or in use by a running one).
     pub temp_entries: u64,
-    /// Private-block files and directories no volume reads (removed volumes, old epochs,
-    /// blocks past a volume's end).
+    /// Private-block files and directories (objects, in a store) no volume reads (removed
+    /// volumes, old epochs, blocks past a volume's end).
     pub volume_entries: u64,
     pub volume_bytes: u64,
     /// Lock files of volumes that no longer exist.
@@ -119,6 +119,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         return Ok(FsckReport::only(problems, Vec::new(), Vec::new()));
     }
     let mut repaired = Vec::new();
+    let mut kept_objects = None;
     if opts.repair {
         // Exclusive data lock: no operation has files in tmp/ in flight; the catalog lock
         // keeps metadata commits (which stage in tmp/) out while we clean.
@@ -132,7 +133,22 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
         // Only validated volume records name directories (an invalid one fails the read).
         if let Ok(volumes) = repo.catalog().and_then(|db| db.read(volumes_only)) {
-            let found = volume_files::scan(repo, &volumes)?;
+            // Private objects of volumes of another catalog sharing the store look like
+            // garbage here: kept then (as gc refuses to run).
+            let sole = match repo.backend().as_s3() {
+                Some(s3) => crate::repo::check_sole_store_user(repo, s3)
+                    .inspect_err(|e| kept_objects = Some(e.to_string()))
+                    .is_ok(),
+                None => true,
+            };
+            let found = volume_files::scan_with(repo, &volumes, &Default::default(), sole)?;
+            if sole && found.garbage_objects > 0 {
+                repaired.push(format!(
+                    "removed {} private objects no volume reads from {}/volumes/",
+                    found.garbage_objects,
+                    repo.config().store.as_deref().unwrap_or_default()
+                ));
+            }
             for path in &found.garbage {
                 remove_path(path)?;
                 repaired.push(format!("removed {}", path.display()));
@@ -159,7 +175,10 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         repo.lock_data_shared()?
     };
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = kept_objects
+        .into_iter()
+        .map(|why| format!("private objects no volume here reads were kept: {why}"))
+        .collect();
     // The catalog is streamed: only the volumes are held (unchecked: fsck reports each
     // invalid one), since their files are scanned against them; objects and versions are
     // checked one at a time as they are read.
@@ -341,7 +360,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         Ok(())
     })?;
     garbage.temp_entries = temp_entries(repo)?.len() as u64;
-    let mut volumes = volume_files::scan(repo, &check.sound)?;
+    let mut volumes = volume_files::scan_with(repo, &check.sound, &check.withheld_ids, false)?;
     check.spare(repo, &mut volumes);
     for (name, path, reason) in &volumes.damaged {
         problems.push(Problem {
@@ -372,7 +391,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
             }
         }
     }
-    garbage.volume_entries = volumes.garbage.len() as u64;
+    garbage.volume_entries = volumes.garbage_entries();
     garbage.volume_bytes = volumes.garbage_bytes;
     garbage.stale_locks = volumes.stale_locks.len() as u64;
     // A damaged record's volume keeps its files (as its volume lock above).

@@ -14,6 +14,9 @@
 //! sweep. Ordering: the map sweep (removals and its shard fsyncs) completes before the block
 //! sweep starts, so even across a crash a block is never gone while a map naming it is still
 //! there; the block sweep's fsyncs complete before gc reports.
+//!
+//! Private volume blocks, files or objects in a store, are garbage by the rules of
+//! [`super::volume_objects`] (the same for both), under the same exclusive lock.
 
 use super::refs::{live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only};
 use super::volume_files;
@@ -35,7 +38,7 @@ pub struct GcReport {
     pub bytes_freed: u64,
     pub maps_freed: u64,
     pub temp_entries_removed: u64,
-    /// Private-block files and directories no volume reads.
+    /// Private-block files and directories (objects, in a store) no volume reads.
     pub volume_entries_removed: u64,
     pub volume_bytes_freed: u64,
     pub stale_locks_removed: u64,
@@ -107,7 +110,9 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     report.bytes_freed = swept.removed_bytes;
     // Volume garbage: decided on the catalog read above; volume operations that could make
     // new private files all hold the shared data lock, which our exclusive lock keeps out.
-    let volumes = volume_files::scan(repo, &catalog)?;
+    // Private objects in a store are deleted as they are listed (volume_objects).
+    let volumes = volume_files::scan_with(repo, &catalog, &Default::default(), !dry_run)?;
+    report.volume_entries_removed = volumes.garbage_objects;
     for path in &volumes.garbage {
         if !dry_run {
             remove_path(path)?;

@@ -10,3 +10,4 @@ pub mod quarantine;
 mod refs;
 pub mod serve_files;
 pub mod volume_files;
+pub mod volume_objects;

@@ -1,5 +1,7 @@
 //! The files volumes own outside the block store: private blocks under `volumes/` and the
 //! per-volume lock files. Classifies each as live, damaged or garbage against the catalog.
+//! With the data in an object store, the private objects there too
+//! ([`super::volume_objects`]).
 
 use crate::error::{Error, Result};
 use crate::repo::catalog::Catalog;
@@ -30,6 +32,10 @@ pub struct VolumeScan {
     /// Files and directories no volume reads: directories of removed volumes, epochs before
     /// the current one (left by an interrupted snapshot), blocks past a volume's end.
     pub garbage: Vec<PathBuf>,
+    /// Private objects no volume reads (object store; never listed in memory: counted, and
+    /// deleted as listed when the scan was asked to).
+    pub garbage_objects: u64,
+    /// Bytes of all the garbage, files and objects.
     pub garbage_bytes: u64,
     /// Lock files of volumes that no longer exist.
     pub stale_locks: Vec<PathBuf>,
@@ -66,8 +72,29 @@ pub fn disk_usage(path: &Path) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
-/// Scans `volumes/` and the volume lock files against `catalog`.
+impl VolumeScan {
+    /// Garbage files, directories and objects.
+    pub fn garbage_entries(&self) -> u64 {
+        self.garbage.len() as u64 + self.garbage_objects
+    }
+}
+
+/// Scans `volumes/` and the volume lock files against `catalog` (and the private objects,
+/// when the data is in an object store).
 pub fn scan(repo: &Repository, catalog: &Catalog) -> Result<VolumeScan> {
+    scan_with(repo, catalog, &BTreeSet::new(), false)
+}
+
+/// [`scan`], skipping the private objects of the volumes `keep_ids`; with `remove_objects`,
+/// garbage private objects are deleted as they are listed (the caller holds the exclusive
+/// data lock; see [`super::volume_objects`]). Local garbage is only listed: the caller
+/// removes it.
+pub fn scan_with(
+    repo: &Repository,
+    catalog: &Catalog,
+    keep_ids: &BTreeSet<String>,
+    remove_objects: bool,
+) -> Result<VolumeScan> {
     let mut out = VolumeScan::default();
     let by_id: BTreeMap<&str, (&String, &crate::repo::records::VolumeRecord)> = catalog
         .volumes
@@ -125,6 +152,9 @@ pub fn scan(repo: &Repository, catalog: &Catalog) -> Result<VolumeScan> {
         if id.is_some_and(|id| !by_id.contains_key(id)) {
             out.stale_locks.push(path);
         }
+    }
+    if let Some(store) = crate::services::volumes::private::objects_of(repo) {
+        super::volume_objects::scan(&store, catalog, keep_ids, remove_objects, &mut out)?;
     }
     Ok(out)
 }

@@ -444,7 +444,7 @@ impl Repository {
     /// [`migrate`]). One connection per call: cheap next to the fsync of any change.
     pub fn catalog(&self) -> Result<db::Db> {
         if let Some(url) = &self.catalog_url {
-            return db::Db::open_pg(url, self.block_size());
+            return db::Db::open_pg(url, self.block_size(), self.config.store.as_deref());
         }
         let path = self.root.join(CATALOG_DB);
         if !path.exists() {

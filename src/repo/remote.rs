@@ -36,25 +36,73 @@ fn marker_text(config: &Config) -> String {
     c.to_toml()
 }
 
-/// Checks a marker read from `url` against `config`: same format and block size.
-fn check_marker(url: &StoreUrl, config: &Config, text: &str) -> Result<()> {
-    let found = Config::parse(Path::new(&url.to_string()), text).map_err(|e| Error::Corrupt {
+/// The largest marker read: a real one is a few lines. One written by something else may be
+/// anything; a longer one is refused unread.
+const MAX_MARKER: u64 = 64 << 10;
+
+/// The error for a marker at `url` that is not one arch wrote: `what` it is instead.
+fn foreign_marker(url: &StoreUrl, what: String) -> Error {
+    Error::UnsupportedRepository {
         path: format!("{url}/{MARKER}").into(),
-        reason: format!("not a valid repository marker: {e}"),
+        what: format!(
+            "a repository marker arch cannot read: {}",
+            crate::services::names::escape_control(&what)
+        ),
+        fix: format!(
+            "the prefix holds something arch did not write; use another prefix (s3://BUCKET/OTHER), or, when nothing else uses this one, delete {url}/{MARKER} and create the repository again"
+        ),
+    }
+}
+
+/// Checks a marker read from `url` against `config`: same format and block size. `joining`:
+/// the block size is the one `arch init` was given (else the one arch.toml records).
+fn check_marker(url: &StoreUrl, config: &Config, text: &str, joining: bool) -> Result<()> {
+    let found = Config::parse(Path::new(MARKER), text).map_err(|e| match e {
+        // A newer format, another hash: named as such (upgrade arch).
+        Error::UnsupportedRepository { what, fix, .. } => Error::UnsupportedRepository {
+            path: format!("{url}/{MARKER}").into(),
+            what,
+            fix,
+        },
+        Error::Corrupt { reason, .. } => foreign_marker(url, reason),
+        other => foreign_marker(url, other.to_string()),
     })?;
     if found.store.is_some() {
-        return Err(Error::Corrupt {
-            path: format!("{url}/{MARKER}").into(),
-            reason: "the marker names a store of its own".into(),
-        });
+        return Err(foreign_marker(url, "it names a store of its own".into()));
     }
-    if found.block_size != config.block_size {
+    if found.block_size == config.block_size {
+        return Ok(());
+    }
+    if joining {
         return Err(Error::invalid(format!(
             "the repository in {url} has block size {} but {} was asked; join it with --block-size {}, or use another prefix",
             found.block_size, config.block_size, found.block_size,
         )));
     }
-    Ok(())
+    Err(Error::UnsupportedRepository {
+        path: format!("{url}/{MARKER}").into(),
+        what: format!(
+            "block size {} where arch.toml records {}: the marker was rewritten, or `store` in arch.toml names another repository",
+            found.block_size, config.block_size
+        ),
+        fix: "point `store` in arch.toml back at this repository's prefix (or restore the marker arch wrote); nothing was changed".into(),
+    })
+}
+
+/// The marker's text read from `backend` when it is at most [`MAX_MARKER`] bytes (None: no
+/// marker; a missing bucket is an error saying how to create it).
+fn read_marker(backend: &S3Backend, url: &StoreUrl) -> Result<Option<String>> {
+    match backend.read_small_object(MARKER, MAX_MARKER)? {
+        Some(Ok(bytes)) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| foreign_marker(url, "it is not UTF-8 text".into())),
+        Some(Err(len)) => Err(foreign_marker(
+            url,
+            format!("it is {len} bytes (a marker is a few lines)"),
+        )),
+        // Tells a missing bucket from an empty prefix.
+        None => backend.read_marker(),
+    }
 }
 
 /// Creates the repository in the store of `config`, or joins the one there (same block
@@ -62,8 +110,12 @@ fn check_marker(url: &StoreUrl, config: &Config, text: &str) -> Result<()> {
 pub fn create_or_join(config: &Config) -> Result<(S3Backend, bool)> {
     let url = StoreUrl::parse(config.store.as_deref().expect("a store URL"))?;
     let backend = S3Backend::connect(&url)?;
+    // An existing marker is checked first, read bounded (the join below reads it whole).
+    if let Some(text) = read_marker(&backend, &url)? {
+        check_marker(&url, config, &text, true)?;
+    }
     let created = backend.create_or_join(&marker_text(config), |text| {
-        check_marker(&url, config, text)
+        check_marker(&url, config, text, true)
     })?;
     Ok((backend, created))
 }
@@ -114,51 +166,69 @@ fn catalog_line(url: &str) -> String {
 pub fn check_sole_store_user(repo: &super::Repository, backend: &S3Backend) -> Result<()> {
     let ours = std::fs::read_to_string(repo.root().join(MEMBER_FILE)).unwrap_or_default();
     let shared = repo.config().catalog.as_deref().map(catalog_line);
-    let mut others = Vec::new();
+    let mut others = 0usize;
+    let mut who = Vec::new();
     for (name, _) in backend.list_names(MEMBERS)? {
         if name == ours.trim() {
             continue;
         }
-        if let Some(line) = &shared {
-            let text = backend.read_object(&format!("{MEMBERS}/{name}"))?;
-            if text.is_some_and(|t| {
-                String::from_utf8_lossy(&t)
-                    .lines()
-                    .any(|l| format!("{l}\n") == *line)
-            }) {
-                continue;
-            }
+        // Entries are anyone's to write: read bounded, shown escaped and cut short. One
+        // that cannot be read or is not arch's counts as another repository (gc refused).
+        let rel = format!("{MEMBERS}/{name}");
+        let needed = shared.is_some() || who.len() < 3;
+        let text = match needed.then(|| backend.read_small_object(&rel, MAX_MEMBER)) {
+            None => String::new(),
+            Some(read) => match read? {
+                Some(Ok(t)) => String::from_utf8_lossy(&t).into_owned(),
+                Some(Err(len)) => format!("an entry of {len} bytes that arch did not write"),
+                None => "gone or not an entry".into(),
+            },
+        };
+        if let Some(line) = &shared
+            && text.lines().any(|l| format!("{l}\n") == *line)
+        {
+            continue;
         }
-        others.push(name);
+        others += 1;
+        if who.len() < 3 {
+            who.push(format!(
+                "{} ({})",
+                shown(&name),
+                shown(&text.replace('\n', " "))
+            ));
+        }
     }
-    if others.is_empty() {
+    if others == 0 {
         return Ok(());
-    }
-    let mut who = Vec::new();
-    for id in others.iter().take(3) {
-        let text = backend
-            .read_object(&format!("{MEMBERS}/{id}"))?
-            .map(|b| String::from_utf8_lossy(&b).replace('\n', " "))
-            .unwrap_or_default();
-        who.push(format!("{id} ({})", text.trim()));
     }
     Err(Error::invalid(format!(
         "gc refused: the store {} is also used by {} other repositor{} with a catalog of its own ({}{}); a block only they use looks unreferenced here and gc would delete it. Share one catalog between the hosts (--catalog postgres://...), or, when a repository listed is gone for good, delete its entry {}/{MEMBERS}/ID and run gc again",
         backend.url(),
-        others.len(),
-        if others.len() == 1 { "y" } else { "ies" },
+        others,
+        if others == 1 { "y" } else { "ies" },
         who.join(", "),
-        if others.len() > 3 { ", ..." } else { "" },
+        if others > 3 { ", ..." } else { "" },
         backend.url(),
     )))
+}
+
+/// The largest member entry read (arch writes a few lines).
+const MAX_MEMBER: u64 = 64 << 10;
+
+/// `text` as a message shows it: control characters escaped, at most 200 characters.
+fn shown(text: &str) -> String {
+    let text = text.trim();
+    let cut: String = text.chars().take(200).collect();
+    let more = if cut.len() < text.len() { "..." } else { "" };
+    format!("{}{more}", crate::services::names::escape_control(&cut))
 }
 
 /// Connects to the store of an opened repository and checks its marker.
 pub fn open(root: &Path, config: &Config) -> Result<S3Backend> {
     let url = StoreUrl::parse(config.store.as_deref().expect("a store URL"))?;
     let backend = S3Backend::connect(&url)?;
-    match backend.read_marker()? {
-        Some(text) => check_marker(&url, config, &text)?,
+    match read_marker(&backend, &url)? {
+        Some(text) => check_marker(&url, config, &text, false)?,
         None => {
             return Err(Error::Corrupt {
                 path: root.join(super::CONFIG_FILE),
@@ -182,10 +252,49 @@ mod tests {
         config.store = Some(url.to_string());
         let text = marker_text(&config);
         assert!(!text.contains("store"));
-        check_marker(&url, &config, &text).unwrap();
+        check_marker(&url, &config, &text, true).unwrap();
         let other = Config::new(65536).unwrap();
-        let e = check_marker(&url, &other, &text).unwrap_err().to_string();
+        let e = check_marker(&url, &other, &text, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--block-size 4096"), "{e}");
-        assert!(check_marker(&url, &config, "format = 1").is_err());
+        // At open, arch.toml and the store disagree: neither side is "asked".
+        let e = check_marker(&url, &other, &text, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("arch.toml records 65536"), "{e}");
+        assert!(check_marker(&url, &config, "format = 1", true).is_err());
+    }
+
+    #[test]
+    fn a_foreign_marker_is_refused_naming_it_and_the_fix() {
+        let url = StoreUrl::parse("s3://bucket/p").unwrap();
+        let config = Config::new(4096).unwrap();
+        let bad = [
+            "\u{0}\u{1b}[31m garbage \u{7f}".to_string(),
+            "format = \"one\"".into(),
+            "format = 99\nblock_size = 4096".into(),
+            "format = 1\nblock_size = 12345\nhash = \"sha256\"".into(),
+            format!("{}\nstore = \"s3://other/x\"", marker_text(&config)),
+            "[[[".repeat(10_000),
+        ];
+        for text in bad {
+            let e = check_marker(&url, &config, &text, false).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                matches!(e, Error::UnsupportedRepository { .. }),
+                "{text:.40}: {shown}"
+            );
+            assert!(
+                shown.contains("s3://bucket/p/arch-repository.toml"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains('\u{1b}'),
+                "control characters are escaped: {shown}"
+            );
+        }
+        let e = check_marker(&url, &config, "format = 99", false).unwrap_err();
+        assert!(e.to_string().contains("upgrade arch"), "{e}");
     }
 }

@@ -2,8 +2,6 @@
 //! resolution, property validation, bad input, and the proof that it all touches `meta/` only.
 
 use crate::util::{TestRepo, pseudo_random};
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 
 fn repo_with_object(name: &str) -> TestRepo {
     let r = TestRepo::new();
@@ -387,28 +385,6 @@ fn bad_input_is_refused_and_changes_nothing() {
     ]);
 }
 
-/// (inode, mtime in ns, length) of every file under `blocks/` and `maps/`.
-fn data_files(r: &TestRepo) -> BTreeMap<String, (u64, i64, u64)> {
-    let mut out = BTreeMap::new();
-    for sub in ["blocks", "maps"] {
-        for e in walkdir::WalkDir::new(r.root.join(sub)) {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            let rel = e
-                .path()
-                .strip_prefix(&r.root)
-                .unwrap()
-                .display()
-                .to_string();
-            out.insert(
-                rel,
-                (m.ino(), m.mtime() * 1_000_000_000 + m.mtime_nsec(), m.len()),
-            );
-        }
-    }
-    out
-}
-
 #[test]
 fn image_operations_touch_metadata_only_on_a_multi_gib_sparse_object() {
     let r = TestRepo::with_block_size("4M");
@@ -423,7 +399,7 @@ fn image_operations_touch_metadata_only_on_a_multi_gib_sparse_object() {
     drop(f);
     r.ok(&["put", disk.to_str().unwrap(), "images/big.raw"]);
     let hash = r.json(&["info", "images/big.raw"])["hash"].clone();
-    let before = data_files(&r);
+    let before = crate::stored::versions(&r);
     assert!(before.len() > 3, "blocks and maps exist: {before:?}");
 
     let steps: Vec<Vec<&str>> = vec![
@@ -452,7 +428,11 @@ fn image_operations_touch_metadata_only_on_a_multi_gib_sparse_object() {
     ];
     for step in steps {
         r.ok(&step);
-        assert_eq!(data_files(&r), before, "{step:?} touched blocks/ or maps/");
+        assert_eq!(
+            crate::stored::versions(&r),
+            before,
+            "{step:?} touched blocks/ or maps/"
+        );
     }
     assert_eq!(r.json(&["info", "images/big.raw"])["hash"], hash);
     assert!(r.json(&["info", "images/big.raw"])["image"].is_null());

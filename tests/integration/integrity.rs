@@ -1,15 +1,12 @@
 //! fsck, gc and du through the CLI: clean repositories, garbage, every kind of damage, and
 //! gc running beside writers.
 
+use crate::stored;
 use crate::util::{TestRepo, pseudo_random};
 
 fn put(r: &TestRepo, name: &str, data: &[u8]) -> serde_json::Value {
     let p = r.file("src", data);
     r.json(&["put", p.to_str().unwrap(), name])
-}
-
-fn block_path(r: &TestRepo, hash: &str) -> std::path::PathBuf {
-    r.root.join("blocks").join(&hash[..2]).join(hash)
 }
 
 #[test]
@@ -67,10 +64,8 @@ fn flipped_byte_is_found_by_read_data_with_its_users() {
         .as_str()
         .unwrap()
         .to_string();
-    let p = block_path(&r, &h);
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[0] ^= 1;
-    std::fs::write(&p, bytes).unwrap();
+    let p = stored::data_rel(&r, "blocks", &h);
+    stored::damage(&r, &p, |b| b[0] ^= 1);
     r.ok(&["fsck"]); // presence only: still exit 0
     let out = r.run(&["--json", "fsck", "--read-data"]);
     assert_eq!(out.status.code(), Some(1));
@@ -84,7 +79,7 @@ fn flipped_byte_is_found_by_read_data_with_its_users() {
     );
     // gc never removes a referenced block, even a corrupt one.
     r.ok(&["gc"]);
-    assert!(p.exists());
+    assert!(stored::exists(&r, &p));
 }
 
 #[test]
@@ -95,7 +90,7 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
         .as_str()
         .unwrap()
         .to_string();
-    std::fs::remove_file(block_path(&r, &h)).unwrap();
+    stored::remove(&r, &stored::data_rel(&r, "blocks", &h));
     let out = r.run(&["--json", "fsck"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -109,9 +104,9 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
         .as_str()
         .unwrap()
         .to_string();
-    let map_path = r.root.join("maps").join(&map[..2]).join(&map);
-    let bytes = std::fs::read(&map_path).unwrap();
-    std::fs::write(&map_path, &bytes[..bytes.len() - 5]).unwrap();
+    stored::damage(&r, &stored::data_rel(&r, "maps", &map), |b| {
+        b.truncate(b.len() - 5)
+    });
     let out = r.run(&["--json", "fsck"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -121,7 +116,7 @@ fn missing_block_truncated_map_and_garbage_catalog_are_reported() {
     let err = r.fails(2, &["gc"]);
     assert!(err.contains("fsck"), "{err}");
 
-    if crate::util::local_only("garbage written over meta/catalog.db") {
+    if crate::util::local_catalog_only("garbage written over meta/catalog.db") {
         return;
     }
     let r = TestRepo::new();
@@ -229,14 +224,11 @@ fn volume_garbage_is_found_by_fsck_and_removed_by_gc() {
         .as_str()
         .unwrap()
         .to_string();
-    let vdir = r.root.join("volumes").join(&id);
     // What interrupted operations leave: a removed volume's directory, an old epoch, a block
-    // past the end, a lock of a removed volume.
-    std::fs::create_dir_all(r.root.join("volumes/0000-gone/1")).unwrap();
-    std::fs::write(r.root.join("volumes/0000-gone/1/0"), vec![1u8; 4096]).unwrap();
-    std::fs::create_dir_all(vdir.join("0")).unwrap();
-    std::fs::write(vdir.join("0/3"), vec![2u8; 4096]).unwrap();
-    std::fs::write(vdir.join("1/999"), vec![3u8; 4096]).unwrap();
+    // past the end (files, or objects in the store), a lock of a removed volume.
+    stored::write(&r, "volumes/0000-gone/1/0", &[1u8; 4096]);
+    stored::write(&r, &format!("volumes/{id}/0/3"), &[2u8; 4096]);
+    stored::write(&r, &format!("volumes/{id}/1/999"), &[3u8; 4096]);
     std::fs::write(r.root.join("locks/volume-0000-gone.lock"), b"").unwrap();
     let f = r.json(&["fsck"]);
     assert_eq!(
@@ -260,7 +252,7 @@ fn volume_garbage_is_found_by_fsck_and_removed_by_gc() {
     assert_eq!(r.ok(&["volume", "read", "v", "--offset", "0"]), content);
 
     // A truncated private block is damage, named with its volume.
-    std::fs::write(vdir.join("1/0"), b"short").unwrap();
+    stored::write(&r, &format!("volumes/{id}/1/0"), b"short");
     let out = r.run(&["--json", "fsck"]);
     assert_eq!(out.status.code(), Some(1));
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

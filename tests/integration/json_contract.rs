@@ -270,7 +270,7 @@ fn every_command_prints_json_that_matches_its_schema() {
         assert_eq!(fails(&c, &r, args)["error"]["kind"], kind, "{args:?}");
     }
     // -R inside or above a repository: the error names the repository.
-    for dir in [r.root.join("blocks"), r.dir.path().to_path_buf()] {
+    for dir in [r.root.join("tmp"), r.dir.path().to_path_buf()] {
         let out = std::process::Command::new(crate::util::bin())
             .arg("-R")
             .arg(&dir)

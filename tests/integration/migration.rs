@@ -39,6 +39,7 @@ fn format1_repo() -> TestRepo {
         dir,
         root,
         catalog: None,
+        store: None,
     }
 }
 

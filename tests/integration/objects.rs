@@ -152,14 +152,11 @@ fn copy_shares_blocks_and_move_keeps_uuid() {
     let r = TestRepo::new();
     let a = r.file("a", &pseudo_random(20_000, 4));
     let put = r.json(&["put", a.to_str().unwrap(), "c/a"]);
-    let before_blocks = std::fs::read_dir(r.root.join("blocks")).unwrap().count();
+    let before_blocks = crate::stored::names(&r, "blocks");
     let cp = r.json(&["cp", "c/a", "d/copy"]);
     assert_ne!(cp["uuid"], put["uuid"]);
     assert_eq!(cp["hash"], put["hash"]);
-    assert_eq!(
-        std::fs::read_dir(r.root.join("blocks")).unwrap().count(),
-        before_blocks
-    );
+    assert_eq!(crate::stored::names(&r, "blocks"), before_blocks);
     let mv = r.json(&["mv", "c/a", "c/moved"]);
     assert_eq!(mv["uuid"], put["uuid"]);
     r.fails(2, &["info", "c/a"]);
@@ -254,7 +251,8 @@ fn repository_found_from_env_and_parent_directories() {
     r.ok(&["put", a.to_str().unwrap(), "c/a"]);
     let out = std::process::Command::new(crate::util::bin())
         .args(["info", "c/a"])
-        .current_dir(r.root.join("blocks"))
+        // A directory inside the repository (a remote one has no blocks/).
+        .current_dir(r.root.join("tmp"))
         .env_remove("ARCH_REPO")
         .output()
         .unwrap();
@@ -287,10 +285,8 @@ fn corrupt_block_is_reported_by_hash_and_offset() {
     r.ok(&["put", a.to_str().unwrap(), "c/a"]);
     let hm = r.json(&["hashmap", "c/a"]);
     let victim = hm["hashes"][1].as_str().unwrap().to_string();
-    let path = r.root.join("blocks").join(&victim[..2]).join(&victim);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[10] ^= 0xff;
-    std::fs::write(&path, bytes).unwrap();
+    let path = crate::stored::data_rel(&r, "blocks", &victim);
+    crate::stored::damage(&r, &path, |b| b[10] ^= 0xff);
     let dest = r.path("out");
     let err = r.fails(2, &["get", "c/a", "-o", dest.to_str().unwrap()]);
     assert!(
@@ -300,7 +296,7 @@ fn corrupt_block_is_reported_by_hash_and_offset() {
     assert!(!dest.exists(), "a partial output was left behind");
     // Without verification the bytes come out (the user asked for it).
     r.ok(&["get", "c/a", "--no-verify"]);
-    std::fs::remove_file(&path).unwrap();
+    crate::stored::remove(&r, &path);
     let err = r.fails(2, &["get", "c/a"]);
     assert!(err.contains("missing block"), "{err}");
 }

@@ -3,24 +3,22 @@
 //! repaired, and the next put, volume import or snapshot holding the data writes the block
 //! again, after which every resource that needed it reads correctly.
 
+use crate::stored;
 use crate::util::{TestRepo, pseudo_random};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 
-fn flip_first_byte(p: &std::path::Path) {
-    let mut bytes = std::fs::read(p).unwrap();
-    bytes[0] ^= 1;
-    // The block is sealed read-only: open it up as someone repairing by hand would.
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(p, bytes).unwrap();
+/// Flips the first byte of what is stored at `rel` (a sealed local file is opened up first,
+/// as someone repairing by hand would).
+fn flip_first_byte(r: &TestRepo, rel: &str) {
+    stored::damage(r, rel, |b| b[0] ^= 1);
 }
 
-fn second_block(r: &TestRepo, name: &str) -> (String, PathBuf) {
+/// The hash and stored location of the second block of `name`.
+fn second_block(r: &TestRepo, name: &str) -> (String, String) {
     let h = r.json(&["hashmap", name])["hashes"][1]
         .as_str()
         .unwrap()
         .to_string();
-    let p = r.root.join("blocks").join(&h[..2]).join(&h);
+    let p = stored::data_rel(r, "blocks", &h);
     (h, p)
 }
 
@@ -44,7 +42,7 @@ fn a_quarantined_block_is_written_again_by_the_next_put_and_old_objects_read_aga
     r.ok(&["cp", "images/disk", "c/copy"]);
     r.ok(&["clone", "Disk", "vm", "--no-customize"]);
     let (h, block) = second_block(&r, "images/disk");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
 
     let err = r.fails(2, &["get", "images/disk"]);
     assert!(
@@ -76,9 +74,12 @@ fn a_quarantined_block_is_written_again_by_the_next_put_and_old_objects_read_aga
     }
     assert!(repaired.contains("still damaged until its data is put again"));
     assert_eq!(report["problems"][0]["kind"], "corrupt_block");
-    assert!(!block.exists(), "the corrupt block left the store");
-    let held = r.root.join("quarantine/blocks").join(&h);
-    assert!(held.is_file());
+    assert!(
+        !stored::exists(&r, &block),
+        "the corrupt block left the store"
+    );
+    let held = stored::quarantined(&r, "blocks", &h);
+    assert_eq!(held.len(), 1, "{held:?}");
 
     // Still damaged, and said so, until the data comes back.
     let (code, report) = fsck_json(&r, &[]);
@@ -94,7 +95,11 @@ fn a_quarantined_block_is_written_again_by_the_next_put_and_old_objects_read_aga
     let err = r.fails(2, &["get", "images/disk"]);
     assert!(err.contains(&format!("missing block {h}")), "{err}");
     r.ok(&["gc"]);
-    assert!(held.is_file(), "gc leaves quarantine/ alone");
+    assert_eq!(
+        stored::quarantined(&r, "blocks", &h),
+        held,
+        "gc leaves quarantine/ alone"
+    );
 
     let put = r.json(&["put", src.to_str().unwrap(), "c/again"]);
     assert_eq!(put["blocks_written"], 1, "{put}");
@@ -119,9 +124,9 @@ fn volume_import_and_snapshot_also_write_a_quarantined_block_again() {
     let src = r.file("data", &data);
     r.ok(&["put", src.to_str().unwrap(), "c/a"]);
     let (h, block) = second_block(&r, "c/a");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
     r.fails(1, &["fsck", "--read-data", "--repair"]);
-    assert!(r.root.join("quarantine/blocks").join(&h).is_file());
+    assert_eq!(stored::quarantined(&r, "blocks", &h).len(), 1);
     let import = r.json(&["volume", "import", src.to_str().unwrap(), "v"]);
     assert!(import["blocks_written"].as_u64().unwrap() >= 1, "{import}");
     assert_eq!(r.ok(&["get", "c/a"]), data);
@@ -129,9 +134,9 @@ fn volume_import_and_snapshot_also_write_a_quarantined_block_again() {
 
     // Again, healed this time by a snapshot of a volume holding the data.
     let (_, block) = second_block(&r, "c/a");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
     r.fails(1, &["fsck", "--read-data", "--repair"]);
-    assert!(r.root.join(format!("quarantine/blocks/{h}.1")).is_file());
+    assert_eq!(stored::quarantined(&r, "blocks", &h).len(), 2);
     let zeros = r.file("zeros", &[0u8; 3 * 4096]);
     r.ok(&["volume", "import", zeros.to_str().unwrap(), "w"]);
     let out = r.run_stdin(&["volume", "write", "w", "--offset", "0"], &data);
@@ -148,14 +153,14 @@ fn repair_without_read_data_moves_nothing_it_has_not_verified() {
     let src = r.file("data", &pseudo_random(3 * 4096, 13));
     r.ok(&["put", src.to_str().unwrap(), "c/a"]);
     let (_, block) = second_block(&r, "c/a");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
     let (code, report) = fsck_json(&r, &["--repair"]);
     assert_eq!(
         code, 0,
         "without --read-data blocks are not rehashed: {report}"
     );
-    assert!(block.is_file(), "nothing moved");
-    assert!(!r.root.join("quarantine").exists());
+    assert!(stored::exists(&r, &block), "nothing moved");
+    assert!(stored::no_quarantine(&r));
 }
 
 #[test]
@@ -169,8 +174,8 @@ fn a_corrupt_map_is_quarantined_and_the_same_put_writes_it_again() {
         .as_str()
         .unwrap()
         .to_string();
-    let path = r.root.join("maps").join(&map[..2]).join(&map);
-    flip_first_byte(&path);
+    let path = stored::data_rel(&r, "maps", &map);
+    flip_first_byte(&r, &path);
     let err = r.fails(2, &["get", "c/a"]);
     assert!(err.contains(&map) || err.contains("map"), "{err}");
     // Maps are always verified: --repair alone quarantines them.
@@ -180,7 +185,8 @@ fn a_corrupt_map_is_quarantined_and_the_same_put_writes_it_again() {
         report["repaired"].to_string().contains("quarantine/maps/"),
         "{report}"
     );
-    assert!(!path.exists() && r.root.join("quarantine/maps").join(&map).is_file());
+    assert!(!stored::exists(&r, &path));
+    assert_eq!(stored::quarantined(&r, "maps", &map).len(), 1);
     r.ok(&["put", src.to_str().unwrap(), "c/b"]);
     assert_eq!(r.ok(&["get", "c/a"]), data);
     let (code, report) = fsck_json(&r, &["--read-data"]);
@@ -194,16 +200,16 @@ fn a_block_quarantined_twice_is_still_named_when_only_its_second_copy_remains() 
     let src = r.file("data", &data);
     r.ok(&["put", src.to_str().unwrap(), "c/a"]);
     let (h, block) = second_block(&r, "c/a");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
     r.fails(1, &["fsck", "--read-data", "--repair"]);
     r.ok(&["put", src.to_str().unwrap(), "c/b"]);
     let (_, block) = second_block(&r, "c/a");
-    flip_first_byte(&block);
+    flip_first_byte(&r, &block);
     r.fails(1, &["fsck", "--read-data", "--repair"]);
-    let first = r.root.join("quarantine/blocks").join(&h);
-    assert!(r.root.join(format!("quarantine/blocks/{h}.1")).is_file());
-    // The user deletes the first copy; the second one still explains the missing block.
-    std::fs::remove_file(first).unwrap();
+    let copies = stored::quarantined(&r, "blocks", &h);
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    // The user deletes one copy; the other one still explains the missing block.
+    stored::remove(&r, &copies[0]);
     let (code, report) = fsck_json(&r, &[]);
     assert_eq!(code, 1, "{report}");
     let missing = report["problems"]

@@ -23,7 +23,7 @@ fn remote_repo() -> Option<TestRepo> {
 }
 
 /// A second host: DIR `name` beside the repository, joined to its catalog by the same init.
-fn second_host(r: &TestRepo, name: &str) -> PathBuf {
+pub fn second_host(r: &TestRepo, name: &str) -> PathBuf {
     let dir = r.path(name);
     let mut init = Command::new(bin());
     init.args(["init", "--block-size", "4K", "--catalog"])
@@ -42,7 +42,7 @@ fn second_host(r: &TestRepo, name: &str) -> PathBuf {
     dir
 }
 
-fn arch_in(dir: &Path, args: &[&str]) -> Output {
+pub fn arch_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(bin())
         .arg("-R")
         .arg(dir)
@@ -52,7 +52,7 @@ fn arch_in(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok_in(dir: &Path, args: &[&str]) -> Vec<u8> {
+pub fn ok_in(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = arch_in(dir, args);
     assert!(out.status.success(), "arch {args:?}: {}", stderr(&out));
     out.stdout

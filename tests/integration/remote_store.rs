@@ -17,7 +17,7 @@ const HOW: &str = "set ARCH_TEST_STORE=s3://BUCKET and the AWS_* variables to ru
     && aws --endpoint-url $AWS_ENDPOINT_URL s3 mb s3://arch-test && export ARCH_TEST_STORE=s3://arch-test";
 
 /// A fresh `s3://BUCKET/t-<uuid>` under ARCH_TEST_STORE, or None (the test is not run).
-fn store_url(test: &str) -> Option<String> {
+pub(crate) fn store_url(test: &str) -> Option<String> {
     match std::env::var("ARCH_TEST_STORE") {
         Ok(base) if !base.is_empty() => {
             Some(format!("{}/t-{}", base.trim_end_matches('/'), uuid_like()))
@@ -38,14 +38,14 @@ fn uuid_like() -> String {
 }
 
 /// One DIR joined to a store.
-struct Dir {
-    root: PathBuf,
+pub(crate) struct Dir {
+    pub(crate) root: PathBuf,
     /// Extra environment (e.g. another AWS_ENDPOINT_URL).
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Dir {
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
         c.arg("-R").arg(&self.root).env_remove("ARCH_REPO");
         c.stdin(Stdio::null());
@@ -55,11 +55,11 @@ impl Dir {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
+    pub(crate) fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -69,7 +69,7 @@ impl Dir {
         out.stdout
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json"];
         all.extend(args);
         serde_json::from_slice(&self.ok(&all)).unwrap()
@@ -104,7 +104,7 @@ fn stats(out: &Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
-fn init(dir: &Path, url: &str, bs: &str) -> Output {
+pub(crate) fn init(dir: &Path, url: &str, bs: &str) -> Output {
     Command::new(bin())
         .args(["--json", "init", "--block-size", bs, "--store", url])
         .arg(dir)
@@ -112,7 +112,7 @@ fn init(dir: &Path, url: &str, bs: &str) -> Output {
         .unwrap()
 }
 
-fn joined(dir: &Path, url: &str) -> Dir {
+pub(crate) fn joined(dir: &Path, url: &str) -> Dir {
     let out = init(dir, url, "4K");
     assert!(
         out.status.success(),
@@ -279,7 +279,7 @@ fn concurrent_puts_of_the_same_content_from_two_dirs_both_succeed() {
 }
 
 /// Overwrites an object of the store with the aws-free path: arch's own S3 client.
-fn overwrite(url: &str, rel: &str, bytes: &[u8]) {
+pub(crate) fn overwrite(url: &str, rel: &str, bytes: &[u8]) {
     use object_store::ObjectStoreExt;
     let b = arch::storage::s3::connect(url).unwrap();
     let key = rel
@@ -387,13 +387,13 @@ fn gc_deletes_only_garbage_and_is_refused_while_another_catalog_shares_the_store
 }
 
 /// A radosgw of our own (same cluster, its own port) that the test can stop and start.
-struct OwnGateway {
+pub(crate) struct OwnGateway {
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl OwnGateway {
-    fn start() -> OwnGateway {
+    pub(crate) fn start() -> OwnGateway {
         let conf = std::env::var("CEPH_CONF").expect(
             "CEPH_CONF (set by the ceph-s3.sh env file) is needed to start a private radosgw",
         );
@@ -414,7 +414,7 @@ impl OwnGateway {
         self.dir.path().join("rgw.pid")
     }
 
-    fn up(&self, conf: &str) {
+    pub(crate) fn up(&self, conf: &str) {
         let d = self.dir.path();
         let status = Command::new("radosgw")
             .args(["-n", "client.rgw.0", "-c", conf])
@@ -438,7 +438,7 @@ impl OwnGateway {
         panic!("private radosgw did not answer on port {}", self.port);
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         let pid: i32 = std::fs::read_to_string(self.pid_file())
             .unwrap()
             .trim()
@@ -455,7 +455,7 @@ impl OwnGateway {
         panic!("radosgw {pid} did not stop");
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }

@@ -113,14 +113,8 @@ fn failing_requests_in_a_loop_are_counted_not_each_logged() {
         .as_str()
         .unwrap()
         .to_string();
-    let stored = repo.root.join("blocks").join(&hash[..2]).join(&hash);
-    let mut bytes = std::fs::read(&stored).unwrap();
-    bytes[0] ^= 1;
-    let mut perm = std::fs::metadata(&stored).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&stored, perm).unwrap();
-    std::fs::write(&stored, bytes).unwrap();
+    let stored = crate::stored::data_rel(&repo, "blocks", &hash);
+    crate::stored::damage(&repo, &stored, |b| b[0] ^= 1);
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
     for _ in 0..50 {
@@ -262,23 +256,33 @@ fn a_shared_block_verified_once_is_verified_again_when_its_stored_copy_changes()
         bytes[100] ^= 1;
         bytes
     };
-    let p0 = stored(0);
-    let mut perm = std::fs::metadata(&p0).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&p0, perm).unwrap();
-    let b0 = rewrite(&p0);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p0)
-        .unwrap()
-        .write_all(&b0)
-        .unwrap();
-    let p1 = stored(1);
-    let b1 = rewrite(&p1);
-    let swap = repo.root.join("tmp").join("swap");
-    std::fs::write(&swap, b1).unwrap();
-    std::fs::rename(&swap, &p1).unwrap();
+    if repo.store.is_some() {
+        // In a bucket a stored copy can only be replaced (a PUT over the object).
+        for i in [0, 1] {
+            let h = hashes[i].as_str().unwrap();
+            crate::stored::damage(&repo, &crate::stored::data_rel(&repo, "blocks", h), |b| {
+                b[100] ^= 1
+            });
+        }
+    } else {
+        let p0 = stored(0);
+        let mut perm = std::fs::metadata(&p0).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(&p0, perm).unwrap();
+        let b0 = rewrite(&p0);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p0)
+            .unwrap()
+            .write_all(&b0)
+            .unwrap();
+        let p1 = stored(1);
+        let b1 = rewrite(&p1);
+        let swap = repo.root.join("tmp").join("swap");
+        std::fs::write(&swap, b1).unwrap();
+        std::fs::rename(&swap, &p1).unwrap();
+    }
     assert_eq!(read_fresh(0).0, 5, "rewritten copy: EIO");
     assert_eq!(read_fresh(1).0, 5, "replaced copy: EIO");
     drop(c);
@@ -291,18 +295,23 @@ fn a_read_spanning_a_damaged_block_fails_whole_and_the_blocks_around_it_are_serv
     let (repo, img) = setup(64 << 10);
     let hashes = repo.json(&["hashmap", "images/img.raw"])["hashes"].clone();
     let h = hashes[3].as_str().unwrap().to_string();
-    let p3 = repo.root.join("blocks").join(&h[..2]).join(&h);
+    let p3 = crate::stored::data_rel(&repo, "blocks", &h);
     let srv = Server::start(&repo, &["vm1"]);
     let mut c = RawClient::connect(&srv.socket(), "vm1");
     let mut expect = img.clone();
     expect[4096..4096 + 5].copy_from_slice(b"fresh");
     assert_eq!(c.request(1, 4096, 5, b"fresh").0, 0);
     // Block 3's stored copy replaced by damaged bytes before it was ever read.
-    let mut bad = std::fs::read(&p3).unwrap();
+    // (A new file renamed over it locally; a PUT over the object in a bucket.)
+    let mut bad = crate::stored::read(&repo, &p3).unwrap();
     bad[7] ^= 0x40;
-    let swap = repo.root.join("tmp").join("swap");
-    std::fs::write(&swap, bad).unwrap();
-    std::fs::rename(&swap, &p3).unwrap();
+    if repo.store.is_some() {
+        crate::stored::write(&repo, &p3, &bad);
+    } else {
+        let swap = repo.root.join("tmp").join("swap");
+        std::fs::write(&swap, bad).unwrap();
+        std::fs::rename(&swap, repo.root.join(&p3)).unwrap();
+    }
     // Whole blocks before it (shared, private) and after it (shared, zero) come back exact.
     assert_eq!(
         c.request(0, 0, 3 * 4096, &[]),

@@ -6,11 +6,6 @@ use crate::util::{TestRepo, pseudo_random};
 
 const TIB: u64 = 1 << 40;
 
-/// Path of map `id` in the repository.
-fn map_path(r: &TestRepo, id: &str) -> std::path::PathBuf {
-    r.root.join("maps").join(&id[..2]).join(id)
-}
-
 #[test]
 fn a_64_tib_volume_with_one_written_block_works_everywhere() {
     let r = TestRepo::new();
@@ -59,7 +54,8 @@ fn a_64_tib_volume_with_one_written_block_works_everywhere() {
         .as_str()
         .expect("the catalog names the map");
     // Header (32) + two extents of one hash (2 x (16 + 32)): the size follows the data.
-    let len = std::fs::metadata(map_path(&r, map)).unwrap().len();
+    let stored_map = crate::stored::read(&r, &crate::stored::data_rel(&r, "maps", map));
+    let len = stored_map.expect("the map is stored").len();
     assert_eq!(len, 32 + 2 * (16 + 32), "map of two data blocks in 64 TiB");
 
     // A clone of the snapshot reads the same block through the shared map.

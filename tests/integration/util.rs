@@ -7,7 +7,7 @@
 //! end of the test; `ARCH_TEST_STORE=s3://BUCKET` gives it the prefix `t-<unique>`. A
 //! service that cannot be reached fails the test (init fails), it never skips. Tests that
 //! look at or damage local files that do not exist in remote mode return early through
-//! [`local_only`], which says so on stderr.
+//! [`local_store_only`] or [`local_catalog_only`], which says so on stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,6 +18,8 @@ pub struct TestRepo {
     pub root: PathBuf,
     /// The catalog URL (with its schema) in remote-catalog mode.
     pub catalog: Option<String>,
+    /// The store URL (`s3://BUCKET/t-<unique>`) in remote-store mode.
+    pub store: Option<String>,
 }
 
 impl Drop for TestRepo {
@@ -27,6 +29,10 @@ impl Drop for TestRepo {
             && let Ok(mut c) = arch::repo::db::pg::connect(&url)
         {
             let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", url.schema));
+        }
+        // The test's objects, so that a whole suite's data never fills the store.
+        if let Some(url) = &self.store {
+            crate::stored::delete_all(url);
         }
     }
 }
@@ -50,10 +56,19 @@ pub fn remote_store() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// True (and says so on stderr) in remote mode, where the test, which looks at or damages
-/// local files that a remote repository does not have, returns early.
-pub fn local_only(reason: &str) -> bool {
-    let remote = remote_catalog().is_some() || remote_store().is_some();
+/// True (and says so on stderr) for a test of the local block store (`blocks/`, `maps/`, `volumes/` files):
+/// true only when the data is in a bucket (`ARCH_TEST_STORE`).
+pub fn local_store_only(reason: &str) -> bool {
+    skip_if(remote_store().is_some(), reason)
+}
+
+/// True (and says so on stderr) for a test of the SQLite catalog file (`meta/catalog.db`): true only when
+/// the catalog is in PostgreSQL (`ARCH_TEST_CATALOG`).
+pub fn local_catalog_only(reason: &str) -> bool {
+    skip_if(remote_catalog().is_some(), reason)
+}
+
+fn skip_if(remote: bool, reason: &str) -> bool {
     if remote {
         eprintln!("skipped in remote mode: {reason}");
     }
@@ -86,8 +101,9 @@ impl TestRepo {
         if let Some((url, schema)) = &schema {
             init.arg("--catalog").arg(format!("{url}?schema={schema}"));
         }
-        if let Some(store) = remote_store() {
-            init.arg("--store").arg(format!("{store}/t-{unique}"));
+        let store = remote_store().map(|bucket| format!("{bucket}/t-{unique}"));
+        if let Some(store) = &store {
+            init.arg("--store").arg(store);
         }
         let out = init.output().expect("run arch init");
         assert!(
@@ -100,6 +116,7 @@ impl TestRepo {
             dir,
             root,
             catalog: schema.map(|(url, schema)| format!("{url}?schema={schema}")),
+            store,
         }
     }
 
@@ -188,11 +205,15 @@ impl TestRepo {
     /// Every file under the repository with its length and content hash, sorted: equal
     /// snapshots mean the repository was not changed.
     /// In remote-catalog mode, every row of every table of the catalog schema is part of it
-    /// (as `catalog:TABLE` entries).
+    /// (as `catalog:TABLE` entries); in remote-store mode, every object under the prefix
+    /// (as `store:KEY` entries with length and ETag).
     pub fn snapshot(&self) -> Vec<(String, u64, String)> {
         let mut out = tree_snapshot(&self.root);
         if let Some(url) = &self.catalog {
             out.extend(catalog_dump(url));
+        }
+        if let Some(url) = &self.store {
+            out.extend(crate::stored::store_dump(url));
         }
         out
     }

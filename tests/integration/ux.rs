@@ -412,7 +412,7 @@ fn suggestions_say_where_to_go() {
     );
     assert_eq!(r.json(&["image", "info", &id[..8]])["id"], id.as_str());
     // -R inside a repository, or above one: the repository is named.
-    let inside = r.root.join("blocks");
+    let inside = r.root.join("tmp");
     let out = Command::new(crate::util::bin())
         .arg("-R")
         .arg(&inside)

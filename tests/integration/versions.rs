@@ -115,7 +115,7 @@ fn restore_prune_and_rm() {
 
 #[test]
 fn a_damaged_old_version_is_reported_by_fsck_and_refused_on_read() {
-    if crate::util::local_only("damages meta/catalog.db with SQLite") {
+    if crate::util::local_catalog_only("damages meta/catalog.db with SQLite") {
         return;
     }
     let r = three_versions();

@@ -54,11 +54,12 @@ fn full_workflow_image_clone_write_snapshot_clone_mark_unregister() {
         "-p",
         "OSFAMILY=linux",
     ]);
-    let stored = |r: &TestRepo| -> Vec<_> {
-        r.snapshot()
-            .into_iter()
-            .filter(|(p, _, _)| p.starts_with("blocks/") || p.starts_with("maps/"))
-            .collect()
+    // The blocks and maps stored (their names are their content hashes).
+    let stored = |r: &TestRepo| {
+        (
+            crate::stored::names(r, "blocks"),
+            crate::stored::names(r, "maps"),
+        )
     };
     let before_clone = stored(&r);
     let clone = r.json(&["clone", "Disk", "vm1", "--size", "160K", "--no-customize"]);
@@ -501,10 +502,8 @@ fn a_write_failing_midway_lists_the_blocks_it_changed() {
         .as_str()
         .unwrap()
         .to_string();
-    let stored = r.root.join("blocks").join(&hash[..2]).join(&hash);
-    let mut bytes = std::fs::read(&stored).unwrap();
-    bytes[0] ^= 1;
-    std::fs::write(&stored, bytes).unwrap();
+    let stored = crate::stored::data_rel(&r, "blocks", &hash);
+    crate::stored::damage(&r, &stored, |b| b[0] ^= 1);
 
     let new = pseudo_random(4 * 4096, 12);
     let src = r.file("new", &new);

@@ -6,8 +6,8 @@
 //! PostgreSQL), the row decoding and validation above are shared, and a `Db` stays a plain
 //! value that needs no boxing or generics in the services.
 
+use super::cursor::PgConn;
 use crate::error::{Error, Result};
-use std::cell::RefCell;
 
 /// One column value as read: the only types the catalog schema uses, plus what a damaged
 /// database may hold instead.
@@ -74,8 +74,9 @@ impl Row<'_> {
 /// A connection to one of the engines.
 pub enum Conn {
     Sqlite(rusqlite::Connection),
-    /// A client whose `search_path` is the repository's schema.
-    Pg(RefCell<postgres::Client>),
+    /// A client whose `search_path` is the repository's schema; queries stream through
+    /// cursors.
+    Pg(Box<PgConn>),
 }
 
 impl rusqlite::ToSql for Arg<'_> {
@@ -107,38 +108,12 @@ fn sqlite_value(v: rusqlite::types::ValueRef<'_>) -> Value {
     }
 }
 
-fn pg_value(row: &postgres::Row, i: usize) -> Value {
-    use postgres::types::Type;
-    let ty = row.columns()[i].type_();
-    let got = if *ty == Type::INT8 {
-        row.try_get::<_, Option<i64>>(i)
-            .map(|v| v.map_or(Value::Null, Value::Int))
-    } else if *ty == Type::INT4 {
-        row.try_get::<_, Option<i32>>(i)
-            .map(|v| v.map_or(Value::Null, |n| Value::Int(n.into())))
-    } else if [
-        Type::TEXT,
-        Type::VARCHAR,
-        Type::UNKNOWN,
-        Type::BPCHAR,
-        Type::NAME,
-    ]
-    .contains(ty)
-    {
-        row.try_get::<_, Option<String>>(i)
-            .map(|v| v.map_or(Value::Null, Value::Text))
-    } else {
-        return Value::Other;
-    };
-    got.unwrap_or(Value::Other)
-}
-
 impl Conn {
     /// Runs several statements without arguments.
     pub fn batch(&self, sql: &str) -> std::result::Result<(), EngineError> {
         match self {
             Conn::Sqlite(c) => c.execute_batch(sql).map_err(EngineError::Sqlite),
-            Conn::Pg(c) => c.borrow_mut().batch_execute(sql).map_err(EngineError::Pg),
+            Conn::Pg(c) => c.client().batch_execute(sql).map_err(EngineError::Pg),
         }
     }
 
@@ -154,15 +129,33 @@ impl Conn {
             Conn::Pg(c) => {
                 let owned = pg_args(args);
                 let refs = pg_refs(&owned);
-                c.borrow_mut()
+                c.client()
                     .execute(pg_placeholders(sql).as_str(), &refs)
                     .map_err(EngineError::Pg)
             }
         }
     }
 
+    /// Opens a transaction with `begin` (`BEGIN ...`).
+    pub fn begin(&self, begin: &str) -> std::result::Result<(), EngineError> {
+        match self {
+            Conn::Sqlite(_) => self.batch(begin),
+            Conn::Pg(c) => c.begin(begin).map_err(EngineError::Pg),
+        }
+    }
+
+    /// Ends the open transaction with `end` (`COMMIT` or `ROLLBACK`).
+    pub fn end(&self, end: &str) -> std::result::Result<(), EngineError> {
+        match self {
+            Conn::Sqlite(_) => self.batch(end),
+            Conn::Pg(c) => c.end(end).map_err(EngineError::Pg),
+        }
+    }
+
     /// Runs a query and passes each row to `f` in order until it returns false. `f` gets
     /// an engine error through `Err(Ok(..))` and its own errors through `Err(Err(..))`.
+    /// Rows are read as `f` takes them: SQLite steps the statement, PostgreSQL fetches
+    /// through a cursor ([`super::cursor`]); neither holds the whole result.
     pub fn query(
         &self,
         sql: &str,
@@ -180,43 +173,25 @@ impl Conn {
                     let values = (0..names.len())
                         .map(|i| row.get_ref(i).map_or(Value::Other, sqlite_value))
                         .collect();
-                    if !f(Row {
-                        names: &names,
-                        values,
-                    })
-                    .map_err(QueryError::Caller)?
-                    {
+                    if !deliver(&names, values, f)? {
                         break;
                     }
                 }
                 Ok(())
             }
-            Conn::Pg(c) => {
-                // All rows are fetched before `f` runs, so `f` may use the connection.
-                let owned = pg_args(args);
-                let refs = pg_refs(&owned);
-                let rows = c
-                    .borrow_mut()
-                    .query(pg_placeholders(sql).as_str(), &refs)
-                    .map_err(|e| QueryError::Engine(EngineError::Pg(e)))?;
-                let names: Vec<String> = rows.first().map_or(Vec::new(), |r| {
-                    r.columns().iter().map(|c| c.name().to_string()).collect()
-                });
-                for row in &rows {
-                    let values = (0..names.len()).map(|i| pg_value(row, i)).collect();
-                    if !f(Row {
-                        names: &names,
-                        values,
-                    })
-                    .map_err(QueryError::Caller)?
-                    {
-                        break;
-                    }
-                }
-                Ok(())
-            }
+            Conn::Pg(c) => c.query(sql, args, f),
         }
     }
+}
+
+/// Hands one row (column `names`, `values`) to the row callback `f` of either engine;
+/// false when `f` wants no more rows.
+pub fn deliver(
+    names: &[String],
+    values: Vec<Value>,
+    f: &mut dyn FnMut(Row<'_>) -> Result<bool>,
+) -> std::result::Result<bool, QueryError> {
+    f(Row { names, values }).map_err(QueryError::Caller)
 }
 
 fn engine_sqlite(e: rusqlite::Error) -> QueryError {
@@ -237,13 +212,13 @@ pub enum QueryError {
     Caller(Error),
 }
 
-enum PgArg {
+pub enum PgArg {
     Null(Option<String>),
     Int(i64),
     Text(String),
 }
 
-fn pg_args(args: &[Arg<'_>]) -> Vec<PgArg> {
+pub fn pg_args(args: &[Arg<'_>]) -> Vec<PgArg> {
     args.iter()
         .map(|a| match *a {
             Arg::Null => PgArg::Null(None),
@@ -253,7 +228,7 @@ fn pg_args(args: &[Arg<'_>]) -> Vec<PgArg> {
         .collect()
 }
 
-fn pg_refs(owned: &[PgArg]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+pub fn pg_refs(owned: &[PgArg]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     owned
         .iter()
         .map(|a| match a {

@@ -13,6 +13,7 @@
 //! database gives [`Error::Corrupt`], never a path built from an unchecked id.
 
 mod conn;
+mod cursor;
 pub mod pg;
 mod pool;
 mod rows;
@@ -23,7 +24,6 @@ use crate::repo::records::{ObjectRecord, VolumeRecord};
 use conn::{Arg, Conn, EngineError, QueryError, Row};
 use pg::CatalogUrl;
 use rusqlite::{Connection, OpenFlags};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,11 +42,14 @@ pub struct Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Only a connection with no transaction open is reused (a panic in a transaction
+        // body leaves one open: that connection is closed instead).
         if let Some(url) = &self.url
             && let Ok(empty) = Connection::open_in_memory()
-            && let Conn::Pg(client) = std::mem::replace(&mut self.conn, Conn::Sqlite(empty))
+            && let Conn::Pg(conn) = std::mem::replace(&mut self.conn, Conn::Sqlite(empty))
+            && let Some(client) = (*conn).into_reusable()
         {
-            pool::put_back(url, client.into_inner());
+            pool::put_back(url, client);
         }
     }
 }
@@ -141,19 +144,41 @@ impl Db {
         Ok(db)
     }
 
-    /// Opens the catalog of the repository at `url` (PostgreSQL), of `block_size`: refused
-    /// unless the schema holds a catalog this arch reads, of that block size.
-    pub fn open_pg(url: &CatalogUrl, block_size: u32) -> Result<Db> {
+    /// Opens the catalog of the repository at `url` (PostgreSQL), of `block_size`, whose
+    /// blocks are in `store` (arch.toml's; None: the hosts' directories): refused unless the
+    /// schema holds a catalog this arch reads, of that block size and store. A connection
+    /// reused from the pool was checked when it was opened.
+    pub fn open_pg(url: &CatalogUrl, block_size: u32, store: Option<&str>) -> Result<Db> {
         let client = match pool::take(url) {
             Some(c) => c,
-            None => pg::open(url, block_size.into())?,
+            None => pg::open(url, block_size.into(), store)?,
         };
-        Ok(Db {
+        Ok(Db::from_pg_client(url, client, block_size))
+    }
+
+    fn from_pg_client(url: &CatalogUrl, client: postgres::Client, block_size: u32) -> Db {
+        Db {
             path: PathBuf::from(url.to_string()),
-            conn: Conn::Pg(RefCell::new(client)),
+            conn: Conn::Pg(Box::new(cursor::PgConn::new(client))),
             url: Some(url.clone()),
             block_size,
-        })
+        }
+    }
+
+    /// Another connection to this PostgreSQL catalog (already checked by this one), for a
+    /// transaction started while a query streams in a transaction of its own: that
+    /// transaction must commit by itself, so it cannot run on this connection.
+    fn sibling(&self) -> Result<Option<Db>> {
+        match (&self.conn, &self.url) {
+            (Conn::Pg(c), Some(url)) if c.state() == cursor::TxState::Streaming => {
+                let client = match pool::take(url) {
+                    Some(c) => c,
+                    None => pg::connect(url)?,
+                };
+                Ok(Some(Db::from_pg_client(url, client, self.block_size)))
+            }
+            _ => Ok(None),
+        }
     }
 
     pub(crate) fn from_connection(path: PathBuf, conn: Connection, block_size: u32) -> Db {
@@ -226,10 +251,13 @@ impl Db {
     /// before reading, so what it reads stays true until it commits). Commits when `change`
     /// succeeds, rolls back otherwise.
     pub fn write<T>(&self, change: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        if let Some(other) = self.sibling()? {
+            return other.write(change);
+        }
         match (&self.conn, &self.url) {
-            (Conn::Pg(client), Some(url)) => self.transaction("BEGIN", |db| {
+            (Conn::Pg(conn), Some(url)) => self.transaction("BEGIN", |db| {
                 let key = pg::advisory::key(&url.schema, "catalog");
-                pg::advisory::xact_lock(&mut client.borrow_mut(), url, &key)?;
+                pg::advisory::xact_lock(&mut conn.client(), url, &key)?;
                 change(db)
             }),
             _ => self.transaction("BEGIN IMMEDIATE", change),
@@ -239,6 +267,9 @@ impl Db {
     /// Runs `query` in one read transaction: every query in it sees the same committed
     /// state, whatever other processes commit meanwhile.
     pub fn read<T>(&self, query: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        if let Some(other) = self.sibling()? {
+            return other.read(query);
+        }
         match self.conn {
             Conn::Pg(_) => self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ", query),
             Conn::Sqlite(_) => self.transaction("BEGIN", query),
@@ -246,17 +277,17 @@ impl Db {
     }
 
     fn transaction<T>(&self, begin: &str, body: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        self.conn.batch(begin).map_err(|e| self.err(e))?;
+        self.conn.begin(begin).map_err(|e| self.err(e))?;
         match body(self) {
             Ok(out) => {
-                if let Err(e) = self.conn.batch("COMMIT") {
-                    let _ = self.conn.batch("ROLLBACK");
+                if let Err(e) = self.conn.end("COMMIT") {
+                    let _ = self.conn.end("ROLLBACK");
                     return Err(self.err(e));
                 }
                 Ok(out)
             }
             Err(e) => {
-                let _ = self.conn.batch("ROLLBACK");
+                let _ = self.conn.end("ROLLBACK");
                 Err(e)
             }
         }
@@ -488,5 +519,7 @@ impl Db {
     }
 }
 
+#[cfg(test)]
+mod pg_tests;
 #[cfg(test)]
 mod tests;

@@ -104,7 +104,12 @@ pub fn rollback(
         Ok((old_size, v.size, v.epoch, !ours))
     })?;
     // Nothing reads the old epoch any more.
-    store.remove_epoch(&id, old.epoch)?;
+    super::private::drop_retired_epoch(
+        store.as_ref(),
+        &id,
+        old.epoch,
+        &format!("rollback of {name}"),
+    );
     Ok(RollbackReport {
         volume: name.to_string(),
         snapshot: object,

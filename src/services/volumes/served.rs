@@ -11,63 +11,35 @@
 //! - Zeroing a whole block leaves no private data: its private file goes (zero base block)
 //!   or becomes an all-hole block file, which a snapshot stores as the zero hash.
 //!
-//! While a volume is served read-write the server holds `locks/serve-<id>.lock` exclusively
-//! (beside it `serve-<id>.json` names the process) and the volume lock *shared*: readers
-//! (`volume read`, `export`) still work, and writers check the serve lock first and are
-//! refused with the serving process named (see [`refuse_if_served`]).
+//! While a volume is served read-write the server holds its serve lock exclusively and the
+//! volume lock *shared*: readers (`volume read`, `export`) still work, and writers check the
+//! serve lock first and are refused with the serving process and host named (see
+//! [`refuse_if_served`]). The serve lock and the server's description live where every
+//! user of the repository sees them: `locks/serve-<id>.lock` and `locks/serve-<id>.json`
+//! in the directory, or, with the catalog on PostgreSQL, the session advisory lock
+//! `serve-<id>` and the catalog's `servers` row (every host; see
+//! [`crate::repo::db::pg::servers`]). Either lock dies with its holder.
 
 mod control;
+mod serving;
 
 pub use control::{answer_control, snapshot_by_server};
+use serving::{ServeSite, take_serve_lock};
+pub use serving::{ServerInfo, forget, refuse_if_served, server_of, this_machine};
 
 use super::SnapshotReport;
 use super::{OpenVolume, find, open};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::repo::lock::{FileLock, lock_exclusive, lock_shared_nonblocking, try_lock_exclusive};
+use crate::repo::lock::FileLock;
 use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::ObjectName;
 use crate::storage::backend::BlockVersion;
 use crate::storage::export_file::read_block_checked;
 use crate::storage::{BlockHash, BlockMap};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-
-/// Who serves a volume read-write (`locks/serve-<id>.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerInfo {
-    pub pid: u32,
-    pub host: String,
-    pub started: String,
-    /// Where NBD clients reach the server.
-    pub address: String,
-    /// The server's control socket, through which `arch snapshot` asks it for a snapshot.
-    #[serde(default)]
-    pub control: Option<PathBuf>,
-}
-
-impl ServerInfo {
-    /// A server whose info file is not written yet (or not any more).
-    fn unknown() -> ServerInfo {
-        ServerInfo {
-            pid: 0,
-            host: "?".into(),
-            started: "?".into(),
-            address: "?".into(),
-            control: None,
-        }
-    }
-
-    /// `arch serve pid N on HOST since T (ADDRESS)`.
-    pub fn describe(&self) -> String {
-        format!(
-            "arch serve pid {} on {} since {} ({})",
-            self.pid, self.host, self.started, self.address
-        )
-    }
-}
 
 /// A cached shared block: empty while being loaded, None when its load failed.
 type Slot = OnceLock<Option<Arc<Vec<u8>>>>;
@@ -115,58 +87,7 @@ pub struct Served<'a> {
     cache: Mutex<Vec<(BlockHash, Arc<Slot>)>>,
     /// Shared blocks whose stored copy was verified, with the version then (see `load`).
     verified: Mutex<HashMap<BlockHash, BlockVersion>>,
-    serving: Option<(FileLock, PathBuf)>,
-}
-
-/// Paths of the serve lock and server info of volume `id`.
-fn serve_paths(repo: &Repository, id: &str) -> Result<(PathBuf, PathBuf)> {
-    let lock = repo.volume_lock_path(id)?;
-    let dir = lock.parent().expect("locks/").to_path_buf();
-    Ok((
-        dir.join(format!("serve-{id}.lock")),
-        dir.join(format!("serve-{id}.json")),
-    ))
-}
-
-/// The server of volume `id`, when one serves it read-write right now.
-pub fn server_of(repo: &Repository, id: &str) -> Result<Option<ServerInfo>> {
-    let (lock, info) = serve_paths(repo, id)?;
-    if !lock.exists() || lock_shared_nonblocking(&lock)?.is_some() {
-        return Ok(None);
-    }
-    let text = std::fs::read(&info).unwrap_or_default();
-    // Unreadable only in the instant between a server's lock and its info file.
-    Ok(Some(
-        serde_json::from_slice(&text).unwrap_or_else(|_| ServerInfo::unknown()),
-    ))
-}
-
-/// Removes the serve lock and server info of volume `id` (being removed, with its lock held:
-/// no server holds them).
-pub fn forget(repo: &Repository, id: &str) -> Result<()> {
-    let (lock, info) = serve_paths(repo, id)?;
-    crate::storage::fsutil::remove_path(&info)?;
-    crate::storage::fsutil::remove_path(&lock)
-}
-
-/// Refuses a writer of volume `name` (id `id`) while it is served read-write. Otherwise
-/// returns a shared hold on the serve lock: keep it until the volume lock is taken, so no
-/// server can start in between (a server then waits for the writer instead).
-pub fn refuse_if_served(repo: &Repository, name: &str, id: &str) -> Result<FileLock> {
-    let (lock, _) = serve_paths(repo, id)?;
-    if let Some(guard) = lock_shared_nonblocking(&lock)? {
-        return Ok(guard);
-    }
-    let s = server_of(repo, id)?.unwrap_or_else(ServerInfo::unknown);
-    Err(Error::Served {
-        name: name.to_string(),
-        server: s.describe(),
-        fix: format!(
-            "stop it first (Ctrl-C, or kill -TERM {}); readers (volume read, export) still \
-             work",
-            s.pid
-        ),
-    })
+    serving: Option<(FileLock, ServeSite)>,
 }
 
 impl<'a> Served<'a> {
@@ -526,50 +447,9 @@ impl Served<'_> {
 
 impl Drop for Served<'_> {
     fn drop(&mut self) {
-        if let Some((_, info)) = &self.serving {
+        if let Some((_, site)) = &self.serving {
             // Removed before the lock is released; a stale one is ignored (lock free).
-            let _ = std::fs::remove_file(info);
+            let _ = site.remove_info();
         }
     }
-}
-
-/// Takes the serve lock of volume `id`, refusing when another server holds it, and records
-/// this process as its server.
-fn take_serve_lock(
-    repo: &Repository,
-    name: &str,
-    id: &str,
-    address: &str,
-    control: Option<&Path>,
-) -> Result<(FileLock, PathBuf)> {
-    let (lock_path, info_path) = serve_paths(repo, id)?;
-    let lock = match try_lock_exclusive(&lock_path)? {
-        Some(l) => l,
-        None => {
-            // Held: by another server (refuse), or by a writer checking it for a moment.
-            if let Some(s) = server_of(repo, id)? {
-                return Err(Error::Served {
-                    name: name.to_string(),
-                    server: s.describe(),
-                    fix: "stop that server first, or serve it with --read-only".into(),
-                });
-            }
-            lock_exclusive(&lock_path)?
-        }
-    };
-    let info = ServerInfo {
-        pid: std::process::id(),
-        host: super::creating::hostname(),
-        started: crate::time::now_rfc3339(),
-        address: address.to_string(),
-        control: control.map(Path::to_path_buf),
-    };
-    let bytes = serde_json::to_vec(&info).expect("server info serializes");
-    crate::storage::fsutil::atomic_write_mode(
-        &repo.tmp_dir(),
-        &info_path,
-        &bytes,
-        repo.modes().file(),
-    )?;
-    Ok((lock, info_path))
 }

@@ -177,7 +177,12 @@ pub(super) fn snapshot_open(
         Ok((uuid, v.epoch))
     })?;
     // The old epoch is now garbage: nothing reads it any more.
-    repo.private_store().remove_epoch(&rec.id, rec.epoch)?;
+    super::private::drop_retired_epoch(
+        repo.private_store().as_ref(),
+        &rec.id,
+        rec.epoch,
+        &format!("snapshot {full}"),
+    );
     Ok(SnapshotReport {
         volume: name.to_string(),
         object: full,

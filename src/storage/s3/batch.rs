@@ -51,7 +51,7 @@ impl S3Batch {
         while i < tasks.len() {
             if tasks[i].is_finished() {
                 let task = tasks.swap_remove(i);
-                self.runtime.block_on(joined(task))?;
+                super::interruptible(&self.runtime, joined(task))?;
             } else {
                 i += 1;
             }
@@ -75,13 +75,16 @@ impl BlockBatch for S3Batch {
         self.finished_error()?;
         let key = self.dir.clone().join(hash.to_hex());
         // Already stored (by this host or another): nothing is sent but a HEAD.
-        if self.runtime.block_on(self.shared.head_len(&key))?.is_some() {
+        if super::interruptible(&self.runtime, self.shared.head_len(&key))?.is_some() {
             return Ok(false);
         }
-        let permit = self
-            .runtime
-            .block_on(self.permits.clone().acquire_owned())
-            .expect("the semaphore is never closed");
+        let permits = self.permits.clone();
+        let permit = super::interruptible(&self.runtime, async move {
+            Ok(permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"))
+        })?;
         let bytes = bytes::Bytes::copy_from_slice(stored);
         let shared = self.shared.clone();
         let task = self.runtime.spawn(async move {
@@ -94,12 +97,21 @@ impl BlockBatch for S3Batch {
 
     fn commit(self: Box<Self>) -> Result<()> {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
-        // Wait for every upload, even after a failure: none may still run once we return.
+        // Wait for every upload, even after a failure: none may still run once we return
+        // (after SIGINT/SIGTERM the rest are aborted instead: what they upload is garbage).
         let mut first = None;
-        for task in tasks {
-            if let Err(e) = self.runtime.block_on(joined(task)) {
+        let mut tasks = tasks.into_iter();
+        for task in tasks.by_ref() {
+            if let Err(e) = super::interruptible(&self.runtime, joined(task)) {
+                let stop = matches!(e, Error::Interrupted { .. });
                 first.get_or_insert(e);
+                if stop {
+                    break;
+                }
             }
+        }
+        for task in tasks {
+            task.abort();
         }
         match first {
             Some(e) => Err(e),

@@ -86,6 +86,40 @@ fn env_var(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
+/// How often a wait on the store looks at the signal flag.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+
+/// Blocks on `f` while watching for SIGINT/SIGTERM ([`crate::interrupt`]): a signal received
+/// before or during the wait drops `f` and returns [`Error::Interrupted`].
+///
+/// Why: the rest of arch stops at its next `interrupt::check()`, but a thread waiting here for
+/// a store that does not answer (a stalled or overloaded radosgw) would otherwise wait for
+/// the request timeout and every retry after it, minutes, with the signal already received
+/// and the command's other threads waiting for this one. A dropped request is harmless: an
+/// upload left half-way is never named by the catalog, and reads change nothing.
+pub(crate) fn interruptible<T>(
+    runtime: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    crate::interrupt::check()?;
+    runtime.block_on(async {
+        let watch = async {
+            loop {
+                if let Some(signal) = crate::interrupt::received() {
+                    return signal;
+                }
+                tokio::time::sleep(SIGNAL_POLL).await;
+            }
+        };
+        match futures_util::future::select(std::pin::pin!(f), std::pin::pin!(watch)).await {
+            futures_util::future::Either::Left((out, _)) => out,
+            futures_util::future::Either::Right((signal, _)) => Err(Error::Interrupted {
+                signal: crate::interrupt::signal_name(signal),
+            }),
+        }
+    })
+}
+
 impl S3Backend {
     /// See [`connect`].
     pub fn connect(url: &StoreUrl) -> Result<S3Backend> {
@@ -229,8 +263,8 @@ impl S3Backend {
             let put = self.block_on(async {
                 self.shared.stats.puts.fetch_add(1, Ordering::Relaxed);
                 let mode = PutMode::Create.into();
-                self.shared.store.put_opts(&key, bytes.into(), mode).await
-            });
+                Ok(self.shared.store.put_opts(&key, bytes.into(), mode).await)
+            })?;
             match put {
                 Ok(_) => return Ok(true),
                 // Another init won the race (412), or the answer was lost or wrong (Ceph
@@ -262,11 +296,12 @@ impl S3Backend {
             // A missing bucket also answers 404 to a GET: tell the two apart with a LIST.
             let probe = self.block_on(async {
                 self.shared.stats.lists.fetch_add(1, Ordering::Relaxed);
-                self.shared
+                Ok(self
+                    .shared
                     .store
                     .list_with_delimiter(Some(&self.prefix))
-                    .await
-            });
+                    .await)
+            })?;
             if let Err(e) = probe {
                 return Err(self.shared.map_error("list", &self.prefix, e));
             }
@@ -280,8 +315,11 @@ impl S3Backend {
             })
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime.block_on(f)
+    /// Runs `f` to completion on the runtime, unless SIGINT or SIGTERM comes first (see
+    /// [`interruptible`]): then `f` is dropped (its request abandoned) and `Interrupted` is
+    /// the error.
+    fn block_on<T, F: std::future::Future<Output = Result<T>>>(&self, f: F) -> Result<T> {
+        interruptible(&self.runtime, f)
     }
 
     /// GETs `key` into `buf` (cleared); false when it is missing.
@@ -408,6 +446,61 @@ impl S3Backend {
     pub fn read_object(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let mut buf = Vec::new();
         Ok(self.get_into(&self.rel_key(rel), &mut buf)?.then_some(buf))
+    }
+
+    /// Reads the object `PREFIX/<rel>` when it is at most `max` bytes: None when missing,
+    /// `Some(Err(len))` when longer, its body left unread. For objects anyone may have
+    /// written (the marker, member entries): a huge one costs no memory.
+    pub fn read_small_object(
+        &self,
+        rel: &str,
+        max: u64,
+    ) -> Result<Option<std::result::Result<Vec<u8>, u64>>> {
+        let mut buf = vec![0; usize::try_from(max).unwrap_or(usize::MAX)];
+        Ok(match self.get_bounded(&self.rel_key(rel), &mut buf)? {
+            None => None,
+            Some(len) if len > buf.len() => Some(Err(len as u64)),
+            Some(len) => {
+                buf.truncate(len);
+                Some(Ok(buf))
+            }
+        })
+    }
+
+    /// Reads object `key` into `buf`: None when missing, `Some(len)` with `len <= buf.len()`
+    /// when it was read whole, `Some(len)` with `len > buf.len()` (its size, or the bytes seen
+    /// when the stream ran past `buf`) when it is longer: the rest is then left unread, so a
+    /// huge object costs neither memory nor transfer.
+    fn get_bounded(&self, key: &StorePath, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.block_on(async {
+            self.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let got = match self.shared.store.get(key).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.shared.map_error("get", key, e)),
+            };
+            // A longer object is reported by its length, never read.
+            let size = usize::try_from(got.meta.size).unwrap_or(usize::MAX);
+            if size > buf.len() {
+                return Ok(Some(size));
+            }
+            let mut filled = 0;
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.shared.map_error("get", key, e))?;
+                let end = filled + chunk.len();
+                if end > buf.len() {
+                    return Ok(Some(end));
+                }
+                buf[filled..end].copy_from_slice(&chunk);
+                filled = end;
+            }
+            self.shared
+                .stats
+                .get_bytes
+                .fetch_add(filled as u64, Ordering::Relaxed);
+            Ok(Some(filled))
+        })
     }
 
     /// Deletes the object `PREFIX/<rel>` (absent is fine).
@@ -580,36 +673,7 @@ impl Backend for S3Backend {
     }
 
     fn read_block_into(&self, hash: &BlockHash, buf: &mut [u8]) -> Result<Option<usize>> {
-        let key = self.key(BLOCKS, hash);
-        self.block_on(async {
-            self.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
-            let got = match self.shared.store.get(&key).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(self.shared.map_error("get", &key, e)),
-            };
-            // A longer object is reported by its length, never read.
-            let size = usize::try_from(got.meta.size).unwrap_or(usize::MAX);
-            if size > buf.len() {
-                return Ok(Some(size));
-            }
-            let mut filled = 0;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.shared.map_error("get", &key, e))?;
-                let end = filled + chunk.len();
-                if end > buf.len() {
-                    return Ok(Some(end));
-                }
-                buf[filled..end].copy_from_slice(&chunk);
-                filled = end;
-            }
-            self.shared
-                .stats
-                .get_bytes
-                .fetch_add(filled as u64, Ordering::Relaxed);
-            Ok(Some(filled))
-        })
+        self.get_bounded(&self.key(BLOCKS, hash), buf)
     }
 
     fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {

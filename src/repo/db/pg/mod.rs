@@ -9,6 +9,7 @@
 
 pub mod advisory;
 pub mod pgpass;
+pub mod servers;
 pub mod url;
 
 use crate::error::{Error, Result};
@@ -382,9 +383,10 @@ pub fn create_or_join(url: &CatalogUrl, config: &Config, store: Option<&str>) ->
     }
 }
 
-/// Opens the catalog at `url` for a repository of `block_size`: refused unless its identity
-/// row says it is one this arch reads, of that block size.
-pub fn open(url: &CatalogUrl, block_size: u64) -> Result<Client> {
+/// Opens the catalog at `url` for a repository of `block_size` whose blocks are in `store`
+/// (arch.toml's `store`; None: each host's directory): refused unless its identity row says
+/// it is one this arch reads, of that block size and that store.
+pub fn open(url: &CatalogUrl, block_size: u64, store: Option<&str>) -> Result<Client> {
     let mut client = connect(url)?;
     let id = read_identity(&mut client, url).map_err(|err| match err {
         Error::Catalog { reason, .. } if reason.contains("42P01") => Error::Corrupt {
@@ -400,12 +402,84 @@ pub fn open(url: &CatalogUrl, block_size: u64) -> Result<Client> {
     })?;
     let id = id.ok_or_else(|| corrupt(url, "the repository table is empty"))?;
     check_identity(url, &id, block_size)?;
+    check_store(url, id.store.as_deref(), store)?;
     Ok(client)
+}
+
+/// The same store URL, compared in its canonical form when both parse.
+fn same_store(a: &str, b: &str) -> bool {
+    use crate::storage::s3::StoreUrl;
+    match (StoreUrl::parse(a), StoreUrl::parse(b)) {
+        (Ok(a), Ok(b)) => a.to_string() == b.to_string(),
+        _ => a == b,
+    }
+}
+
+/// Checks arch.toml's `store` (`ours`) against the store the catalog's identity row names
+/// (`theirs`): a host whose arch.toml was edited by hand, or copied from another repository,
+/// would otherwise read and write blocks where this catalog's are not.
+pub fn check_store(url: &CatalogUrl, theirs: Option<&str>, ours: Option<&str>) -> Result<()> {
+    let (what, fix) = match (theirs, ours) {
+        (Some(t), Some(o)) if !same_store(t, o) => (
+            format!("the store {t}, but arch.toml names the store {o}"),
+            format!("set `store = \"{t}\"` in arch.toml again"),
+        ),
+        (Some(t), None) => (
+            format!("the store {t}, but arch.toml names no store (blocks in the directory)"),
+            format!("add `store = \"{t}\"` to arch.toml again"),
+        ),
+        (None, Some(o)) => (
+            format!("its hosts' directories for blocks, but arch.toml names the store {o}"),
+            "remove the `store` line from arch.toml again".to_string(),
+        ),
+        _ => return Ok(()),
+    };
+    let join = match theirs {
+        Some(t) => format!("arch init NEWDIR --store {t} --catalog {}", target(url)),
+        None => format!("arch init NEWDIR --catalog {}", target(url)),
+    };
+    Err(Error::UnsupportedRepository {
+        path: target(url).into(),
+        what: format!("{what} (edited by hand, or copied from another repository)"),
+        fix: format!("{fix}, or join this repository from a new directory: {join}"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_other_than_the_catalogs_is_refused_naming_both_and_the_fix() {
+        let url = CatalogUrl::parse("postgres://arch@db:5432/arch?schema=team").unwrap();
+        check_store(&url, Some("s3://b/p"), Some("s3://b/p")).unwrap();
+        check_store(&url, None, None).unwrap();
+        let err = check_store(&url, Some("s3://b/p"), Some("s3://other/p"))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "s3://b/p,",
+            "s3://other/p",
+            "store = \"s3://b/p\"",
+            "arch init NEWDIR --store s3://b/p --catalog postgres://arch@db:5432/arch?schema=team",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        let err = check_store(&url, Some("s3://b/p"), None).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedRepository { .. }), "{err}");
+        assert!(
+            err.to_string().contains("add `store = \"s3://b/p\"`"),
+            "{err}"
+        );
+        let err = check_store(&url, None, Some("s3://b/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("remove the `store` line"), "{err}");
+        assert!(
+            err.contains("arch init NEWDIR --catalog postgres://"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn schema_translation_widens_integers_and_compares_bytes() {

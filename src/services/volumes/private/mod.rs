@@ -92,6 +92,20 @@ pub trait PrivateEpoch: Send + Sync {
     }
 }
 
+/// Removes the private blocks of epoch `epoch` of volume `id`, which a commit (`what`: a
+/// snapshot, a rollback) has just retired. The commit is what counts: nothing reads that epoch
+/// any more and `arch gc` collects whatever is left of it, so a failure here (a store that went
+/// away after the commit) is reported on stderr and the command still succeeds. Failing it
+/// would tell the user the commit did not happen, and a retry would find it "already exists".
+pub fn drop_retired_epoch(store: &dyn PrivateStore, id: &str, epoch: u64, what: &str) {
+    if let Err(e) = store.remove_epoch(id, epoch) {
+        eprintln!(
+            "arch: warning: {what} is committed, but removing the private blocks it replaced \
+             failed: {e}; `arch gc` removes them"
+        );
+    }
+}
+
 /// The private blocks of every volume of a repository.
 pub trait PrivateStore: Send + Sync {
     /// The private blocks of epoch `epoch` of volume `id` (a uuid, else refused as damage),
@@ -123,15 +137,25 @@ pub trait PrivateStore: Send + Sync {
 /// `PREFIX/volumes/<id>/<epoch>/<index>` beside the blocks and maps), else
 /// [`local::LocalStore`], byte for byte the local layout.
 pub fn for_repository(repo: &Repository) -> Box<dyn PrivateStore + '_> {
-    if let (Some(s3), Some(url)) = (repo.backend().as_s3(), repo.config().store.as_deref()) {
-        return Box::new(object::ObjectPrivate::new(
+    match objects_of(repo) {
+        Some(store) => Box::new(store),
+        None => Box::new(local::LocalStore::new(repo)),
+    }
+}
+
+/// The object store of `repo`'s private blocks, when its data is in one (None: local files).
+/// gc, fsck and du list it through [`object::ObjectPrivate::for_each_object`].
+pub fn objects_of(repo: &Repository) -> Option<object::ObjectPrivate> {
+    let (s3, url) = (repo.backend().as_s3()?, repo.config().store.as_deref()?);
+    Some(
+        object::ObjectPrivate::new(
             s3.object_store(),
             s3.prefix().clone(),
             s3.runtime().handle().clone(),
             url,
-        ));
-    }
-    Box::new(local::LocalStore::new(repo))
+        )
+        .with_endpoint(s3.endpoint()),
+    )
 }
 
 /// The private blocks of epoch `epoch` of volume `id` as a volume opened for I/O uses them:

@@ -44,6 +44,22 @@ impl Traffic {
     }
 }
 
+/// Where the private objects are under the repository prefix.
+pub const VOLUMES: &str = "volumes";
+
+/// One object under `PREFIX/volumes/`, as [`ObjectPrivate::for_each_object`] lists it.
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub key: Key,
+    /// Its key's segments below `PREFIX/volumes/` (`[<id>, <epoch>, <index>]` for a private
+    /// block; anything else is not one).
+    pub parts: Vec<String>,
+    /// Stored length in bytes.
+    pub size: u64,
+    /// `s3://BUCKET/KEY`, for messages.
+    pub location: PathBuf,
+}
+
 /// The private blocks of every volume, in an object store under `prefix`.
 pub struct ObjectPrivate {
     store: Arc<dyn ObjectStore>,
@@ -51,18 +67,43 @@ pub struct ObjectPrivate {
     runtime: Handle,
     /// The store as users name it (`s3://BUCKET[/PREFIX]`), for messages.
     url: String,
+    /// `s3://BUCKET`: an object's URL is this, `/`, its key (which starts with the prefix).
+    bucket_url: String,
+    /// The endpoint requests go to, for messages (never credentials).
+    endpoint: Option<String>,
     traffic: Arc<Traffic>,
 }
 
 impl ObjectPrivate {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Key, runtime: Handle, url: &str) -> Self {
+        let url = url.trim_end_matches('/').to_string();
+        let bucket_url = match prefix.as_ref() {
+            "" => url.clone(),
+            p => url
+                .strip_suffix(&format!("/{p}"))
+                .unwrap_or(&url)
+                .to_string(),
+        };
         ObjectPrivate {
             store,
             prefix,
             runtime,
-            url: url.trim_end_matches('/').to_string(),
+            url,
+            bucket_url,
+            endpoint: None,
             traffic: Arc::default(),
         }
+    }
+
+    /// Names `endpoint` (e.g. `http://rgw:7480`) in the errors of requests.
+    pub fn with_endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = Some(endpoint.to_string());
+        self
+    }
+
+    /// The store as users name it, `s3://BUCKET[/PREFIX]`.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// What this store's epochs moved so far.
@@ -82,31 +123,79 @@ impl ObjectPrivate {
                 ),
             });
         }
-        Ok(self.prefix.clone().join("volumes").join(id))
+        Ok(self.prefix.clone().join(VOLUMES).join(id))
     }
 
     fn remote(&self) -> Remote {
         Remote {
             store: self.store.clone(),
             runtime: self.runtime.clone(),
-            url: self.url.clone(),
+            url: self.bucket_url.clone(),
+            endpoint: self.endpoint.clone(),
         }
+    }
+
+    /// Streams every object under `PREFIX/volumes/` to `f`, in key order, as the store lists
+    /// them: S3 answers a listing in pages of at most 1000 keys and only the page being
+    /// handed out is held, never the whole listing. `f` runs outside the store's runtime, so
+    /// it may call this store (e.g. [`ObjectPrivate::delete_objects`] while the listing goes
+    /// on: S3 listings resume after the last key returned, so deleting keys already listed
+    /// does not disturb them).
+    pub fn for_each_object(&self, f: &mut dyn FnMut(ListedObject) -> Result<()>) -> Result<()> {
+        let dir = self.prefix.clone().join(VOLUMES);
+        let depth = self.prefix.parts().count() + 1;
+        let mut listing = self.store.list(Some(&dir));
+        let r = self.remote();
+        while let Some(meta) = r.block_on(&dir, async { listing.next().await.transpose() })? {
+            let parts: Vec<String> = meta
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            f(ListedObject {
+                location: PathBuf::from(format!("{}/{}", self.bucket_url, meta.location)),
+                key: meta.location,
+                parts,
+                size: meta.size,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects `keys` (bulk DeleteObjects requests of up to 1000 keys); keys
+    /// already gone are fine.
+    pub fn delete_objects(&self, keys: Vec<Key>) -> Result<()> {
+        let Some(first) = keys.first().cloned() else {
+            return Ok(());
+        };
+        let count = keys.len() as u64;
+        let store = self.store.clone();
+        self.remote().block_on(&first, async move {
+            let stream = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
+            let mut results = store.delete_stream(stream);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })?;
+        self.traffic.deletes.fetch_add(count, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Removes every object under `key`; returns how many there were.
     fn remove_under(&self, key: &Key) -> Result<u64> {
-        let r = self.remote();
-        let keys: Vec<Key> = r.list(key)?.into_iter().map(|m| m.location).collect();
+        let keys: Vec<Key> = self
+            .remote()
+            .list(key)?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
         let count = keys.len() as u64;
-        let store = self.store.clone();
-        r.block_on(key, async move {
-            let stream = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
-            store
-                .delete_stream(stream)
-                .try_collect::<Vec<_>>()
-                .await
-                .map(|_| ())
-        })?;
+        self.delete_objects(keys)?;
         Ok(count)
     }
 }
@@ -157,7 +246,9 @@ impl PrivateStore for ObjectPrivate {
 struct Remote {
     store: Arc<dyn ObjectStore>,
     runtime: Handle,
+    /// `s3://BUCKET`, to which an object's key is appended in messages.
     url: String,
+    endpoint: Option<String>,
 }
 
 impl Remote {
@@ -170,8 +261,12 @@ impl Remote {
     }
 
     fn error(&self, key: &Key, e: object_store::Error) -> Error {
+        let at = match &self.endpoint {
+            Some(ep) => format!(" (endpoint {ep})"),
+            None => String::new(),
+        };
         Error::Remote {
-            what: format!("{}/{key}", self.url),
+            what: format!("{}/{key}{at}", self.url),
             reason: e.to_string(),
         }
     }

@@ -39,6 +39,24 @@ pub fn snapshot_by_server(
             fix: "that server takes no snapshot requests; stop it first".into(),
         });
     };
+    // Its control socket is a Unix socket: reachable from its own machine only.
+    if server
+        .machine
+        .as_ref()
+        .is_some_and(|m| *m != super::this_machine())
+    {
+        return Err(Error::Served {
+            name: name.to_string(),
+            server: server.describe(),
+            fix: format!(
+                "it runs on another machine, so only it can snapshot the volume: run `arch \
+                 snapshot {name} {}` on {} (in a directory of this repository there), or stop \
+                 the server first",
+                target.full(),
+                server.host
+            ),
+        });
+    }
     let request = ControlRequest {
         op: "snapshot".into(),
         volume: name.to_string(),
