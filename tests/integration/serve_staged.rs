@@ -35,7 +35,7 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 fn staged_files(repo: &TestRepo) -> usize {
     names(&repo.root.join("tmp"))
         .iter()
-        .filter(|n| n.starts_with("vol-"))
+        .filter(|n| n.starts_with("stage-"))
         .count()
 }
 
@@ -86,13 +86,105 @@ fn new_blocks_are_placed_by_the_flush_and_survive_kill_9_and_later_ones_are_lost
         "flushed writes kept"
     );
     assert_eq!(names(&epoch), ["1", "12", "3"]);
+    // The killed server's staged file is garbage fsck counts and gc removes.
     let v = repo.json(&["fsck"]);
     assert_eq!(v["problems"], serde_json::json!([]), "{v}");
-    // The killed server's staged file is garbage that gc removes.
+    assert_eq!(v["garbage"]["temp_entries"], 1, "{v}");
     assert_eq!(staged_files(&repo), 1);
     repo.ok(&["gc"]);
     assert_eq!(staged_files(&repo), 0);
     assert_eq!(export(&repo, "vm1"), got);
+}
+
+/// Sends one request with `flags` (the raw client sends none) and returns the reply's error.
+fn request_with_flags(vm: &mut RawClient, flags: u16, kind: u16, at: u64, data: &[u8]) -> u32 {
+    use std::io::{Read, Write};
+    let mut r = vec![0x25, 0x60, 0x95, 0x13];
+    r.extend_from_slice(&flags.to_be_bytes());
+    r.extend_from_slice(&kind.to_be_bytes());
+    r.extend_from_slice(&7u64.to_be_bytes());
+    r.extend_from_slice(&at.to_be_bytes());
+    r.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    r.extend_from_slice(data);
+    vm.0.write_all(&r).unwrap();
+    let mut reply = [0u8; 16];
+    vm.0.read_exact(&mut reply).unwrap();
+    u32::from_be_bytes(reply[4..8].try_into().unwrap())
+}
+
+#[test]
+fn a_fua_write_is_placed_before_its_reply_and_survives_kill_9() {
+    const FUA: u16 = 1;
+    let (repo, img) = setup(64 << 10);
+    let epoch = epoch_dir(&repo, "vm1");
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut vm = RawClient::connect(&srv.socket(), "vm1");
+    let mut model = img.clone();
+    // A plain first write (staged), then a FUA first write: its reply covers both.
+    write(&mut vm, &mut model, 2 * BS + 1, b"plain");
+    assert_eq!(request_with_flags(&mut vm, FUA, WRITE, 9 * BS as u64 + 2, b"fua"), 0);
+    model[9 * BS + 2..9 * BS + 5].copy_from_slice(b"fua");
+    assert_eq!(names(&epoch), ["2", "9"]);
+    assert_eq!(staged_files(&repo), 0);
+    signal(srv.child.id(), libc::SIGKILL);
+    drop(vm);
+    drop(srv);
+    assert_eq!(export(&repo, "vm1"), model);
+    let v = repo.json(&["fsck"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+}
+
+#[test]
+fn the_next_server_removes_a_killed_servers_staged_blocks_and_nothing_else_changes() {
+    let (repo, img) = setup(64 << 10);
+    let epoch = epoch_dir(&repo, "vm1");
+    let before = repo.snapshot();
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut vm = RawClient::connect(&srv.socket(), "vm1");
+    // First writes never flushed: a shared block and a zero block, staged only.
+    write(&mut vm, &mut img.clone(), 3 * BS, b"lost");
+    write(&mut vm, &mut img.clone(), 14 * BS, b"lost");
+    assert_eq!(staged_files(&repo), 2);
+    signal(srv.child.id(), libc::SIGKILL);
+    drop(vm);
+    drop(srv);
+    // The writes are gone; the volume reads as before and its epoch holds no block.
+    assert!(names(&epoch).is_empty(), "{:?}", names(&epoch));
+    assert_eq!(export(&repo, "vm1"), img);
+    assert_eq!(staged_files(&repo), 2);
+    // A reader leaves them alone (a server might still own them); the next server of the
+    // volume knows it is the only writer and removes them.
+    let srv = Server::start(&repo, &["vm1"]);
+    assert_eq!(staged_files(&repo), 0);
+    let (code, _) = srv.stop();
+    assert_eq!(code, Some(0));
+    let v = repo.json(&["fsck"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    assert_eq!(v["garbage"]["temp_entries"], 0, "{v}");
+    assert_eq!(repo.snapshot(), before);
+}
+
+#[test]
+fn a_snapshot_while_serving_places_the_staged_blocks_first() {
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut vm = RawClient::connect(&srv.socket(), "vm1");
+    let mut model = img.clone();
+    // Acknowledged, not flushed, staged: into a shared block, a zero block, and a zeroing.
+    write(&mut vm, &mut model, 4 * BS + 17, b"shared");
+    write(&mut vm, &mut model, 11 * BS, b"zero");
+    assert_eq!(vm.request(WRITE_ZEROES, 0, BS as u32, &[]).0, 0);
+    model[..BS].fill(0);
+    assert_eq!(staged_files(&repo), 3);
+    repo.ok(&["snapshot", "vm1", "s1"]);
+    assert_eq!(staged_files(&repo), 0);
+    // Serving goes on in the new epoch, staging again; the snapshot does not change.
+    write(&mut vm, &mut model.clone(), 6 * BS, b"later");
+    assert_eq!(staged_files(&repo), 1);
+    repo.ok(&["clone", "snapshots/s1", "vm2"]);
+    assert_eq!(export(&repo, "vm2"), model);
+    let (code, _) = srv.stop();
+    assert_eq!(code, Some(0));
 }
 
 #[test]

@@ -160,6 +160,10 @@ fn open_as<'a>(
         // We hold its lock, so its creator is gone.
         return Err(creating::refusal(name, &record, false));
     }
+    if write || finish_creating {
+        // Its one writer now: staged files of the volume are a killed writer's.
+        staged::remove_leftovers(&repo.tmp_dir(), &id)?;
+    }
     assemble(repo, name, record, Some(lock), data)
 }
 

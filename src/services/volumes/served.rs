@@ -114,6 +114,10 @@ impl<'a> Served<'a> {
                     resource: format!("volume '{name}' (replaced while opening it)"),
                 });
             }
+            if serving.is_some() {
+                // The volume's one writer now: staged files of it are a killed server's.
+                super::staged::remove_leftovers(&repo.tmp_dir(), &id)?;
+            }
             return Ok(Served {
                 repo,
                 name: name.to_string(),

@@ -1,10 +1,10 @@
 //! New private blocks staged until the next flush: the copy-on-write of a first write (and a
 //! whole-block zeroing) writes the new block into a file in the store's staging directory
-//! (`tmp/`, see [`PrivateEpoch::staging_dir`]) and serves it from there; the flush makes every
-//! staged file durable (fdatasync, several at once) and only then moves it into place
-//! ([`PrivateEpoch::adopt`]: a rename), then runs the store's own flush (the epoch directory's
-//! fsync). So a first touch costs no fsync on the write path, and a flush pays for all of them
-//! together.
+//! (`tmp/stage-<volume id>-<index>-<random>`, see [`PrivateEpoch::staging`]) and serves it
+//! from there; the flush makes every staged file durable (fdatasync, several at once) and only
+//! then moves it into place ([`PrivateEpoch::adopt`]: a rename), then runs the store's own
+//! flush (the epoch directory's fsync). So a first touch costs no fsync on the write path, and
+//! a flush pays for all of them together.
 //!
 //! Invariants:
 //! - a block is staged (its file in `tmp/`), placed (in the store), or both for a moment
@@ -12,6 +12,10 @@
 //! - a staged file is never placed before it is durable, so a crash leaves each block as of
 //!   the last flush that covered it (old or new, never torn): a staged file is unflushed data,
 //!   garbage in `tmp/` after a crash, and is removed when the epoch is dropped unflushed;
+//! - only the one writer of a volume (its server, or a command holding its exclusive lock)
+//!   stages files of that volume, so the files with its prefix that such a writer finds when
+//!   it opens the volume are a killed writer's: [`remove_leftovers`] deletes them (and gc,
+//!   which runs with no writer, deletes every entry of `tmp/`; fsck counts them as garbage);
 //! - callers hold the volume's block stripe around calls about one block (see
 //!   [`PrivateEpoch`]); a flush runs beside them and takes each block's own mutex to place it,
 //!   after which writes to that block go to the store (which tracks them for the next flush).
@@ -39,6 +43,8 @@ pub const MAX_STAGED: usize = 256;
 pub struct Staged {
     inner: Box<dyn PrivateEpoch>,
     dir: PathBuf,
+    /// Name prefix of this volume's staged files ([`prefix`]).
+    prefix: String,
     block_size: u64,
     mode: u32,
     blocks: Mutex<HashMap<u64, Arc<Block>>>,
@@ -68,17 +74,49 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `inner` with new blocks staged until the next flush when its store can take in files
 /// (local files); else `inner` as it is.
 pub fn wrap(inner: Box<dyn PrivateEpoch>, block_size: u64) -> Box<dyn PrivateEpoch> {
-    let Some(dir) = inner.staging_dir() else {
+    let Some((dir, prefix)) = inner.staging() else {
         return inner;
     };
     let mode = fsutil::Modes::of_dir(&dir).file();
     Box::new(Staged {
         inner,
         dir,
+        prefix,
         block_size,
         mode,
         blocks: Mutex::new(HashMap::new()),
     })
+}
+
+/// The name prefix of the staged files of volume `id` in the staging directory.
+pub fn prefix(id: &str) -> String {
+    format!("stage-{id}-")
+}
+
+/// Removes the staged files of volume `id` from `dir` (the repository's `tmp/`) and returns how
+/// many there were. Only for the volume's one writer, when it opens the volume: any file found
+/// then was left by a writer that was killed (unflushed writes, lost as a disk's cache is).
+pub fn remove_leftovers(dir: &Path, id: &str) -> Result<u64> {
+    let prefix = prefix(id);
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut removed = 0;
+    for e in entries {
+        let e = e.map_err(|e| Error::io("list", dir, e))?;
+        let ours = e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix));
+        if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+            let path = e.path();
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 impl Staged {
@@ -100,8 +138,8 @@ impl Staged {
     /// Writes a new whole block (zeros, with `data` at `within`) into a fresh staged file.
     fn write_file(&self, index: u64, within: u64, data: &[u8]) -> Result<Block> {
         let path = self.dir.join(format!(
-            "vol-{}-{index}-{}",
-            std::process::id(),
+            "{}{index}-{}",
+            self.prefix,
             uuid::Uuid::new_v4().simple()
         ));
         let file = OpenOptions::new()
@@ -443,7 +481,7 @@ mod tests {
         let e = wrap(local(dir.path()), BS);
         let count = MAX_STAGED as u64 + 10;
         for i in 0..count {
-            e.create(i, 0, &[i as u8 + 1]).unwrap();
+            e.create(i, 0, &[(i % 200) as u8 + 1]).unwrap();
             assert!(
                 names(&dir.path().join("tmp")).len() <= MAX_STAGED,
                 "block {i}"
@@ -454,7 +492,7 @@ mod tests {
         for i in 0..count {
             let mut b = [0u8; 2];
             e.read_at(i, 0, &mut b).unwrap();
-            assert_eq!(b, [i as u8 + 1, 0]);
+            assert_eq!(b, [(i % 200) as u8 + 1, 0]);
         }
         e.flush().unwrap();
         assert_eq!(e.indexes().unwrap().len() as u64, count);

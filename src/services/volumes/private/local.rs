@@ -287,8 +287,10 @@ impl PrivateEpoch for LocalEpoch {
         self.path(index)
     }
 
-    fn staging_dir(&self) -> Option<PathBuf> {
-        Some(self.tmp_dir.clone())
+    fn staging(&self) -> Option<(PathBuf, String)> {
+        // `volumes/<id>/<epoch>`: the staged files are named after the volume's id.
+        let id = self.dir.parent()?.file_name()?.to_str()?;
+        Some((self.tmp_dir.clone(), crate::services::volumes::staged::prefix(id)))
     }
 
     fn adopt(&self, index: u64, file: &std::path::Path) -> Result<()> {

@@ -75,10 +75,11 @@ pub trait PrivateEpoch: Send + Sync {
     fn location(&self, index: u64) -> PathBuf;
 
     /// A directory on the same filesystem as the private blocks where a new block can be
-    /// written whole and then taken in by [`PrivateEpoch::adopt`] (a rename), or None when
-    /// the store cannot take in files (the default). Block I/O stages new blocks there until
-    /// the next flush (see `services/volumes/staged.rs`).
-    fn staging_dir(&self) -> Option<PathBuf> {
+    /// written whole and then taken in by [`PrivateEpoch::adopt`] (a rename), and the name
+    /// prefix of this volume's files there ([`super::staged::prefix`]), or None when the
+    /// store cannot take in files (the default). Block I/O stages new blocks there until the
+    /// next flush (see `services/volumes/staged.rs`).
+    fn staging(&self) -> Option<(PathBuf, String)> {
         None
     }
 
