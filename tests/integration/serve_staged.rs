@@ -122,7 +122,10 @@ fn a_fua_write_is_placed_before_its_reply_and_survives_kill_9() {
     let mut model = img.clone();
     // A plain first write (staged), then a FUA first write: its reply covers both.
     write(&mut vm, &mut model, 2 * BS + 1, b"plain");
-    assert_eq!(request_with_flags(&mut vm, FUA, WRITE, 9 * BS as u64 + 2, b"fua"), 0);
+    assert_eq!(
+        request_with_flags(&mut vm, FUA, WRITE, 9 * BS as u64 + 2, b"fua"),
+        0
+    );
     model[9 * BS + 2..9 * BS + 5].copy_from_slice(b"fua");
     assert_eq!(names(&epoch), ["2", "9"]);
     assert_eq!(staged_files(&repo), 0);

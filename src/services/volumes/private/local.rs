@@ -290,7 +290,10 @@ impl PrivateEpoch for LocalEpoch {
     fn staging(&self) -> Option<(PathBuf, String)> {
         // `volumes/<id>/<epoch>`: the staged files are named after the volume's id.
         let id = self.dir.parent()?.file_name()?.to_str()?;
-        Some((self.tmp_dir.clone(), crate::services::volumes::staged::prefix(id)))
+        Some((
+            self.tmp_dir.clone(),
+            crate::services::volumes::staged::prefix(id),
+        ))
     }
 
     fn adopt(&self, index: u64, file: &std::path::Path) -> Result<()> {
