@@ -88,19 +88,6 @@ pub fn wrap(inner: Box<dyn PrivateEpoch>, block_size: u64) -> Box<dyn PrivateEpo
     })
 }
 
-/// Starts writing `file`'s dirty pages to the disk without waiting (`sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`): the disk works on a staged block while the next requests are
-/// served, and the flush's fdatasync finds little left to write. No durability is claimed
-/// from it (it writes no metadata and waits for nothing), so a failure is ignored: the flush's
-/// fdatasync is what counts.
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain system call on a descriptor we own; no memory is passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
 /// The name prefix of the staged files of volume `id` in the staging directory.
 pub fn prefix(id: &str) -> String {
     format!("stage-{id}-")
@@ -178,7 +165,6 @@ impl Staged {
             let _ = fs::remove_file(&path);
             return Err(Error::io("write", &path, e));
         }
-        start_writeback(&file);
         Ok(Block {
             path,
             file,
