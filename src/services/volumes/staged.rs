@@ -187,22 +187,26 @@ impl Staged {
         let seen: Vec<u64> = staged.iter().map(|(_, b)| lock(&b.state).writes).collect();
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..SYNCERS.min(staged.len()) {
-                scope.spawn(|| {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((_, b)) = staged.get(n) else { return };
-                        if let Err(e) = b.file.sync_data() {
-                            // A block dropped meanwhile has no file to care about.
-                            let mut first = lock(&failure);
-                            if first.is_none() && !lock(&b.state).dropped {
-                                *first = Some(Error::io("fsync", &b.path, e));
-                            }
-                        }
+        let sync = || {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some((_, b)) = staged.get(n) else { return };
+                if let Err(e) = b.file.sync_data() {
+                    // A block dropped meanwhile has no file to care about.
+                    let mut first = lock(&failure);
+                    if first.is_none() && !lock(&b.state).dropped {
+                        *first = Some(Error::io("fsync", &b.path, e));
                     }
-                });
+                }
             }
+        };
+        // This thread syncs too: a flush after every write (a writethrough client) has one
+        // staged file and starts no thread.
+        std::thread::scope(|scope| {
+            for _ in 1..SYNCERS.min(staged.len()) {
+                scope.spawn(sync);
+            }
+            sync();
         });
         if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
             return Err(e);
