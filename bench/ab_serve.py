@@ -13,7 +13,16 @@ pass), the client's CPU and the server's peak RSS. On a shared machine run it un
 the export's size instead of nbdcopy (2 MiB requests, 8 in flight: each 4 MiB block is
 asked for in two halves).
 
-Usage: bench/ab_serve.py [--reps N] [--dir DIR] [--client nbdcopy|qemu-img] ARCH_BINARY...
+With --writes, the serve suite's random writes instead: per round and binary, `arch serve`
+of a fresh clone, 1000 random 4 KiB writes + flush by qemu-io (first touch), the same again
+(blocks already private), stop; then qemu-nbd on a fresh qcow2 overlay of the raw file, the
+same writes. Prints wall times, the server's CPU and peak RSS, and per-round ratios to
+qemu-nbd. qemu-io's default cache mode is writethrough: it sends a FLUSH after every write
+(`strace -f -c` of the server: 1000 fdatasync for 1000 writes), so each write pays its own
+durability and nothing is batched; `--qemu-io-cache writeback` sends only the final flush.
+
+Usage: bench/ab_serve.py [--reps N] [--dir DIR] [--client nbdcopy|qemu-img]
+                         [--writes [--qemu-io-cache MODE]] ARCH_BINARY...
 """
 
 import argparse
@@ -58,13 +67,76 @@ def stop(p):
     return usage.ru_maxrss // 1024
 
 
+def timed(cmd, server_pid):
+    """(wall, server CPU) of one run of `cmd`."""
+    c0, start = cpu(server_pid), time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start, cpu(server_pid) - c0
+
+
+def writes(args, work):
+    """The --writes A/B (see the module docstring)."""
+    repo, gib, sock = work / "repo-ab-serve", work / "serve-1g.raw", work / "ab-qemu-nbd.sock"
+    overlay = work / "ab-overlay.qcow2"
+    run.make_sparse(gib, run.GiB, 256 * run.MiB)
+    run.ARCH = Path(args.binaries[0])
+    run.fresh_repo(repo)
+    run.run_once(run.arch(repo, "put", str(gib), "i/gib"))
+    offsets = [run.random.Random(7 + i).randrange(0, run.GiB // 4096) * 4096 for i in range(1000)]
+    cmds = ["-t", args.qemu_io_cache] if args.qemu_io_cache else []
+    for o in offsets:
+        cmds += ["-c", f"write -P 7 {o} 4k"]
+    cmds += ["-c", "flush"]
+    results = {b: ([], [], [], []) for b in args.binaries}
+    peer, n = [], 0
+    for _ in range(args.reps):
+        for b in args.binaries:
+            n += 1
+            run.run_once(run.arch(repo, "clone", "i/gib", f"w{n}"))
+            p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"w{n}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            uri = json.loads(p.stdout.readline())["uri"]
+            first = timed(["qemu-io", "-f", "raw", *cmds, uri], p.pid)
+            again = timed(["qemu-io", "-f", "raw", *cmds, uri], p.pid)
+            results[b][0].append(first)
+            results[b][1].append(again)
+            results[b][2].append(stop(p))
+            run.run_once(run.arch(repo, "volume", "rm", f"w{n}"))
+        run.rm(overlay, sock)
+        run.sh(f"qemu-img create -q -f qcow2 -b {gib} -F raw {overlay}")
+        p = subprocess.Popen(["qemu-nbd", "-f", "qcow2", "-t", f"--socket={sock}", str(overlay)])
+        while not sock.exists():
+            time.sleep(0.01)
+        peer.append(timed(["qemu-io", "-f", "raw", *cmds, f"nbd+unix:///?socket={sock}"], p.pid))
+        stop(p)
+        for b in args.binaries:
+            results[b][3].append(results[b][0][-1][0] / peer[-1][0])
+
+    def cell(rows, i):
+        v = [r[i] for r in rows]
+        return f"{min(v):.3f}-{max(v):.3f} s (median {statistics.median(v):.3f})"
+    print(f"qemu-nbd (qcow2 overlay): wall {cell(peer, 0)}, server CPU {cell(peer, 1)}")
+    for b in args.binaries:
+        first, again, rss, ratios = results[b]
+        print(f"{b} first touch: wall {cell(first, 0)}, server CPU {cell(first, 1)}; "
+              f"ratio to qemu-nbd per round {min(ratios):.2f}-{max(ratios):.2f} "
+              f"(median {statistics.median(ratios):.2f})")
+        print(f"{b} again: wall {cell(again, 0)}, server CPU {cell(again, 1)}")
+        print(f"{b} server peak RSS: {max(rss)} MiB")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--dir", type=Path, default=run.ROOT / "target" / "bench")
     ap.add_argument("--client", choices=sorted(CLIENTS), default="nbdcopy")
+    ap.add_argument("--writes", action="store_true", help="random 4 KiB writes instead of reads")
+    ap.add_argument("--qemu-io-cache", help="qemu-io -t MODE for --writes (default: qemu-io's, writethrough)")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
+    if args.writes:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        return writes(args, args.dir)
     global CLIENT
     CLIENT = CLIENTS[args.client]
     work = args.dir

@@ -383,8 +383,8 @@ fn accept_loop(
                     ),
                     _ => {}
                 }
-                // Writes a client left in a remote store's write-back cache go out when it
-                // leaves (nothing to do for a local repository).
+                // Writes a client left unflushed (staged blocks, a remote store's write-back
+                // cache) are flushed when it leaves.
                 for s in served {
                     if let Err(e) = s.flush_on_disconnect() {
                         eprintln!("arch serve: {}: flush after client {id} left: {e}", s.name);

@@ -32,6 +32,7 @@ mod remote_store;
 mod serve;
 mod serve_hostile;
 mod serve_read;
+mod serve_staged;
 mod serve_vm;
 mod sizes;
 mod store_stall;

@@ -14,7 +14,7 @@
 
 use super::private::PrivateEpoch;
 use crate::error::{Error, Result};
-use crate::storage::export::read_one;
+use crate::storage::export::{BlockFault, read_one};
 use crate::storage::{Backend, BlockHash, BlockMap};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -61,19 +61,21 @@ pub struct VolumeBlocks<'a> {
 }
 
 impl<'a> VolumeBlocks<'a> {
-    /// I/O over `base` plus the private blocks `private` (see [`super::private`]).
-    /// `resource` names the volume in errors.
+    /// I/O over `base` plus the private blocks `private` (see [`super::private`]); new
+    /// blocks are staged until the next [`VolumeBlocks::finish`] where the store allows it
+    /// (see [`super::staged`]). `resource` names the volume in errors.
     pub fn new(
         backend: &'a dyn Backend,
         base: BlockMap,
         private: Box<dyn PrivateEpoch>,
         resource: String,
     ) -> VolumeBlocks<'a> {
+        let block_size = base.block_size() as u64;
         VolumeBlocks {
             backend,
-            block_size: base.block_size() as u64,
+            block_size,
             base,
-            private,
+            private: super::staged::wrap(private, block_size),
             resource,
             stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
         }
@@ -233,15 +235,52 @@ impl<'a> VolumeBlocks<'a> {
                 self.private.create(index, within as u64, chunk)?;
                 stats.blocks_allocated += 1;
             }
-            BlockSource::Shared(_) => {
-                let mut block = Vec::new();
-                self.read_block_held(index, &mut block)?;
-                block[within..within + chunk.len()].copy_from_slice(chunk);
-                self.private.create(index, 0, &block)?;
+            BlockSource::Shared(h) => {
+                self.copy_on_write(index, &h, within, chunk)?;
                 stats.blocks_copied += 1;
             }
         }
         Ok(())
+    }
+
+    /// Makes shared block `index` (hash `hash`) private with `chunk` at `within`; the caller
+    /// holds the block's stripe exclusively. The stored block is hashed on another thread
+    /// while its copy is written: a copy whose source fails verification is removed before
+    /// the stripe is released (nobody has read it) and the write fails.
+    fn copy_on_write(
+        &self,
+        index: u64,
+        hash: &BlockHash,
+        within: usize,
+        chunk: &[u8],
+    ) -> Result<()> {
+        let bs = self.block_size as usize;
+        let fault = |f: BlockFault| f.with_location(hash, index * self.block_size, &self.resource);
+        let mut block = Vec::with_capacity(bs);
+        match self.backend.read_block(hash, &mut block) {
+            Ok(true) => {}
+            Ok(false) => return Err(fault(BlockFault::Missing)),
+            Err(Error::Corrupt { .. }) => return Err(fault(BlockFault::Corrupt)),
+            Err(e) => return Err(e),
+        }
+        let stored = block.len();
+        if stored > bs {
+            return Err(fault(BlockFault::Corrupt));
+        }
+        block.resize(bs, 0);
+        let (verified, created) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| BlockHash::of_bytes(&block[..stored]) == *hash);
+            let created = self.private.create(index, 0, &block);
+            (hasher.join().expect("hash thread"), created)
+        });
+        if !verified {
+            if created.is_ok() {
+                self.private.remove(index)?;
+            }
+            return Err(fault(BlockFault::Corrupt));
+        }
+        created?;
+        self.private.write_in_place(index, within as u64, chunk)
     }
 
     /// Makes block `index` read as zeros with no private data: its private block goes when
@@ -425,6 +464,7 @@ mod tests {
         let (dir, backend) = scratch();
         let v = blocks(dir.path(), &backend, 4);
         v.write_at(0, &[1]).unwrap();
+        v.finish().unwrap();
         fs::create_dir(dir.path().join("epoch/2")).unwrap();
         assert!(matches!(v.source(0), Ok(BlockSource::Private)));
         assert!(matches!(v.source(2), Err(Error::Corrupt { .. })));

@@ -16,6 +16,7 @@ mod resize;
 pub mod rollback;
 pub mod served;
 mod snapshot;
+mod staged;
 pub mod transfer;
 mod untrusted;
 
@@ -158,6 +159,10 @@ fn open_as<'a>(
     if record.status == STATUS_CREATING && !finish_creating {
         // We hold its lock, so its creator is gone.
         return Err(creating::refusal(name, &record, false));
+    }
+    if write || finish_creating {
+        // Its one writer now: staged files of the volume are a killed writer's.
+        staged::remove_leftovers(&repo.tmp_dir(), &id)?;
     }
     assemble(repo, name, record, Some(lock), data)
 }

@@ -115,6 +115,10 @@ impl<'a> Served<'a> {
                     resource: format!("volume '{name}' (replaced while opening it)"),
                 });
             }
+            if serving.is_some() {
+                // The volume's one writer now: staged files of it are a killed server's.
+                super::staged::remove_leftovers(&repo.tmp_dir(), &id)?;
+            }
             return Ok(Served {
                 repo,
                 name: name.to_string(),
@@ -292,12 +296,10 @@ impl<'a> Served<'a> {
         self.volume(|v| v.blocks.finish())
     }
 
-    /// After a client's disconnect: with a remote private-block store, uploads what the
-    /// write-back cache holds (so other hosts see it); a local repository has nothing to do.
+    /// After a client's disconnect: flushes, so what it wrote is seen by other processes
+    /// (blocks staged in `tmp/` are placed; a remote store's write-back cache is uploaded, so
+    /// other hosts see it).
     pub fn flush_on_disconnect(&self) -> Result<()> {
-        if self.read_only || !self.repo.private_store().is_remote() {
-            return Ok(());
-        }
         self.flush()
     }
 

@@ -190,21 +190,9 @@ impl PrivateEpoch for LocalEpoch {
     }
 
     fn create(&self, index: u64, within: u64, data: &[u8]) -> Result<()> {
-        {
-            // Under the lock: two writers never race to create the directory. A descriptor
-            // kept for in-place writes would name the replaced file.
-            let mut pending = self.pending();
-            pending.dirty.remove(&index);
-            if !pending.dir_ready {
-                let modes = fsutil::Modes::of_dir(&self.tmp_dir);
-                fsutil::create_dir_all(&self.dir, modes)?;
-                if let Some(parent) = self.dir.parent() {
-                    fsutil::sync_parent(parent)?;
-                    fsutil::sync_dir(parent)?;
-                }
-                pending.dir_ready = true;
-            }
-        }
+        self.prepare_dir()?;
+        // A descriptor kept for in-place writes would name the replaced file.
+        self.pending().dirty.remove(&index);
         let tmp = self.tmp_dir.join(format!(
             "vol-{}-{index}-{}",
             std::process::id(),
@@ -297,6 +285,44 @@ impl PrivateEpoch for LocalEpoch {
 
     fn location(&self, index: u64) -> PathBuf {
         self.path(index)
+    }
+
+    fn staging(&self) -> Option<(PathBuf, String)> {
+        // `volumes/<id>/<epoch>`: the staged files are named after the volume's id.
+        let id = self.dir.parent()?.file_name()?.to_str()?;
+        Some((
+            self.tmp_dir.clone(),
+            crate::services::volumes::staged::prefix(id),
+        ))
+    }
+
+    fn adopt(&self, index: u64, file: &std::path::Path) -> Result<()> {
+        self.prepare_dir()?;
+        let dest = self.path(index);
+        fs::rename(file, &dest).map_err(|e| Error::io("rename to", &dest, e))?;
+        // A descriptor kept for in-place writes names the replaced file: its writes are gone.
+        let mut pending = self.pending();
+        pending.dirty.remove(&index);
+        pending.created = true;
+        Ok(())
+    }
+}
+
+impl LocalEpoch {
+    /// Makes the epoch directory exist (durably, once) before a block is placed in it.
+    fn prepare_dir(&self) -> Result<()> {
+        // Under the lock: two writers never race to create the directory.
+        let mut pending = self.pending();
+        if !pending.dir_ready {
+            let modes = fsutil::Modes::of_dir(&self.tmp_dir);
+            fsutil::create_dir_all(&self.dir, modes)?;
+            if let Some(parent) = self.dir.parent() {
+                fsutil::sync_parent(parent)?;
+                fsutil::sync_dir(parent)?;
+            }
+            pending.dir_ready = true;
+        }
+        Ok(())
     }
 }
 

@@ -73,6 +73,24 @@ pub trait PrivateEpoch: Send + Sync {
 
     /// Where private block `index` is, for messages (a path, or a URL of an object).
     fn location(&self, index: u64) -> PathBuf;
+
+    /// A directory on the same filesystem as the private blocks where a new block can be
+    /// written whole and then taken in by [`PrivateEpoch::adopt`] (a rename), and the name
+    /// prefix of this volume's files there ([`super::staged::prefix`]), or None when the
+    /// store cannot take in files (the default). Block I/O stages new blocks there until the
+    /// next flush (see `services/volumes/staged.rs`).
+    fn staging(&self) -> Option<(PathBuf, String)> {
+        None
+    }
+
+    /// Makes the file `file` (exactly one block, already durable) private block `index`,
+    /// atomically replacing any block there, and consumes the file. Durable once flushed.
+    /// The default reads the file and creates the block from its bytes.
+    fn adopt(&self, index: u64, file: &std::path::Path) -> Result<()> {
+        let data = std::fs::read(file).map_err(|e| crate::error::Error::io("read", file, e))?;
+        self.create(index, 0, &data)?;
+        std::fs::remove_file(file).map_err(|e| crate::error::Error::io("remove", file, e))
+    }
 }
 
 /// Removes the private blocks of epoch `epoch` of volume `id`, which a commit (`what`: a
