@@ -383,14 +383,19 @@ fn accept_loop(
                     ),
                     _ => {}
                 }
+                // Its slot is free once its connection is gone, before the flush below: the
+                // next client (with --shared 1, e.g. `qemu-io` right after `qemu-img`) is not
+                // turned away while a slow store takes the write-back. The flush runs beside
+                // the next client's requests, as flushes of several clients do.
+                clients.lock().unwrap().retain(|(i, _)| *i != id);
                 // Writes a client left unflushed (staged blocks, a remote store's write-back
-                // cache) are flushed when it leaves.
+                // cache) are flushed when it leaves. At shutdown the scope joins this thread
+                // before the final flush of every volume.
                 for s in served {
                     if let Err(e) = s.flush_on_disconnect() {
                         eprintln!("arch serve: {}: flush after client {id} left: {e}", s.name);
                     }
                 }
-                clients.lock().unwrap().retain(|(i, _)| *i != id);
             });
         }
         // Stop reading requests; a request being executed is completed and answered. A client
