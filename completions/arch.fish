@@ -276,7 +276,7 @@ complete -c arch -n "__fish_arch_using_subcommand snapshot" -s h -l help -d 'Pri
 complete -c arch -n "__fish_arch_using_subcommand snapshot" -s V -l version -d 'Print version'
 complete -c arch -n "__fish_arch_using_subcommand serve" -l socket -d 'Unix socket to listen on (default: REPO/run/arch-serve-PID.sock, mode 0600)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand serve" -l tcp -d 'Listen on TCP instead: PORT or HOST:PORT (host defaults to 127.0.0.1; port 0 picks one)' -r
-complete -c arch -n "__fish_arch_using_subcommand serve" -l shared -d 'Clients served at once (more are turned away); flushes cover every client\'s writes' -r
+complete -c arch -n "__fish_arch_using_subcommand serve" -l shared -d 'Clients served at once (more wait until one leaves, as with qemu-nbd); flushes cover every client\'s writes' -r
 complete -c arch -n "__fish_arch_using_subcommand serve" -l handshake-limit -d 'Seconds a client may take to choose an export (and a control request to arrive) before it is dropped, as qemu-nbd\'s --handshake-limit' -r
 complete -c arch -n "__fish_arch_using_subcommand serve" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand serve" -l read-only -d 'Serve volumes read-only too (other readers and writers then wait as for `volume read`)'

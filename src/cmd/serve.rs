@@ -45,7 +45,8 @@ pub struct Args {
     /// Serve volumes read-only too (other readers and writers then wait as for `volume read`).
     #[arg(long)]
     pub read_only: bool,
-    /// Clients served at once (more are turned away); flushes cover every client's writes.
+    /// Clients served at once (more wait until one leaves, as with qemu-nbd); flushes cover
+    /// every client's writes.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shared: u32,
     /// Seconds a client may take to choose an export (and a control request to arrive)
@@ -316,12 +317,17 @@ fn accept_loop(
             scope.spawn(move || answer_relayed(served, inbox));
         }
         while crate::interrupt::received().is_none() {
-            let mut pfd = [listener.fd(), control.as_raw_fd()].map(|fd| libc::pollfd {
+            // With every slot taken, new clients wait in the listen backlog (as with
+            // qemu-nbd) and are accepted once one leaves: poll ignores a negative fd.
+            let full = clients.lock().unwrap().len() >= limits.shared as usize;
+            let listening = if full { -1 } else { listener.fd() };
+            let mut pfd = [listening, control.as_raw_fd()].map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
-            // SAFETY: two valid pollfds; a signal or the timeout returns early.
+            // SAFETY: two pollfds (the first maybe ignored); a signal or the timeout returns
+            // early.
             if unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) } <= 0 {
                 continue;
             }
@@ -352,15 +358,8 @@ fn accept_loop(
                     continue;
                 }
             };
+            // Only this loop adds clients, and it polled the listener with a slot free.
             let mut list = clients.lock().unwrap();
-            let shared = limits.shared;
-            if list.len() >= shared as usize {
-                eprintln!(
-                    "arch serve: turned a client away: {shared} already connected (--shared {shared})"
-                );
-                stream.shutdown(Shutdown::Both);
-                continue;
-            }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             match stream.try_clone() {
                 Ok(handle) => list.push((id, handle)),
@@ -384,9 +383,9 @@ fn accept_loop(
                     _ => {}
                 }
                 // Its slot is free once its connection is gone, before the flush below: the
-                // next client (with --shared 1, e.g. `qemu-io` right after `qemu-img`) is not
-                // turned away while a slow store takes the write-back. The flush runs beside
-                // the next client's requests, as flushes of several clients do.
+                // next client (with --shared 1, e.g. `qemu-io` right after `qemu-img`) does
+                // not wait while a slow store takes the write-back. The flush runs beside the
+                // next client's requests, as flushes of several clients do.
                 clients.lock().unwrap().retain(|(i, _)| *i != id);
                 // Writes a client left unflushed (staged blocks, a remote store's write-back
                 // cache) are flushed when it leaves. At shutdown the scope joins this thread

@@ -350,3 +350,42 @@ fn a_read_spanning_a_damaged_block_fails_whole_and_the_blocks_around_it_are_serv
     assert_eq!(code, Some(0));
     assert!(err.contains(&h), "the damaged block is named: {err}");
 }
+
+#[test]
+fn with_every_slot_taken_a_new_client_waits_and_is_served_once_one_leaves() {
+    let (repo, img) = setup(64 << 10);
+    // --shared 1 (the default): one client at a time, as qemu-nbd.
+    let srv = Server::start(&repo, &["vm1"]);
+    let mut first = RawClient::connect(&srv.socket(), "vm1");
+    assert_eq!(first.request(1, 100, 5, b"first").0, 0);
+    // The second one is neither greeted nor dropped while the slot is taken.
+    let mut second = UnixStream::connect(srv.socket()).unwrap();
+    second
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = second.read(&mut byte).unwrap_err();
+    assert!(
+        matches!(
+            waited.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{waited}"
+    );
+    // Once the first leaves, the waiting one is greeted and served.
+    drop(first);
+    second.set_read_timeout(None).unwrap();
+    let mut greet = [0u8; 18];
+    second.read_exact(&mut greet).unwrap();
+    assert_eq!(&greet[..16], b"NBDMAGICIHAVEOPT");
+    drop(second);
+    let mut third = RawClient::connect(&srv.socket(), "vm1");
+    let (err, data) = third.request(0, 100, 5, &[]);
+    assert_eq!((err, data.as_slice()), (0, &b"first"[..]));
+    drop(third);
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let mut model = img;
+    model[100..105].copy_from_slice(b"first");
+    assert_eq!(export(&repo, "vm1"), model);
+}
