@@ -165,6 +165,25 @@ fn remote_a_snapshot_from_another_machine_goes_through_the_catalog_and_an_unreac
     assert_eq!(v["object"], "snapshots/s2");
     assert_eq!(vm.request(1, 5000, 6, b"later.").0, 0);
     assert_eq!(vm.request(3, 0, 0, &[]).0, 0);
+    // A channel in the row that arch never makes (a hostile or damaged row) is refused,
+    // naming the table, before anything is sent; nothing changes.
+    let n = c
+        .execute(
+            "UPDATE servers SET info = jsonb_set(info::jsonb, '{relay}', \
+             '\"pg_catalog; NOTIFY x\"')::text WHERE volume_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let before = catalog_dump(a.catalog.as_ref().unwrap());
+    let out = arch_in(&b, &["snapshot", "vm1", "s3"]);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("servers") && err.contains("not one arch makes"),
+        "{err}"
+    );
+    assert_eq!(catalog_dump(a.catalog.as_ref().unwrap()), before);
     // A server that takes no requests through the catalog (no channel in its row) cannot be
     // reached from another machine: refused, changing nothing, saying where to run it.
     let n = c

@@ -45,21 +45,25 @@ fn write(vm: &mut RawClient, model: &mut [u8], at: usize, data: &[u8]) {
     model[at..at + data.len()].copy_from_slice(data);
 }
 
-/// True (the test returns) with the private blocks in a store: staging is the local private
-/// store's, files in `tmp/` and the epoch directory; a store's private blocks have a
-/// write-back cache of their own, tested by `remote_private` and `remote_faults`.
-fn remote() -> bool {
-    crate::util::local_store_only("staged blocks are files of the local private store")
+/// The fixture of every test here: volume `vm1` of 16 blocks of 4 KiB cloned from an image
+/// (blocks 0-7 data, 8-15 zeros), the image bytes and the volume's epoch directory. None (the
+/// test returns) with the private blocks in a store: staging is the local private store's,
+/// files in `tmp/` and the epoch directory; a store's private blocks have a write-back cache
+/// of their own, tested by `remote_private` and `remote_faults`.
+fn fixture() -> Option<(TestRepo, Vec<u8>, PathBuf)> {
+    if crate::util::local_store_only("staged blocks are files of the local private store") {
+        return None;
+    }
+    let (repo, img) = setup(64 << 10);
+    let epoch = epoch_dir(&repo, "vm1");
+    Some((repo, img, epoch))
 }
 
 #[test]
 fn new_blocks_are_placed_by_the_flush_and_survive_kill_9_and_later_ones_are_lost() {
-    if remote() {
+    let Some((repo, img, epoch)) = fixture() else {
         return;
-    }
-    // Blocks 0-7 hold image data, 8-15 are zeros.
-    let (repo, img) = setup(64 << 10);
-    let epoch = epoch_dir(&repo, "vm1");
+    };
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
     let mut model = img.clone();
@@ -124,12 +128,10 @@ fn request_with_flags(vm: &mut RawClient, flags: u16, kind: u16, at: u64, data: 
 
 #[test]
 fn a_fua_write_is_placed_before_its_reply_and_survives_kill_9() {
-    if remote() {
-        return;
-    }
     const FUA: u16 = 1;
-    let (repo, img) = setup(64 << 10);
-    let epoch = epoch_dir(&repo, "vm1");
+    let Some((repo, img, epoch)) = fixture() else {
+        return;
+    };
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
     let mut model = img.clone();
@@ -152,11 +154,9 @@ fn a_fua_write_is_placed_before_its_reply_and_survives_kill_9() {
 
 #[test]
 fn the_next_server_removes_a_killed_servers_staged_blocks_and_nothing_else_changes() {
-    if remote() {
+    let Some((repo, img, epoch)) = fixture() else {
         return;
-    }
-    let (repo, img) = setup(64 << 10);
-    let epoch = epoch_dir(&repo, "vm1");
+    };
     let before = repo.snapshot();
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
@@ -185,10 +185,9 @@ fn the_next_server_removes_a_killed_servers_staged_blocks_and_nothing_else_chang
 
 #[test]
 fn a_snapshot_while_serving_places_the_staged_blocks_first() {
-    if remote() {
+    let Some((repo, img, _)) = fixture() else {
         return;
-    }
-    let (repo, img) = setup(64 << 10);
+    };
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
     let mut model = img.clone();
@@ -211,11 +210,9 @@ fn a_snapshot_while_serving_places_the_staged_blocks_first() {
 
 #[test]
 fn a_client_leaving_without_a_flush_has_its_new_blocks_placed() {
-    if remote() {
+    let Some((repo, img, epoch)) = fixture() else {
         return;
-    }
-    let (repo, img) = setup(64 << 10);
-    let epoch = epoch_dir(&repo, "vm1");
+    };
     let srv = Server::start(&repo, &["vm1"]);
     let mut vm = RawClient::connect(&srv.socket(), "vm1");
     assert_eq!(vm.request(WRITE, 2 * BS as u64 + 5, 3, b"xyz").0, 0);

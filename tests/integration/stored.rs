@@ -120,13 +120,11 @@ pub fn names(r: &TestRepo, kind: &str) -> Vec<String> {
     out
 }
 
-/// The repository-relative locations of the quarantined copies of block or map `hex`
-/// (`quarantine/<kind>/<hex>` and `<hex>.1`... on disk, `<hex>.<unique>` in the bucket),
-/// sorted by name.
-pub fn quarantined(r: &TestRepo, kind: &str, hex: &str) -> Vec<String> {
-    let dir = format!("quarantine/{kind}");
-    let names: Vec<String> = match place(r) {
-        Place::Local(root) => match std::fs::read_dir(root.join(&dir)) {
+/// The names in repository-relative directory `dir` (files on disk, objects under that prefix
+/// in the bucket), unsorted; none when it is absent.
+fn names_in(r: &TestRepo, dir: &str) -> Vec<String> {
+    match place(r) {
+        Place::Local(root) => match std::fs::read_dir(root.join(dir)) {
             Ok(entries) => entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect(),
@@ -134,12 +132,20 @@ pub fn quarantined(r: &TestRepo, kind: &str, hex: &str) -> Vec<String> {
             Err(e) => panic!("read {dir}: {e}"),
         },
         Place::Store(b) => b
-            .list_names(&dir)
-            .expect("list quarantined test objects")
+            .list_names(dir)
+            .unwrap_or_else(|e| panic!("list the test objects under {dir}: {e}"))
             .into_iter()
             .map(|(name, _)| name)
             .collect(),
-    };
+    }
+}
+
+/// The repository-relative locations of the quarantined copies of block or map `hex`
+/// (`quarantine/<kind>/<hex>` and `<hex>.1`... on disk, `<hex>.<unique>` in the bucket),
+/// sorted by name.
+pub fn quarantined(r: &TestRepo, kind: &str, hex: &str) -> Vec<String> {
+    let dir = format!("quarantine/{kind}");
+    let names = names_in(r, &dir);
     let mut out: Vec<String> = names
         .into_iter()
         .filter(|n| n.split('.').next() == Some(hex))
@@ -250,21 +256,7 @@ pub fn private_rel(id: &str, epoch: u64, index: u64) -> String {
 /// The indexes of the private blocks stored for epoch `epoch` of volume `id`, sorted.
 pub fn private_blocks(r: &TestRepo, id: &str, epoch: u64) -> Vec<u64> {
     let dir = format!("volumes/{id}/{epoch}");
-    let names: Vec<String> = match place(r) {
-        Place::Local(root) => match std::fs::read_dir(root.join(&dir)) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => panic!("read {dir}: {e}"),
-        },
-        Place::Store(b) => b
-            .list_names(&dir)
-            .expect("list private test objects")
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect(),
-    };
+    let names = names_in(r, &dir);
     let mut out: Vec<u64> = names
         .iter()
         .map(|n| {
