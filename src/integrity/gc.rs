@@ -8,7 +8,7 @@
 //! that were already referenced when gc read the catalog, so nothing they need is swept.
 //! Memory: the live set costs 32 bytes per distinct referenced block (32 MiB per million).
 //!
-//! Speed and durability: maps, then blocks, are swept shard by shard on several threads
+//! Speed and durability: maps, then blocks, are swept shard by shard on many threads
 //! ([`crate::storage::sweep`]): types come from the listing, each removal is relative to its
 //! open shard, and the touched shards are fsynced once each, after all removals of that
 //! sweep. Ordering: the map sweep (removals and its shard fsyncs) completes before the block
@@ -24,10 +24,9 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::{CATALOG_LOCK, Repository, lock};
 use crate::storage::fsutil::remove_path;
-use crate::storage::ingest::io_threads;
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
 use crate::storage::s3::{BLOCKS, MAPS};
-use crate::storage::sweep::sweep;
+use crate::storage::sweep::{SWEEP_THREADS, sweep};
 use serde::Serialize;
 
 /// What gc removed (or, with `dry_run`, would remove).
@@ -77,7 +76,7 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     };
     // Maps first, durably: a map is what makes blocks reachable, so removing it before its
     // blocks never leaves a referenced-looking map with missing blocks.
-    let threads = io_threads();
+    let threads = SWEEP_THREADS;
     let root = repo.root();
     let no_progress = crate::progress::NoProgress;
     if let Some(s3) = repo.backend().as_s3() {
