@@ -11,7 +11,9 @@ mod net;
 use super::{Context, Status};
 use crate::nbd::{self, Export, Extent, Failure, Offer};
 use crate::repo::db::pg::notify::Inbox;
-use crate::services::volumes::served::{Control, Served, answer_control, answer_relayed};
+use crate::services::volumes::served::{
+    BlockRange, Control, Served, answer_control, answer_relayed,
+};
 use anyhow::bail;
 use net::{Deadline, Listener, Replies, SocketFile, Stream, Wakeup, bind_unix, listen, run_dir};
 use serde::Serialize;
@@ -135,7 +137,10 @@ impl Export for NbdExport<'_, '_> {
     fn read_shared(&self, offset: u64, len: usize) -> Result<Option<nbd::SharedData>, Failure> {
         let f = |e| self.failure(e);
         let range = self.served.read_shared(offset, len).map_err(f)?;
-        Ok(range.map(|r| Box::new(r) as nbd::SharedData))
+        Ok(range.map(|r| match r {
+            BlockRange::File { file, offset, len } => nbd::SharedData::File { file, offset, len },
+            BlockRange::Memory(m) => nbd::SharedData::Bytes(Box::new(m)),
+        }))
     }
     fn read_ahead(&self) {
         self.served.read_ahead()

@@ -7,10 +7,12 @@
 //! nbdkit would make arch a plugin of another server. The protocol is a few hundred lines.
 
 pub mod handshake;
+pub mod reply;
 pub mod transmission;
 pub mod wire;
 
 pub use handshake::{Session, handshake};
+pub use reply::{ReplyStream, SharedData};
 pub use transmission::serve;
 
 /// Why an export operation failed: the errno sent to the client and a message for the log.
@@ -36,9 +38,6 @@ pub struct Extent {
     pub length: u64,
     pub flags: u32,
 }
-
-/// Read data an export hands out to be sent as it is (see [`Export::read_shared`]).
-pub type SharedData = Box<dyn AsRef<[u8]> + Send + Sync>;
 
 /// What the protocol serves. Ranges passed in always lie inside `size()`; writes only reach
 /// an export that is not read-only.

@@ -7,7 +7,7 @@ use super::fsutil::{
 };
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
-use super::mapped::{BlockMapping, Mapped};
+use super::mapped::{BlockFile, BlockMapping, Mapped, OpenedBlock};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
@@ -204,6 +204,18 @@ impl Backend for LocalBackend {
         Mapped::of_file(&f, len as usize)
             .map(BlockMapping::Mapped)
             .map_err(|e| Error::io("map", &p, e))
+    }
+
+    fn open_block(&self, hash: &BlockHash, max: usize) -> Result<OpenedBlock> {
+        let p = self.block_path(hash);
+        let Some(f) = open_regular(&p)? else {
+            return Ok(OpenedBlock::Missing);
+        };
+        let len = f.metadata().map_err(|e| Error::io("stat", &p, e))?.len();
+        if len > max as u64 {
+            return Ok(OpenedBlock::TooLong(len));
+        }
+        Ok(OpenedBlock::File(BlockFile::new(f, len as usize)))
     }
 
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {

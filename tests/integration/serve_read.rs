@@ -70,3 +70,21 @@ fn multi_conn_is_offered_only_with_slots_for_it_so_nbdcopy_of_a_read_only_volume
     let (code, err) = srv.stop();
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn over_tcp_shared_blocks_sent_from_their_files_are_the_volume_bytes() {
+    let (repo, img) = setup(64 << 10);
+    let srv = Server::start(&repo, &["vm1", "--tcp", "0"]);
+    let uri = srv.uri("vm1").to_string();
+    assert!(uri.starts_with("nbd://127.0.0.1:"), "{uri}");
+    // Whole blocks (sent from the block files), then unaligned spans (copied out of them).
+    let copy = repo.path("copy.raw");
+    tool(&["nbdcopy", &uri, copy.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&copy).unwrap(), img);
+    let out = tool(&["qemu-io", "-f", "raw", "-c", "read -v 4000 200", &uri]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = format!("{:02x}", img[4000]);
+    assert!(text.contains(&format!("00000fa0:  {first}")), "{text}");
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -115,6 +115,29 @@ impl Write for Replies {
     }
 }
 
+impl crate::nbd::ReplyStream for Replies {
+    /// The head written, then the file's bytes sent from the page cache (sendfile).
+    fn send_file(
+        &mut self,
+        head: &[u8],
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<()> {
+        let fd = match &self.0 {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        };
+        let r = self
+            .write_all(head)
+            .and_then(|()| crate::nbd::reply::sendfile_all(fd, file, offset, len));
+        if r.is_err() {
+            self.0.shutdown(Shutdown::Both);
+        }
+        r
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -172,7 +172,9 @@ impl<'a> Served<'a> {
                     Content::Resource { .. } => unreachable!("resources have no private blocks"),
                 },
                 Ok(h) if h.is_zero() => out.fill(0),
-                Ok(h) => self.shared_block(&h, index)?.copy_to(within, out),
+                Ok(h) => self.shared_block(&h, index)?.copy_to(within, out, &|| {
+                    format!("{} {} block {index}", self.kind, self.name)
+                })?,
             }
             done += n;
         }
@@ -197,15 +199,7 @@ impl<'a> Served<'a> {
             Ok(h) if !h.is_zero() => h,
             _ => return Ok(None),
         };
-        let block = self.shared_block(&hash, index)?;
-        if within + len > block.stored().len() {
-            return Ok(None);
-        }
-        Ok(Some(BlockRange {
-            block,
-            start: within,
-            end: within + len,
-        }))
+        Ok(self.shared_block(&hash, index)?.range(within, within + len))
     }
 
     /// Loads and verifies the shared blocks a sequential reader will ask for next (see

@@ -1,0 +1,172 @@
+//! How a reply leaves: the stream it is written to ([`ReplyStream`]) and the READ data an
+//! export hands out to be sent as it is ([`SharedData`]): bytes in memory, or a range of an
+//! open file that a socket has the kernel send from the page cache (sendfile, which since
+//! Linux 6.5 passes page references to a Unix or TCP socket instead of copying the bytes).
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+/// READ data an export holds ready (see [`super::Export::read_shared`]).
+pub enum SharedData {
+    /// Bytes in memory (or mapped), sent as they are.
+    Bytes(Box<dyn AsRef<[u8]> + Send + Sync>),
+    /// `len` bytes of `file` from `offset`, which the export checked (e.g. verified) and
+    /// which must not change until sent.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: usize,
+    },
+}
+
+impl SharedData {
+    pub fn len(&self) -> usize {
+        match self {
+            SharedData::Bytes(b) => (**b).as_ref().len(),
+            SharedData::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The stream replies go to.
+pub trait ReplyStream: Write {
+    /// Writes `head`, then the `len` bytes of `file` from `offset`. This default reads them
+    /// into memory first (streams without a descriptor: tests); a socket overrides it to
+    /// send them from the page cache. A file shorter than that is an error (`UnexpectedEof`)
+    /// after `head` went out: the stream is then broken.
+    fn send_file(&mut self, head: &[u8], file: &File, offset: u64, len: usize) -> io::Result<()> {
+        let mut data = vec![0u8; len];
+        file.read_exact_at(&mut data, offset)?;
+        write_all_two(self, head, &data)
+    }
+}
+
+impl ReplyStream for Vec<u8> {}
+impl ReplyStream for io::Sink {}
+
+/// Sends `head` then `data`: the one place a reply's parts are put on the stream.
+pub fn send(
+    w: &mut impl ReplyStream,
+    head: &[u8],
+    data: Option<&SharedData>,
+    buffer: &[u8],
+) -> io::Result<()> {
+    match data {
+        Some(SharedData::Bytes(b)) => write_all_two(w, head, (**b).as_ref()),
+        Some(SharedData::File { file, offset, len }) => w.send_file(head, file, *offset, *len),
+        None => write_all_two(w, head, buffer),
+    }
+}
+
+/// Writes `head` then `body` with as few system calls as the writer allows (one vectored
+/// write for a reply whose data is larger than the writer's buffer).
+pub fn write_all_two<W: Write + ?Sized>(w: &mut W, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut parts = [IoSlice::new(head), IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match w.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` from `offset` to the socket `fd` with sendfile(2), the socket
+/// blocking (its send timeout applies: a client that does not take the bytes gets an error).
+pub fn sendfile_all(
+    fd: std::os::fd::RawFd,
+    file: &File,
+    offset: u64,
+    len: usize,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut off = offset as libc::off_t;
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: sendfile reads `file` (a descriptor we hold) at `off` and writes to `fd`;
+        // `off` is a valid off_t the kernel advances.
+        let n = unsafe { libc::sendfile(fd, file.as_raw_fd(), &mut off, left) };
+        match n {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file ended before the reply's data",
+                ));
+            }
+            n if n > 0 => left -= n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    fn file_of(bytes: &[u8]) -> (tempfile::TempDir, Arc<File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, bytes).unwrap();
+        (dir, Arc::new(File::open(&p).unwrap()))
+    }
+
+    #[test]
+    fn file_data_is_sent_after_its_head_through_a_socket_and_the_default() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let (_dir, file) = file_of(&bytes);
+        let data = SharedData::File {
+            file: file.clone(),
+            offset: 1000,
+            len: 250_000,
+        };
+        assert_eq!(data.len(), 250_000);
+        // The default (read into memory).
+        let mut out = Vec::new();
+        send(&mut out, b"head", Some(&data), &[]).unwrap();
+        assert_eq!(&out[..4], b"head");
+        assert_eq!(&out[4..], &bytes[1000..251_000]);
+        // sendfile into a socket, read on the other side meanwhile.
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).unwrap();
+            got
+        });
+        sendfile_all(a.as_raw_fd(), &file, 1000, 250_000).unwrap();
+        drop(a);
+        assert_eq!(reader.join().unwrap(), &bytes[1000..251_000]);
+        // A file shorter than the range: an error, not a short reply.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let e = sendfile_all(a.as_raw_fd(), &file, 299_000, 2000).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut out = Vec::new();
+        assert!(out.send_file(b"h", &file, 299_000, 2000).is_err());
+    }
+
+    #[test]
+    fn bytes_and_buffers_are_sent_after_the_head() {
+        let mut out = Vec::new();
+        let data = SharedData::Bytes(Box::new(vec![7u8; 5]));
+        send(&mut out, b"ab", Some(&data), b"ignored").unwrap();
+        send(&mut out, b"cd", None, b"xyz").unwrap();
+        assert_eq!(out, b"ab\x07\x07\x07\x07\x07cdxyz");
+    }
+}
