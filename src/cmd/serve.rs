@@ -156,9 +156,10 @@ impl Export for NbdExport<'_, '_> {
         let f = |e| self.failure(e);
         self.served.zero(offset, length, trim, fua).map_err(f)
     }
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+    fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure> {
         let f = |e| self.failure(e);
-        let runs = self.served.allocation(offset, length).map_err(f)?;
+        let most = if one { 1 } else { usize::MAX };
+        let runs = self.served.allocation(offset, length, most).map_err(f)?;
         Ok(runs
             .into_iter()
             .map(|(length, zero)| Extent {

@@ -66,8 +66,9 @@ pub trait Export: Sync {
     /// Makes the range read as zeros (`trim`: may leave it unchanged where not whole blocks).
     fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure>;
     /// Allocation of `[offset, offset + length)`: extents in order, covering at least the
-    /// first byte and at most the range.
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure>;
+    /// first byte and at most the range. With `one` (the client's NBD_CMD_FLAG_REQ_ONE)
+    /// only the first extent is sent: the export may stop looking once it is complete.
+    fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure>;
 }
 
 /// One export offered by a server: the name clients ask for and what serves it.

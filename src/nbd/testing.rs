@@ -66,7 +66,7 @@ impl Export for MemExport {
         self.data.lock().unwrap()[o..o + length as usize].fill(0);
         Ok(())
     }
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+    fn extents(&self, offset: u64, length: u64, _one: bool) -> Result<Vec<Extent>, Failure> {
         let w = self.written.lock().unwrap();
         let mut out: Vec<Extent> = Vec::new();
         let (mut pos, end) = (offset, offset + length);

@@ -312,7 +312,8 @@ fn block_status(
     if len == 0 || req.offset > size || len > size - req.offset {
         return Err(Failure::new(EINVAL, "block status past the end"));
     }
-    let extents = export.extents(req.offset, len)?;
+    let one = req.flags & CMD_FLAG_REQ_ONE != 0;
+    let extents = export.extents(req.offset, len, one)?;
     // The spec: extents in order, none empty, together at most the requested length.
     let mut payload = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
     let mut left = len;
@@ -324,7 +325,7 @@ fn block_status(
         payload.extend_from_slice(&(n as u32).to_be_bytes());
         payload.extend_from_slice(&e.flags.to_be_bytes());
         left -= n;
-        if left == 0 || req.flags & CMD_FLAG_REQ_ONE != 0 {
+        if left == 0 || one {
             break;
         }
     }
@@ -560,7 +561,7 @@ mod tests {
         fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
             unreachable!()
         }
-        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+        fn extents(&self, _: u64, _: u64, _: bool) -> Result<Vec<Extent>, Failure> {
             unreachable!()
         }
     }
@@ -584,8 +585,9 @@ mod tests {
         assert_eq!(*g.most.lock().unwrap(), 2);
     }
 
-    /// An export whose allocation answers are sloppy: empty runs and runs past the range.
-    struct Sloppy(MemExport);
+    /// An export whose allocation answers are sloppy: empty runs and runs past the range;
+    /// it records whether each question wanted one extent only.
+    struct Sloppy(MemExport, Mutex<Vec<bool>>);
     impl Export for Sloppy {
         fn size(&self) -> u64 {
             self.0.size()
@@ -608,7 +610,8 @@ mod tests {
         fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
             unreachable!()
         }
-        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+        fn extents(&self, _: u64, _: u64, one: bool) -> Result<Vec<Extent>, Failure> {
+            self.1.lock().unwrap().push(one);
             let e = |length, flags| Extent { length, flags };
             Ok(vec![
                 e(0, 0),
@@ -621,7 +624,7 @@ mod tests {
 
     #[test]
     fn block_status_extents_are_trimmed_to_the_request_and_never_empty() {
-        let e = Sloppy(MemExport::new(8192, true));
+        let e = Sloppy(MemExport::new(8192, true), Mutex::new(Vec::new()));
         let mut input = req(CMD_BLOCK_STATUS, 0, 1, 0, 1000);
         input.extend(req(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 2, 0, 50));
         let mut out = Vec::new();
@@ -639,6 +642,11 @@ mod tests {
         );
         assert_eq!((be32(&o[24..28]), be32(&o[28..32])), (50, 0));
         assert_eq!(o.len(), 32);
+        assert_eq!(
+            *e.1.lock().unwrap(),
+            [false, true],
+            "REQ_ONE reaches the export"
+        );
     }
 
     /// A stream that takes at most 7 bytes per call, vectored or not, and is interrupted
@@ -750,8 +758,8 @@ mod tests {
         fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
             self.inner.zero(offset, length, trim, fua)
         }
-        fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
-            self.inner.extents(offset, length)
+        fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure> {
+            self.inner.extents(offset, length, one)
         }
     }
 

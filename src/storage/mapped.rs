@@ -1,7 +1,8 @@
 //! Read-only memory mappings of stored block files ([`Mapped`]): a sender hashes a block and
 //! writes it out straight from the page cache, without first copying it into a buffer. And
-//! block files opened but not mapped ([`BlockFile`]): a server whose copy is verified already
-//! has the kernel send it from the page cache (sendfile), mapping it only to hash it.
+//! block files opened but not mapped ([`BlockFile`]): a server has the kernel send them from
+//! the page cache (sendfile) and reads them (to hash or copy a part) with pread, so a file
+//! shortened under it is an error, never a fault.
 //!
 //! Invariant: only sealed block files are mapped, and arch never writes to or shortens a
 //! stored block (gc unlinks it, which leaves a mapping valid). A block file shortened under a
@@ -58,17 +59,8 @@ impl BlockFile {
     }
 
     /// The stored length when opened.
-    pub fn len(&self) -> usize {
+    pub fn stored_len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Maps the stored bytes (to hash them in the page cache).
-    pub fn map(&self) -> io::Result<Mapped> {
-        Mapped::of_file(&self.file, self.len)
     }
 
     /// Fills `out` with the stored bytes at `at` (one copy out of the page cache); an error
@@ -161,13 +153,12 @@ mod tests {
     }
 
     #[test]
-    fn an_open_block_file_maps_and_reads_its_stored_bytes_only() {
+    fn an_open_block_file_reads_its_stored_bytes_only() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
         let b = BlockFile::new(File::open(&p).unwrap(), 6000);
-        assert_eq!(&*b.map().unwrap(), &data[..6000]);
         let mut out = [0u8; 100];
         b.read_at(5900, &mut out).unwrap();
         assert_eq!(out[..], data[5900..6000]);

@@ -328,9 +328,11 @@ impl<'a> Served<'a> {
     }
 
     /// Allocation of `[offset, offset + len)` as runs of `(length, reads_as_zeros)`: zero
-    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
-    /// caller asks again for the rest).
-    pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at, and
+    /// at most `most` runs returned, the last one whole (the caller asks again for the
+    /// rest: a client wanting one run, as qemu's, does not pay a look at every block to the
+    /// end of the volume each time).
+    pub fn allocation(&self, offset: u64, len: u64, most: usize) -> Result<Vec<(u64, bool)>> {
         self.check_range(offset, len)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
@@ -349,8 +351,10 @@ impl<'a> Served<'a> {
                     super::BlockSource::Private => v.blocks.private_is_hole(index)?,
                 },
             };
+            let runs = out.len();
             match out.last_mut() {
                 Some(last) if last.1 == zero => last.0 += n,
+                _ if runs >= most => break,
                 _ => out.push((n, zero)),
             }
             pos += n;
