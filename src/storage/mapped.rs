@@ -63,6 +63,11 @@ impl BlockFile {
         self.len
     }
 
+    /// Maps the stored bytes.
+    pub fn map(&self) -> io::Result<Mapped> {
+        Mapped::of_file(&self.file, self.len)
+    }
+
     /// Fills `out` with the stored bytes at `at` (one copy out of the page cache); an error
     /// when the file is shorter than that now (changed by something outside arch).
     pub fn read_at(&self, at: usize, out: &mut [u8]) -> io::Result<()> {
@@ -138,14 +143,20 @@ impl Drop for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::path::PathBuf;
 
-    #[test]
-    fn maps_the_file_bytes_and_empty_files() {
+    /// A file of 10 000 patterned bytes: `(dir, path, bytes)`.
+    fn patterned() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+        std::fs::write(&p, &data).unwrap();
+        (dir, p, data)
+    }
+
+    #[test]
+    fn maps_the_file_bytes_and_empty_files() {
+        let (_dir, p, data) = patterned();
         let f = File::open(&p).unwrap();
         assert_eq!(&*Mapped::of_file(&f, data.len()).unwrap(), &data[..]);
         assert_eq!(&*Mapped::of_file(&f, 100).unwrap(), &data[..100]);
@@ -153,12 +164,10 @@ mod tests {
     }
 
     #[test]
-    fn an_open_block_file_reads_its_stored_bytes_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+    fn an_open_block_file_maps_and_reads_its_stored_bytes_only() {
+        let (_dir, p, data) = patterned();
         let b = BlockFile::new(File::open(&p).unwrap(), 6000);
+        assert_eq!(&*b.map().unwrap(), &data[..6000]);
         let mut out = [0u8; 100];
         b.read_at(5900, &mut out).unwrap();
         assert_eq!(out[..], data[5900..6000]);
