@@ -161,6 +161,91 @@ mod tests {
         assert!(out.send_file(b"h", &file, 299_000, 2000).is_err());
     }
 
+    /// An export of `size` bytes whose reads are all handed out as ranges of `file` (which
+    /// may be shorter than the export: a file shortened under the server).
+    struct FromFile {
+        file: Arc<File>,
+        size: u64,
+    }
+    impl crate::nbd::Export for FromFile {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn preferred_block_size(&self) -> u32 {
+            4096
+        }
+        fn read(&self, _: u64, _: &mut [u8]) -> Result<(), crate::nbd::Failure> {
+            unreachable!("every read is handed out")
+        }
+        fn read_shared(
+            &self,
+            offset: u64,
+            len: usize,
+        ) -> Result<Option<SharedData>, crate::nbd::Failure> {
+            let file = self.file.clone();
+            Ok(Some(SharedData::File { file, offset, len }))
+        }
+        fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), crate::nbd::Failure> {
+            unreachable!()
+        }
+        fn flush(&self) -> Result<(), crate::nbd::Failure> {
+            Ok(())
+        }
+        fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), crate::nbd::Failure> {
+            unreachable!()
+        }
+        fn extents(
+            &self,
+            _: u64,
+            _: u64,
+            _: bool,
+        ) -> Result<Vec<crate::nbd::Extent>, crate::nbd::Failure> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_read_handed_out_as_a_file_range_is_framed_and_a_short_file_breaks_the_stream() {
+        use crate::nbd::wire::*;
+        let bytes: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        let (_dir, file) = file_of(&bytes);
+        let e = FromFile { file, size: 8192 };
+        let session = crate::nbd::Session {
+            export: 0,
+            structured: true,
+            base_allocation: false,
+        };
+        let req = |cookie, offset, length| {
+            let kind = CMD_READ;
+            let flags = 0;
+            Request {
+                flags,
+                kind,
+                cookie,
+                offset,
+                length,
+            }
+            .encode()
+        };
+        let mut input = req(1, 100, 300).to_vec();
+        input.extend(req(2, 4000, 200)); // past the file's end: the stream breaks here
+        input.extend(req(3, 0, 10)); // never answered
+        let mut out = Vec::new();
+        let r = crate::nbd::serve(&mut io::Cursor::new(input), &mut out, &e, &session, 1);
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let head = chunk_header(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 1, 308);
+        assert_eq!(out[..20], head);
+        assert_eq!(out[20..28], 100u64.to_be_bytes());
+        assert_eq!(
+            &out[28..],
+            &bytes[100..400],
+            "nothing after the first reply"
+        );
+    }
+
     #[test]
     fn bytes_and_buffers_are_sent_after_the_head() {
         let mut out = Vec::new();
