@@ -209,6 +209,7 @@ mod tests {
 
     #[test]
     fn a_read_handed_out_as_a_file_range_is_framed_and_a_short_file_breaks_the_stream() {
+        use crate::nbd::testing::request;
         use crate::nbd::wire::*;
         let bytes: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
         let (_dir, file) = file_of(&bytes);
@@ -218,21 +219,10 @@ mod tests {
             structured: true,
             base_allocation: false,
         };
-        let req = |cookie, offset, length| {
-            let kind = CMD_READ;
-            let flags = 0;
-            Request {
-                flags,
-                kind,
-                cookie,
-                offset,
-                length,
-            }
-            .encode()
-        };
-        let mut input = req(1, 100, 300).to_vec();
-        input.extend(req(2, 4000, 200)); // past the file's end: the stream breaks here
-        input.extend(req(3, 0, 10)); // never answered
+        let read = |cookie, offset, length| request(CMD_READ, 0, cookie, offset, length);
+        let mut input = read(1, 100, 300);
+        input.extend(read(2, 4000, 200)); // past the file's end: the stream breaks here
+        input.extend(read(3, 0, 10)); // never answered
         let mut out = Vec::new();
         let r = crate::nbd::serve(&mut io::Cursor::new(input), &mut out, &e, &session, 1);
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);

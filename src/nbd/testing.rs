@@ -84,6 +84,19 @@ impl Export for MemExport {
     }
 }
 
+/// The bytes of one request as a client sends them (a WRITE's payload follows).
+pub fn request(kind: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
+    super::wire::Request {
+        flags,
+        kind,
+        cookie,
+        offset,
+        length,
+    }
+    .encode()
+    .to_vec()
+}
+
 /// A client stream with scripted input; output collected.
 pub struct Script {
     input: io::Cursor<Vec<u8>>,

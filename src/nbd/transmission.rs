@@ -368,20 +368,8 @@ fn reply_error(w: &mut Vec<u8>, req: &Request, s: &Session, f: &Failure) {
 mod tests {
     use super::*;
     use crate::nbd::Extent;
-    use crate::nbd::testing::MemExport;
+    use crate::nbd::testing::{MemExport, request as req};
     use std::io::{IoSlice, Write};
-
-    fn req(kind: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
-        Request {
-            flags,
-            kind,
-            cookie,
-            offset,
-            length,
-        }
-        .encode()
-        .to_vec()
-    }
 
     fn run(e: &MemExport, s: &Session, input: Vec<u8>) -> (io::Result<Stats>, Vec<u8>) {
         let mut out = Vec::new();
