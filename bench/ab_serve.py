@@ -7,7 +7,12 @@ Per round and binary: `arch serve` of a fresh clone, one `nbdcopy URI null:` (fi
 every stored copy verified), two more (warm), stop; then qemu-nbd on the raw file, two
 nbdcopy. Prints, per binary, wall time, the server's CPU (user+sys from /proc around each
 pass), the client's CPU and the server's peak RSS. On a shared machine run it under
-`chrt -f 10` so that the measured processes are not preempted by the others.
+`chrt -f 10` so that the measured processes are not preempted by the others. nbdcopy asks
+for requests of the export's preferred block size within a 16 MiB queue: 4 MiB requests, 4
+in flight, from arch (4 MiB blocks); its default 256 KiB, 64 in flight, from qemu-nbd
+(4 KiB); on one connection each (neither advertises multi-conn without --shared > 1). The
+warm passes start right after the previous client left: they measure how soon a waiting
+client is accepted too.
 
 --client qemu-img reads with `qemu-img convert -n --target-is-zero` into a null-co target of
 the export's size instead of nbdcopy (2 MiB requests, 8 in flight: each 4 MiB block is

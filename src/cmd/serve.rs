@@ -11,9 +11,11 @@ mod net;
 use super::{Context, Status};
 use crate::nbd::{self, Export, Extent, Failure, Offer};
 use crate::repo::db::pg::notify::Inbox;
-use crate::services::volumes::served::{Control, Served, answer_control, answer_relayed};
+use crate::services::volumes::served::{
+    BlockRange, Control, Served, answer_control, answer_relayed,
+};
 use anyhow::bail;
-use net::{Deadline, Listener, Replies, SocketFile, Stream, bind_unix, listen, run_dir};
+use net::{Deadline, Listener, Replies, SocketFile, Stream, Wakeup, bind_unix, listen, run_dir};
 use serde::Serialize;
 use std::io::{self, BufReader, Write};
 use std::net::Shutdown;
@@ -135,7 +137,10 @@ impl Export for NbdExport<'_, '_> {
     fn read_shared(&self, offset: u64, len: usize) -> Result<Option<nbd::SharedData>, Failure> {
         let f = |e| self.failure(e);
         let range = self.served.read_shared(offset, len).map_err(f)?;
-        Ok(range.map(|r| Box::new(r) as nbd::SharedData))
+        Ok(range.map(|r| match r {
+            BlockRange::File { file, offset, len } => nbd::SharedData::File { file, offset, len },
+            BlockRange::Memory(m) => nbd::SharedData::Bytes(Box::new(m)),
+        }))
     }
     fn read_ahead(&self) {
         self.served.read_ahead()
@@ -151,9 +156,10 @@ impl Export for NbdExport<'_, '_> {
         let f = |e| self.failure(e);
         self.served.zero(offset, length, trim, fua).map_err(f)
     }
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+    fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure> {
         let f = |e| self.failure(e);
-        let runs = self.served.allocation(offset, length).map_err(f)?;
+        let most = if one { 1 } else { usize::MAX };
+        let runs = self.served.allocation(offset, length, most).map_err(f)?;
         Ok(runs
             .into_iter()
             .map(|(length, zero)| Extent {
@@ -217,7 +223,10 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         })
         .collect();
     print_listening(ctx, &listener, &served)?;
-    let multi_conn = args.shared > 1 || args.read_only;
+    // Only when clients can actually open several connections at once: nbdcopy opens up to 4
+    // on a multi-conn export and waits for each, so with one slot (even read-only) the extra
+    // ones would wait in the backlog for ever.
+    let multi_conn = args.shared > 1;
     let limits = Limits {
         shared: args.shared,
         multi_conn,
@@ -312,23 +321,41 @@ fn accept_loop(
 ) {
     let clients: Mutex<Vec<(u64, Stream)>> = Mutex::new(Vec::new());
     let next_id = AtomicU64::new(1);
+    let slot_freed = match Wakeup::new() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Clients waiting for a slot are then accepted at the next poll timeout.
+            eprintln!("arch serve: no wakeup for freed slots: {e}");
+            None
+        }
+    };
+    let slot_freed = &slot_freed;
     std::thread::scope(|scope| {
         if let Some(inbox) = relay {
             scope.spawn(move || answer_relayed(served, inbox));
         }
         while crate::interrupt::received().is_none() {
             // With every slot taken, new clients wait in the listen backlog (as with
-            // qemu-nbd) and are accepted once one leaves: poll ignores a negative fd.
+            // qemu-nbd) and are accepted once one leaves, which rings `slot_freed`: poll
+            // ignores a negative fd.
             let full = clients.lock().unwrap().len() >= limits.shared as usize;
             let listening = if full { -1 } else { listener.fd() };
-            let mut pfd = [listening, control.as_raw_fd()].map(|fd| libc::pollfd {
+            let woken = slot_freed.as_ref().map_or(-1, Wakeup::fd);
+            let mut pfd = [listening, control.as_raw_fd(), woken].map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
-            // SAFETY: two pollfds (the first maybe ignored); a signal or the timeout returns
-            // early.
-            if unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) } <= 0 {
+            // SAFETY: three pollfds (the first and last maybe ignored); a signal or the
+            // timeout returns early.
+            if unsafe { libc::poll(pfd.as_mut_ptr(), 3, 200) } <= 0 {
+                continue;
+            }
+            if pfd[2].revents != 0 {
+                // A slot was freed (maybe after `full` above): look again.
+                if let Some(w) = slot_freed {
+                    w.drain();
+                }
                 continue;
             }
             if pfd[1].revents != 0 {
@@ -387,6 +414,9 @@ fn accept_loop(
                 // not wait while a slow store takes the write-back. The flush runs beside the
                 // next client's requests, as flushes of several clients do.
                 clients.lock().unwrap().retain(|(i, _)| *i != id);
+                if let Some(w) = slot_freed {
+                    w.ring();
+                }
                 // Writes a client left unflushed (staged blocks, a remote store's write-back
                 // cache) are flushed when it leaves. At shutdown the scope joins this thread
                 // before the final flush of every volume.

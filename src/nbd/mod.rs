@@ -7,10 +7,12 @@
 //! nbdkit would make arch a plugin of another server. The protocol is a few hundred lines.
 
 pub mod handshake;
+pub mod reply;
 pub mod transmission;
 pub mod wire;
 
 pub use handshake::{Session, handshake};
+pub use reply::{ReplyStream, SharedData};
 pub use transmission::serve;
 
 /// Why an export operation failed: the errno sent to the client and a message for the log.
@@ -36,9 +38,6 @@ pub struct Extent {
     pub length: u64,
     pub flags: u32,
 }
-
-/// Read data an export hands out to be sent as it is (see [`Export::read_shared`]).
-pub type SharedData = Box<dyn AsRef<[u8]> + Send + Sync>;
 
 /// What the protocol serves. Ranges passed in always lie inside `size()`; writes only reach
 /// an export that is not read-only.
@@ -67,8 +66,9 @@ pub trait Export: Sync {
     /// Makes the range read as zeros (`trim`: may leave it unchanged where not whole blocks).
     fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure>;
     /// Allocation of `[offset, offset + length)`: extents in order, covering at least the
-    /// first byte and at most the range.
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure>;
+    /// first byte and at most the range. With `one` (the client's NBD_CMD_FLAG_REQ_ONE)
+    /// only the first extent is sent: the export may stop looking once it is complete.
+    fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure>;
 }
 
 /// One export offered by a server: the name clients ask for and what serves it.

@@ -66,7 +66,7 @@ impl Export for MemExport {
         self.data.lock().unwrap()[o..o + length as usize].fill(0);
         Ok(())
     }
-    fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
+    fn extents(&self, offset: u64, length: u64, _one: bool) -> Result<Vec<Extent>, Failure> {
         let w = self.written.lock().unwrap();
         let mut out: Vec<Extent> = Vec::new();
         let (mut pos, end) = (offset, offset + length);
@@ -82,6 +82,19 @@ impl Export for MemExport {
         }
         Ok(out)
     }
+}
+
+/// The bytes of one request as a client sends them (a WRITE's payload follows).
+pub fn request(kind: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
+    super::wire::Request {
+        flags,
+        kind,
+        cookie,
+        offset,
+        length,
+    }
+    .encode()
+    .to_vec()
 }
 
 /// A client stream with scripted input; output collected.

@@ -6,9 +6,10 @@
 //! merely wrong (past the end, unknown command or flag, write to a read-only export) gets the
 //! errno the spec names and the connection goes on.
 
+use super::reply::{ReplyStream, send};
 use super::wire::*;
 use super::{Export, Failure, Session, SharedData};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
@@ -61,7 +62,7 @@ impl Budget {
 /// request read is executed and answered before this returns, unless writing a reply failed:
 /// from then on the stream is broken, requests still queued are dropped unexecuted and no
 /// more are read (the client cannot learn their outcome).
-pub fn serve<R: Read, W: Write + Send>(
+pub fn serve<R: Read, W: ReplyStream + Send>(
     r: &mut R,
     w: &mut W,
     export: &dyn Export,
@@ -110,14 +111,10 @@ pub fn serve<R: Read, W: Write + Send>(
                                 0
                             }
                         };
-                        let body = match &shared {
-                            Some(d) => (**d).as_ref(),
-                            None => &read_data[..sent],
-                        };
                         let mut o = out.lock().expect("reply stream");
                         if o.1.is_none() {
                             let w = &mut *o.0;
-                            let r = write_all_two(w, &frame, body);
+                            let r = send(w, &frame, shared.as_ref(), &read_data[..sent]);
                             if let Err(e) = r.and_then(|()| w.flush()) {
                                 o.1 = Some(e);
                                 broken.store(true, Ordering::Release);
@@ -191,23 +188,6 @@ pub fn serve<R: Read, W: Write + Send>(
     })
 }
 
-/// Writes `head` then `body` with as few system calls as the writer allows (one vectored
-/// write for a reply whose data is larger than the writer's buffer).
-fn write_all_two(w: &mut impl Write, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut parts = [IoSlice::new(head), IoSlice::new(body)];
-    let mut parts = &mut parts[..];
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        match w.write_vectored(parts) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut parts, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Reads exactly `buf.len()` bytes; false on a clean end of input before the first byte.
 fn read_full_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut got = 0;
@@ -267,7 +247,7 @@ fn handle(
             // buffer it is sent from (one copy).
             let n = req.length as usize;
             let ready = match export.read_shared(req.offset, n)? {
-                Some(d) if (*d).as_ref().len() == n => Some(d),
+                Some(d) if d.len() == n => Some(d),
                 Some(_) => return Err(Failure::new(EIO, "the export handed out a short read")),
                 None => None,
             };
@@ -332,7 +312,8 @@ fn block_status(
     if len == 0 || req.offset > size || len > size - req.offset {
         return Err(Failure::new(EINVAL, "block status past the end"));
     }
-    let extents = export.extents(req.offset, len)?;
+    let one = req.flags & CMD_FLAG_REQ_ONE != 0;
+    let extents = export.extents(req.offset, len, one)?;
     // The spec: extents in order, none empty, together at most the requested length.
     let mut payload = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
     let mut left = len;
@@ -344,7 +325,7 @@ fn block_status(
         payload.extend_from_slice(&(n as u32).to_be_bytes());
         payload.extend_from_slice(&e.flags.to_be_bytes());
         left -= n;
-        if left == 0 || req.flags & CMD_FLAG_REQ_ONE != 0 {
+        if left == 0 || one {
             break;
         }
     }
@@ -387,19 +368,8 @@ fn reply_error(w: &mut Vec<u8>, req: &Request, s: &Session, f: &Failure) {
 mod tests {
     use super::*;
     use crate::nbd::Extent;
-    use crate::nbd::testing::MemExport;
-
-    fn req(kind: u16, flags: u16, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
-        Request {
-            flags,
-            kind,
-            cookie,
-            offset,
-            length,
-        }
-        .encode()
-        .to_vec()
-    }
+    use crate::nbd::testing::{MemExport, request as req};
+    use std::io::{IoSlice, Write};
 
     fn run(e: &MemExport, s: &Session, input: Vec<u8>) -> (io::Result<Stats>, Vec<u8>) {
         let mut out = Vec::new();
@@ -513,6 +483,7 @@ mod tests {
 
     /// A reply stream that fails at once: the client stopped reading or went away.
     struct Broken;
+    impl ReplyStream for Broken {}
     impl Write for Broken {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
             Err(io::ErrorKind::BrokenPipe.into())
@@ -578,7 +549,7 @@ mod tests {
         fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
             unreachable!()
         }
-        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+        fn extents(&self, _: u64, _: u64, _: bool) -> Result<Vec<Extent>, Failure> {
             unreachable!()
         }
     }
@@ -602,8 +573,9 @@ mod tests {
         assert_eq!(*g.most.lock().unwrap(), 2);
     }
 
-    /// An export whose allocation answers are sloppy: empty runs and runs past the range.
-    struct Sloppy(MemExport);
+    /// An export whose allocation answers are sloppy: empty runs and runs past the range;
+    /// it records whether each question wanted one extent only.
+    struct Sloppy(MemExport, Mutex<Vec<bool>>);
     impl Export for Sloppy {
         fn size(&self) -> u64 {
             self.0.size()
@@ -626,7 +598,8 @@ mod tests {
         fn zero(&self, _: u64, _: u64, _: bool, _: bool) -> Result<(), Failure> {
             unreachable!()
         }
-        fn extents(&self, _: u64, _: u64) -> Result<Vec<Extent>, Failure> {
+        fn extents(&self, _: u64, _: u64, one: bool) -> Result<Vec<Extent>, Failure> {
+            self.1.lock().unwrap().push(one);
             let e = |length, flags| Extent { length, flags };
             Ok(vec![
                 e(0, 0),
@@ -639,7 +612,7 @@ mod tests {
 
     #[test]
     fn block_status_extents_are_trimmed_to_the_request_and_never_empty() {
-        let e = Sloppy(MemExport::new(8192, true));
+        let e = Sloppy(MemExport::new(8192, true), Mutex::new(Vec::new()));
         let mut input = req(CMD_BLOCK_STATUS, 0, 1, 0, 1000);
         input.extend(req(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 2, 0, 50));
         let mut out = Vec::new();
@@ -657,11 +630,17 @@ mod tests {
         );
         assert_eq!((be32(&o[24..28]), be32(&o[28..32])), (50, 0));
         assert_eq!(o.len(), 32);
+        assert_eq!(
+            *e.1.lock().unwrap(),
+            [false, true],
+            "REQ_ONE reaches the export"
+        );
     }
 
     /// A stream that takes at most 7 bytes per call, vectored or not, and is interrupted
     /// every third call.
     struct Trickle(Vec<u8>, usize);
+    impl ReplyStream for Trickle {}
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.1 += 1;
@@ -748,8 +727,10 @@ mod tests {
         fn read_shared(&self, offset: u64, len: usize) -> Result<Option<SharedData>, Failure> {
             let o = offset as usize;
             Ok(match o {
-                4096 => Some(Box::new(vec![0u8; len + 1])),
-                _ if o + len <= 4096 => Some(Box::new(self.inner.data()[o..o + len].to_vec())),
+                4096 => Some(SharedData::Bytes(Box::new(vec![0u8; len + 1]))),
+                _ if o + len <= 4096 => Some(SharedData::Bytes(Box::new(
+                    self.inner.data()[o..o + len].to_vec(),
+                ))),
                 _ => None,
             })
         }
@@ -765,8 +746,8 @@ mod tests {
         fn zero(&self, offset: u64, length: u64, trim: bool, fua: bool) -> Result<(), Failure> {
             self.inner.zero(offset, length, trim, fua)
         }
-        fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>, Failure> {
-            self.inner.extents(offset, length)
+        fn extents(&self, offset: u64, length: u64, one: bool) -> Result<Vec<Extent>, Failure> {
+            self.inner.extents(offset, length, one)
         }
     }
 

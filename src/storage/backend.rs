@@ -5,7 +5,7 @@
 
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
-use super::mapped::BlockMapping;
+use super::mapped::{BlockMapping, OpenedBlock};
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -47,6 +47,12 @@ pub trait Backend: Send + Sync {
     /// backend without local files, is [`BlockMapping::Unsupported`]: read the block instead.
     fn map_block(&self, _hash: &BlockHash, _max: usize) -> Result<BlockMapping> {
         Ok(BlockMapping::Unsupported)
+    }
+    /// Opens block `hash`'s stored file without mapping it, as [`Backend::map_block`] (a
+    /// server sends it from the page cache; the same conditions). The default:
+    /// [`OpenedBlock::Unsupported`].
+    fn open_block(&self, _hash: &BlockHash, _max: usize) -> Result<OpenedBlock> {
+        Ok(OpenedBlock::Unsupported)
     }
     /// Starts a batch of block writes that become visible together, at [`BlockBatch::commit`].
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>>;

@@ -7,7 +7,7 @@ use super::fsutil::{
 };
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
-use super::mapped::{BlockMapping, Mapped};
+use super::mapped::{BlockFile, BlockMapping, OpenedBlock};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
@@ -193,17 +193,27 @@ impl Backend for LocalBackend {
     }
 
     fn map_block(&self, hash: &BlockHash, max: usize) -> Result<BlockMapping> {
+        Ok(match self.open_block(hash, max)? {
+            OpenedBlock::File(f) => BlockMapping::Mapped(
+                f.map()
+                    .map_err(|e| Error::io("map", self.block_path(hash), e))?,
+            ),
+            OpenedBlock::Missing => BlockMapping::Missing,
+            OpenedBlock::TooLong(len) => BlockMapping::TooLong(len),
+            OpenedBlock::Unsupported => BlockMapping::Unsupported,
+        })
+    }
+
+    fn open_block(&self, hash: &BlockHash, max: usize) -> Result<OpenedBlock> {
         let p = self.block_path(hash);
         let Some(f) = open_regular(&p)? else {
-            return Ok(BlockMapping::Missing);
+            return Ok(OpenedBlock::Missing);
         };
         let len = f.metadata().map_err(|e| Error::io("stat", &p, e))?.len();
         if len > max as u64 {
-            return Ok(BlockMapping::TooLong(len));
+            return Ok(OpenedBlock::TooLong(len));
         }
-        Mapped::of_file(&f, len as usize)
-            .map(BlockMapping::Mapped)
-            .map_err(|e| Error::io("map", &p, e))
+        Ok(OpenedBlock::File(BlockFile::new(f, len as usize)))
     }
 
     fn begin_batch(&self) -> Result<Box<dyn BlockBatch>> {

@@ -1,5 +1,8 @@
 //! Read-only memory mappings of stored block files ([`Mapped`]): a sender hashes a block and
-//! writes it out straight from the page cache, without first copying it into a buffer.
+//! writes it out straight from the page cache, without first copying it into a buffer. And
+//! block files opened but not mapped ([`BlockFile`]): a server has the kernel send them from
+//! the page cache (sendfile) and reads them (to hash or copy a part) with pread, so a file
+//! shortened under it is an error, never a fault.
 //!
 //! Invariant: only sealed block files are mapped, and arch never writes to or shortens a
 //! stored block (gc unlinks it, which leaves a mapping valid). A block file shortened under a
@@ -21,6 +24,62 @@ pub enum BlockMapping {
     TooLong(u64),
     /// The backend has no local files to map: read the block instead.
     Unsupported,
+}
+
+/// What [`crate::storage::Backend::open_block`] found.
+pub enum OpenedBlock {
+    /// The stored block, open.
+    File(BlockFile),
+    /// The block is not stored.
+    Missing,
+    /// The stored block is longer than allowed (this many bytes): it was not opened.
+    TooLong(u64),
+    /// The backend has no local files: read the block instead.
+    Unsupported,
+}
+
+/// A stored block file open for reading, with its length when opened. Shared (`Arc`) so that
+/// bytes handed to a sender stay readable however long the send takes.
+pub struct BlockFile {
+    file: std::sync::Arc<File>,
+    len: usize,
+}
+
+impl BlockFile {
+    pub fn new(file: File, len: usize) -> BlockFile {
+        BlockFile {
+            file: std::sync::Arc::new(file),
+            len,
+        }
+    }
+
+    /// The open file (its first [`Self::len`] bytes are the block's stored bytes).
+    pub fn file(&self) -> &std::sync::Arc<File> {
+        &self.file
+    }
+
+    /// The stored length when opened.
+    pub fn stored_len(&self) -> usize {
+        self.len
+    }
+
+    /// Maps the stored bytes.
+    pub fn map(&self) -> io::Result<Mapped> {
+        Mapped::of_file(&self.file, self.len)
+    }
+
+    /// Fills `out` with the stored bytes at `at` (one copy out of the page cache); an error
+    /// when the file is shorter than that now (changed by something outside arch).
+    pub fn read_at(&self, at: usize, out: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if at + out.len() > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read past the stored bytes of a block",
+            ));
+        }
+        self.file.read_exact_at(out, at as u64)
+    }
 }
 
 /// A whole file mapped read-only (private, populated at once).
@@ -84,17 +143,42 @@ impl Drop for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::path::PathBuf;
 
-    #[test]
-    fn maps_the_file_bytes_and_empty_files() {
+    /// A file of 10 000 patterned bytes: `(dir, path, bytes)`.
+    fn patterned() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::File::create(&p).unwrap().write_all(&data).unwrap();
+        std::fs::write(&p, &data).unwrap();
+        (dir, p, data)
+    }
+
+    #[test]
+    fn maps_the_file_bytes_and_empty_files() {
+        let (_dir, p, data) = patterned();
         let f = File::open(&p).unwrap();
         assert_eq!(&*Mapped::of_file(&f, data.len()).unwrap(), &data[..]);
         assert_eq!(&*Mapped::of_file(&f, 100).unwrap(), &data[..100]);
         assert!(Mapped::of_file(&f, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_open_block_file_maps_and_reads_its_stored_bytes_only() {
+        let (_dir, p, data) = patterned();
+        let b = BlockFile::new(File::open(&p).unwrap(), 6000);
+        assert_eq!(&*b.map().unwrap(), &data[..6000]);
+        let mut out = [0u8; 100];
+        b.read_at(5900, &mut out).unwrap();
+        assert_eq!(out[..], data[5900..6000]);
+        assert!(b.read_at(5901, &mut out).is_err(), "past the stored bytes");
+        // Shortened under it (by something outside arch): an error, not short data.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        assert!(b.read_at(0, &mut out).is_err());
     }
 }

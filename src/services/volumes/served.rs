@@ -172,7 +172,9 @@ impl<'a> Served<'a> {
                     Content::Resource { .. } => unreachable!("resources have no private blocks"),
                 },
                 Ok(h) if h.is_zero() => out.fill(0),
-                Ok(h) => self.shared_block(&h, index)?.copy_to(within, out),
+                Ok(h) => self.shared_block(&h, index)?.copy_to(within, out, &|| {
+                    format!("{} {} block {index}", self.kind, self.name)
+                })?,
             }
             done += n;
         }
@@ -197,15 +199,7 @@ impl<'a> Served<'a> {
             Ok(h) if !h.is_zero() => h,
             _ => return Ok(None),
         };
-        let block = self.shared_block(&hash, index)?;
-        if within + len > block.stored().len() {
-            return Ok(None);
-        }
-        Ok(Some(BlockRange {
-            block,
-            start: within,
-            end: within + len,
-        }))
+        Ok(self.shared_block(&hash, index)?.range(within, within + len))
     }
 
     /// Loads and verifies the shared blocks a sequential reader will ask for next (see
@@ -334,9 +328,11 @@ impl<'a> Served<'a> {
     }
 
     /// Allocation of `[offset, offset + len)` as runs of `(length, reads_as_zeros)`: zero
-    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at (the
-    /// caller asks again for the rest).
-    pub fn allocation(&self, offset: u64, len: u64) -> Result<Vec<(u64, bool)>> {
+    /// blocks and all-hole private blocks are zeros; at most 4096 blocks are looked at, and
+    /// at most `most` runs returned, the last one whole (the caller asks again for the
+    /// rest: a client wanting one run, as qemu's, does not pay a look at every block to the
+    /// end of the volume each time).
+    pub fn allocation(&self, offset: u64, len: u64, most: usize) -> Result<Vec<(u64, bool)>> {
         self.check_range(offset, len)?;
         let content = self.content.read().expect("served volume lock");
         let bs = self.block_size as u64;
@@ -355,8 +351,10 @@ impl<'a> Served<'a> {
                     super::BlockSource::Private => v.blocks.private_is_hole(index)?,
                 },
             };
+            let runs = out.len();
             match out.last_mut() {
                 Some(last) if last.1 == zero => last.0 += n,
+                _ if runs >= most => break,
                 _ => out.push((n, zero)),
             }
             pos += n;

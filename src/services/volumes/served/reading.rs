@@ -7,24 +7,28 @@
 //!   at the stored copy's current version: the copy's version is taken before and after the
 //!   load; a load between two equal versions that were verified before is not hashed again
 //!   (a copy rewritten or replaced since has another version, and is verified).
-//! - A block file the backend can map is hashed in the page cache and served from there (no
-//!   copy into a buffer). A mapped block is checked against its version again each time it
-//!   is handed out, so a stored copy changed under a cached mapping is loaded (and verified)
-//!   again, never served. Between that check and the send only a writer outside arch
-//!   (stored block files are read-only and never written in place) could change the bytes.
+//! - A block file the backend can open is kept open, not mapped: it is hashed (when it has
+//!   to be) through a small buffer that stays in the CPU cache, and sent by the kernel from
+//!   the page cache ([`BlockRange::File`], sendfile: no copy into the socket, and no mapping
+//!   to set up and tear down per block). A cached block is checked against its
+//!   version again each time it is handed out, so a stored copy changed under it is loaded
+//!   (and verified) again, never served. Between that check and the send only a writer
+//!   outside arch (stored block files are read-only and never written in place) could change
+//!   the bytes.
 //! - Read-ahead only fills cache slots; a block that fails to load there leaves a failed slot
 //!   that the next reader drops and loads again itself, so the error reaches the read that
 //!   needs the block (as EIO), never another one.
-//! - Memory: at most [`CACHED_BLOCKS`] blocks (mappings of the page cache, or buffers for a
-//!   backend without local files), whatever the resource size.
+//! - Memory: at most [`CACHED_BLOCKS`] blocks (open files, or buffers for a backend without
+//!   local files), whatever the resource size.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::storage::backend::BlockVersion;
 use crate::storage::export::BlockFault;
 use crate::storage::export_file::read_block_checked;
-use crate::storage::mapped::{BlockMapping, Mapped};
+use crate::storage::mapped::{BlockFile, OpenedBlock};
 use crate::storage::{Backend, BlockHash};
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Shared blocks kept loaded (4 MiB each by default): the requests a client keeps in flight
@@ -50,41 +54,82 @@ pub struct Block {
 }
 
 enum Data {
-    /// The block file, mapped (see [`crate::storage::mapped`]).
-    Mapped(Mapped),
+    /// The block file, open (see [`crate::storage::mapped::BlockFile`]).
+    File(BlockFile),
     /// Read into memory (a backend without local files).
-    Owned(Vec<u8>),
+    Owned(Arc<Vec<u8>>),
 }
 
 impl Block {
-    /// The stored bytes (at most a block; a shorter block ends in zeros).
-    pub fn stored(&self) -> &[u8] {
+    /// The length of the stored bytes (at most a block; a shorter block ends in zeros).
+    pub fn stored_len(&self) -> usize {
         match &self.data {
-            Data::Mapped(m) => m,
-            Data::Owned(v) => v,
+            Data::File(f) => f.stored_len(),
+            Data::Owned(v) => v.len(),
         }
     }
 
-    /// Fills `out` with the block's bytes at `within` (zeros past the stored bytes).
-    pub fn copy_to(&self, within: usize, out: &mut [u8]) {
-        let stored = self.stored();
-        let from = within.min(stored.len());
-        let to = (within + out.len()).min(stored.len());
-        out[..to - from].copy_from_slice(&stored[from..to]);
-        out[to - from..].fill(0);
+    /// Fills `out` with the block's bytes at `within` (zeros past the stored bytes); `at`
+    /// names the block in an error (a block file shortened since it was verified, by
+    /// something outside arch).
+    pub fn copy_to(&self, within: usize, out: &mut [u8], at: &dyn Fn() -> String) -> Result<()> {
+        let stored = self.stored_len();
+        let from = within.min(stored);
+        let to = (within + out.len()).min(stored);
+        let (head, tail) = out.split_at_mut(to - from);
+        match &self.data {
+            Data::File(f) => f
+                .read_at(from, head)
+                .map_err(|e| Error::io("read", at(), e))?,
+            Data::Owned(v) => head.copy_from_slice(&v[from..to]),
+        }
+        tail.fill(0);
+        Ok(())
+    }
+
+    /// The stored bytes `start..end` as they are sent, None when they are not all stored
+    /// bytes (the block's zero tail).
+    pub fn range(&self, start: usize, end: usize) -> Option<BlockRange> {
+        if start > end || end > self.stored_len() {
+            return None;
+        }
+        Some(match &self.data {
+            Data::File(f) => BlockRange::File {
+                file: f.file().clone(),
+                offset: start as u64,
+                len: end - start,
+            },
+            Data::Owned(v) => BlockRange::Memory(MemoryRange {
+                bytes: v.clone(),
+                start,
+                end,
+            }),
+        })
     }
 }
 
-/// The bytes `start..end` of a verified block, sent as they are.
-pub struct BlockRange {
-    pub block: Arc<Block>,
-    pub start: usize,
-    pub end: usize,
+/// Stored bytes of a verified block, sent as they are.
+pub enum BlockRange {
+    /// `len` bytes of the open block file from `offset` (sent from the page cache).
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: usize,
+    },
+    /// Bytes of a block held in memory.
+    Memory(MemoryRange),
 }
 
-impl AsRef<[u8]> for BlockRange {
+/// The bytes `start..end` of a block held in memory.
+pub struct MemoryRange {
+    bytes: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MemoryRange {
     fn as_ref(&self) -> &[u8] {
-        &self.block.stored()[self.start..self.end]
+        &self.bytes[self.start..self.end]
     }
 }
 
@@ -201,12 +246,12 @@ impl SharedBlocks {
             .retain(|(h, _)| h != hash);
     }
 
-    /// Whether a cached block may still be served: a mapped one only while its stored copy
+    /// Whether a cached block may still be served: an open file only while its stored copy
     /// is the version that was verified (bytes read into memory do not change).
     fn still_valid(&self, backend: &dyn Backend, hash: &BlockHash, b: &Block) -> Result<bool> {
         Ok(match b.data {
             Data::Owned(_) => true,
-            Data::Mapped(_) => b.version.is_some() && backend.block_version(hash)? == b.version,
+            Data::File(_) => b.version.is_some() && backend.block_version(hash)? == b.version,
         })
     }
 
@@ -239,32 +284,67 @@ impl SharedBlocks {
         }))
     }
 
-    /// The stored bytes of `hash`, mapped when the backend can, hashed when `verify`.
+    /// The stored bytes of `hash`, an open file when the backend can, hashed when `verify`.
     fn load_data(
         &self,
         backend: &dyn Backend,
         hash: &BlockHash,
         verify: bool,
     ) -> Result<Data, BlockFault> {
-        let mapped = match backend.map_block(hash, self.block_size) {
-            Ok(BlockMapping::Mapped(m)) => m,
-            Ok(BlockMapping::Missing) => return Err(BlockFault::Missing),
-            Ok(BlockMapping::TooLong(_)) | Err(crate::Error::Corrupt { .. }) => {
+        let file = match backend.open_block(hash, self.block_size) {
+            Ok(OpenedBlock::File(f)) => f,
+            Ok(OpenedBlock::Missing) => return Err(BlockFault::Missing),
+            Ok(OpenedBlock::TooLong(_)) | Err(Error::Corrupt { .. }) => {
                 return Err(BlockFault::Corrupt);
             }
             Err(e) => return Err(BlockFault::Other(e)),
-            Ok(BlockMapping::Unsupported) => {
+            Ok(OpenedBlock::Unsupported) => {
                 let mut buf = vec![0u8; self.block_size];
                 let stored = read_block_checked(backend, hash, verify, &mut buf)?;
                 buf.truncate(stored);
-                return Ok(Data::Owned(buf));
+                return Ok(Data::Owned(Arc::new(buf)));
             }
         };
-        if verify && BlockHash::of_bytes(&mapped) != *hash {
-            return Err(BlockFault::Corrupt);
+        if verify {
+            let got = hash_file(&file).map_err(|e| {
+                BlockFault::Other(Error::io("read", backend.block_location(hash), e))
+            })?;
+            if got != *hash {
+                return Err(BlockFault::Corrupt);
+            }
         }
-        Ok(Data::Mapped(mapped))
+        Ok(Data::File(file))
     }
+}
+
+/// Bytes of a block file hashed per read: small enough to stay in the CPU's cache between
+/// the copy out of the page cache and the hash.
+const HASH_CHUNK: usize = 128 << 10;
+
+thread_local! {
+    /// Each server thread's chunk buffer (allocated once per thread).
+    static CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// sha256 of the stored bytes of `file`, read through a buffer that stays in the CPU cache.
+/// As cheap as hashing through a mapping (populating 1024 page-table entries per 4 MiB block
+/// and unmapping them, with a TLB shootdown across the server's threads: about a fifth of a
+/// first pass's server CPU either way), and a file shortened under it (by something outside
+/// arch) is an error instead of a fault.
+fn hash_file(file: &BlockFile) -> std::io::Result<BlockHash> {
+    use sha2::{Digest, Sha256};
+    CHUNK.with_borrow_mut(|buf| {
+        buf.resize(HASH_CHUNK, 0);
+        let mut h = Sha256::new();
+        let mut at = 0;
+        while at < file.stored_len() {
+            let n = HASH_CHUNK.min(file.stored_len() - at);
+            file.read_at(at, &mut buf[..n])?;
+            h.update(&buf[..n]);
+            at += n;
+        }
+        Ok(BlockHash(h.finalize().into()))
+    })
 }
 
 #[cfg(test)]
@@ -324,7 +404,7 @@ mod tests {
         // The blocks around it are served; the read of block 2 gets its error, every time.
         for i in [1usize, 3, 4] {
             let got = cache.get(&b, &hashes[i], i as u64, "t").unwrap();
-            assert_eq!(got.stored(), &vec![i as u8 + 1; BS as usize][..]);
+            assert_eq!(bytes(&got), vec![i as u8 + 1; BS as usize]);
         }
         for _ in 0..2 {
             let err = cache.get(&b, &hashes[2], 2, "volume t").err().unwrap();
@@ -341,7 +421,7 @@ mod tests {
         let (_dir, b, hashes) = store(2);
         let cache = SharedBlocks::new(BS);
         let first = cache.get(&b, &hashes[0], 0, "t").unwrap();
-        assert!(matches!(first.data, Data::Mapped(_)));
+        assert!(matches!(first.data, Data::File(_)));
         damage(&b, &hashes[0]);
         assert!(matches!(
             cache.get(&b, &hashes[0], 0, "t"),
@@ -370,16 +450,45 @@ mod tests {
         assert!(cache.ahead().is_empty());
     }
 
+    /// The stored bytes of `b`, copied out.
+    fn bytes(b: &Block) -> Vec<u8> {
+        let mut out = vec![0u8; b.stored_len()];
+        b.copy_to(0, &mut out, &|| "t".into()).unwrap();
+        out
+    }
+
     #[test]
     fn a_block_copies_out_with_zeros_past_its_stored_bytes() {
         let b = Block {
-            data: Data::Owned(vec![7; 10]),
+            data: Data::Owned(Arc::new(vec![7; 10])),
             version: None,
         };
         let mut out = [1u8; 8];
-        b.copy_to(6, &mut out);
+        b.copy_to(6, &mut out, &|| "t".into()).unwrap();
         assert_eq!(out, [7, 7, 7, 7, 0, 0, 0, 0]);
-        b.copy_to(20, &mut out);
+        b.copy_to(20, &mut out, &|| "t".into()).unwrap();
         assert_eq!(out, [0; 8]);
+        let Some(BlockRange::Memory(m)) = b.range(2, 5) else {
+            panic!("in memory")
+        };
+        assert_eq!(m.as_ref(), &[7, 7, 7]);
+        assert!(b.range(5, 11).is_none(), "past the stored bytes");
+    }
+
+    #[test]
+    fn a_stored_block_is_sent_from_its_open_file_and_copied_out_of_it() {
+        let (_dir, b, hashes) = store(1);
+        let cache = SharedBlocks::new(BS);
+        let got = cache.get(&b, &hashes[0], 0, "t").unwrap();
+        let Some(BlockRange::File { file, offset, len }) = got.range(100, 300) else {
+            panic!("an open file")
+        };
+        let mut sent = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut sent, offset).unwrap();
+        assert_eq!(sent, vec![1u8; 200]);
+        let mut out = [9u8; 10];
+        got.copy_to(BS as usize - 5, &mut out, &|| "t".into())
+            .unwrap();
+        assert_eq!(out, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]);
     }
 }
