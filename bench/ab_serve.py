@@ -13,7 +13,8 @@ pass), the client's CPU and the server's peak RSS. On a shared machine run it un
 the export's size instead of nbdcopy (2 MiB requests, 8 in flight: each 4 MiB block is
 asked for in two halves).
 
-With --writes, the serve suite's random writes instead: per round and binary, `arch serve`
+With --writes, the serve suite's random writes instead: per round and binary, the blocks read
+once (warm: `put` wrote them around the page cache, qemu-nbd's raw file is cached), `arch serve`
 of a fresh clone, 1000 random 4 KiB writes + flush by qemu-io (first touch), the same again
 (blocks already private), stop; then qemu-nbd on a fresh qcow2 overlay of the raw file, the
 same writes. Prints wall times, the server's CPU and peak RSS, and per-round ratios to
@@ -92,6 +93,7 @@ def writes(args, work):
     for _ in range(args.reps):
         for b in args.binaries:
             n += 1
+            run.warm_blocks(repo)
             run.run_once(run.arch(repo, "clone", "i/gib", f"w{n}"))
             p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"w{n}"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

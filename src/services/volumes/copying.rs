@@ -41,7 +41,11 @@ impl std::ops::Deref for Origin {
 impl Origin {
     /// The stored bytes of block `hash` (at most `block_size` of them), not verified yet.
     /// The caller holds the shared data lock (see `storage::mapped`).
-    pub fn load(backend: &dyn Backend, hash: &BlockHash, block_size: usize) -> Result<Origin, BlockFault> {
+    pub fn load(
+        backend: &dyn Backend,
+        hash: &BlockHash,
+        block_size: usize,
+    ) -> Result<Origin, BlockFault> {
         match backend.map_block(hash, block_size) {
             Ok(BlockMapping::Mapped(m)) => return Ok(Origin::Mapped(m)),
             Ok(BlockMapping::Missing) => return Err(BlockFault::Missing),
@@ -128,7 +132,11 @@ impl Hasher {
 
 impl Drop for Hasher {
     fn drop(&mut self) {
-        let worker = self.worker.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let worker = self
+            .worker
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some((tx, handle)) = worker {
             drop(tx);
             let _ = handle.join();
@@ -152,7 +160,9 @@ pub fn write_copy(
     let origin = &origin[..origin.len().min(block_size)];
     // The pages `chunk` touches, built in an aligned buffer: origin bytes, then chunk.
     let patch_start = within / ALIGN * ALIGN;
-    let patch_end = (within + chunk.len()).next_multiple_of(ALIGN).min(block_size);
+    let patch_end = (within + chunk.len())
+        .next_multiple_of(ALIGN)
+        .min(block_size);
     let mut patch = AlignedBuf::new();
     patch.resize(patch_end - patch_start);
     if origin.len() > patch_start {

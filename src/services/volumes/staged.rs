@@ -153,7 +153,11 @@ impl Staged {
 
     /// A fresh staged file for block `index`, `block_size` bytes of holes, then `fill`ed;
     /// removed again when `fill` fails.
-    fn new_file(&self, index: u64, fill: impl FnOnce(&File) -> std::io::Result<()>) -> Result<Block> {
+    fn new_file(
+        &self,
+        index: u64,
+        fill: impl FnOnce(&File) -> std::io::Result<()>,
+    ) -> Result<Block> {
         let path = self.dir.join(format!(
             "{}{index}-{}",
             self.prefix,

@@ -1,9 +1,9 @@
 use super::*;
 use crate::services::volumes::blockio::{BlockSource, VolumeBlocks};
 use crate::services::volumes::private::local::LocalEpoch;
-use crate::storage::local::LocalBackend;
-use crate::storage::hash::strip_trailing_zeros;
 use crate::storage::BlockMap;
+use crate::storage::hash::strip_trailing_zeros;
+use crate::storage::local::LocalBackend;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -74,10 +74,14 @@ fn a_copy_is_the_origin_with_the_write_and_its_zero_pages_stay_holes() {
         (4096, vec![0; 4096]),
         (0, noise(BS, 4)),
     ];
-    for (o, stored) in [&whole, &stripped, &short, &Vec::new()].into_iter().enumerate() {
+    for (o, stored) in [&whole, &stripped, &short, &Vec::new()]
+        .into_iter()
+        .enumerate()
+    {
         let src = dir.path().join(format!("origin{o}"));
         fs::write(&src, stored).unwrap();
-        let mapped = Origin::Mapped(Mapped::of_file(&File::open(&src).unwrap(), stored.len()).unwrap());
+        let mapped =
+            Origin::Mapped(Mapped::of_file(&File::open(&src).unwrap(), stored.len()).unwrap());
         let read = Origin::Read(stored.clone());
         for (c, (within, chunk)) in chunks.iter().enumerate() {
             let mut want = stored.clone();
@@ -85,7 +89,12 @@ fn a_copy_is_the_origin_with_the_write_and_its_zero_pages_stay_holes() {
             want[*within..within + chunk.len()].copy_from_slice(chunk);
             for (k, origin) in [&mapped, &read].into_iter().enumerate() {
                 let p = dir.path().join(format!("copy{o}-{c}-{k}"));
-                let f = File::options().read(true).write(true).create_new(true).open(&p).unwrap();
+                let f = File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .unwrap();
                 f.set_len(BS as u64).unwrap();
                 write_copy(&f, BS, origin, *within, chunk).unwrap();
                 let what = format!("origin {o}, chunk {c}, {}", ["mapped", "read"][k]);
@@ -94,9 +103,15 @@ fn a_copy_is_the_origin_with_the_write_and_its_zero_pages_stay_holes() {
                     assert_eq!(resident_pages(&f, BS), 0, "{what}");
                 }
                 assert_eq!(fs::read(&p).unwrap(), want, "{what}");
-                let data_pages = want.chunks(4096).filter(|p| p.iter().any(|&b| b != 0)).count();
+                let data_pages = want
+                    .chunks(4096)
+                    .filter(|p| p.iter().any(|&b| b != 0))
+                    .count();
                 let allocated = fs::metadata(&p).unwrap().blocks() * 512;
-                assert!(allocated <= (data_pages * 4096) as u64, "{what}: holes filled");
+                assert!(
+                    allocated <= (data_pages * 4096) as u64,
+                    "{what}: holes filled"
+                );
                 fs::remove_file(&p).unwrap();
             }
         }
@@ -120,7 +135,10 @@ fn the_hasher_takes_an_origin_when_idle_and_the_caller_hashes_it_otherwise() {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    assert!(hasher.started() && offered, "the hasher never took an origin");
+    assert!(
+        hasher.started() && offered,
+        "the hasher never took an origin"
+    );
     drop(hasher);
 }
 
@@ -155,7 +173,10 @@ fn blocks<'a>(dir: &Path, backend: &'a LocalBackend, map: &BlockMap) -> VolumeBl
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
         .unwrap_or_default();
     v.retain(|n| n.starts_with("stage-") || n.bytes().all(|b| b.is_ascii_digit()));
     v.sort();
@@ -171,7 +192,10 @@ fn first_touches_copy_the_stored_blocks_and_the_flush_places_them() {
     let v = blocks(dir.path(), &backend, &map);
     let stats = v.write_at(BS as u64 - 2, &[1, 2, 3, 4]).unwrap();
     assert_eq!(stats.blocks_copied, 2);
-    assert!(names(&dir.path().join("volumes/v/1")).is_empty(), "staged until the flush");
+    assert!(
+        names(&dir.path().join("volumes/v/1")).is_empty(),
+        "staged until the flush"
+    );
     v.finish().unwrap();
     assert_eq!(names(&dir.path().join("volumes/v/1")), ["0", "1"]);
     assert!(names(&dir.path().join("tmp")).is_empty());
@@ -183,7 +207,10 @@ fn first_touches_copy_the_stored_blocks_and_the_flush_places_them() {
     for (i, want) in [want0, want1].iter().enumerate() {
         let p = dir.path().join(format!("volumes/v/1/{i}"));
         assert_eq!(&fs::read(&p).unwrap(), want, "block {i}");
-        let data_pages = want.chunks(4096).filter(|p| p.iter().any(|&b| b != 0)).count();
+        let data_pages = want
+            .chunks(4096)
+            .filter(|p| p.iter().any(|&b| b != 0))
+            .count();
         assert!(fs::metadata(&p).unwrap().blocks() * 512 <= (data_pages * 4096) as u64);
         assert_eq!(v.source(i as u64).unwrap(), BlockSource::Private);
     }
@@ -216,7 +243,10 @@ fn a_corrupt_or_missing_origin_fails_the_write_and_leaves_no_private_block() {
         let corrupt = matches!(err, Error::CorruptBlock { .. });
         let missing = matches!(err, Error::MissingBlock { .. });
         assert!(if i == 2 { missing } else { corrupt }, "block {i}: {err}");
-        assert!(names(&dir.path().join("tmp")).is_empty(), "block {i}: staged copy left");
+        assert!(
+            names(&dir.path().join("tmp")).is_empty(),
+            "block {i}: staged copy left"
+        );
         assert_eq!(v.source(i).unwrap(), BlockSource::Shared(map.hash_at(i)));
     }
     v.finish().unwrap();
