@@ -99,7 +99,8 @@ impl Hasher {
     /// queued behind another copy), else leaves it to the caller.
     pub fn offer(&self, origin: Arc<Origin>) -> Pending {
         let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
-        if worker.is_none() {
+        let fresh = worker.is_none();
+        if fresh {
             let (tx, rx) = sync_channel::<Job>(0);
             let spawned = std::thread::Builder::new()
                 .name("arch-cow-hash".into())
@@ -117,9 +118,16 @@ impl Hasher {
             return Pending::Here(origin);
         };
         let (reply, rx) = sync_channel(1);
-        match tx.try_send((origin.clone(), reply)) {
-            Ok(()) => Pending::Offered(rx, origin),
-            Err(_) => Pending::Here(origin),
+        // A thread just started has nothing to do but take this one: wait for it to.
+        let sent = if fresh {
+            tx.send((origin.clone(), reply)).is_ok()
+        } else {
+            tx.try_send((origin.clone(), reply)).is_ok()
+        };
+        if sent {
+            Pending::Offered(rx, origin)
+        } else {
+            Pending::Here(origin)
         }
     }
 

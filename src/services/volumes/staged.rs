@@ -142,7 +142,7 @@ impl Staged {
     /// Writes a new whole block (zeros, with `data` at `within`) into a fresh staged file.
     fn write_file(&self, index: u64, within: u64, data: &[u8]) -> Result<Block> {
         self.new_file(index, |file| {
-            // A whole block (a copied shared block) keeps its zero pages as holes.
+            // A whole block keeps its zero pages as holes.
             if within == 0 && data.len() as u64 == self.block_size {
                 write_nonzero_pages(file, data, 0)
             } else {

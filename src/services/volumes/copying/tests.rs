@@ -123,7 +123,12 @@ fn the_hasher_takes_an_origin_when_idle_and_the_caller_hashes_it_otherwise() {
     let hasher = Hasher::default();
     let origin = Arc::new(Origin::Read(noise(BS, 5)));
     let want = BlockHash::of_bytes(&origin);
-    // Either way the digest is the origin's; once the thread waits, it takes the work.
+    // The thread started for the first origin takes it.
+    let first = hasher.offer(origin.clone());
+    assert!(matches!(first, Pending::Offered(..)));
+    assert_eq!(first.digest(), want);
+    // Later origins go to the thread when it waits for work, else to the caller: either
+    // way the digest is the origin's, and the thread takes one once it waits.
     let mut offered = false;
     for _ in 0..2000 {
         let pending = hasher.offer(origin.clone());
