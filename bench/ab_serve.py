@@ -19,13 +19,14 @@ of a fresh clone, 1000 random 4 KiB writes + flush by qemu-io (first touch), the
 (blocks already private), stop; then qemu-nbd on a fresh qcow2 overlay of the raw file, the
 same writes; then the floor of the first touches' copies: as many new 4 MiB files as the
 writes copy data blocks, written one by one by dd with conv=fdatasync, buffered and with
-oflag=direct. Prints wall times, the server's CPU and peak RSS, per-round ratios to
+oflag=direct. `--cold` drops the block files from the page cache before each arch round
+instead of reading them (posix_fadvise DONTNEED). Prints wall times, the server's CPU and peak RSS, per-round ratios to
 qemu-nbd, and the floors. qemu-io's default cache mode is writethrough: it sends a FLUSH after every write
 (`strace -f -c` of the server: 1000 fdatasync for 1000 writes), so each write pays its own
 durability and nothing is batched; `--qemu-io-cache writeback` sends only the final flush.
 
 Usage: bench/ab_serve.py [--reps N] [--dir DIR] [--client nbdcopy|qemu-img]
-                         [--writes [--qemu-io-cache MODE]] ARCH_BINARY...
+                         [--writes [--cold] [--qemu-io-cache MODE]] ARCH_BINARY...
 """
 
 import argparse
@@ -77,6 +78,18 @@ def timed(cmd, server_pid):
     return time.perf_counter() - start, cpu(server_pid) - c0
 
 
+def evict_blocks(repo):
+    """Drops every stored block file of `repo` from the page cache (POSIX_FADV_DONTNEED on
+    those files only), as `put` leaves them: the --cold variant of run.warm_blocks."""
+    for f in (repo / "blocks").rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def dd_floor(work, blocks, direct):
     """Seconds for `blocks` new files of 4 MiB written one by one by `dd ... conv=fdatasync`
     (`oflag=direct` when `direct`): the device's cost of that many first-touch copies."""
@@ -117,7 +130,7 @@ def writes(args, work):
     for _ in range(args.reps):
         for b in args.binaries:
             n += 1
-            run.warm_blocks(repo)
+            (evict_blocks if args.cold else run.warm_blocks)(repo)
             run.run_once(run.arch(repo, "clone", "i/gib", f"w{n}"))
             p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"w{n}"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -162,6 +175,8 @@ def main():
     ap.add_argument("--dir", type=Path, default=run.ROOT / "target" / "bench")
     ap.add_argument("--client", choices=sorted(CLIENTS), default="nbdcopy")
     ap.add_argument("--writes", action="store_true", help="random 4 KiB writes instead of reads")
+    ap.add_argument("--cold", action="store_true",
+                    help="--writes: drop the blocks from the page cache before each arch round instead of reading them")
     ap.add_argument("--qemu-io-cache", help="qemu-io -t MODE for --writes (default: qemu-io's, writethrough)")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
