@@ -18,16 +18,20 @@ client is accepted too.
 the export's size instead of nbdcopy (2 MiB requests, 8 in flight: each 4 MiB block is
 asked for in two halves).
 
-With --writes, the serve suite's random writes instead: per round and binary, `arch serve`
+With --writes, the serve suite's random writes instead: per round and binary, the blocks read
+once (warm: `put` wrote them around the page cache, qemu-nbd's raw file is cached), `arch serve`
 of a fresh clone, 1000 random 4 KiB writes + flush by qemu-io (first touch), the same again
 (blocks already private), stop; then qemu-nbd on a fresh qcow2 overlay of the raw file, the
-same writes. Prints wall times, the server's CPU and peak RSS, and per-round ratios to
-qemu-nbd. qemu-io's default cache mode is writethrough: it sends a FLUSH after every write
+same writes; then the floor of the first touches' copies: as many new 4 MiB files as the
+writes copy data blocks, written one by one by dd with conv=fdatasync, buffered and with
+oflag=direct. `--cold` drops the block files from the page cache before each arch round
+instead of reading them (posix_fadvise DONTNEED). Prints wall times, the server's CPU and peak RSS, per-round ratios to
+qemu-nbd, and the floors. qemu-io's default cache mode is writethrough: it sends a FLUSH after every write
 (`strace -f -c` of the server: 1000 fdatasync for 1000 writes), so each write pays its own
 durability and nothing is batched; `--qemu-io-cache writeback` sends only the final flush.
 
 Usage: bench/ab_serve.py [--reps N] [--dir DIR] [--client nbdcopy|qemu-img]
-                         [--writes [--qemu-io-cache MODE]] ARCH_BINARY...
+                         [--writes [--cold] [--qemu-io-cache MODE]] ARCH_BINARY...
 """
 
 import argparse
@@ -79,6 +83,36 @@ def timed(cmd, server_pid):
     return time.perf_counter() - start, cpu(server_pid) - c0
 
 
+def evict_blocks(repo):
+    """Drops every stored block file of `repo` from the page cache (POSIX_FADV_DONTNEED on
+    those files only), as `put` leaves them: the --cold variant of run.warm_blocks."""
+    for f in (repo / "blocks").rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def dd_floor(work, blocks, direct):
+    """Seconds for `blocks` new files of 4 MiB written one by one by `dd ... conv=fdatasync`
+    (`oflag=direct` when `direct`): the device's cost of that many first-touch copies."""
+    src, out = work / "ab-floor-src", work / "ab-floor"
+    if not src.exists() or src.stat().st_size != 4 * run.MiB:
+        src.write_bytes(os.urandom(4 * run.MiB))
+    run.rm(out)
+    out.mkdir()
+    flags = ["oflag=direct"] if direct else []
+    start = time.perf_counter()
+    for i in range(blocks):
+        subprocess.run(["dd", f"if={src}", f"of={out / str(i)}", "bs=4M", "count=1",
+                        "conv=fdatasync", "status=none", *flags], check=True)
+    took = time.perf_counter() - start
+    run.rm(out)
+    return took
+
+
 def writes(args, work):
     """The --writes A/B (see the module docstring)."""
     repo, gib, sock = work / "repo-ab-serve", work / "serve-1g.raw", work / "ab-qemu-nbd.sock"
@@ -92,11 +126,16 @@ def writes(args, work):
     for o in offsets:
         cmds += ["-c", f"write -P 7 {o} 4k"]
     cmds += ["-c", "flush"]
+    # The data blocks the writes touch first (make_sparse: one 4 MiB extent per stride).
+    stride = run.GiB // (256 * run.MiB // (4 * run.MiB))
+    touched = {o // (4 * run.MiB) for o in offsets}
+    copies = sum(1 for i in range(run.GiB // stride) if i * stride // (4 * run.MiB) in touched)
     results = {b: ([], [], [], []) for b in args.binaries}
-    peer, n = [], 0
+    peer, floor, n = [], ([], []), 0
     for _ in range(args.reps):
         for b in args.binaries:
             n += 1
+            (evict_blocks if args.cold else run.warm_blocks)(repo)
             run.run_once(run.arch(repo, "clone", "i/gib", f"w{n}"))
             p = subprocess.Popen([b, "-R", str(repo), "--json", "serve", f"w{n}"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -114,6 +153,8 @@ def writes(args, work):
             time.sleep(0.01)
         peer.append(timed(["qemu-io", "-f", "raw", *cmds, f"nbd+unix:///?socket={sock}"], p.pid))
         stop(p)
+        for direct in (False, True):
+            floor[direct].append(dd_floor(work, copies, direct))
         for b in args.binaries:
             results[b][3].append(results[b][0][-1][0] / peer[-1][0])
 
@@ -121,6 +162,9 @@ def writes(args, work):
         v = [r[i] for r in rows]
         return f"{min(v):.3f}-{max(v):.3f} s (median {statistics.median(v):.3f})"
     print(f"qemu-nbd (qcow2 overlay): wall {cell(peer, 0)}, server CPU {cell(peer, 1)}")
+    for direct in (False, True):
+        how = "dd conv=fdatasync" + (" oflag=direct" if direct else "")
+        print(f"floor, {copies} x {how} of 4 MiB: {cell([(t,) for t in floor[direct]], 0)}")
     for b in args.binaries:
         first, again, rss, ratios = results[b]
         print(f"{b} first touch: wall {cell(first, 0)}, server CPU {cell(first, 1)}; "
@@ -136,6 +180,8 @@ def main():
     ap.add_argument("--dir", type=Path, default=run.ROOT / "target" / "bench")
     ap.add_argument("--client", choices=sorted(CLIENTS), default="nbdcopy")
     ap.add_argument("--writes", action="store_true", help="random 4 KiB writes instead of reads")
+    ap.add_argument("--cold", action="store_true",
+                    help="--writes: drop the blocks from the page cache before each arch round instead of reading them")
     ap.add_argument("--qemu-io-cache", help="qemu-io -t MODE for --writes (default: qemu-io's, writethrough)")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()

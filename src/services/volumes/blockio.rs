@@ -12,6 +12,7 @@
 //! read never sees a torn block. [`VolumeBlocks::finish`] covers every write that returned
 //! before it was called.
 
+use super::copying::{Hasher, Origin};
 use super::private::PrivateEpoch;
 use crate::error::{Error, Result};
 use crate::storage::export::{BlockFault, read_one};
@@ -21,7 +22,7 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of striped block locks of a volume (block `i` is guarded by stripe `i % STRIPES`).
 pub const STRIPES: usize = 64;
@@ -58,6 +59,8 @@ pub struct VolumeBlocks<'a> {
     resource: String,
     block_size: u64,
     stripes: Vec<RwLock<()>>,
+    /// Verifies the origins of copies while they are written.
+    hasher: Hasher,
 }
 
 impl<'a> VolumeBlocks<'a> {
@@ -78,6 +81,7 @@ impl<'a> VolumeBlocks<'a> {
             private: super::staged::wrap(private, block_size),
             resource,
             stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+            hasher: Hasher::default(),
         }
     }
 
@@ -244,9 +248,10 @@ impl<'a> VolumeBlocks<'a> {
     }
 
     /// Makes shared block `index` (hash `hash`) private with `chunk` at `within`; the caller
-    /// holds the block's stripe exclusively. The stored block is hashed on another thread
-    /// while its copy is written: a copy whose source fails verification is removed before
-    /// the stripe is released (nobody has read it) and the write fails.
+    /// holds the block's stripe exclusively. The stored block (mapped where the store has
+    /// files) is hashed by the volume's hasher while its copy is written from it: a copy whose
+    /// origin fails verification is removed before the stripe is released (nobody has read
+    /// it) and the write fails.
     fn copy_on_write(
         &self,
         index: u64,
@@ -256,31 +261,16 @@ impl<'a> VolumeBlocks<'a> {
     ) -> Result<()> {
         let bs = self.block_size as usize;
         let fault = |f: BlockFault| f.with_location(hash, index * self.block_size, &self.resource);
-        let mut block = Vec::with_capacity(bs);
-        match self.backend.read_block(hash, &mut block) {
-            Ok(true) => {}
-            Ok(false) => return Err(fault(BlockFault::Missing)),
-            Err(Error::Corrupt { .. }) => return Err(fault(BlockFault::Corrupt)),
-            Err(e) => return Err(e),
-        }
-        let stored = block.len();
-        if stored > bs {
-            return Err(fault(BlockFault::Corrupt));
-        }
-        block.resize(bs, 0);
-        let (verified, created) = std::thread::scope(|s| {
-            let hasher = s.spawn(|| BlockHash::of_bytes(&block[..stored]) == *hash);
-            let created = self.private.create(index, 0, &block);
-            (hasher.join().expect("hash thread"), created)
-        });
-        if !verified {
+        let origin = Arc::new(Origin::load(self.backend, hash, bs).map_err(fault)?);
+        let pending = self.hasher.offer(origin.clone());
+        let created = self.private.create_copy(index, bs, &origin, within, chunk);
+        if pending.digest() != *hash {
             if created.is_ok() {
                 self.private.remove(index)?;
             }
             return Err(fault(BlockFault::Corrupt));
         }
-        created?;
-        self.private.write_in_place(index, within as u64, chunk)
+        created
     }
 
     /// Makes block `index` read as zeros with no private data: its private block goes when
@@ -304,22 +294,31 @@ impl<'a> VolumeBlocks<'a> {
 /// Writes the non-zero 4 KiB pages of `data` at `offset` of a file that reads as zeros there,
 /// leaving the zero pages as holes.
 pub fn write_nonzero_pages(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    write_nonzero_runs(data, offset, |run, at| f.write_all_at(run, at))
+}
+
+/// [`write_nonzero_pages`] through `write(bytes, offset)`: each run of consecutive non-zero
+/// pages of `data` goes out as one call, the zero pages not at all.
+pub fn write_nonzero_runs(
+    data: &[u8],
+    offset: u64,
+    write: impl Fn(&[u8], u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     const PAGE: usize = 4096;
-    // Runs of consecutive non-zero pages go out as one write each.
     let mut run: Option<usize> = None;
     for (i, page) in data.chunks(PAGE).enumerate() {
         let zero = page.iter().all(|&b| b == 0);
         match (zero, run) {
             (false, None) => run = Some(i * PAGE),
             (true, Some(start)) => {
-                f.write_all_at(&data[start..i * PAGE], offset + start as u64)?;
+                write(&data[start..i * PAGE], offset + start as u64)?;
                 run = None;
             }
             _ => {}
         }
     }
     match run {
-        Some(start) => f.write_all_at(&data[start..], offset + start as u64),
+        Some(start) => write(&data[start..], offset + start as u64),
         None => Ok(()),
     }
 }

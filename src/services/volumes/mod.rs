@@ -5,6 +5,7 @@
 //! Lock order, everywhere: volume lock, then the shared data lock, then the catalog lock.
 
 pub mod blockio;
+mod copying;
 pub mod creating;
 pub mod customize;
 pub mod format;

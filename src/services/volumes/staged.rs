@@ -20,6 +20,7 @@
 //!   [`PrivateEpoch`]); a flush runs beside them and takes each block's own mutex to place it,
 //!   after which writes to that block go to the store (which tracks them for the next flush).
 
+use super::copying;
 use super::private::PrivateEpoch;
 use crate::error::{Error, Result};
 use crate::services::volumes::blockio::write_nonzero_pages;
@@ -140,6 +141,23 @@ impl Staged {
 
     /// Writes a new whole block (zeros, with `data` at `within`) into a fresh staged file.
     fn write_file(&self, index: u64, within: u64, data: &[u8]) -> Result<Block> {
+        self.new_file(index, |file| {
+            // A whole block keeps its zero pages as holes.
+            if within == 0 && data.len() as u64 == self.block_size {
+                write_nonzero_pages(file, data, 0)
+            } else {
+                file.write_all_at(data, within)
+            }
+        })
+    }
+
+    /// A fresh staged file for block `index`, `block_size` bytes of holes, then `fill`ed;
+    /// removed again when `fill` fails.
+    fn new_file(
+        &self,
+        index: u64,
+        fill: impl FnOnce(&File) -> std::io::Result<()>,
+    ) -> Result<Block> {
         let path = self.dir.join(format!(
             "{}{index}-{}",
             self.prefix,
@@ -152,16 +170,7 @@ impl Staged {
             .mode(self.mode)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let written = (|| {
-            file.set_len(self.block_size)?;
-            // A whole block (a copied shared block) keeps its zero pages as holes.
-            if within == 0 && data.len() as u64 == self.block_size {
-                write_nonzero_pages(&file, data, 0)
-            } else {
-                file.write_all_at(data, within)
-            }
-        })();
-        if let Err(e) = written {
+        if let Err(e) = file.set_len(self.block_size).and_then(|()| fill(&file)) {
             let _ = fs::remove_file(&path);
             return Err(Error::io("write", &path, e));
         }
@@ -170,6 +179,19 @@ impl Staged {
             file,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Stages `block` as block `index` (replacing a staged one), placing the staged blocks
+    /// first when [`MAX_STAGED`] are there.
+    fn stage(&self, index: u64, block: impl FnOnce() -> Result<Block>) -> Result<()> {
+        if lock(&self.blocks).len() >= MAX_STAGED {
+            self.place_all()?;
+        }
+        let block = Arc::new(block()?);
+        if let Some(old) = lock(&self.blocks).insert(index, block) {
+            Self::drop_block(&old);
+        }
+        Ok(())
     }
 
     /// Places every block staged when it was called: fdatasync of all of them (several at
@@ -270,14 +292,25 @@ impl PrivateEpoch for Staged {
     }
 
     fn create(&self, index: u64, within: u64, data: &[u8]) -> Result<()> {
-        if lock(&self.blocks).len() >= MAX_STAGED {
-            self.place_all()?;
-        }
-        let block = Arc::new(self.write_file(index, within, data)?);
-        if let Some(old) = lock(&self.blocks).insert(index, block) {
-            Self::drop_block(&old);
-        }
-        Ok(())
+        self.stage(index, || self.write_file(index, within, data))
+    }
+
+    /// The copy goes from `origin` into the staged file with `O_DIRECT` (see
+    /// [`copying::write_copy`]): no second copy in the page cache, and the flush's fdatasync
+    /// finds the data on the device already.
+    fn create_copy(
+        &self,
+        index: u64,
+        block_size: usize,
+        origin: &[u8],
+        within: usize,
+        chunk: &[u8],
+    ) -> Result<()> {
+        self.stage(index, || {
+            self.new_file(index, |file| {
+                copying::write_copy(file, block_size, origin, within, chunk)
+            })
+        })
     }
 
     fn write_in_place(&self, index: u64, offset: u64, data: &[u8]) -> Result<()> {

@@ -69,6 +69,13 @@ enum Op {
         offset: u64,
         data: Vec<u8>,
     },
+    /// A copy-on-write: a shared block's stored bytes `origin`, `data` at `within`.
+    Copy {
+        index: u64,
+        origin: Vec<u8>,
+        within: u64,
+        data: Vec<u8>,
+    },
     Remove {
         index: u64,
     },
@@ -98,6 +105,19 @@ fn op() -> impl Strategy<Value = Op> {
                 data
             }
         )),
+        (0..6u64, 0..=BS, 0..BS).prop_flat_map(move |(index, stored, within)| (
+            data(stored + 1).prop_map(move |mut d| {
+                d.resize(stored as usize, 7);
+                d
+            }),
+            data(BS - within + 1)
+        )
+            .prop_map(move |(origin, data)| Op::Copy {
+                index,
+                origin,
+                within,
+                data
+            })),
         (0..6u64).prop_map(|index| Op::Remove { index }),
         (0..6u64, 0..BS).prop_flat_map(|(index, offset)| (0..=BS - offset)
             .prop_map(move |len| Op::Read { index, offset, len })),
@@ -121,6 +141,21 @@ fn agree(epochs: &[(&str, &dyn PrivateEpoch)], ops: &[Op]) -> Result<(), TestCas
                 model.insert(*index, b);
                 for (name, e) in epochs {
                     e.create(*index, *within, data)
+                        .map_err(|e| fail(name, op, e))?;
+                }
+            }
+            Op::Copy {
+                index,
+                origin,
+                within,
+                data,
+            } => {
+                let mut b = origin.clone();
+                b.resize(BS as usize, 0);
+                b[*within as usize..*within as usize + data.len()].copy_from_slice(data);
+                model.insert(*index, b);
+                for (name, e) in epochs {
+                    e.create_copy(*index, BS as usize, origin, *within as usize, data)
                         .map_err(|e| fail(name, op, e))?;
                 }
             }
@@ -198,12 +233,23 @@ fn check_against(store: &ObjectPrivate, ops: &[Op]) -> Result<(), TestCaseError>
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
     let local = LocalEpoch::new(dir.path().join("e"), dir.path().join("tmp"), BS, "t".into());
+    // Local files with new blocks staged in tmp/ (as block I/O opens them).
+    let staged = crate::services::volumes::staged::wrap(
+        Box::new(LocalEpoch::new(
+            dir.path().join("s/1"),
+            dir.path().join("tmp"),
+            BS,
+            "t".into(),
+        )),
+        BS,
+    );
     let object = store.open_epoch(ID, 1, BS, "t").unwrap();
     let inner = store.open_epoch(ID, 2, BS, "t").unwrap();
     let cached = WriteBack::new(inner, &dir.path().join("tmp"), BS, 2).unwrap();
     agree(
         &[
             ("local", &local),
+            ("staged", staged.as_ref()),
             ("object", object.as_ref()),
             ("write-back", &cached),
         ],

@@ -54,6 +54,25 @@ pub trait PrivateEpoch: Send + Sync {
     /// zero block with `data` at `within`. Durable once [`PrivateEpoch::flush`] returns.
     fn create(&self, index: u64, within: u64, data: &[u8]) -> Result<()>;
 
+    /// [`PrivateEpoch::create`] of the copy of a shared block (copy-on-write): `origin` (its
+    /// stored bytes, zeros after them up to `block_size`) with `chunk` at `within`. The
+    /// default builds the block in memory; a store with local files writes it from `origin`
+    /// as it is (see `services/volumes/copying.rs`).
+    fn create_copy(
+        &self,
+        index: u64,
+        block_size: usize,
+        origin: &[u8],
+        within: usize,
+        chunk: &[u8],
+    ) -> Result<()> {
+        let mut block = Vec::with_capacity(block_size);
+        block.extend_from_slice(&origin[..origin.len().min(block_size)]);
+        block.resize(block_size, 0);
+        block[within..within + chunk.len()].copy_from_slice(chunk);
+        self.create(index, 0, &block)
+    }
+
     /// Writes `data` at `offset` of existing private block `index`, in place: after a crash
     /// before the next flush the block may show part of it. Durable once flushed.
     fn write_in_place(&self, index: u64, offset: u64, data: &[u8]) -> Result<()>;
