@@ -52,11 +52,7 @@ def cpu(pid):
     return (int(f[11]) + int(f[12])) / TCK
 
 
-CLIENTS = {
-    "nbdcopy": lambda uri: ["nbdcopy", uri, "null:"],
-    "qemu-img": lambda uri: ["qemu-img", "convert", "-n", "--target-is-zero", "-f", "raw", uri,
-                             "--target-image-opts", f"driver=null-co,size={run.GiB}"],
-}
+CLIENTS = run.READ_CLIENTS
 CLIENT = CLIENTS["nbdcopy"]
 
 

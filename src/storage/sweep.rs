@@ -23,13 +23,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Threads a local sweep runs. Removals wait on the device more than they use the CPU: on an
-/// ext4 mounted with `discard` (common on SSDs and virtual disks) each unlink of a block file
-/// issues its discard synchronously and waits for it (perf: `blkdev_issue_discard` under
-/// `ext4_evict_inode`), so only many removals in flight overlap those waits. Measured on
-/// such a disk (2 cores), 51,200 of 102,400 4 KiB blocks: 4 threads 4.4-5.8 s, 16 threads
-/// 1.9-3.3 s, 32 threads 1.4-1.8 s, 64 threads 1.2-2.4 s; without `discard` the count makes no
-/// difference (1.3-1.5 s, CPU-bound). A thread holds one directory listing at a time.
+/// Threads a local sweep runs. Removals wait on the device more than they use the CPU: where
+/// the filesystem discards freed blocks at once (ext4 mounted with `discard` and without a
+/// journal, as this project's test machine: perf shows every unlink waiting in
+/// `blkdev_issue_discard` under `ext4_evict_inode`), each unlink waits for its own discard,
+/// and only removals in flight together overlap those waits. Measured there, 51,200 of
+/// 102,400 4 KiB blocks: 4 threads 2.8-5.8 s, 16 threads 1.9-3.3 s, 32 threads 1.7-1.9 s (the
+/// same as 32 `rm` processes removing those files), 128 or 256 no better; on an ext4 without
+/// `discard` the count makes no difference (1.3-1.5 s, CPU-bound). A thread holds one
+/// directory listing at a time.
 pub const SWEEP_THREADS: usize = 32;
 
 /// What a sweep found and removed (or, dry, would remove).
