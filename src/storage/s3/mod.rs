@@ -588,6 +588,20 @@ impl S3Backend {
     }
 }
 
+/// Whether an object_store error's text says the store refused the request's credentials:
+/// an HTTP 403 status (written "403 Forbidden") or one of S3's refusal codes. Not a bare
+/// "403": the text also holds the endpoint's URL, whose port may contain those digits.
+fn refused_credentials(text: &str) -> bool {
+    [
+        "403 Forbidden",
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
+}
+
 impl Shared {
     /// An [`Error::Store`] for a failed `op` on `key`.
     fn error(&self, op: &str, key: &StorePath, what: String) -> Error {
@@ -609,11 +623,7 @@ impl Shared {
                 b = self.url.bucket,
                 ep = self.endpoint
             )
-        } else if text.contains("403")
-            || text.contains("AccessDenied")
-            || text.contains("SignatureDoesNotMatch")
-            || text.contains("InvalidAccessKeyId")
-        {
+        } else if refused_credentials(&text) {
             "the store refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials) and the bucket's permissions".into()
         } else {
             "check that the endpoint is reachable (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for http://) and retry; the repository is as it was before this command".into()

@@ -199,3 +199,16 @@ fn a_batch_names_the_blocks_it_created_and_never_one_it_found() {
     }
     assert_eq!(again.created().len(), made.len());
 }
+
+#[test]
+fn only_a_403_status_or_a_refusal_code_reads_as_refused_credentials() {
+    // A gateway that went away mid-request, on a port holding the digits 403 (CI saw it).
+    let dropped = "Generic S3 error: Error performing POST http://127.0.0.1:40375/arch-ci?delete \
+                   in 126.524015ms - HTTP error: request or response body error";
+    assert!(!refused_credentials(dropped));
+    let forbidden = "Error performing PUT http://127.0.0.1:7480/b/k in 2ms - Server returned \
+                     non-2xx status code: 403 Forbidden: <Code>AccessDenied</Code>";
+    assert!(refused_credentials(forbidden));
+    assert!(refused_credentials("<Code>SignatureDoesNotMatch</Code>"));
+    assert!(refused_credentials("<Code>InvalidAccessKeyId</Code>"));
+}
