@@ -381,7 +381,7 @@ impl Drop for Staged {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::services::volumes::private::local::LocalEpoch;
     use proptest::prelude::*;
@@ -399,7 +399,8 @@ mod tests {
         ))
     }
 
-    fn names(dir: &Path) -> Vec<String> {
+    /// The sorted names in `dir` (none when it does not exist).
+    pub(in crate::services::volumes) fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -176,15 +176,10 @@ fn blocks<'a>(dir: &Path, backend: &'a LocalBackend, map: &BlockMap) -> VolumeBl
     VolumeBlocks::new(backend, map.clone(), Box::new(epoch), "volume t".into())
 }
 
+/// The staged and placed block files in `dir`, sorted (other entries left out).
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut v = crate::services::volumes::staged::tests::names(dir);
     v.retain(|n| n.starts_with("stage-") || n.bytes().all(|b| b.is_ascii_digit()));
-    v.sort();
     v
 }
 
