@@ -6,33 +6,42 @@
 
 use crate::util::{START_SERVICES, TestRepo, catalog_dump, remote_catalog, remote_store};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// Runs `arch args` in `r` with stdout to a file; (exit code, stdout lines, peak RSS in KiB
-/// of that process alone, from wait4).
+/// of that process alone). The peak comes from GNU time, which forks arch itself: wait4 on a
+/// child of this test process reports this process's own size whenever that is larger (the
+/// high-water mark a forked child carries until its exec), and the other tests running here
+/// make it large.
 fn peak_rss(r: &TestRepo, args: &[&str]) -> (i32, usize, i64) {
     let out_path = r.path("stdout");
-    // Reaped by wait4 below (which also gives its rusage), not by Child::wait.
-    #[allow(clippy::zombie_processes)]
-    let child = r
-        .cmd()
-        .args(args)
+    let rss_path = r.path("rss");
+    let arch = r.cmd();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-q", "-f", "%M", "-o"]).arg(&rss_path);
+    timed
+        .arg(arch.get_program())
+        .args(arch.get_args())
+        .args(args);
+    for (k, v) in arch.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let status = timed
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on the pid of our own child, with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+        .status()
+        .expect("GNU time (/usr/bin/time, Debian package time) measures the peak RSS");
     let lines = std::fs::read(&out_path)
         .unwrap()
         .iter()
         .filter(|&&b| b == b'\n')
         .count();
-    (libc::WEXITSTATUS(status), lines, usage.ru_maxrss)
+    let rss = std::fs::read_to_string(&rss_path).unwrap();
+    let kib = rss.split_whitespace().last().unwrap().parse().unwrap();
+    (status.code().unwrap(), lines, kib)
 }
 
 #[test]
