@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod local;
 pub mod map;
 pub mod mapped;
+pub mod pack;
 mod roundtrip;
 pub mod s3;
 pub mod sweep;

@@ -1,0 +1,340 @@
+//! The packs of a local store seen as one in-memory index: which pack holds which block.
+//!
+//! Loaded lazily, on the first lookup, by reading every pack's footer and index (never its
+//! data). A lookup that misses looks again at `packs/` when the directory may have changed
+//! since it was listed (another process committed a pack), so a block committed before the
+//! map that names it was read is always found.
+//!
+//! When "may have changed" is known: a directory's mtime/ctime change with every entry added
+//! or removed, but they come from a coarse clock (one tick is a few ms), so a change in the
+//! same tick as the listing can leave them equal. A listing taken at least [`SETTLE`] after
+//! the directory's last change is *settled*: any later change gets a later timestamp, and an
+//! equal stamp then means nothing changed. An unsettled listing is redone at every miss.
+
+use super::format::{Entry, read_index};
+use crate::error::{Error, Result};
+use crate::storage::fsutil::open_regular;
+use crate::storage::hash::BlockHash;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Name of the directory, under a repository root, that holds the packs.
+pub const PACKS_DIR: &str = "packs";
+/// How long after a directory's last change a listing of it is settled (see the module
+/// comment); far above a timestamp tick.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Where a packed block's stored bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The pack's name and path.
+    pub pack: BlockHash,
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// The packs of one store. Shared between threads; every method takes `&self`.
+pub struct PackSet {
+    dir: PathBuf,
+    max_entry: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Packs loaded, by name: their entries' hashes (to drop them when the pack goes).
+    packs: HashMap<BlockHash, usize>,
+    /// Each block once: the first loaded pack holding it.
+    blocks: HashMap<BlockHash, (BlockHash, u64, u32)>,
+    /// Packs whose index is damaged, with the reason (their blocks are not in `blocks`).
+    damaged: BTreeMap<BlockHash, String>,
+    /// The directory's stamp at the last listing and whether that listing was settled.
+    listed: Option<(Stamp, bool)>,
+}
+
+/// What identifies a state of the directory: inode, size, mtime and ctime (seconds, nanos).
+type Stamp = [i64; 6];
+
+fn stamp_of(m: &fs::Metadata) -> Stamp {
+    [
+        m.ino() as i64,
+        m.size() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ]
+}
+
+/// True when the stamp's latest change is at least [`SETTLE`] before `now`.
+fn settled(m: &fs::Metadata, now: SystemTime) -> bool {
+    let last = |s: i64, ns: i64| {
+        let t = Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32);
+        SystemTime::UNIX_EPOCH + t
+    };
+    let latest = last(m.mtime(), m.mtime_nsec()).max(last(m.ctime(), m.ctime_nsec()));
+    now.duration_since(latest).is_ok_and(|d| d >= SETTLE)
+}
+
+impl PackSet {
+    /// The packs under `root/packs/` (which may not exist: no packs). Entries longer than
+    /// `max_entry` (the block size) make a pack damaged.
+    pub fn new(root: &Path, max_entry: u64) -> PackSet {
+        PackSet {
+            dir: root.join(PACKS_DIR),
+            max_entry,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The directory holding the packs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of pack `id`.
+    pub fn path_of(&self, id: &BlockHash) -> PathBuf {
+        self.dir.join(id.to_hex())
+    }
+
+    /// Where block `hash` is packed, None when no pack holds it. A miss looks at the
+    /// directory again when it may have changed; `recheck` forces that (a pack found in the
+    /// index was gone when opened).
+    pub fn locate(&self, hash: &BlockHash, recheck: bool) -> Result<Option<Located>> {
+        let mut st = self.state.lock().unwrap();
+        if !recheck && let Some(found) = self.found(&st, hash) {
+            return Ok(Some(found));
+        }
+        self.refresh(&mut st, recheck)?;
+        Ok(self.found(&st, hash))
+    }
+
+    /// True when a pack known to this process holds `hash`, without looking at the directory
+    /// again (after the first load): for de-duplication, where a miss only costs a copy.
+    pub fn contains_known(&self, hash: &BlockHash) -> Result<bool> {
+        let mut st = self.state.lock().unwrap();
+        if st.listed.is_none() {
+            self.refresh(&mut st, false)?;
+        }
+        Ok(st.blocks.contains_key(hash))
+    }
+
+    /// Every packed block once, with its stored length, from a fresh look at the directory.
+    pub fn blocks(&self) -> Result<Vec<(BlockHash, u64)>> {
+        let mut st = self.state.lock().unwrap();
+        self.refresh(&mut st, true)?;
+        Ok(st
+            .blocks
+            .iter()
+            .map(|(h, (_, _, len))| (*h, u64::from(*len)))
+            .collect())
+    }
+
+    /// Packs whose index is damaged, with the reason, from a fresh look at the directory.
+    pub fn damaged(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut st = self.state.lock().unwrap();
+        self.refresh(&mut st, true)?;
+        Ok(st
+            .damaged
+            .iter()
+            .map(|(id, why)| (self.path_of(id), why.clone()))
+            .collect())
+    }
+
+    fn found(&self, st: &State, hash: &BlockHash) -> Option<Located> {
+        st.blocks.get(hash).map(|&(pack, offset, len)| Located {
+            pack,
+            path: self.path_of(&pack),
+            offset,
+            len,
+        })
+    }
+
+    /// Lists the directory again unless the last listing is settled and the stamp unchanged
+    /// (`force`: always). Loads the packs not seen yet; when a known pack is gone, rebuilds
+    /// the index from the packs still there.
+    fn refresh(&self, st: &mut State, force: bool) -> Result<()> {
+        let now = SystemTime::now();
+        let meta = match fs::metadata(&self.dir) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("stat", &self.dir, e)),
+        };
+        let stamp = meta.as_ref().map_or([0; 6], stamp_of);
+        if !force && st.listed == Some((stamp, true)) {
+            return Ok(());
+        }
+        let names = match &meta {
+            None => Vec::new(),
+            Some(_) => list_pack_names(&self.dir)?,
+        };
+        let gone = st
+            .packs
+            .keys()
+            .chain(st.damaged.keys())
+            .any(|id| !names.contains(id));
+        if gone {
+            *st = State::default();
+        }
+        for id in names {
+            if st.packs.contains_key(&id) || st.damaged.contains_key(&id) {
+                continue;
+            }
+            match read_pack(&self.path_of(&id), &id, self.max_entry)? {
+                None => {} // removed since the listing
+                Some(Ok(entries)) => {
+                    st.packs.insert(id, entries.len());
+                    for e in entries {
+                        st.blocks.entry(e.hash).or_insert((id, e.offset, e.len));
+                    }
+                }
+                Some(Err(why)) => {
+                    st.damaged.insert(id, why);
+                }
+            }
+        }
+        st.listed = Some((stamp, meta.as_ref().is_some_and(|m| settled(m, now))));
+        Ok(())
+    }
+}
+
+/// The names in `dir` that are pack names (64 hex digits) held by regular files; anything
+/// else (fsck reports it) is ignored. Sorted.
+pub fn list_pack_names(dir: &Path) -> Result<Vec<BlockHash>> {
+    let mut names = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<BlockHash>().ok())
+        else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(id);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Reads and checks the index of the pack at `path` named `id`: None when it is gone,
+/// `Some(Err(reason))` when it is damaged (or not a regular file).
+pub fn read_pack(
+    path: &Path,
+    id: &BlockHash,
+    max_entry: u64,
+) -> Result<Option<std::result::Result<Vec<Entry>, String>>> {
+    let file = match open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(Error::Corrupt { reason, .. }) => return Ok(Some(Err(reason))),
+        Err(e) => return Err(e),
+    };
+    read_index(&file, id, max_entry)
+        .map(Some)
+        .map_err(|e| Error::io("read pack index", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::{encode_tail, pack_id};
+    use super::*;
+
+    /// Writes a pack of `blocks` into `root/packs/` and returns its name.
+    pub fn write_pack(root: &Path, blocks: &[&[u8]]) -> BlockHash {
+        let entries: Vec<(BlockHash, u32)> = blocks
+            .iter()
+            .map(|b| (BlockHash::of_bytes(b), b.len() as u32))
+            .collect();
+        let tail = encode_tail(&entries);
+        let mut bytes = blocks.concat();
+        bytes.extend_from_slice(&tail);
+        let id = pack_id(&tail);
+        fs::create_dir_all(root.join(PACKS_DIR)).unwrap();
+        fs::write(root.join(PACKS_DIR).join(id.to_hex()), bytes).unwrap();
+        id
+    }
+
+    #[test]
+    fn finds_blocks_and_sees_packs_added_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = PackSet::new(dir.path(), 64);
+        let (a, b) = (BlockHash::of_bytes(b"aa"), BlockHash::of_bytes(b"bbb"));
+        assert_eq!(
+            set.locate(&a, false).unwrap(),
+            None,
+            "no packs directory: no packs"
+        );
+        let first = write_pack(dir.path(), &[b"aa", b"bbb"]);
+        let at = set.locate(&b, false).unwrap().unwrap();
+        assert_eq!((at.pack, at.offset, at.len), (first, 2, 3));
+        // A pack committed by someone else right after our listing is found at the miss,
+        // even within the same timestamp tick (the listing is not settled yet).
+        let c = BlockHash::of_bytes(b"c");
+        let second = write_pack(dir.path(), &[b"c"]);
+        assert_eq!(set.locate(&c, false).unwrap().unwrap().pack, second);
+        assert!(set.contains_known(&a).unwrap());
+        let mut all = set.blocks().unwrap();
+        all.sort();
+        let mut want = vec![(a, 2), (b, 3), (c, 1)];
+        want.sort();
+        assert_eq!(all, want);
+    }
+
+    #[test]
+    fn a_removed_pack_drops_its_blocks_and_a_damaged_one_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = PackSet::new(dir.path(), 64);
+        let a = BlockHash::of_bytes(b"aa");
+        let first = write_pack(dir.path(), &[b"aa"]);
+        let both = write_pack(dir.path(), &[b"aa", b"z"]);
+        assert!(set.locate(&a, false).unwrap().is_some());
+        fs::remove_file(set.path_of(&first)).unwrap();
+        let again = set.locate(&a, true).unwrap().unwrap();
+        assert_eq!(again.pack, both, "found in the pack still there");
+        // A pack whose bytes do not match its name is damaged: reported, its blocks absent.
+        let p = set.path_of(&both);
+        let mut bytes = fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n - 30] ^= 1;
+        fs::remove_file(&p).unwrap();
+        fs::write(&p, bytes).unwrap();
+        let fresh = PackSet::new(dir.path(), 64);
+        assert_eq!(fresh.locate(&a, false).unwrap(), None);
+        let damaged = fresh.damaged().unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert!(
+            damaged[0].1.contains("does not match its name"),
+            "{damaged:?}"
+        );
+    }
+
+    #[test]
+    fn symlinks_and_other_names_are_not_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = write_pack(dir.path(), &[b"aa"]);
+        let packs = dir.path().join(PACKS_DIR);
+        fs::rename(packs.join(id.to_hex()), dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), packs.join(id.to_hex())).unwrap();
+        fs::write(packs.join("notes.txt"), b"x").unwrap();
+        let set = PackSet::new(dir.path(), 64);
+        assert_eq!(
+            set.locate(&BlockHash::of_bytes(b"aa"), false).unwrap(),
+            None
+        );
+        assert!(set.blocks().unwrap().is_empty());
+    }
+}
