@@ -105,9 +105,10 @@ def arch(repo, *args):
     return [str(ARCH), "-R", str(repo), "-q", *args]
 
 
-def fresh_repo(repo, block_size="4M"):
+def fresh_repo(repo, block_size="4M", packs="auto"):
     rm(repo)
-    subprocess.run([str(ARCH), "init", "-q", "--block-size", block_size, str(repo)], check=True)
+    subprocess.run([str(ARCH), "init", "-q", "--block-size", block_size, "--packs", packs,
+                    str(repo)], check=True)
 
 
 def make_random(path, size):
@@ -221,7 +222,8 @@ def suite_objects(work, reps):
 
 
 def suite_integrity(work, reps):
-    """Issue 5: gc and fsck --read-data on a repository of 100k blocks (4 KiB blocks)."""
+    """Issue 5 and 16: gc and fsck --read-data on a repository of 100k blocks (4 KiB blocks),
+    with packs (the default for block sizes up to 64 KiB) and with one file per block."""
     t = Table("Integrity: 100k blocks (400 MiB, 4 KiB blocks), half of it garbage for gc")
     repo = work / "repo-integrity"
     a, b = work / "int-a.bin", work / "int-b.bin"
@@ -233,22 +235,28 @@ def suite_integrity(work, reps):
     def blocks():
         return {str(f) for shard in (repo / "blocks").iterdir() for f in shard.iterdir()}
 
-    def populate():
-        fresh_repo(repo, "4K")
+    def populate(packs="auto"):
+        fresh_repo(repo, "4K", packs)
         run_once(arch(repo, "put", str(a), "c/a"))
         before = blocks()
         run_once(arch(repo, "put", str(b), "c/b"))
         garbage.write_text("".join(f + "\0" for f in sorted(blocks() - before)))
         run_once(arch(repo, "rm", "c/b"))
+
+    def populate_loose():
+        populate("off")
     gc = measure(arch(repo, "gc"), reps, setup=populate)
+    gc_loose = measure(arch(repo, "gc"), reps, setup=populate_loose)
     # Issue 16: the floor of one file per block, the same block files removed by rm + syncfs,
     # by one rm and by 32 at once (gc's sweep threads: on a disk whose filesystem discards
     # freed blocks synchronously, only removals in flight together overlap the discards).
-    t.row("gc (sweep 50k of 100k blocks)", gc, "floor: xargs rm of the same files + syncfs",
-          measure(f"xargs -0 rm -f < {garbage} && sync -f {repo}/blocks", reps, setup=populate))
-    t.row("gc (sweep 50k of 100k blocks)", gc, "floor: 32 rm at once (xargs -P 32) + syncfs",
+    loose = "gc, one file per block (--packs off)"
+    t.row(loose, gc_loose, "floor: xargs rm of the same files + syncfs",
+          measure(f"xargs -0 rm -f < {garbage} && sync -f {repo}/blocks", reps,
+                  setup=populate_loose))
+    t.row(loose, gc_loose, "floor: 32 rm at once (xargs -P 32) + syncfs",
           measure(f"xargs -0 -P 32 -n 1600 rm -f < {garbage} && sync -f {repo}/blocks", reps,
-                  setup=populate))
+                  setup=populate_loose))
     populate()
     fsck = measure(arch(repo, "fsck", "--read-data"), reps)
     if have("restic"):
@@ -265,8 +273,9 @@ def suite_integrity(work, reps):
                            stdout=subprocess.DEVNULL)
             subprocess.run(["restic", "forget", "-q", "--tag", "b"], check=True, env=full_env,
                            stdout=subprocess.DEVNULL)
-        t.row("gc (sweep 50k of 100k blocks)", gc, "restic prune",
-              measure(["restic", "prune", "-q"], reps, setup=rpopulate, env=env))
+        prune = measure(["restic", "prune", "-q"], reps, setup=rpopulate, env=env)
+        t.row("gc (sweep 50k of 100k blocks, packs)", gc, "restic prune", prune)
+        t.row(loose, gc_loose, "restic prune", prune)
         rpopulate()
         t.row("fsck --read-data", fsck, "restic check --read-data",
               measure(["restic", "check", "-q", "--read-data"], reps, env=env))

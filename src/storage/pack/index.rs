@@ -48,10 +48,11 @@ pub struct PackSet {
 
 #[derive(Default)]
 struct State {
-    /// Packs loaded, by name: their entries' hashes (to drop them when the pack goes).
-    packs: HashMap<BlockHash, usize>,
-    /// Each block once: the first loaded pack holding it.
-    blocks: HashMap<BlockHash, (BlockHash, u64, u32)>,
+    /// Packs loaded, in load order; `blocks` names them by their position here.
+    packs: Vec<BlockHash>,
+    /// Each block once: (position in `packs`, offset, stored length) in the first loaded
+    /// pack holding it. 48 bytes per block plus the table's overhead.
+    blocks: HashMap<BlockHash, (u32, u64, u32)>,
     /// Packs whose index is damaged, with the reason (their blocks are not in `blocks`).
     damaged: BTreeMap<BlockHash, String>,
     /// The directory's stamp at the last listing and whether that listing was settled.
@@ -148,11 +149,14 @@ impl PackSet {
     }
 
     fn found(&self, st: &State, hash: &BlockHash) -> Option<Located> {
-        st.blocks.get(hash).map(|&(pack, offset, len)| Located {
-            pack,
-            path: self.path_of(&pack),
-            offset,
-            len,
+        st.blocks.get(hash).map(|&(at, offset, len)| {
+            let pack = st.packs[at as usize];
+            Located {
+                pack,
+                path: self.path_of(&pack),
+                offset,
+                len,
+            }
         })
     }
 
@@ -174,24 +178,24 @@ impl PackSet {
             None => Vec::new(),
             Some(_) => list_pack_names(&self.dir)?,
         };
-        let gone = st
-            .packs
-            .keys()
-            .chain(st.damaged.keys())
-            .any(|id| !names.contains(id));
-        if gone {
+        // `names` is sorted: binary search.
+        let listed = |id: &BlockHash| names.binary_search(id).is_ok();
+        if !st.packs.iter().chain(st.damaged.keys()).all(listed) {
             *st = State::default();
         }
+        let known: std::collections::HashSet<BlockHash> = st.packs.iter().copied().collect();
         for id in names {
-            if st.packs.contains_key(&id) || st.damaged.contains_key(&id) {
+            if known.contains(&id) || st.damaged.contains_key(&id) {
                 continue;
             }
             match read_pack(&self.path_of(&id), &id, self.max_entry)? {
                 None => {} // removed since the listing
                 Some(Ok(entries)) => {
-                    st.packs.insert(id, entries.len());
+                    let at = u32::try_from(st.packs.len())
+                        .map_err(|_| Error::invalid("more than 2^32 packs"))?;
+                    st.packs.push(id);
                     for e in entries {
-                        st.blocks.entry(e.hash).or_insert((id, e.offset, e.len));
+                        st.blocks.entry(e.hash).or_insert((at, e.offset, e.len));
                     }
                 }
                 Some(Err(why)) => {
