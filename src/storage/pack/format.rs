@@ -28,6 +28,10 @@ pub const MAGIC: &[u8; 8] = b"ARCHPAK1";
 pub const ENTRY_LEN: usize = HASH_LEN + 4;
 /// Bytes of the footer: magic + entry count + data length.
 pub const FOOTER_LEN: usize = 8 + 8 + 8;
+/// Most entries a pack holds (its index is then 36 MiB): the writer closes a pack at this
+/// count, and a reader refuses a footer counting more, so a hostile pack cannot make a
+/// reader allocate more than that for its index, however large the file.
+pub const MAX_ENTRIES: u64 = 1 << 20;
 
 /// One block in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,11 @@ pub fn decode_tail(
     }
     let count = u64::from_le_bytes(footer[8..16].try_into().unwrap());
     let data_len = u64::from_le_bytes(footer[16..24].try_into().unwrap());
+    if count > MAX_ENTRIES {
+        return Err(format!(
+            "footer counts {count} entries, more than a pack holds ({MAX_ENTRIES})"
+        ));
+    }
     let index_len = count
         .checked_mul(ENTRY_LEN as u64)
         .filter(|&n| n == (tail.len() - FOOTER_LEN) as u64)
@@ -127,6 +136,11 @@ pub fn read_index(
     let mut footer = [0u8; FOOTER_LEN];
     file.read_exact_at(&mut footer, file_len - FOOTER_LEN as u64)?;
     let count = u64::from_le_bytes(footer[8..16].try_into().unwrap());
+    if count > MAX_ENTRIES {
+        return Ok(Err(format!(
+            "footer counts {count} entries, more than a pack holds ({MAX_ENTRIES})"
+        )));
+    }
     let Some(tail_len) = count
         .checked_mul(ENTRY_LEN as u64)
         .and_then(|n| n.checked_add(FOOTER_LEN as u64))

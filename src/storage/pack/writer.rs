@@ -2,7 +2,7 @@
 //! directory, closed with their index at the end. The caller makes them durable and renames
 //! them into `packs/` (see [`FinishedPack`]).
 
-use super::format::{encode_tail, pack_id};
+use super::format::{MAX_ENTRIES, encode_tail, pack_id};
 use crate::storage::fsutil::create_file;
 use crate::storage::hash::BlockHash;
 use std::fs::File;
@@ -74,10 +74,10 @@ impl PackWriter {
             if let Some(e) = &st.failed {
                 return Err(io::Error::new(e.kind(), e.to_string()));
             }
-            let full = st
-                .current
-                .as_ref()
-                .is_some_and(|p| !p.entries.is_empty() && p.len + u64::from(len) > self.target);
+            let full = st.current.as_ref().is_some_and(|p| {
+                let count = p.entries.len() as u64;
+                count == MAX_ENTRIES || (count > 0 && p.len + u64::from(len) > self.target)
+            });
             if full {
                 let done = st.current.take().unwrap();
                 st.closed.push(done);
