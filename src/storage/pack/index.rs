@@ -253,7 +253,7 @@ pub fn read_pack(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::format::{encode_tail, pack_id};
     use super::*;
 
