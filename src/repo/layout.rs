@@ -1,5 +1,5 @@
 //! The repository's fixed directories (`meta/`, `locks/`, `volumes/`, `tmp/`, `blocks/XX/`,
-//! `maps/XX/`, `quarantine/`, `run/`) and the rule that each is a real directory, never a symbolic
+//! `maps/XX/`, `packs/`, `quarantine/`, `run/`) and the rule that each is a real directory, never a symbolic
 //! link or another kind of file: arch builds paths under them, so a link in their place would
 //! make it read, write or delete files outside the repository.
 //!
@@ -20,9 +20,11 @@ const REQUIRED: &[&str] = &[
     BLOCKS_DIR,
     MAPS_DIR,
 ];
-/// Directories that may be absent but, when present, must be real directories.
+/// Directories that may be absent but, when present, must be real directories. `packs/` is
+/// made by init in a repository with packs, and by the first commit of packs when missing.
 const OPTIONAL: &[&str] = &[
     super::LOCKS_DIR,
+    crate::storage::pack::PACKS_DIR,
     "run",
     "quarantine",
     "quarantine/blocks",
