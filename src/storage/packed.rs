@@ -133,6 +133,40 @@ pub fn publish(packs: &[FinishedPack], packs_dir: &Path, modes: Modes) -> Result
     Ok(())
 }
 
+/// `err`, with the pack that holds the block named when it is a corrupt packed block: a
+/// damaged pack is then found without a scan (`packs/<id>`; `arch fsck --read-data` lists
+/// every damaged entry). Other errors are returned as they are.
+pub fn name_pack_of_corrupt_block(backend: &dyn super::Backend, err: Error) -> Error {
+    let Error::CorruptBlock {
+        hash,
+        offset,
+        resource,
+    } = err
+    else {
+        return err;
+    };
+    let packed = backend
+        .as_local()
+        .and_then(|l| l.packs())
+        .and_then(|packs| {
+            let h: BlockHash = hash.parse().ok()?;
+            packs.locate(&h, false).ok().flatten()
+        });
+    let resource = match packed {
+        Some(at) => format!(
+            "{resource} (stored at byte {} of pack {})",
+            at.offset,
+            at.path.display()
+        ),
+        None => resource,
+    };
+    Error::CorruptBlock {
+        hash,
+        offset,
+        resource,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::backend::Backend;
