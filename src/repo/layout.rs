@@ -118,4 +118,16 @@ mod tests {
         assert!(found[1].ends_with("blocks/5a should be a directory but is a regular file"));
         assert!(found[2].ends_with("maps/00 should be a directory but is missing"));
     }
+
+    #[test]
+    fn packs_may_be_absent_but_never_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        Repository::init(&root, 4096).unwrap();
+        assert!(!root.join("packs").exists() && faults(&root).is_empty());
+        std::os::unix::fs::symlink(dir.path(), root.join("packs")).unwrap();
+        let found: Vec<String> = faults(&root).iter().map(|f| f.to_string()).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("packs should be a directory but is a symbolic link"));
+    }
 }

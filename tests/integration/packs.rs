@@ -235,3 +235,42 @@ fn put_killed_at_any_instant_leaves_a_consistent_packed_repository() {
     // never damage.
     no_damage(&r);
 }
+
+#[test]
+fn init_packs_auto_on_off_and_refused_with_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |name: &str, args: &[&str]| {
+        let root = dir.path().join(name);
+        let out = std::process::Command::new(crate::util::bin())
+            .args(["--json", "init"])
+            .args(args)
+            .arg(&root)
+            .output()
+            .unwrap();
+        (root, out)
+    };
+    for (name, args, packs) in [
+        ("auto4k", &["--block-size", "4K"][..], true),
+        ("auto64k", &["--block-size", "64K"][..], true),
+        ("auto4m", &[][..], false),
+        (
+            "off4k",
+            &["--block-size", "4K", "--packs", "off"][..],
+            false,
+        ),
+        ("on4m", &["--packs", "on"][..], true),
+    ] {
+        let (root, out) = init(name, args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["packs"], packs, "{name}");
+        assert_eq!(report["format"], if packs { 2 } else { 1 }, "{name}");
+        let toml = std::fs::read_to_string(root.join("arch.toml")).unwrap();
+        assert_eq!(toml.contains("packs = true"), packs, "{name}: {toml}");
+        assert_eq!(root.join("packs").is_dir(), packs, "{name}");
+    }
+    let (root, out) = init("s3", &["--packs", "on", "--store", "s3://bucket/p"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--packs off"), "{}", stderr(&out));
+    assert!(!root.exists(), "nothing made");
+}
