@@ -1881,7 +1881,7 @@ _arch() {
             return 0
             ;;
         arch__subcmd__init)
-            opts="-R -q -h -V --block-size --shared-group --catalog --store --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --block-size --shared-group --catalog --store --packs --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1901,6 +1901,10 @@ _arch() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --packs)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --repo)

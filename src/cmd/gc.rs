@@ -22,6 +22,11 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let report = gc(&repo, args.dry_run, progress.as_ref());
     progress.finish();
     let report = report?;
+    for damaged in &report.damaged_packs {
+        eprintln!(
+            "arch: warning: gc left a pack with a damaged index alone (its blocks may be live): {damaged}; run `arch fsck`"
+        );
+    }
     emit(ctx, &report, |out| {
         let verb = if report.dry_run {
             "would free"
@@ -37,6 +42,21 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let names = report.unfinished_volumes_removed.join(", ");
             writeln!(out, "{what} (left by a dead clone): {names}")?;
         }
+        let packs = if report.packs_removed + report.packs_rewritten > 0 {
+            let removed = if report.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            format!(
+                "; {removed} {} packs, {} of them rewritten ({} of live blocks copied)",
+                report.packs_removed,
+                report.packs_rewritten,
+                format_size(report.bytes_rewritten)
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
             "{}",
@@ -44,7 +64,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     verb,
                     format!(
-                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
+                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks{packs}",
                         report.blocks_freed,
                         format_size(report.bytes_freed),
                         report.maps_freed,

@@ -6,6 +6,7 @@ use crate::Error;
 use crate::services::names::ObjectName;
 use crate::services::objects;
 use crate::storage::export::Sink;
+use crate::storage::packed::name_pack_of_corrupt_block;
 use crate::units::format_size;
 
 use std::io::Write;
@@ -60,7 +61,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             progress.as_ref(),
         );
         progress.finish();
-        r?;
+        r.map_err(|e| name_pack_of_corrupt_block(repo.backend(), e))?;
         out.flush()?;
         return Ok(Status::Ok);
     };
@@ -75,7 +76,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             progress.as_ref(),
         );
         progress.finish();
-        r
+        r.map_err(|e| name_pack_of_corrupt_block(repo.backend(), e))
     })?;
     emit(ctx, &report, |out| {
         writeln!(

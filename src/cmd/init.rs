@@ -1,11 +1,11 @@
-//! `arch init DIR [--block-size SIZE] [--shared-group GROUP]`: create a repository, private
-//! to its owner or shared with a group.
+//! `arch init DIR [--block-size SIZE] [--shared-group GROUP] [--packs auto|on|off]`: create a
+//! repository, private to its owner or shared with a group.
 
 use super::output::{emit, key_values};
-use super::repo_info::RepoIdentity;
+use super::repo_info::{RepoIdentity, on_off};
 use super::{Context, Status, parse_size_arg};
 use crate::repo::Repository;
-use crate::repo::config::DEFAULT_BLOCK_SIZE;
+use crate::repo::config::{DEFAULT_BLOCK_SIZE, PacksChoice};
 use crate::repo::group::Group;
 use crate::units::format_size;
 use serde::Serialize;
@@ -35,6 +35,11 @@ pub struct Args {
     /// Credentials come from AWS_* or ~/.aws, never from the URL.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Store blocks many to a file (`packs/`), so that gc removes a few large files instead of
+    /// one per block: auto = on for block sizes up to 64K in a local store; never with
+    /// --store. Fixed at init.
+    #[arg(long, value_enum, default_value_t = PacksChoice::Auto)]
+    pub packs: PacksChoice,
 }
 
 #[derive(Serialize)]
@@ -65,6 +70,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
         group.as_ref(),
         args.store.as_deref(),
         args.catalog.as_deref(),
+        args.packs,
     )?;
     let report = Report {
         repo: RepoIdentity::of(&repo),
@@ -96,6 +102,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             key_values(&[
                 ("block size", format_size(report.repo.block_size)),
                 ("hash", report.repo.hash.clone()),
+                ("packs", on_off(report.repo.packs).into()),
                 (
                     "access",
                     match &report.shared_group {

@@ -15,6 +15,8 @@ pub struct RepoIdentity {
     pub format: u32,
     pub block_size: u64,
     pub hash: String,
+    /// Whether blocks are stored many to a file (`packs/`, format 2).
+    pub packs: bool,
 }
 
 impl RepoIdentity {
@@ -25,6 +27,7 @@ impl RepoIdentity {
             format: repo.config().format,
             block_size: repo.config().block_size,
             hash: repo.config().hash.clone(),
+            packs: repo.config().packs,
         }
     }
 }
@@ -40,6 +43,11 @@ struct Report {
     /// Where the catalog lives: `meta/catalog.db` under `path`, or the PostgreSQL URL (no
     /// credentials).
     catalog: String,
+}
+
+/// `on` or `off`, as `arch init` and `arch info` show packs.
+pub fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
 }
 
 /// Where the catalog of `repo` lives: (engine, location).
@@ -70,6 +78,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<Status> {
                 ("format", report.repo.format.to_string()),
                 ("block size", format_size(report.repo.block_size)),
                 ("hash", report.repo.hash.clone()),
+                ("packs", on_off(report.repo.packs).into()),
                 ("data", report.data.to_string()),
                 ("catalog", report.catalog.clone()),
             ])

@@ -18,6 +18,7 @@
 //! Private volume blocks, files or objects in a store, are garbage by the rules of
 //! [`super::volume_objects`] (the same for both), under the same exclusive lock.
 
+use super::gc_packs::sweep_packs;
 use super::refs::{live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only};
 use super::volume_files;
 use crate::error::{Error, Result};
@@ -43,6 +44,15 @@ pub struct GcReport {
     pub stale_locks_removed: u64,
     pub blocks_kept: u64,
     pub bytes_kept: u64,
+    /// Packs removed (no live block left, or rewritten); their freed blocks and bytes are
+    /// counted in `blocks_freed` and `bytes_freed`.
+    pub packs_removed: u64,
+    /// Packs holding some garbage whose live blocks were copied into new packs.
+    pub packs_rewritten: u64,
+    /// Bytes of live blocks those copies wrote.
+    pub bytes_rewritten: u64,
+    /// Packs gc left alone because their index is damaged (`arch fsck` reports them).
+    pub damaged_packs: Vec<String>,
     /// Volumes left `creating` by a creator that is gone (never usable), removed first.
     pub unfinished_volumes_removed: Vec<String>,
 }
@@ -107,6 +117,31 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     report.bytes_kept = swept.kept_bytes;
     report.blocks_freed = swept.removed;
     report.bytes_freed = swept.removed_bytes;
+    // Packs after loose blocks (the order between them does not matter: both only remove
+    // blocks no map names, and the maps were swept first).
+    if let Some(local) = repo.backend().as_local() {
+        let packs = sweep_packs(
+            root,
+            &repo.tmp_dir(),
+            local.modes(),
+            repo.config().block_size,
+            &|h| live.contains(h),
+            dry_run,
+            progress,
+        )?;
+        report.blocks_kept += packs.blocks_kept;
+        report.bytes_kept += packs.bytes_kept;
+        report.blocks_freed += packs.blocks_freed;
+        report.bytes_freed += packs.bytes_freed;
+        report.packs_removed = packs.packs_removed;
+        report.packs_rewritten = packs.packs_rewritten;
+        report.bytes_rewritten = packs.bytes_rewritten;
+        report.damaged_packs = packs
+            .damaged
+            .iter()
+            .map(|(path, why)| format!("{}: {why}", path.display()))
+            .collect();
+    }
     // Volume garbage: decided on the catalog read above; volume operations that could make
     // new private files all hold the shared data lock, which our exclusive lock keeps out.
     // Private objects in a store are deleted as they are listed (volume_objects).

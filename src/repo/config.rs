@@ -1,12 +1,19 @@
-//! `arch.toml`: the repository's format version, block size and hash algorithm.
+//! `arch.toml`: the repository's format version, block size, hash algorithm, and whether its
+//! blocks are kept in packs.
 
 use crate::error::{Error, Result};
 use crate::storage::map::valid_block_size;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format this build reads and writes: 2, a repository with packs. A
+/// repository without packs is written as format 1 (older builds keep reading it); this build
+/// opens both.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of a repository without packs.
+pub const FORMAT_LOOSE: u32 = 1;
+/// Largest block size for which `--packs auto` turns packs on.
+pub const PACKS_AUTO_MAX_BLOCK: u64 = 64 * 1024;
 /// The only block hash algorithm (Pithos compatibility).
 pub const HASH_ALGORITHM: &str = "sha256";
 /// Default block size: 4 MiB, as Pithos.
@@ -30,6 +37,39 @@ pub struct Config {
     /// (credentials never: they come from AWS_* or ~/.aws).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Blocks are stored many to a file in `packs/` (format 2, local store only); absent
+    /// (false) in every format-1 file. Never changes after init.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub packs: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `arch init --packs`: whether the new repository keeps its blocks in packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PacksChoice {
+    /// On when the block size is at most 64 KiB and the store is local.
+    Auto,
+    On,
+    Off,
+}
+
+impl PacksChoice {
+    /// Whether packs are on for a repository of `block_size` with blocks in `store` (None:
+    /// this directory). Packs are never used with an object store.
+    pub fn resolve(self, block_size: u64, store: Option<&str>) -> Result<bool> {
+        match self {
+            PacksChoice::Off => Ok(false),
+            PacksChoice::Auto => Ok(store.is_none() && block_size <= PACKS_AUTO_MAX_BLOCK),
+            PacksChoice::On if store.is_some() => Err(Error::invalid(
+                "--packs on is for a local store only: an object store keeps every block as \
+                 its own object; drop --packs (or use --packs off) with --store",
+            )),
+            PacksChoice::On => Ok(true),
+        }
+    }
 }
 
 impl Config {
@@ -41,12 +81,19 @@ impl Config {
             )));
         }
         Ok(Config {
-            format: FORMAT_VERSION,
+            format: FORMAT_LOOSE,
             block_size,
             hash: HASH_ALGORITHM.into(),
             catalog: None,
             store: None,
+            packs: false,
         })
+    }
+
+    /// Turns packs on or off, with the format that goes with it (2 with packs, else 1).
+    pub fn set_packs(&mut self, packs: bool) {
+        self.packs = packs;
+        self.format = if packs { FORMAT_VERSION } else { FORMAT_LOOSE };
     }
 
     /// TOML text of this configuration.
@@ -71,7 +118,7 @@ impl Config {
             reason: e.message().to_string(),
         })?;
         match value.get("format").and_then(|v| v.as_integer()) {
-            Some(v) if v == FORMAT_VERSION as i64 => {}
+            Some(v) if (FORMAT_LOOSE as i64..=FORMAT_VERSION as i64).contains(&v) => {}
             Some(v) if v > FORMAT_VERSION as i64 => {
                 return Err(unsupported(
                     format!("format {v}, newer than this arch supports ({FORMAT_VERSION})"),
@@ -81,7 +128,7 @@ impl Config {
             Some(v) => {
                 return Err(unsupported(
                     format!("unknown format {v}"),
-                    "this arch reads format 1 only",
+                    "this arch reads formats 1 and 2 only",
                 ));
             }
             None => {
@@ -100,6 +147,23 @@ impl Config {
                 format!("hash algorithm '{}'", config.hash),
                 "this arch supports sha256 only",
             ));
+        }
+        if config.packs != (config.format == FORMAT_VERSION)
+            || (config.packs && config.store.is_some())
+        {
+            return Err(Error::Corrupt {
+                path: root.join("arch.toml"),
+                reason: format!(
+                    "format {} with packs = {}{}: packs go with format 2 and a local store only",
+                    config.format,
+                    config.packs,
+                    if config.store.is_some() {
+                        " and a store"
+                    } else {
+                        ""
+                    }
+                ),
+            });
         }
         if !valid_block_size(config.block_size) {
             return Err(Error::Corrupt {
@@ -159,10 +223,53 @@ mod tests {
     fn newer_format_is_named() {
         let err = Config::parse(
             Path::new("/r"),
-            "format = 2\nblock_size = 4096\nhash = \"sha256\"",
+            "format = 3\nblock_size = 4096\nhash = \"sha256\"",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("newer"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("format 3, newer than this arch supports (2); upgrade arch"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn packs_make_format_2_and_a_loose_repository_stays_format_1() {
+        let mut c = Config::new(4096).unwrap();
+        let loose = c.to_toml();
+        assert!(
+            loose.contains("format = 1") && !loose.contains("packs"),
+            "{loose}"
+        );
+        c.set_packs(true);
+        let packed = c.to_toml();
+        assert!(packed.contains("format = 2") && packed.contains("packs = true"));
+        assert_eq!(Config::parse(Path::new("/r"), &packed).unwrap(), c);
+        // Packs without format 2, format 2 without packs, packs with a store: damaged.
+        for bad in [
+            "format = 1\nblock_size = 4096\nhash = \"sha256\"\npacks = true",
+            "format = 2\nblock_size = 4096\nhash = \"sha256\"",
+            "format = 2\nblock_size = 4096\nhash = \"sha256\"\npacks = true\nstore = \"s3://b\"",
+        ] {
+            let err = Config::parse(Path::new("/r"), bad).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{bad}: {err}");
+        }
+        // Unknown fields are still refused.
+        let err = Config::parse(Path::new("/r"), &format!("{loose}\nfoo = 1")).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn packs_choice_resolves_by_block_size_and_store() {
+        use PacksChoice::*;
+        assert!(Auto.resolve(4096, None).unwrap());
+        assert!(Auto.resolve(64 << 10, None).unwrap());
+        assert!(!Auto.resolve(128 << 10, None).unwrap());
+        assert!(!Auto.resolve(4096, Some("s3://b")).unwrap());
+        assert!(On.resolve(4 << 20, None).unwrap());
+        assert!(!Off.resolve(4096, None).unwrap());
+        let err = On.resolve(4096, Some("s3://b")).unwrap_err().to_string();
+        assert!(err.contains("--packs off"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The repository's fixed directories (`meta/`, `locks/`, `volumes/`, `tmp/`, `blocks/XX/`,
-//! `maps/XX/`, `quarantine/`, `run/`) and the rule that each is a real directory, never a symbolic
+//! `maps/XX/`, `packs/`, `quarantine/`, `run/`) and the rule that each is a real directory, never a symbolic
 //! link or another kind of file: arch builds paths under them, so a link in their place would
 //! make it read, write or delete files outside the repository.
 //!
@@ -20,9 +20,11 @@ const REQUIRED: &[&str] = &[
     BLOCKS_DIR,
     MAPS_DIR,
 ];
-/// Directories that may be absent but, when present, must be real directories.
+/// Directories that may be absent but, when present, must be real directories. `packs/` is
+/// made by init in a repository with packs, and by the first commit of packs when missing.
 const OPTIONAL: &[&str] = &[
     super::LOCKS_DIR,
+    crate::storage::pack::PACKS_DIR,
     "run",
     "quarantine",
     "quarantine/blocks",
@@ -115,5 +117,17 @@ mod tests {
         assert!(found[0].ends_with("tmp should be a directory but is a symbolic link"));
         assert!(found[1].ends_with("blocks/5a should be a directory but is a regular file"));
         assert!(found[2].ends_with("maps/00 should be a directory but is missing"));
+    }
+
+    #[test]
+    fn packs_may_be_absent_but_never_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        Repository::init(&root, 4096).unwrap();
+        assert!(!root.join("packs").exists() && faults(&root).is_empty());
+        std::os::unix::fs::symlink(dir.path(), root.join("packs")).unwrap();
+        let found: Vec<String> = faults(&root).iter().map(|f| f.to_string()).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("packs should be a directory but is a symbolic link"));
     }
 }

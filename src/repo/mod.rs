@@ -23,7 +23,7 @@ use crate::storage::fsutil::{
 };
 use crate::storage::local::{LocalBackend, TMP_DIR};
 use catalog::Catalog;
-use config::Config;
+use config::{Config, PacksChoice};
 use group::Group;
 use lock::FileLock;
 use std::fs;
@@ -77,7 +77,8 @@ impl Repository {
     /// [`Repository::init`], shared with `group` when given: the tree belongs to the group,
     /// directories are setgid 2770 and files 0660 (see docs/FORMAT.md, Permissions).
     pub fn init_shared(dir: &Path, block_size: u64, group: Option<&Group>) -> Result<Repository> {
-        Repository::init_with(dir, block_size, group, None, None).map(|(repo, _)| repo)
+        Repository::init_with(dir, block_size, group, None, None, PacksChoice::Off)
+            .map(|(repo, _)| repo)
     }
 
     /// [`Repository::init_shared`], with blocks and maps in the object store `store`
@@ -85,18 +86,22 @@ impl Repository {
     /// (`postgres://USER@HOST[:PORT]/DB[?schema=NAME]`) when given: the repository there is
     /// created, or joined when it exists (same block size, same store). DIR then holds no
     /// `blocks/` nor `maps/` (with a store) and no `meta/catalog.db` (with a catalog).
-    /// Returns the repository and whether it was created (false: joined).
+    /// `packs`: whether blocks are kept many to a file (`packs/`; format 2, see
+    /// [`PacksChoice::resolve`]). Returns the repository and whether it was created (false:
+    /// joined).
     pub fn init_with(
         dir: &Path,
         block_size: u64,
         group: Option<&Group>,
         store: Option<&str>,
         catalog: Option<&str>,
+        packs: PacksChoice,
     ) -> Result<(Repository, bool)> {
         let mut config = Config::new(block_size)?;
         if let Some(url) = store {
             config.store = Some(crate::storage::s3::StoreUrl::parse(url)?.to_string());
         }
+        config.set_packs(packs.resolve(block_size, config.store.as_deref())?);
         let catalog_url = catalog.map(db::pg::CatalogUrl::parse).transpose()?;
         config.catalog = catalog_url.as_ref().map(|u| u.to_string());
         if let Some(g) = group {
@@ -159,7 +164,21 @@ impl Repository {
             &[META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR]
         } else {
             LocalBackend::create_layout(dir)?;
-            &["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR]
+            if config.packs {
+                // Created at init (a commit also creates it when missing).
+                create_dir(&dir.join(crate::storage::pack::PACKS_DIR), modes)?;
+                &[
+                    "blocks",
+                    "maps",
+                    "packs",
+                    META_DIR,
+                    LOCKS_DIR,
+                    VOLUMES_DIR,
+                    TMP_DIR,
+                ]
+            } else {
+                &["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR]
+            }
         };
         for sub in [META_DIR, LOCKS_DIR, VOLUMES_DIR] {
             create_dir(&dir.join(sub), modes)?;
@@ -240,6 +259,7 @@ impl Repository {
         }
         let backend: Box<dyn Backend> = match config.store {
             Some(_) => Box::new(remote::open(root, &config)?),
+            None if config.packs => Box::new(LocalBackend::with_packs(root, config.block_size)),
             None => Box::new(LocalBackend::new(root)),
         };
         Ok(Repository {
@@ -473,7 +493,15 @@ fn is_leftover_skeleton(dir: &Path) -> bool {
     let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
-    let known = ["blocks", "maps", META_DIR, LOCKS_DIR, VOLUMES_DIR, TMP_DIR];
+    let known = [
+        "blocks",
+        "maps",
+        crate::storage::pack::PACKS_DIR,
+        META_DIR,
+        LOCKS_DIR,
+        VOLUMES_DIR,
+        TMP_DIR,
+    ];
     entries.flatten().all(|e| {
         let name = e.file_name();
         let name = name.to_string_lossy();

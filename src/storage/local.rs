@@ -1,4 +1,5 @@
-//! The local-directory backend: `blocks/XX/<hash>` and `maps/XX/<id>` under a repository root.
+//! The local-directory backend: `blocks/XX/<hash>` and `maps/XX/<id>` under a repository root,
+//! and, in a repository with packs, `packs/<id>` (many blocks to a file; `storage::packed`).
 
 use super::backend::{Backend, BlockBatch};
 use super::fsutil::{
@@ -8,12 +9,14 @@ use super::fsutil::{
 use super::hash::BlockHash;
 use super::map::{BlockMap, MapId};
 use super::mapped::{BlockFile, BlockMapping, OpenedBlock};
+use super::pack::{PACKS_DIR, PackSet};
+use super::packed::{BatchPacks, open_packed, packed_version, publish, read_entry};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Names of the directories the backend owns under the repository root.
 pub const BLOCKS_DIR: &str = "blocks";
@@ -26,9 +29,14 @@ pub const TMP_DIR: &str = "tmp";
 /// absent for [`Backend::has_block`] and the walkers (so a put writes the real file over it)
 /// and refused as corrupt when read. Blocks and maps are sealed read-only before the rename
 /// that publishes them.
+///
+/// With packs (`packs = true` in arch.toml) every new block goes into a pack; a block is
+/// stored when a pack holds it or its loose file exists (every read method looks at both,
+/// packs first).
 pub struct LocalBackend {
     root: PathBuf,
     modes: Modes,
+    packs: Option<Arc<PackSet>>,
 }
 
 impl LocalBackend {
@@ -37,6 +45,30 @@ impl LocalBackend {
         LocalBackend {
             root: root.to_path_buf(),
             modes: Modes::of_dir(root),
+            packs: None,
+        }
+    }
+
+    /// A backend over an existing repository root whose new blocks go into packs; packed
+    /// entries longer than `block_size` make their pack damaged.
+    pub fn with_packs(root: &Path, block_size: u64) -> LocalBackend {
+        LocalBackend {
+            packs: Some(Arc::new(PackSet::new(root, block_size))),
+            ..LocalBackend::new(root)
+        }
+    }
+
+    /// The packs of this store, when it keeps blocks in packs.
+    pub fn packs(&self) -> Option<&PackSet> {
+        self.packs.as_deref()
+    }
+
+    /// The packed block `hash` with its pack open, None when no pack holds it (or the store
+    /// has no packs).
+    fn packed(&self, hash: &BlockHash) -> Result<Option<(fs::File, super::pack::Located)>> {
+        match &self.packs {
+            Some(packs) => open_packed(packs, hash),
+            None => Ok(None),
         }
     }
 
@@ -122,11 +154,21 @@ fn for_each_hash_file(top: &Path, f: &mut dyn FnMut(BlockHash, u64) -> Result<()
 
 impl Backend for LocalBackend {
     fn has_block(&self, hash: &BlockHash) -> Result<bool> {
+        if let Some(packs) = &self.packs
+            && packs.locate(hash, false)?.is_some()
+        {
+            return Ok(true);
+        }
         is_regular_file(&self.block_path(hash))
     }
 
     fn read_block(&self, hash: &BlockHash, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
+        if let Some((f, at)) = self.packed(hash)? {
+            buf.resize(at.len as usize, 0);
+            read_entry(&f, &at, buf)?;
+            return Ok(true);
+        }
         let p = self.block_path(hash);
         let Some(mut f) = open_regular(&p)? else {
             return Ok(false);
@@ -137,6 +179,9 @@ impl Backend for LocalBackend {
 
     fn block_version(&self, hash: &BlockHash) -> Result<Option<super::backend::BlockVersion>> {
         use std::os::unix::fs::MetadataExt;
+        if let Some((f, at)) = self.packed(hash)? {
+            return packed_version(&f, &at).map(Some);
+        }
         let p = self.block_path(hash);
         let m = match fs::symlink_metadata(&p) {
             Ok(m) if m.is_file() => m,
@@ -157,6 +202,11 @@ impl Backend for LocalBackend {
     }
 
     fn read_block_into(&self, hash: &BlockHash, buf: &mut [u8]) -> Result<Option<usize>> {
+        if let Some((f, at)) = self.packed(hash)? {
+            // A longer entry fills `buf` and reports its length, as a longer file does.
+            read_entry(&f, &at, buf)?;
+            return Ok(Some(at.len as usize));
+        }
         let p = self.block_path(hash);
         let Some(mut f) = open_regular(&p)? else {
             return Ok(None);
@@ -183,6 +233,11 @@ impl Backend for LocalBackend {
     }
 
     fn block_len(&self, hash: &BlockHash) -> Result<Option<u64>> {
+        if let Some(packs) = &self.packs
+            && let Some(at) = packs.locate(hash, false)?
+        {
+            return Ok(Some(u64::from(at.len)));
+        }
         let p = self.block_path(hash);
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_file() => Ok(Some(m.len())),
@@ -196,7 +251,7 @@ impl Backend for LocalBackend {
         Ok(match self.open_block(hash, max)? {
             OpenedBlock::File(f) => BlockMapping::Mapped(
                 f.map()
-                    .map_err(|e| Error::io("map", self.block_path(hash), e))?,
+                    .map_err(|e| Error::io("map", self.block_location(hash), e))?,
             ),
             OpenedBlock::Missing => BlockMapping::Missing,
             OpenedBlock::TooLong(len) => BlockMapping::TooLong(len),
@@ -205,6 +260,16 @@ impl Backend for LocalBackend {
     }
 
     fn open_block(&self, hash: &BlockHash, max: usize) -> Result<OpenedBlock> {
+        if let Some((f, at)) = self.packed(hash)? {
+            if at.len as usize > max {
+                return Ok(OpenedBlock::TooLong(u64::from(at.len)));
+            }
+            return Ok(OpenedBlock::File(BlockFile::at(
+                f,
+                at.offset,
+                at.len as usize,
+            )));
+        }
         let p = self.block_path(hash);
         let Some(f) = open_regular(&p)? else {
             return Ok(OpenedBlock::Missing);
@@ -220,6 +285,12 @@ impl Backend for LocalBackend {
         let dir = self.tmp_dir().join(temp_name("batch"));
         create_dir(&dir, self.modes)?;
         Ok(Box::new(LocalBatch {
+            packs: self.packs.as_ref().map(|set| {
+                (
+                    Arc::clone(set),
+                    Mutex::new(Some(BatchPacks::new(&dir, self.modes))),
+                )
+            }),
             modes: self.modes,
             blocks_dir: self.root.join(BLOCKS_DIR),
             backend_root: self.root.clone(),
@@ -229,7 +300,18 @@ impl Backend for LocalBackend {
         }))
     }
 
+    /// Removes a loose block file. A packed block cannot be removed alone (a pack never
+    /// changes): gc removes or rewrites whole packs, and asking to delete a packed block is
+    /// an error.
     fn delete_block(&self, hash: &BlockHash) -> Result<()> {
+        if let Some(packs) = &self.packs
+            && let Some(at) = packs.locate(hash, false)?
+        {
+            return Err(Error::invalid(format!(
+                "block {hash} is in pack {}: a packed block is removed with its pack, by `arch gc`",
+                at.path.display()
+            )));
+        }
         let p = self.block_path(hash);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -238,8 +320,21 @@ impl Backend for LocalBackend {
         }
     }
 
+    /// Loose block files, then packed blocks; each hash once (a block both loose and packed
+    /// is visited as the loose file).
     fn for_each_block(&self, f: &mut dyn FnMut(BlockHash, u64) -> Result<()>) -> Result<()> {
-        for_each_hash_file(&self.root.join(BLOCKS_DIR), f)
+        let Some(packs) = &self.packs else {
+            return for_each_hash_file(&self.root.join(BLOCKS_DIR), f);
+        };
+        let mut packed: std::collections::HashMap<BlockHash, u64> =
+            packs.blocks()?.into_iter().collect();
+        for_each_hash_file(&self.root.join(BLOCKS_DIR), &mut |hash, len| {
+            packed.remove(&hash);
+            f(hash, len)
+        })?;
+        let mut rest: Vec<(BlockHash, u64)> = packed.into_iter().collect();
+        rest.sort_unstable();
+        rest.into_iter().try_for_each(|(hash, len)| f(hash, len))
     }
 
     fn put_map(&self, map: &BlockMap) -> Result<MapId> {
@@ -291,8 +386,15 @@ impl Backend for LocalBackend {
         for_each_hash_file(&self.root.join(MAPS_DIR), &mut |id, _| f(id))
     }
 
+    /// The loose file's path, or the pack's (`packs/<id>`) when a pack holds the block.
     fn block_location(&self, hash: &BlockHash) -> PathBuf {
-        self.block_path(hash)
+        match &self.packs {
+            Some(packs) => match packs.locate(hash, false) {
+                Ok(Some(at)) => at.path,
+                _ => self.block_path(hash),
+            },
+            None => self.block_path(hash),
+        }
     }
 
     fn map_location(&self, id: &MapId) -> PathBuf {
@@ -304,11 +406,17 @@ impl Backend for LocalBackend {
     }
 }
 
-/// A batch staged in `tmp/batch-<pid>-<uuid>/`. Commit order: syncfs (staged data durable),
-/// rename each file into `blocks/XX/`, syncfs (renames durable), remove the batch directory.
-/// A crash before the renames leaves only the batch directory (garbage); a crash during them
-/// leaves complete, durable blocks that no map references yet (garbage until referenced).
+/// A batch staged in `tmp/batch-<pid>-<uuid>/`. Commit order: close the packs (their index
+/// written), syncfs (staged data durable), rename each pack into `packs/` and each loose file
+/// into `blocks/XX/`, syncfs (renames durable), remove the batch directory. A crash before
+/// the renames leaves only the batch directory (garbage); a crash during them leaves
+/// complete, durable packs and blocks that no map references yet (garbage until referenced).
+///
+/// With packs every staged block is appended to a pack (none is staged loose); a block is
+/// already stored when a pack known to this process holds it or its loose file exists.
 struct LocalBatch {
+    /// The store's packs and this batch's pack writer (taken at commit), with packs on.
+    packs: Option<(Arc<PackSet>, Mutex<Option<BatchPacks>>)>,
     modes: Modes,
     blocks_dir: PathBuf,
     backend_root: PathBuf,
@@ -319,11 +427,24 @@ struct LocalBatch {
 
 impl BlockBatch for LocalBatch {
     fn stage(&self, hash: &BlockHash, stored: &[u8]) -> Result<bool> {
+        if let Some((set, _)) = &self.packs
+            && set.contains_known(hash)?
+        {
+            return Ok(false);
+        }
         if is_regular_file(&shard_path(&self.blocks_dir, hash))? {
             return Ok(false);
         }
         if !self.staged.lock().unwrap().insert(*hash) {
             return Ok(false);
+        }
+        if let Some((_, writer)) = &self.packs {
+            let appended = match &*writer.lock().unwrap() {
+                Some(w) => w.append(hash, stored),
+                None => Err(Error::invalid("block staged in a committed batch")),
+            };
+            // A failed append leaves the writer failed: commit reports it.
+            return appended.map(|()| true);
         }
         let p = self.dir.join(hash.to_hex());
         // Sealed from the start: writing through the open descriptor is still allowed. Written
@@ -337,6 +458,23 @@ impl BlockBatch for LocalBatch {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        if let Some((set, writer)) = &self.packs {
+            let Some(writer) = writer.lock().unwrap().take() else {
+                return Err(Error::invalid("batch committed twice"));
+            };
+            let packs = writer.finish()?;
+            if !packs.is_empty() {
+                sync_filesystem(&self.dir)?;
+                publish(&packs, &self.backend_root.join(PACKS_DIR), self.modes)?;
+                sync_filesystem(&self.backend_root)?;
+                // This process's later batches de-duplicate against the packs just made.
+                set.rescan()?;
+            }
+            self.committed = true;
+            let _ = fs::remove_dir(&self.dir);
+            let _ = sync_parent(&self.dir);
+            return Ok(());
+        }
         let staged: Vec<BlockHash> = self.staged.lock().unwrap().iter().copied().collect();
         if !staged.is_empty() {
             sync_filesystem(&self.dir)?;

@@ -13,6 +13,7 @@ pub mod local;
 pub mod map;
 pub mod mapped;
 pub mod pack;
+pub mod packed;
 mod roundtrip;
 pub mod s3;
 pub mod sweep;

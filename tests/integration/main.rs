@@ -18,6 +18,7 @@ mod json_contract;
 mod migration;
 mod objects;
 mod packaging;
+mod packs;
 mod privacy;
 mod quarantine;
 mod remote_catalog;

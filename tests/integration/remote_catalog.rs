@@ -26,7 +26,7 @@ fn remote_repo() -> Option<TestRepo> {
 pub fn second_host(r: &TestRepo, name: &str) -> PathBuf {
     let dir = r.path(name);
     let mut init = Command::new(bin());
-    init.args(["init", "--block-size", "4K", "--catalog"])
+    init.args(["init", "--block-size", "4K", "--packs", "off", "--catalog"])
         .arg(r.catalog.as_ref().unwrap())
         .arg(&dir);
     // With the blocks in a store too (ARCH_TEST_STORE), the second host names the same one.

@@ -117,14 +117,27 @@ pub fn unique_name() -> String {
 }
 
 impl TestRepo {
-    /// A new repository with the given block size (e.g. "4K", "4M").
+    /// A new repository with the given block size (e.g. "4K", "4M"), without packs: every
+    /// block is its own file `blocks/XX/<hash>` (tests that damage block files rely on it).
     pub fn with_block_size(bs: &str) -> TestRepo {
+        TestRepo::with_packs(bs, "off")
+    }
+
+    /// A repository with 4 KiB blocks kept in packs (`packs/<id>`). Local store only: the
+    /// caller returns early through [`local_store_only`] in remote-store mode.
+    pub fn packed() -> TestRepo {
+        TestRepo::with_packs("4K", "on")
+    }
+
+    /// A new repository of block size `bs` with `arch init --packs PACKS`.
+    pub fn with_packs(bs: &str, packs: &str) -> TestRepo {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("repo");
         let unique = unique_name();
         let schema = remote_catalog().map(|url| (url, format!("t_{unique}")));
         let mut init = Command::new(bin());
-        init.args(["init", "--block-size", bs]).arg(&root);
+        init.args(["init", "--block-size", bs, "--packs", packs])
+            .arg(&root);
         if let Some((url, schema)) = &schema {
             init.arg("--catalog").arg(format!("{url}?schema={schema}"));
         }

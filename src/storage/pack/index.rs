@@ -126,6 +126,13 @@ impl PackSet {
         Ok(st.blocks.contains_key(hash))
     }
 
+    /// Looks at the directory again and loads the packs not seen yet (a writer calls it after
+    /// publishing packs, so that [`Self::contains_known`] sees them).
+    pub fn rescan(&self) -> Result<()> {
+        let mut st = self.state.lock().unwrap();
+        self.refresh(&mut st, true)
+    }
+
     /// Every packed block once, with its stored length, from a fresh look at the directory.
     pub fn blocks(&self) -> Result<Vec<(BlockHash, u64)>> {
         let mut st = self.state.lock().unwrap();
@@ -253,7 +260,7 @@ pub fn read_pack(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::format::{encode_tail, pack_id};
     use super::*;
 

@@ -14,7 +14,7 @@ pub mod servers;
 pub mod url;
 
 use crate::error::{Error, Result};
-use crate::repo::config::{Config, FORMAT_VERSION};
+use crate::repo::config::{Config, FORMAT_LOOSE, FORMAT_VERSION};
 use crate::repo::db::schema::{CATALOG_DB_VERSION, SCHEMA};
 use postgres::{Client, NoTls};
 use std::time::Duration;
@@ -258,7 +258,7 @@ pub fn check_identity(url: &CatalogUrl, id: &Identity, block_size: u64) -> Resul
         what,
         fix: fix.into(),
     };
-    if id.format != FORMAT_VERSION {
+    if !(FORMAT_LOOSE..=FORMAT_VERSION).contains(&id.format) {
         return Err(unsupported(
             format!("format {}", id.format),
             "use the arch that created it",

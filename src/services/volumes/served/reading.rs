@@ -96,7 +96,7 @@ impl Block {
         Some(match &self.data {
             Data::File(f) => BlockRange::File {
                 file: f.file().clone(),
-                offset: start as u64,
+                offset: f.offset() + start as u64,
                 len: end - start,
             },
             Data::Owned(v) => BlockRange::Memory(MemoryRange {
