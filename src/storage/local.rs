@@ -179,8 +179,10 @@ impl Backend for LocalBackend {
 
     fn block_version(&self, hash: &BlockHash) -> Result<Option<super::backend::BlockVersion>> {
         use std::os::unix::fs::MetadataExt;
-        if let Some((f, at)) = self.packed(hash)? {
-            return packed_version(&f, &at).map(Some);
+        if let Some(packs) = &self.packs
+            && let Some(v) = packed_version(packs, hash)?
+        {
+            return Ok(Some(v));
         }
         let p = self.block_path(hash);
         let m = match fs::symlink_metadata(&p) {
