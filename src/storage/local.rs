@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Names of the directories the backend owns under the repository root.
 pub const BLOCKS_DIR: &str = "blocks";
@@ -179,8 +179,10 @@ impl Backend for LocalBackend {
 
     fn block_version(&self, hash: &BlockHash) -> Result<Option<super::backend::BlockVersion>> {
         use std::os::unix::fs::MetadataExt;
-        if let Some((f, at)) = self.packed(hash)? {
-            return packed_version(&f, &at).map(Some);
+        if let Some(packs) = &self.packs
+            && let Some(v) = packed_version(packs, hash)?
+        {
+            return Ok(Some(v));
         }
         let p = self.block_path(hash);
         let m = match fs::symlink_metadata(&p) {
@@ -288,7 +290,7 @@ impl Backend for LocalBackend {
             packs: self.packs.as_ref().map(|set| {
                 (
                     Arc::clone(set),
-                    Mutex::new(Some(BatchPacks::new(&dir, self.modes))),
+                    RwLock::new(Some(BatchPacks::new(&dir, self.modes))),
                 )
             }),
             modes: self.modes,
@@ -416,7 +418,7 @@ impl Backend for LocalBackend {
 /// already stored when a pack known to this process holds it or its loose file exists.
 struct LocalBatch {
     /// The store's packs and this batch's pack writer (taken at commit), with packs on.
-    packs: Option<(Arc<PackSet>, Mutex<Option<BatchPacks>>)>,
+    packs: Option<(Arc<PackSet>, RwLock<Option<BatchPacks>>)>,
     modes: Modes,
     blocks_dir: PathBuf,
     backend_root: PathBuf,
@@ -439,7 +441,9 @@ impl BlockBatch for LocalBatch {
             return Ok(false);
         }
         if let Some((_, writer)) = &self.packs {
-            let appended = match &*writer.lock().unwrap() {
+            // A read lock: appends run in parallel (the writer reserves space under its own
+            // lock and writes outside it); commit takes the writer under the write lock.
+            let appended = match &*writer.read().unwrap() {
                 Some(w) => w.append(hash, stored),
                 None => Err(Error::invalid("block staged in a committed batch")),
             };
@@ -459,7 +463,7 @@ impl BlockBatch for LocalBatch {
 
     fn commit(mut self: Box<Self>) -> Result<()> {
         if let Some((set, writer)) = &self.packs {
-            let Some(writer) = writer.lock().unwrap().take() else {
+            let Some(writer) = writer.write().unwrap().take() else {
                 return Err(Error::invalid("batch committed twice"));
             };
             let packs = writer.finish()?;

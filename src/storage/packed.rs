@@ -38,11 +38,7 @@ pub fn open_packed(packs: &PackSet, hash: &BlockHash) -> Result<Option<(File, Lo
             None => recheck = true,
         }
     }
-    Err(Error::Busy {
-        resource: format!(
-            "the pack holding block {hash} (replaced {RELOCATE_TRIES} times while being opened)"
-        ),
-    })
+    Err(replaced(hash))
 }
 
 /// Reads the stored bytes of the packed block `at` from `file` into `out` (at most its
@@ -63,25 +59,47 @@ pub fn read_entry(file: &File, at: &Located, out: &mut [u8]) -> Result<()> {
         })
 }
 
-/// The version of a packed block: its pack file (device, inode, size, change times, so a
-/// pack replaced or written to outside arch is another version) and its offset there.
-pub fn packed_version(file: &File, at: &Located) -> Result<BlockVersion> {
-    let m = file
-        .metadata()
-        .map_err(|e| Error::io("stat", &at.path, e))?;
-    Ok(BlockVersion([
-        m.dev() as i64,
-        m.ino() as i64,
-        m.size() as i64,
-        m.mtime()
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(m.mtime_nsec()),
-        m.ctime()
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(m.ctime_nsec()),
-        at.offset as i64,
-        i64::from(at.len),
-    ]))
+/// The version of packed block `hash`, None when no pack holds it: its pack file (device,
+/// inode, size, change times, so a pack replaced or written to outside arch is another
+/// version) and its offset there. One `lstat`, as for a loose block.
+pub fn packed_version(packs: &PackSet, hash: &BlockHash) -> Result<Option<BlockVersion>> {
+    let mut recheck = false;
+    for _ in 0..RELOCATE_TRIES {
+        let Some(at) = packs.locate(hash, recheck)? else {
+            return Ok(None);
+        };
+        let m = match fs::symlink_metadata(&at.path) {
+            Ok(m) => m,
+            // Renamed away (gc rewrote it) since it was listed: look again.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                recheck = true;
+                continue;
+            }
+            Err(e) => return Err(Error::io("stat", &at.path, e)),
+        };
+        return Ok(Some(BlockVersion([
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime()
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(m.mtime_nsec()),
+            m.ctime()
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(m.ctime_nsec()),
+            at.offset as i64,
+            i64::from(at.len),
+        ])));
+    }
+    Err(replaced(hash))
+}
+
+fn replaced(hash: &BlockHash) -> Error {
+    Error::Busy {
+        resource: format!(
+            "the pack holding block {hash} (replaced {RELOCATE_TRIES} times while being opened)"
+        ),
+    }
 }
 
 /// The packs a batch writes: blocks appended in its temporary directory, published by
@@ -310,6 +328,34 @@ mod tests {
         ));
         assert!(b.block_version(&absent).unwrap().is_none());
         b.delete_block(&absent).unwrap();
+    }
+
+    #[test]
+    fn a_large_packed_block_is_mapped_from_its_unaligned_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBackend::create_layout(dir.path()).unwrap();
+        let b = LocalBackend::with_packs(dir.path(), 1 << 20);
+        let small = b"12345".to_vec();
+        let large: Vec<u8> = (0..(300u32 << 10)).map(|i| (i % 253) as u8 | 1).collect();
+        let batch = b.begin_batch().unwrap();
+        for blk in [&small, &large] {
+            assert!(batch.stage(&BlockHash::of_bytes(blk), blk).unwrap());
+        }
+        batch.commit().unwrap();
+        let h = BlockHash::of_bytes(&large);
+        assert_eq!(
+            b.packs()
+                .unwrap()
+                .locate(&h, false)
+                .unwrap()
+                .unwrap()
+                .offset,
+            5
+        );
+        let BlockMapping::Mapped(m) = b.map_block(&h, 1 << 20).unwrap() else {
+            panic!("a large packed block is mapped");
+        };
+        assert_eq!(&*m, &large[..]);
     }
 
     #[test]

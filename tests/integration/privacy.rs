@@ -264,6 +264,7 @@ fn shared_group_repository_is_usable_by_members_only() {
             assert_eq!(m, 0o2770, "{rel:?}");
         } else if rel.starts_with("blocks")
             || rel.starts_with("maps")
+            || rel.starts_with("packs")
             || rel == Path::new("arch.toml")
         {
             assert_eq!(m, 0o440, "{rel:?}");
