@@ -22,6 +22,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let report = gc(&repo, args.dry_run, progress.as_ref());
     progress.finish();
     let report = report?;
+    for w in &report.warnings {
+        eprintln!("arch: warning: {w}");
+    }
     emit(ctx, &report, |out| {
         let verb = if report.dry_run {
             "would free"
@@ -52,6 +55,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                         report.volume_entries_removed,
                         format_size(report.volume_bytes_freed),
                         report.stale_locks_removed
+                    )
+                ),
+                (
+                    "packs",
+                    format!(
+                        "{} removed, {} of them rewritten ({} copied)",
+                        report.packs_removed,
+                        report.packs_rewritten,
+                        format_size(report.bytes_rewritten)
                     )
                 ),
                 (

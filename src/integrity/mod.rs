@@ -5,6 +5,7 @@ pub mod du;
 pub mod entries;
 pub mod fsck;
 pub mod gc;
+pub mod gc_packs;
 pub mod invariants;
 pub mod quarantine;
 pub(crate) mod refs;

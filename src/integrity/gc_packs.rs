@@ -1,0 +1,290 @@
+//! gc's sweep of `packs/`: removes packs that hold no live block and rewrites packs that
+//! hold some dead ones (their live entries copied into new packs), so that garbage costs one
+//! unlink per pack, not one per block.
+//!
+//! Crash order (every live block is in some valid pack at every instant):
+//! 1. the live entries of the packs to rewrite are read, verified (sha256 = name, length at
+//!    most a block) and appended to new packs in a private directory under `tmp/`;
+//! 2. the new packs are fsynced, renamed into `packs/`, and `packs/` is fsynced;
+//! 3. only then are the old packs (rewritten and all-dead) unlinked and `packs/` fsynced.
+//!
+//! A crash before 2 leaves only garbage in `tmp/`; between 2 and 3, a live block is in both
+//! the old and the new pack (harmless: the index keeps one; the next gc finds the old pack
+//! all dead or a duplicate and removes it). A live entry that fails verification stops the
+//! sweep before step 2: nothing in `packs/` changed. A pack whose index is damaged is never
+//! touched (its blocks may be live); it is reported for `arch fsck`.
+//!
+//! Duplicates: a live block held by a pack that stays (all live) or already copied is not
+//! copied again; such a dropped copy counts as freed.
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::storage::BlockHash;
+use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
+use crate::storage::pack::index::{list_pack_names, read_pack};
+use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What the pack sweep found and did (or, dry, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PackSweep {
+    /// Entries of packs removed or rewritten that no map needs (or duplicates dropped).
+    pub blocks_freed: u64,
+    pub bytes_freed: u64,
+    /// Live entries kept: in place or copied into a new pack.
+    pub blocks_kept: u64,
+    pub bytes_kept: u64,
+    /// Packs unlinked (all dead, or rewritten).
+    pub packs_removed: u64,
+    /// Packs whose live entries were copied into new packs (counted in `packs_removed` too).
+    pub packs_rewritten: u64,
+    /// Bytes copied into new packs.
+    pub bytes_rewritten: u64,
+    /// Packs whose index is damaged, left alone, with the reason.
+    pub damaged: Vec<(PathBuf, String)>,
+}
+
+/// Where the sweep works and what it may do.
+pub struct PackSweepPlace<'a> {
+    /// The repository root (`packs/` is under it).
+    pub root: &'a Path,
+    /// Where new packs are written before they are renamed into `packs/` (same filesystem).
+    pub tmp_dir: &'a Path,
+    pub modes: Modes,
+    /// The block size: longer entries make a pack damaged.
+    pub max_entry: u64,
+}
+
+/// A pack as classified by the sweep.
+struct Plan {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    /// Indexes into `entries` of the live entries to copy.
+    copy: Vec<usize>,
+}
+
+/// Sweeps `packs/` under `place.root`: see the module comment. `keep` says which blocks are
+/// live. Progress counts the bytes of the entries looked at.
+pub fn sweep_packs(
+    place: &PackSweepPlace,
+    keep: &(dyn Fn(&BlockHash) -> bool + Sync),
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> Result<PackSweep> {
+    sweep_packs_with(place, keep, dry_run, progress, &|| Ok(()))
+}
+
+/// [`sweep_packs`] with `after_publish` run once the new packs are durable in `packs/` and
+/// before any old pack is removed (tests inject a crash there).
+fn sweep_packs_with(
+    place: &PackSweepPlace,
+    keep: &(dyn Fn(&BlockHash) -> bool + Sync),
+    dry_run: bool,
+    progress: &dyn Progress,
+    after_publish: &dyn Fn() -> Result<()>,
+) -> Result<PackSweep> {
+    let dir = place.root.join(PACKS_DIR);
+    let mut out = PackSweep::default();
+    let mut all_live = Vec::new();
+    let mut partial = Vec::new();
+    let mut dead = Vec::new();
+    for id in list_pack_names(&dir)? {
+        crate::interrupt::check()?;
+        let path = dir.join(id.to_hex());
+        let entries = match read_pack(&path, &id, place.max_entry)? {
+            None => continue, // gone since the listing
+            Some(Err(why)) => {
+                out.damaged.push((path, why));
+                continue;
+            }
+            Some(Ok(entries)) => entries,
+        };
+        progress.advance(entries.iter().map(|e| u64::from(e.len)).sum());
+        let live = entries.iter().filter(|e| keep(&e.hash)).count();
+        if live == entries.len() && !entries.is_empty() {
+            all_live.push(entries);
+        } else if live == 0 {
+            dead.push((path, entries));
+        } else {
+            partial.push(Plan {
+                path,
+                entries,
+                copy: Vec::new(),
+            });
+        }
+    }
+    // Blocks that stay where they are: never copied again.
+    let mut placed: HashSet<BlockHash> = HashSet::new();
+    for entries in &all_live {
+        for e in entries {
+            placed.insert(e.hash);
+            out.blocks_kept += 1;
+            out.bytes_kept += u64::from(e.len);
+        }
+    }
+    for (_, entries) in &dead {
+        for e in entries {
+            out.blocks_freed += 1;
+            out.bytes_freed += u64::from(e.len);
+        }
+    }
+    for plan in &mut partial {
+        for (i, e) in plan.entries.iter().enumerate() {
+            if keep(&e.hash) && placed.insert(e.hash) {
+                plan.copy.push(i);
+                out.blocks_kept += 1;
+                out.bytes_kept += u64::from(e.len);
+                out.bytes_rewritten += u64::from(e.len);
+            } else {
+                out.blocks_freed += 1;
+                out.bytes_freed += u64::from(e.len);
+            }
+        }
+    }
+    out.packs_rewritten = partial.len() as u64;
+    out.packs_removed = (partial.len() + dead.len()) as u64;
+    if dry_run || out.packs_removed == 0 {
+        return Ok(out);
+    }
+    if !partial.is_empty() {
+        let work = place.tmp_dir.join(format!(
+            "gc-packs-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        create_dir(&work, place.modes)?;
+        let published = rewrite(place, &work, &partial).and_then(|()| after_publish());
+        // The work directory is empty after a publish; after a failure it holds the new
+        // packs, never visible: removed either way.
+        let cleaned = remove_path(&work);
+        published?;
+        cleaned?;
+    }
+    let old: Vec<&Path> = partial
+        .iter()
+        .map(|p| p.path.as_path())
+        .chain(dead.iter().map(|(p, _)| p.as_path()))
+        .collect();
+    unlink_all(&old)?;
+    sync_dir(&dir)?;
+    Ok(out)
+}
+
+/// Copies the live entries of `partial` (verified) into new packs in `work`, then makes them
+/// durable and visible in `packs/`. Nothing is renamed unless every entry verified.
+fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> {
+    let writer = PackWriter::new(work, place.modes.sealed(), PACK_TARGET);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let threads = crate::storage::ingest::worker_threads().clamp(1, partial.len());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(plan) = partial.get(i) else { return };
+                    if failed.lock().unwrap().is_some() {
+                        return;
+                    }
+                    if let Err(e) = copy_live(plan, &writer, place.max_entry, &mut buf) {
+                        failed.lock().unwrap().get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap() {
+        return Err(e);
+    }
+    let made = writer
+        .finish()
+        .map_err(|e| Error::io("write pack index in", work, e))?;
+    // Each new pack durable before its rename; the renames durable before any old pack goes.
+    std::thread::scope(|s| {
+        let syncs: Vec<_> = made
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    File::open(&p.path)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::io("fsync", &p.path, e))
+                })
+            })
+            .collect();
+        syncs
+            .into_iter()
+            .try_for_each(|h| h.join().expect("fsync thread"))
+    })?;
+    let dir = place.root.join(PACKS_DIR);
+    crate::storage::packed::publish(&made, &dir, place.modes)?;
+    sync_dir(&dir)
+}
+
+/// Reads, verifies and appends the entries `plan.copy` of one pack.
+fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>) -> Result<()> {
+    let file = File::open(&plan.path).map_err(|e| Error::io("open", &plan.path, e))?;
+    for &i in &plan.copy {
+        crate::interrupt::check()?;
+        let e = &plan.entries[i];
+        buf.resize(e.len as usize, 0);
+        file.read_exact_at(buf, e.offset)
+            .map_err(|err| Error::io("read", &plan.path, err))?;
+        if u64::from(e.len) > max_entry || BlockHash::of_bytes(buf) != e.hash {
+            return Err(Error::Corrupt {
+                path: plan.path.clone(),
+                reason: format!(
+                    "live block {} (at byte {} of the pack) does not match its hash; gc \
+                     removed no pack: run `arch fsck --repair` to quarantine the pack, then \
+                     `arch gc` again",
+                    e.hash, e.offset
+                ),
+            });
+        }
+        writer
+            .append(&e.hash, buf)
+            .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+    }
+    Ok(())
+}
+
+/// Unlinks `paths` on several threads (each unlink may wait for the device to discard the
+/// freed space); a file already gone is fine. Not synced: the caller fsyncs `packs/`.
+fn unlink_all(paths: &[&Path]) -> Result<()> {
+    let threads = crate::storage::sweep::SWEEP_THREADS.clamp(1, paths.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = paths.get(i) else { return };
+                    match std::fs::remove_file(p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            failed
+                                .lock()
+                                .unwrap()
+                                .get_or_insert(Error::io("remove", p, e));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[path = "gc_packs_tests.rs"]
+mod tests;
