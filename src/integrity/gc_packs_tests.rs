@@ -136,11 +136,21 @@ fn a_partial_pack_is_rewritten_with_exactly_its_live_entries() {
     let packs = f.snapshot();
     assert_eq!(packs.len(), 2, "the stayer and one new pack");
     let new = packs.iter().find(|(p, _)| *p != stays).unwrap();
-    let id: BlockHash = new.0.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let id: BlockHash = new
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let entries = read_pack(&new.0, &id, BS).unwrap().unwrap().unwrap();
     let hashes: Vec<BlockHash> = entries.iter().map(|e| e.hash).collect();
     assert_eq!(hashes, vec![BlockHash::of_bytes(b"ccc")]);
-    assert_eq!(f.readable(), vec![b"a".to_vec(), b"ccc".to_vec(), b"e".to_vec()]);
+    assert_eq!(
+        f.readable(),
+        vec![b"a".to_vec(), b"ccc".to_vec(), b"e".to_vec()]
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(&new.0).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, Modes::PRIVATE.sealed(), "sealed like every pack");

@@ -4,6 +4,7 @@
 pub mod du;
 pub mod entries;
 pub mod fsck;
+pub mod fsck_packs;
 pub mod gc;
 pub mod gc_packs;
 pub mod invariants;
