@@ -9,6 +9,7 @@ pub mod gc;
 pub mod gc_packs;
 pub mod invariants;
 pub mod quarantine;
+pub mod quarantine_packs;
 pub(crate) mod refs;
 pub mod serve_files;
 pub mod volume_files;

@@ -181,3 +181,44 @@ fn gc_of_packs_killed_at_any_instant_loses_nothing_live() {
     assert_eq!(f["problems"], json!([]), "{f}");
     assert_eq!(f["garbage"]["unreferenced_blocks"], 0, "{f}");
 }
+
+#[test]
+fn fsck_repair_quarantines_a_damaged_pack_after_saving_its_good_entries() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let (r, a, y) = shared_pack_repo();
+    let x = a[..64 * BS].to_vec();
+    r.ok(&["put", r.file("x", &x).to_str().unwrap(), "c/x"]);
+    let [pack] = &packs(&r)[..] else {
+        panic!("one pack")
+    };
+    let mut bytes = std::fs::read(pack).unwrap();
+    bytes[64 * BS + 100] ^= 0x55; // Y's first block
+    std::fs::remove_file(pack).unwrap();
+    std::fs::write(pack, &bytes).unwrap();
+    let f = fsck(&r, &["--read-data", "--repair"]);
+    let repaired = f["repaired"].to_string();
+    assert!(repaired.contains("quarantine/packs/"), "{f}");
+    assert!(repaired.contains("127 good entries"), "{f}");
+    let name = pack.file_name().unwrap();
+    let held = r.root.join("quarantine/packs").join(name);
+    assert_eq!(std::fs::read(&held).unwrap(), bytes, "moved whole");
+    assert!(!pack.exists());
+    assert_eq!(packs(&r).len(), 1, "the new pack of good entries");
+    // Blocks of the good entries read back; the resources needing the bad one stay damaged.
+    assert_eq!(r.ok(&["get", "c/x"]), x);
+    let f = fsck(&r, &["--read-data"]);
+    let problems = f["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{f}");
+    assert_eq!(problems[0]["kind"], "missing_block", "{f}");
+    assert_eq!(
+        problems[0]["resources"],
+        json!(["object:c/a", "object:c/b"]),
+        "{f}"
+    );
+    // Putting the data again heals both.
+    r.ok(&["put", r.file("y", &y).to_str().unwrap(), "c/y"]);
+    assert_eq!(r.ok(&["get", "c/a"]), a);
+    assert_eq!(fsck(&r, &["--read-data"])["problems"], json!([]));
+}
