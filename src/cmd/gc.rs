@@ -22,10 +22,8 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let report = gc(&repo, args.dry_run, progress.as_ref());
     progress.finish();
     let report = report?;
-    for damaged in &report.damaged_packs {
-        eprintln!(
-            "arch: warning: gc left a pack with a damaged index alone (its blocks may be live): {damaged}; run `arch fsck`"
-        );
+    for w in &report.warnings {
+        eprintln!("arch: warning: {w}");
     }
     emit(ctx, &report, |out| {
         let verb = if report.dry_run {
@@ -42,21 +40,6 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let names = report.unfinished_volumes_removed.join(", ");
             writeln!(out, "{what} (left by a dead clone): {names}")?;
         }
-        let packs = if report.packs_removed + report.packs_rewritten > 0 {
-            let removed = if report.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            };
-            format!(
-                "; {removed} {} packs, {} of them rewritten ({} of live blocks copied)",
-                report.packs_removed,
-                report.packs_rewritten,
-                format_size(report.bytes_rewritten)
-            )
-        } else {
-            String::new()
-        };
         writeln!(
             out,
             "{}",
@@ -64,7 +47,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     verb,
                     format!(
-                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks{packs}",
+                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
                         report.blocks_freed,
                         format_size(report.bytes_freed),
                         report.maps_freed,
@@ -72,6 +55,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                         report.volume_entries_removed,
                         format_size(report.volume_bytes_freed),
                         report.stale_locks_removed
+                    )
+                ),
+                (
+                    "packs",
+                    format!(
+                        "{} removed, {} of them rewritten ({} copied)",
+                        report.packs_removed,
+                        report.packs_rewritten,
+                        format_size(report.bytes_rewritten)
                     )
                 ),
                 (

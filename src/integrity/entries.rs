@@ -63,8 +63,10 @@ pub fn policy_mode(root: &Path, path: &Path, is_dir: bool, modes: Modes) -> u32 
         return modes.dir();
     }
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let sealed =
-        rel == Path::new(CONFIG_FILE) || rel.starts_with(BLOCKS_DIR) || rel.starts_with(MAPS_DIR);
+    let sealed = rel == Path::new(CONFIG_FILE)
+        || rel.starts_with(BLOCKS_DIR)
+        || rel.starts_with(MAPS_DIR)
+        || rel.starts_with(crate::storage::pack::PACKS_DIR);
     if sealed { modes.sealed() } else { modes.file() }
 }
 

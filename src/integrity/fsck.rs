@@ -269,6 +269,7 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         Ok(())
     })?;
     stored.sort_unstable();
+    problems.extend(super::fsck_packs::damaged_packs(repo)?);
     let present = HashSet32::from_iter(stored.iter().map(|(h, _)| *h));
     let mut missing: Vec<BlockHash> = Vec::new();
     let mut reported_missing = std::collections::HashSet::new();

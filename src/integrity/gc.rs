@@ -15,10 +15,14 @@
 //! sweep starts, so even across a crash a block is never gone while a map naming it is still
 //! there; the block sweep's fsyncs complete before gc reports.
 //!
+//! Packs (`packs/`, local store) are swept last, whole packs at a time
+//! ([`super::gc_packs`]): a pack is removed when all its entries are dead, rewritten (live
+//! entries copied into a new pack first) when some are.
+//!
 //! Private volume blocks, files or objects in a store, are garbage by the rules of
 //! [`super::volume_objects`] (the same for both), under the same exclusive lock.
 
-use super::gc_packs::sweep_packs;
+use super::gc_packs::{PackSweepPlace, sweep_packs};
 use super::refs::{live_blocks, load_maps, referenced_map_ids, temp_entries, volumes_only};
 use super::volume_files;
 use crate::error::{Error, Result};
@@ -44,15 +48,14 @@ pub struct GcReport {
     pub stale_locks_removed: u64,
     pub blocks_kept: u64,
     pub bytes_kept: u64,
-    /// Packs removed (no live block left, or rewritten); their freed blocks and bytes are
-    /// counted in `blocks_freed` and `bytes_freed`.
+    /// Packs unlinked: all their entries dead, or rewritten (`packs/`, local store).
     pub packs_removed: u64,
-    /// Packs holding some garbage whose live blocks were copied into new packs.
+    /// Packs whose live entries were copied into new packs before they were removed.
     pub packs_rewritten: u64,
-    /// Bytes of live blocks those copies wrote.
+    /// Bytes of live entries copied into new packs.
     pub bytes_rewritten: u64,
-    /// Packs gc left alone because their index is damaged (`arch fsck` reports them).
-    pub damaged_packs: Vec<String>,
+    /// What gc left alone and why (packs whose index is damaged: `arch fsck` reports them).
+    pub warnings: Vec<String>,
     /// Volumes left `creating` by a creator that is gone (never usable), removed first.
     pub unfinished_volumes_removed: Vec<String>,
 }
@@ -117,14 +120,15 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
     report.bytes_kept = swept.kept_bytes;
     report.blocks_freed = swept.removed;
     report.bytes_freed = swept.removed_bytes;
-    // Packs after loose blocks (the order between them does not matter: both only remove
-    // blocks no map names, and the maps were swept first).
-    if let Some(local) = repo.backend().as_local() {
+    // Packs after loose blocks (the same live set; the map sweep is already durable).
+    if repo.backend().as_s3().is_none() {
         let packs = sweep_packs(
-            root,
-            &repo.tmp_dir(),
-            local.modes(),
-            repo.config().block_size,
+            &PackSweepPlace {
+                root,
+                tmp_dir: &repo.tmp_dir(),
+                modes: repo.modes(),
+                max_entry: u64::from(repo.block_size()),
+            },
             &|h| live.contains(h),
             dry_run,
             progress,
@@ -136,11 +140,13 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
         report.packs_removed = packs.packs_removed;
         report.packs_rewritten = packs.packs_rewritten;
         report.bytes_rewritten = packs.bytes_rewritten;
-        report.damaged_packs = packs
-            .damaged
-            .iter()
-            .map(|(path, why)| format!("{}: {why}", path.display()))
-            .collect();
+        for (path, why) in packs.damaged {
+            report.warnings.push(format!(
+                "left pack {} alone: its index is damaged ({why}); its blocks may be live: \
+                 run `arch fsck --repair`",
+                path.display()
+            ));
+        }
     }
     // Volume garbage: decided on the catalog read above; volume operations that could make
     // new private files all hold the shared data lock, which our exclusive lock keeps out.

@@ -1,308 +1,290 @@
-//! gc over packs: a pack holding no live block is removed; a pack holding some garbage is
-//! rewritten (its live blocks, each verified, copied into new packs first), so garbage in
-//! packs costs one unlink per pack, not one per block.
+//! gc's sweep of `packs/`: removes packs that hold no live block and rewrites packs that
+//! hold some dead ones (their live entries copied into new packs), so that garbage costs one
+//! unlink per pack, not one per block.
 //!
-//! Crash order: the new packs are written in `tmp/`, made durable (syncfs), renamed into
-//! `packs/`, and `packs/` is fsynced, all before the first old pack is unlinked. At any instant
-//! every live block is therefore in some pack (for a moment in two: readers keep one). The
-//! unlinks are made durable (`packs/` fsynced) before the sweep returns.
+//! Crash order (every live block is in some valid pack at every instant):
+//! 1. the live entries of the packs to rewrite are read, verified (sha256 = name, length at
+//!    most a block) and appended to new packs in a private directory under `tmp/`;
+//! 2. the new packs are fsynced, renamed into `packs/`, and `packs/` is fsynced;
+//! 3. only then are the old packs (rewritten and all-dead) unlinked and `packs/` fsynced.
 //!
-//! A pack whose index is damaged is never touched (its blocks may be live); it is reported.
-//! A live block whose bytes do not match its name stops the sweep before anything in
-//! `packs/` changed: copying it would make a corrupt block look freshly written.
+//! A crash before 2 leaves only garbage in `tmp/`; between 2 and 3, a live block is in both
+//! the old and the new pack (harmless: the index keeps one; the next gc finds the old pack
+//! all dead or a duplicate and removes it). A live entry that fails verification stops the
+//! sweep before step 2: nothing in `packs/` changed. A pack whose index is damaged is never
+//! touched (its blocks may be live); it is reported for `arch fsck`.
+//!
+//! Duplicates: a live block held by a pack that stays (all live) or already copied is not
+//! copied again; such a dropped copy counts as freed.
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::storage::fsutil::{Modes, create_dir, open_regular, sync_dir, sync_filesystem};
-use crate::storage::hash::BlockHash;
+use crate::storage::BlockHash;
+use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_pack};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::HashSet;
-use std::fs;
-use std::io::ErrorKind;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// What the pack sweep found and did (or, dry, would do).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PackSweep {
-    pub blocks_kept: u64,
-    pub bytes_kept: u64,
+    /// Entries of packs removed or rewritten that no map needs (or duplicates dropped).
     pub blocks_freed: u64,
     pub bytes_freed: u64,
-    /// Packs removed: those with no live block and those rewritten.
+    /// Live entries kept: in place or copied into a new pack.
+    pub blocks_kept: u64,
+    pub bytes_kept: u64,
+    /// Packs unlinked (all dead, or rewritten).
     pub packs_removed: u64,
-    /// Packs whose live blocks were copied into new packs.
+    /// Packs whose live entries were copied into new packs (counted in `packs_removed` too).
     pub packs_rewritten: u64,
-    /// Bytes of live blocks copied.
+    /// Bytes copied into new packs.
     pub bytes_rewritten: u64,
-    /// Packs with a damaged index, left in place: (path, reason).
+    /// Packs whose index is damaged, left alone, with the reason.
     pub damaged: Vec<(PathBuf, String)>,
 }
 
-/// Sweeps `root/packs/`: `live` says which blocks some map needs; blocks longer than
-/// `max_entry` make a pack damaged. New packs are staged in a directory under `tmp_dir`.
+/// Where the sweep works and what it may do.
+pub struct PackSweepPlace<'a> {
+    /// The repository root (`packs/` is under it).
+    pub root: &'a Path,
+    /// Where new packs are written before they are renamed into `packs/` (same filesystem).
+    pub tmp_dir: &'a Path,
+    pub modes: Modes,
+    /// The block size: longer entries make a pack damaged.
+    pub max_entry: u64,
+}
+
+/// A pack as classified by the sweep.
+struct Plan {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    /// Indexes into `entries` of the live entries to copy.
+    copy: Vec<usize>,
+}
+
+/// Sweeps `packs/` under `place.root`: see the module comment. `keep` says which blocks are
+/// live. Progress counts the bytes of the entries looked at.
 pub fn sweep_packs(
-    root: &Path,
-    tmp_dir: &Path,
-    modes: Modes,
-    max_entry: u64,
-    live: &(dyn Fn(&BlockHash) -> bool + Sync),
+    place: &PackSweepPlace,
+    keep: &(dyn Fn(&BlockHash) -> bool + Sync),
     dry_run: bool,
     progress: &dyn Progress,
 ) -> Result<PackSweep> {
-    let dir = root.join(PACKS_DIR);
-    let mut report = PackSweep::default();
-    let mut remove: Vec<PathBuf> = Vec::new();
-    let mut rewrite: Vec<(PathBuf, Vec<Entry>)> = Vec::new();
+    sweep_packs_with(place, keep, dry_run, progress, &|| Ok(()))
+}
+
+/// [`sweep_packs`] with `after_publish` run once the new packs are durable in `packs/` and
+/// before any old pack is removed (tests inject a crash there).
+fn sweep_packs_with(
+    place: &PackSweepPlace,
+    keep: &(dyn Fn(&BlockHash) -> bool + Sync),
+    dry_run: bool,
+    progress: &dyn Progress,
+    after_publish: &dyn Fn() -> Result<()>,
+) -> Result<PackSweep> {
+    let dir = place.root.join(PACKS_DIR);
+    let mut out = PackSweep::default();
+    let mut all_live = Vec::new();
+    let mut partial = Vec::new();
+    let mut dead = Vec::new();
     for id in list_pack_names(&dir)? {
         crate::interrupt::check()?;
         let path = dir.join(id.to_hex());
-        let entries = match read_pack(&path, &id, max_entry)? {
+        let entries = match read_pack(&path, &id, place.max_entry)? {
             None => continue, // gone since the listing
             Some(Err(why)) => {
-                report.damaged.push((path, why));
+                out.damaged.push((path, why));
                 continue;
             }
             Some(Ok(entries)) => entries,
         };
-        let (kept, freed): (Vec<Entry>, Vec<Entry>) =
-            entries.into_iter().partition(|e| live(&e.hash));
-        let bytes = |es: &[Entry]| es.iter().map(|e| u64::from(e.len)).sum::<u64>();
-        progress.advance(bytes(&kept) + bytes(&freed));
-        report.blocks_kept += kept.len() as u64;
-        report.bytes_kept += bytes(&kept);
-        report.blocks_freed += freed.len() as u64;
-        report.bytes_freed += bytes(&freed);
-        if freed.is_empty() {
-            continue;
+        progress.advance(entries.iter().map(|e| u64::from(e.len)).sum());
+        let live = entries.iter().filter(|e| keep(&e.hash)).count();
+        if live == entries.len() && !entries.is_empty() {
+            all_live.push(entries);
+        } else if live == 0 {
+            dead.push((path, entries));
+        } else {
+            partial.push(Plan {
+                path,
+                entries,
+                copy: Vec::new(),
+            });
         }
-        if !kept.is_empty() {
-            report.packs_rewritten += 1;
-            report.bytes_rewritten += bytes(&kept);
-            rewrite.push((path.clone(), kept));
+    }
+    // Blocks that stay where they are: never copied again.
+    let mut placed: HashSet<BlockHash> = HashSet::new();
+    for entries in &all_live {
+        for e in entries {
+            placed.insert(e.hash);
+            out.blocks_kept += 1;
+            out.bytes_kept += u64::from(e.len);
         }
-        report.packs_removed += 1;
-        remove.push(path);
     }
-    if dry_run || remove.is_empty() {
-        return Ok(report);
+    for (_, entries) in &dead {
+        for e in entries {
+            out.blocks_freed += 1;
+            out.bytes_freed += u64::from(e.len);
+        }
     }
-    if !rewrite.is_empty() {
-        copy_live(&dir, tmp_dir, modes, &rewrite)?;
-    }
-    let mut result = Ok(());
-    for path in &remove {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                result = Err(Error::io("remove pack", path, e));
-                break;
+    for plan in &mut partial {
+        for (i, e) in plan.entries.iter().enumerate() {
+            if keep(&e.hash) && placed.insert(e.hash) {
+                plan.copy.push(i);
+                out.blocks_kept += 1;
+                out.bytes_kept += u64::from(e.len);
+                out.bytes_rewritten += u64::from(e.len);
+            } else {
+                out.blocks_freed += 1;
+                out.bytes_freed += u64::from(e.len);
             }
         }
     }
-    // Also after a failure: what was removed is made durable before anything is reported.
+    out.packs_rewritten = partial.len() as u64;
+    out.packs_removed = (partial.len() + dead.len()) as u64;
+    if dry_run || out.packs_removed == 0 {
+        return Ok(out);
+    }
+    if !partial.is_empty() {
+        let work = place.tmp_dir.join(format!(
+            "gc-packs-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        create_dir(&work, place.modes)?;
+        let published = rewrite(place, &work, &partial).and_then(|()| after_publish());
+        // The work directory is empty after a publish; after a failure it holds the new
+        // packs, never visible: removed either way.
+        let cleaned = remove_path(&work);
+        published?;
+        cleaned?;
+    }
+    let old: Vec<&Path> = partial
+        .iter()
+        .map(|p| p.path.as_path())
+        .chain(dead.iter().map(|(p, _)| p.as_path()))
+        .collect();
+    unlink_all(&old)?;
     sync_dir(&dir)?;
-    result.map(|()| report)
+    Ok(out)
 }
 
-/// Copies the live entries of the packs to rewrite into new packs and publishes them
-/// durably in `dir`; each block once, each verified. Nothing in `dir` changes on an error.
-fn copy_live(
-    dir: &Path,
-    tmp_dir: &Path,
-    modes: Modes,
-    rewrite: &[(PathBuf, Vec<Entry>)],
-) -> Result<()> {
-    let staging = tmp_dir.join(format!(
-        "gc-packs-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    create_dir(&staging, modes)?;
-    let result = (|| {
-        let writer = PackWriter::new(&staging, modes.sealed(), PACK_TARGET);
-        let mut copied: HashSet<BlockHash> = HashSet::new();
-        let mut buf = Vec::new();
-        for (path, entries) in rewrite {
-            let file = open_regular(path)?.ok_or_else(|| Error::Corrupt {
-                path: path.clone(),
-                reason: "pack vanished while gc held the exclusive data lock".into(),
-            })?;
-            for e in entries {
-                if !copied.insert(e.hash) {
-                    continue;
+/// Copies the live entries of `partial` (verified) into new packs in `work`, then makes them
+/// durable and visible in `packs/`. Nothing is renamed unless every entry verified.
+fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> {
+    let writer = PackWriter::new(work, place.modes.sealed(), PACK_TARGET);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let threads = crate::storage::ingest::worker_threads().clamp(1, partial.len());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(plan) = partial.get(i) else { return };
+                    if failed.lock().unwrap().is_some() {
+                        return;
+                    }
+                    if let Err(e) = copy_live(plan, &writer, place.max_entry, &mut buf) {
+                        failed.lock().unwrap().get_or_insert(e);
+                        return;
+                    }
                 }
-                buf.resize(e.len as usize, 0);
-                file.read_exact_at(&mut buf, e.offset)
-                    .map_err(|err| Error::io("read pack", path, err))?;
-                if BlockHash::of_bytes(&buf) != e.hash {
-                    return Err(Error::Corrupt {
-                        path: path.clone(),
-                        reason: format!(
-                            "block {} at offset {} does not match its name (sha256); gc \
-                             changed nothing: run `arch fsck --repair`, then gc again",
-                            e.hash, e.offset
-                        ),
-                    });
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap() {
+        return Err(e);
+    }
+    let made = writer
+        .finish()
+        .map_err(|e| Error::io("write pack index in", work, e))?;
+    // Each new pack durable before its rename; the renames durable before any old pack goes.
+    std::thread::scope(|s| {
+        let syncs: Vec<_> = made
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    File::open(&p.path)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::io("fsync", &p.path, e))
+                })
+            })
+            .collect();
+        syncs
+            .into_iter()
+            .try_for_each(|h| h.join().expect("fsync thread"))
+    })?;
+    let dir = place.root.join(PACKS_DIR);
+    crate::storage::packed::publish(&made, &dir, place.modes)?;
+    sync_dir(&dir)
+}
+
+/// Reads, verifies and appends the entries `plan.copy` of one pack.
+fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>) -> Result<()> {
+    let file = File::open(&plan.path).map_err(|e| Error::io("open", &plan.path, e))?;
+    for &i in &plan.copy {
+        crate::interrupt::check()?;
+        let e = &plan.entries[i];
+        buf.resize(e.len as usize, 0);
+        file.read_exact_at(buf, e.offset)
+            .map_err(|err| Error::io("read", &plan.path, err))?;
+        if u64::from(e.len) > max_entry || BlockHash::of_bytes(buf) != e.hash {
+            return Err(Error::Corrupt {
+                path: plan.path.clone(),
+                reason: format!(
+                    "live block {} (at byte {} of the pack) does not match its hash; gc \
+                     removed no pack: run `arch fsck --repair` to quarantine the pack, then \
+                     `arch gc` again",
+                    e.hash, e.offset
+                ),
+            });
+        }
+        writer
+            .append(&e.hash, buf)
+            .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+    }
+    Ok(())
+}
+
+/// Unlinks `paths` on several threads (each unlink may wait for the device to discard the
+/// freed space); a file already gone is fine. Not synced: the caller fsyncs `packs/`.
+fn unlink_all(paths: &[&Path]) -> Result<()> {
+    let threads = crate::storage::sweep::SWEEP_THREADS.clamp(1, paths.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = paths.get(i) else { return };
+                    match std::fs::remove_file(p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            failed
+                                .lock()
+                                .unwrap()
+                                .get_or_insert(Error::io("remove", p, e));
+                        }
+                    }
                 }
-                writer
-                    .append(&e.hash, &buf)
-                    .map_err(|err| Error::io("write pack", &staging, err))?;
-            }
+            });
         }
-        let packs = writer
-            .finish()
-            .map_err(|err| Error::io("write pack", &staging, err))?;
-        sync_filesystem(&staging)?;
-        for p in &packs {
-            let dest = dir.join(p.id.to_hex());
-            fs::rename(&p.path, &dest).map_err(|err| Error::io("rename pack into", &dest, err))?;
-        }
-        sync_dir(dir)
-    })();
-    let _ = fs::remove_dir_all(&staging);
-    result
+    });
+    match failed.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::progress::NoProgress;
-    use crate::storage::pack::PackSet;
-    use crate::storage::pack::index::tests::write_pack;
-
-    fn sweep(root: &Path, live: &[&[u8]], dry: bool) -> Result<PackSweep> {
-        let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).unwrap();
-        let live: HashSet<BlockHash> = live.iter().map(|b| BlockHash::of_bytes(b)).collect();
-        let modes = Modes { shared: false };
-        sweep_packs(
-            root,
-            &tmp,
-            modes,
-            64,
-            &|h| live.contains(h),
-            dry,
-            &NoProgress,
-        )
-    }
-
-    fn names(root: &Path) -> Vec<BlockHash> {
-        list_pack_names(&root.join(PACKS_DIR)).unwrap()
-    }
-
-    fn readable(root: &Path, block: &[u8]) -> bool {
-        let set = PackSet::new(root, 64);
-        let Some(at) = set.locate(&BlockHash::of_bytes(block), false).unwrap() else {
-            return false;
-        };
-        let mut buf = vec![0; at.len as usize];
-        fs::File::open(&at.path)
-            .unwrap()
-            .read_exact_at(&mut buf, at.offset)
-            .unwrap();
-        buf == block
-    }
-
-    #[test]
-    fn dead_packs_go_live_packs_stay_mixed_packs_are_rewritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let all_live = write_pack(root, &[b"keep1", b"keep2"]);
-        let _all_dead = write_pack(root, &[b"dead1", b"dead2"]);
-        let mixed = write_pack(root, &[b"dead3", b"keep3", b"dead4"]);
-        let live: &[&[u8]] = &[b"keep1", b"keep2", b"keep3"];
-        let dry = sweep(root, live, true).unwrap();
-        assert_eq!(names(root).len(), 3, "a dry run changes nothing");
-        let done = sweep(root, live, false).unwrap();
-        assert_eq!(dry, done, "a dry run reports what the sweep does");
-        assert_eq!((done.blocks_kept, done.bytes_kept), (3, 15));
-        assert_eq!((done.blocks_freed, done.bytes_freed), (4, 20));
-        assert_eq!(
-            (
-                done.packs_removed,
-                done.packs_rewritten,
-                done.bytes_rewritten
-            ),
-            (2, 1, 5)
-        );
-        let left = names(root);
-        assert_eq!(left.len(), 2);
-        assert!(left.contains(&all_live) && !left.contains(&mixed));
-        for b in live {
-            assert!(readable(root, b), "{b:?}");
-        }
-        assert!(!readable(root, b"dead3"));
-        assert_eq!(
-            fs::read_dir(root.join("tmp")).unwrap().count(),
-            0,
-            "staging removed"
-        );
-        // Nothing more to do: a second sweep frees nothing and rewrites nothing.
-        let again = sweep(root, live, false).unwrap();
-        assert_eq!(
-            (
-                again.blocks_freed,
-                again.packs_removed,
-                again.packs_rewritten
-            ),
-            (0, 0, 0)
-        );
-    }
-
-    #[test]
-    fn a_corrupt_live_block_stops_gc_before_anything_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let mixed = write_pack(root, &[b"dead1", b"keep1"]);
-        let _dead = write_pack(root, &[b"dead2"]);
-        let p = root.join(PACKS_DIR).join(mixed.to_hex());
-        let mut bytes = fs::read(&p).unwrap();
-        bytes[6] ^= 0x20; // inside keep1's bytes
-        fs::write(&p, &bytes).unwrap();
-        let e = sweep(root, &[b"keep1"], false).unwrap_err().to_string();
-        assert!(
-            e.contains("does not match its name") && e.contains("fsck --repair"),
-            "{e}"
-        );
-        assert_eq!(names(root).len(), 2, "no pack removed");
-        assert_eq!(fs::read(&p).unwrap(), bytes);
-        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn a_damaged_index_is_left_alone_and_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let id = write_pack(root, &[b"dead1"]);
-        let p = root.join(PACKS_DIR).join(id.to_hex());
-        let mut bytes = fs::read(&p).unwrap();
-        let n = bytes.len();
-        bytes[n - 1] ^= 1;
-        fs::write(&p, &bytes).unwrap();
-        let done = sweep(root, &[], false).unwrap();
-        assert_eq!(done.damaged.len(), 1);
-        assert_eq!(done.damaged[0].0, p);
-        assert_eq!(done.packs_removed, 0);
-        assert!(p.exists());
-    }
-
-    #[test]
-    fn a_block_in_two_rewritten_packs_is_copied_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        write_pack(root, &[b"dead1", b"both"]);
-        write_pack(root, &[b"dead2", b"both"]);
-        let done = sweep(root, &[b"both"], false).unwrap();
-        assert_eq!(done.packs_rewritten, 2);
-        let left = names(root);
-        assert_eq!(left.len(), 1);
-        let set = PackSet::new(root, 64);
-        assert_eq!(
-            set.blocks().unwrap(),
-            vec![(BlockHash::of_bytes(b"both"), 4)]
-        );
-    }
-}
+#[path = "gc_packs_tests.rs"]
+mod tests;

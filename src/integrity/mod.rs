@@ -4,10 +4,12 @@
 pub mod du;
 pub mod entries;
 pub mod fsck;
+pub mod fsck_packs;
 pub mod gc;
 pub mod gc_packs;
 pub mod invariants;
 pub mod quarantine;
+pub mod quarantine_packs;
 pub(crate) mod refs;
 pub mod serve_files;
 pub mod volume_files;

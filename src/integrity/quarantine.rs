@@ -132,7 +132,39 @@ fn quarantine_corrupt(
     problems: &mut [Problem],
     repaired: &mut Vec<String>,
 ) -> Result<()> {
+    let mut moved_packs = super::quarantine_packs::Moved::new();
     for p in problems.iter_mut() {
+        if p.kind == "corrupt_pack"
+            && let Some(done) =
+                super::quarantine_packs::repair_damaged(repo, Path::new(&p.subject))?
+        {
+            p.message.push_str(&format!("; {done}"));
+            repaired.push(done);
+            continue;
+        }
+        if p.kind == "corrupt_block"
+            && let Ok(hash) = p.subject.parse::<BlockHash>()
+        {
+            use super::quarantine_packs::{PackRepair, repair_block};
+            match repair_block(repo, &hash, &mut moved_packs)? {
+                PackRepair::NotPacked => {}
+                PackRepair::Sound => continue,
+                PackRepair::Moved(done) => {
+                    let needed = needed_by(db, &p.resources);
+                    p.message.push_str(&format!("; {done}"));
+                    repaired.push(if needed.is_empty() {
+                        format!("corrupt block {}: {done}; nothing needs it", p.subject)
+                    } else {
+                        format!(
+                            "corrupt block {}: {done}; still damaged until its data is put again: {}",
+                            p.subject,
+                            needed.join(", ")
+                        )
+                    });
+                    continue;
+                }
+            }
+        }
         let kind = match p.kind.as_str() {
             "corrupt_block" => Kind::Block,
             "corrupt_map" => Kind::Map,
@@ -258,7 +290,7 @@ fn move_to_quarantine(repo: &Repository, kind: Kind, hex: &str, from: &Path) -> 
 
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing `to` (Linux
 /// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, a probe then a rename).
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
         std::ffi::CString::new(p.as_os_str().as_bytes())

@@ -1,0 +1,165 @@
+//! Quarantine of packs (`fsck --repair`): a pack with a corrupt entry or a damaged index is
+//! moved, whole, into `quarantine/packs/`, after its good entries (each verified) were
+//! written into a new pack that is durable and visible in `packs/`. A packed block is never
+//! moved alone (a pack never changes), and a good block is never lost: it is in the new pack
+//! before the old one leaves the store.
+//!
+//! Order: good entries appended to a new pack in a private directory under `tmp/`, the pack
+//! fsynced, renamed into `packs/`, `packs/` fsynced; then the damaged pack renamed (never
+//! replacing a file) into `quarantine/packs/`, both directories fsynced. A crash in between
+//! leaves the good entries twice (harmless). Runs under the exclusive data lock.
+
+use super::quarantine::{QUARANTINE_DIR, rename_noreplace};
+use crate::error::{Error, Result};
+use crate::repo::Repository;
+use crate::storage::BlockHash;
+use crate::storage::fsutil::{create_dir, create_dir_all, remove_path, sync_dir, sync_parent};
+use crate::storage::pack::index::read_pack;
+use crate::storage::pack::{PACK_TARGET, PACKS_DIR, PackWriter};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What became of a block reported corrupt, for a packed block.
+pub enum PackRepair {
+    /// No pack holds the block: the loose-block path applies.
+    NotPacked,
+    /// Its pack verifies now: nothing done.
+    Sound,
+    /// Its pack was moved (now or earlier in this run): what was done, for the report.
+    Moved(String),
+}
+
+/// Packs moved to quarantine in this run, by their former path, with what was said.
+pub type Moved = HashMap<PathBuf, String>;
+
+/// Repairs the pack holding the corrupt block `hash` (see the module comment).
+pub fn repair_block(repo: &Repository, hash: &BlockHash, moved: &mut Moved) -> Result<PackRepair> {
+    let Some(packs) = repo.backend().as_local().and_then(|l| l.packs()) else {
+        return Ok(PackRepair::NotPacked);
+    };
+    let Some(at) = packs.locate(hash, false)? else {
+        return Ok(PackRepair::NotPacked);
+    };
+    if let Some(done) = moved.get(&at.path) {
+        return Ok(PackRepair::Moved(done.clone()));
+    }
+    let Some(id) = pack_id(&at.path) else {
+        return Ok(PackRepair::NotPacked);
+    };
+    let max = u64::from(repo.block_size());
+    let entries = match read_pack(&at.path, &id, max)? {
+        None => return Ok(PackRepair::NotPacked),
+        Some(Err(_)) => Vec::new(), // damaged since it was indexed: nothing to salvage
+        Some(Ok(entries)) => entries,
+    };
+    let file = File::open(&at.path).map_err(|e| Error::io("open", &at.path, e))?;
+    let mut good = Vec::new();
+    let mut bad = 0usize;
+    let mut buf = Vec::new();
+    for e in &entries {
+        buf.resize(e.len as usize, 0);
+        let ok =
+            file.read_exact_at(&mut buf, e.offset).is_ok() && BlockHash::of_bytes(&buf) == e.hash;
+        if ok {
+            good.push((e.hash, buf.clone()));
+        } else {
+            bad += 1;
+        }
+    }
+    if bad == 0 && !entries.is_empty() {
+        return Ok(PackRepair::Sound);
+    }
+    let done = quarantine_pack(repo, &at.path, &good, bad)?;
+    moved.insert(at.path, done.clone());
+    Ok(PackRepair::Moved(done))
+}
+
+/// Moves the pack at `path`, whose index is damaged, into quarantine (nothing can be
+/// salvaged: its entries are unknown). None when it is gone or verifies now.
+pub fn repair_damaged(repo: &Repository, path: &Path) -> Result<Option<String>> {
+    let Some(id) = pack_id(path) else {
+        return Ok(None);
+    };
+    match read_pack(path, &id, u64::from(repo.block_size()))? {
+        Some(Err(_)) => quarantine_pack(repo, path, &[], 0).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn pack_id(path: &Path) -> Option<BlockHash> {
+    path.file_name()?.to_str()?.parse().ok()
+}
+
+/// Writes `good` into a new pack (durable, visible), then moves `path` into
+/// `quarantine/packs/`; returns what was done.
+fn quarantine_pack(
+    repo: &Repository,
+    path: &Path,
+    good: &[(BlockHash, Vec<u8>)],
+    bad: usize,
+) -> Result<String> {
+    let packs_dir = repo.root().join(PACKS_DIR);
+    if !good.is_empty() {
+        let work = repo.tmp_dir().join(format!(
+            "repair-pack-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        create_dir(&work, repo.modes())?;
+        let written = (|| {
+            let w = PackWriter::new(&work, repo.modes().sealed(), PACK_TARGET);
+            for (h, bytes) in good {
+                w.append(h, bytes)
+                    .map_err(|e| Error::io("write pack in", &work, e))?;
+            }
+            let made = w
+                .finish()
+                .map_err(|e| Error::io("write pack index in", &work, e))?;
+            for p in &made {
+                File::open(&p.path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io("fsync", &p.path, e))?;
+            }
+            crate::storage::packed::publish(&made, &packs_dir, repo.modes())?;
+            sync_dir(&packs_dir)
+        })();
+        let cleaned = remove_path(&work);
+        written?;
+        cleaned?;
+    }
+    let dir = repo.root().join(QUARANTINE_DIR).join(PACKS_DIR);
+    create_dir_all(&dir, repo.modes())?;
+    let hex = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut n = 0u32;
+    let to = loop {
+        let to = match n {
+            0 => dir.join(&*hex),
+            n => dir.join(format!("{hex}.{n}")),
+        };
+        match rename_noreplace(path, &to) {
+            Ok(()) => break to,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(Error::io("move to quarantine", path, e)),
+        }
+    };
+    sync_dir(&dir)?;
+    sync_parent(path)?;
+    let rel = |p: &Path| {
+        p.strip_prefix(repo.root())
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    Ok(if bad == 0 {
+        format!("moved pack {} (damaged index) to {}", rel(path), rel(&to))
+    } else {
+        format!(
+            "moved pack {} ({bad} corrupt entries) to {}, after copying its {} good entries into a new pack",
+            rel(path),
+            rel(&to),
+            good.len()
+        )
+    })
+}
