@@ -274,3 +274,56 @@ fn init_packs_auto_on_off_and_refused_with_a_store() {
     assert!(stderr(&out).contains("--packs off"), "{}", stderr(&out));
     assert!(!root.exists(), "nothing made");
 }
+
+/// `arch serve` writing a packed volume: first-touch copy-on-write of packed blocks (mapped
+/// from their packs), a snapshot taken while served commits its blocks as packs, and writes
+/// go on in the new epoch; the snapshot and the volume then read back exactly.
+#[test]
+fn writes_and_a_snapshot_while_a_packed_volume_is_served() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let r = TestRepo::packed();
+    let img = pseudo_random(32 * BS, 9);
+    r.ok(&[
+        "put",
+        r.file("img", &img).to_str().unwrap(),
+        "images/img.raw",
+    ]);
+    r.ok(&["clone", "images/img.raw", "vm", "--no-customize"]);
+    let packs_before = packs(&r).len();
+    let srv = Server::start(&r, &["vm"]);
+    let mut c = RawClient::connect(&srv.socket(), "vm");
+    // Unaligned writes straddling two shared blocks, acknowledged but not flushed.
+    let first = pseudo_random(BS + 300, 10);
+    assert_eq!(
+        c.request(1, (3 * BS - 100) as u64, first.len() as u32, &first)
+            .0,
+        0
+    );
+    let v = r.json(&["snapshot", "vm", "s1"]);
+    assert_eq!(v["object"], "snapshots/s1");
+    let second = pseudo_random(500, 11);
+    assert_eq!(
+        c.request(1, (3 * BS) as u64, second.len() as u32, &second)
+            .0,
+        0
+    );
+    assert_eq!(c.request(3, 0, 0, &[]).0, 0, "flush");
+    let mut at_snapshot = img.clone();
+    at_snapshot[3 * BS - 100..3 * BS - 100 + first.len()].copy_from_slice(&first);
+    let mut now = at_snapshot.clone();
+    now[3 * BS..3 * BS + second.len()].copy_from_slice(&second);
+    assert_eq!(c.request(0, 0, (32 * BS) as u32, &[]), (0, now.clone()));
+    drop(c);
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        packs(&r).len() > packs_before,
+        "the snapshot's blocks went into a pack"
+    );
+    assert_eq!(loose_blocks(&r.root), 0);
+    assert_eq!(r.ok(&["get", "snapshots/s1"]), at_snapshot);
+    assert_eq!(r.ok(&["volume", "read", "vm", "--offset", "0"]), now);
+    no_damage(&r);
+}
