@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::progress::NoProgress;
-use crate::storage::pack::format::{encode_tail, pack_id};
 use crate::storage::pack::index::PackSet;
+use crate::storage::pack::index::tests::write_pack;
 use std::fs;
 
 const BS: u64 = 64;
@@ -39,16 +39,8 @@ impl Fixture {
 
     /// Writes a pack of `blocks` into `packs/`; returns its path.
     fn pack(&self, blocks: &[&[u8]]) -> PathBuf {
-        let entries: Vec<(BlockHash, u32)> = blocks
-            .iter()
-            .map(|b| (BlockHash::of_bytes(b), b.len() as u32))
-            .collect();
-        let tail = encode_tail(&entries);
-        let mut bytes = blocks.concat();
-        bytes.extend_from_slice(&tail);
-        let p = self.root.join(PACKS_DIR).join(pack_id(&tail).to_hex());
-        fs::write(&p, bytes).unwrap();
-        p
+        let id = write_pack(&self.root, blocks);
+        self.root.join(PACKS_DIR).join(id.to_hex())
     }
 
     /// Every file in `packs/` with its bytes, sorted by name.
