@@ -27,6 +27,26 @@ fn fsck(r: &TestRepo, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Where the entry holding `block` starts in a pack's bytes, read from the pack's own index
+/// (per entry: sha256 (32 bytes), u32 length; then magic, u64 count, u64 data length).
+fn entry_offset(pack: &[u8], block: &[u8]) -> usize {
+    use sha2::{Digest, Sha256};
+    let footer = &pack[pack.len() - 24..];
+    let count = u64::from_le_bytes(footer[8..16].try_into().unwrap()) as usize;
+    let data_len = u64::from_le_bytes(footer[16..24].try_into().unwrap()) as usize;
+    // Blocks are named (and stored) with their trailing zeros stripped, as Pithos does.
+    let end = block.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let want = Sha256::digest(&block[..end]);
+    let mut offset = 0;
+    for entry in pack[data_len..data_len + 36 * count].chunks(36) {
+        if entry[..32] == want[..] {
+            return offset;
+        }
+        offset += u32::from_le_bytes(entry[32..].try_into().unwrap()) as usize;
+    }
+    panic!("no entry for the block in the pack")
+}
+
 /// A packed repository with "a" = X + Y and "b" = Y (Y shares a's pack), 64 blocks each.
 fn shared_pack_repo() -> (TestRepo, Vec<u8>, Vec<u8>) {
     let r = TestRepo::packed();
@@ -86,14 +106,15 @@ fn a_corrupt_live_packed_block_stops_gc_and_is_found_by_fsck() {
     if local_store_only("packs are kept in a local store only") {
         return;
     }
-    let (r, _a, _y) = shared_pack_repo();
+    let (r, _a, y) = shared_pack_repo();
     r.ok(&["rm", "c/a"]);
     let [pack] = &packs(&r)[..] else {
         panic!("one pack")
     };
-    // Y's first block starts after X's 64 blocks in the pack; flip a byte in it.
+    // Flip a byte in Y's first block (blocks are appended in parallel, so find it by its hash).
     let mut bytes = std::fs::read(pack).unwrap();
-    bytes[64 * BS + 100] ^= 0x55;
+    let at = entry_offset(&bytes, &y[..BS]) + 100;
+    bytes[at] ^= 0x55;
     std::fs::remove_file(pack).unwrap();
     std::fs::write(pack, &bytes).unwrap();
     let err = r.fails(CORRUPT_EXIT, &["gc"]);
@@ -194,7 +215,8 @@ fn fsck_repair_quarantines_a_damaged_pack_after_saving_its_good_entries() {
         panic!("one pack")
     };
     let mut bytes = std::fs::read(pack).unwrap();
-    bytes[64 * BS + 100] ^= 0x55; // Y's first block
+    let at = entry_offset(&bytes, &y[..BS]) + 100; // in Y's first block
+    bytes[at] ^= 0x55;
     std::fs::remove_file(pack).unwrap();
     std::fs::write(pack, &bytes).unwrap();
     let f = fsck(&r, &["--read-data", "--repair"]);
