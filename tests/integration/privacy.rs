@@ -62,9 +62,8 @@ fn mkfifo(p: &Path) {
     );
 }
 
-/// A repository with an object, an image, a written volume and a snapshot of it.
-fn busy_repo() -> TestRepo {
-    let r = TestRepo::new();
+/// `r` given an object, an image, a written volume and a snapshot of it.
+fn busy_repo(r: TestRepo) -> TestRepo {
     let p = r.file("disk", &pseudo_random(5 * 4096, 1));
     r.ok(&["put", p.to_str().unwrap(), "images/disk"]);
     r.ok(&["image", "register", "images/disk", "--name", "Disk"]);
@@ -84,27 +83,8 @@ fn everything_a_repository_holds_is_private_to_its_owner() {
     ) {
         return;
     }
-    let r = busy_repo();
-    let mut private_blocks = 0;
-    for e in walkdir::WalkDir::new(&r.root) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(&r.root).unwrap().to_path_buf();
-        let m = mode(e.path());
-        if e.file_type().is_dir() {
-            assert_eq!(m, 0o700, "{rel:?}");
-        } else if rel.starts_with("blocks")
-            || rel.starts_with("maps")
-            || rel == Path::new("arch.toml")
-        {
-            assert_eq!(m, 0o400, "{rel:?} is sealed read-only");
-        } else {
-            assert!(e.file_type().is_file(), "{rel:?}");
-            assert_eq!(m, 0o600, "{rel:?}");
-            private_blocks += rel.starts_with("volumes") as u32;
-        }
-    }
-    assert!(private_blocks >= 1, "the volume has private blocks");
-    assert_eq!(r.json(&["fsck"])["warnings"], serde_json::json!([]));
+    let r = busy_repo(TestRepo::new());
+    assert_private_modes(&r);
 
     if !is_root() {
         eprintln!("note: not root, so the other-user half of this test is skipped");
@@ -160,6 +140,60 @@ fn everything_a_repository_holds_is_private_to_its_owner() {
     assert_eq!(mode(&r.root), 0o700);
     assert_eq!(mode(&r.root.join("blocks/00")), 0o700);
     assert_eq!(r.json(&["fsck"])["warnings"], serde_json::json!([]));
+}
+
+/// Every directory is 0700, every block, map, pack and arch.toml 0400, everything else 0600;
+/// the volume has private blocks and fsck has no warning.
+fn assert_private_modes(r: &TestRepo) {
+    let mut private_blocks = 0;
+    for e in walkdir::WalkDir::new(&r.root) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(&r.root).unwrap().to_path_buf();
+        let m = mode(e.path());
+        if e.file_type().is_dir() {
+            assert_eq!(m, 0o700, "{rel:?}");
+        } else if rel.starts_with("blocks")
+            || rel.starts_with("maps")
+            || rel.starts_with("packs")
+            || rel == Path::new("arch.toml")
+        {
+            assert_eq!(m, 0o400, "{rel:?} is sealed read-only");
+        } else {
+            assert!(e.file_type().is_file(), "{rel:?}");
+            assert_eq!(m, 0o600, "{rel:?}");
+            private_blocks += rel.starts_with("volumes") as u32;
+        }
+    }
+    assert!(private_blocks >= 1, "the volume has private blocks");
+    assert_eq!(r.json(&["fsck"])["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn a_packed_repository_is_private_to_its_owner_too() {
+    if crate::util::local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let r = busy_repo(TestRepo::packed());
+    let packs = std::fs::read_dir(r.root.join("packs")).unwrap().count();
+    assert!(packs >= 2, "the put and the snapshot each wrote a pack");
+    assert_private_modes(&r);
+    if !is_root() {
+        eprintln!("note: not root, so the other-user half of this test is skipped");
+        return;
+    }
+    // Another user, with every directory opened to them, still reads no pack.
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [&r.root, &r.root.join("packs")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for e in std::fs::read_dir(r.root.join("packs")).unwrap() {
+        let pack = e.unwrap().path();
+        let out = as_user(65534, "cat", &[pack.to_str().unwrap()]);
+        assert!(
+            !out.status.success(),
+            "{pack:?} is readable by another user"
+        );
+    }
 }
 
 #[test]
@@ -468,7 +502,7 @@ fn gc_and_fsck_never_enter_a_symlinked_volume_directory() {
     ) {
         return;
     }
-    let r = busy_repo();
+    let r = busy_repo(TestRepo::new());
     let info = r.json(&["volume", "info", "vm"]);
     let (id, epoch) = (
         info["id"].as_str().unwrap(),
