@@ -142,6 +142,14 @@ fn everything_a_repository_holds_is_private_to_its_owner() {
     assert_eq!(r.json(&["fsck"])["warnings"], serde_json::json!([]));
 }
 
+/// True for the files a repository seals read-only: blocks, maps, packs and arch.toml.
+fn is_sealed(rel: &Path) -> bool {
+    ["blocks", "maps", "packs"]
+        .iter()
+        .any(|d| rel.starts_with(d))
+        || rel == Path::new("arch.toml")
+}
+
 /// Every directory is 0700, every block, map, pack and arch.toml 0400, everything else 0600;
 /// the volume has private blocks and fsck has no warning.
 fn assert_private_modes(r: &TestRepo) {
@@ -152,11 +160,7 @@ fn assert_private_modes(r: &TestRepo) {
         let m = mode(e.path());
         if e.file_type().is_dir() {
             assert_eq!(m, 0o700, "{rel:?}");
-        } else if rel.starts_with("blocks")
-            || rel.starts_with("maps")
-            || rel.starts_with("packs")
-            || rel == Path::new("arch.toml")
-        {
+        } else if is_sealed(&rel) {
             assert_eq!(m, 0o400, "{rel:?} is sealed read-only");
         } else {
             assert!(e.file_type().is_file(), "{rel:?}");
@@ -296,11 +300,7 @@ fn shared_group_repository_is_usable_by_members_only() {
         let m = mode(e.path());
         if e.file_type().is_dir() {
             assert_eq!(m, 0o2770, "{rel:?}");
-        } else if rel.starts_with("blocks")
-            || rel.starts_with("maps")
-            || rel.starts_with("packs")
-            || rel == Path::new("arch.toml")
-        {
+        } else if is_sealed(&rel) {
             assert_eq!(m, 0o440, "{rel:?}");
         } else {
             assert_eq!(m, 0o660, "{rel:?}");
