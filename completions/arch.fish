@@ -64,8 +64,8 @@ complete -c arch -n "__fish_arch_using_subcommand init" -l shared-group -d 'Shar
 complete -c arch -n "__fish_arch_using_subcommand init" -l catalog -d 'Keep the catalog in PostgreSQL (postgres://USER@HOST[:PORT]/DB[?schema=NAME]), shared by every host that runs the same init; the password comes from PGPASSWORD or ~/.pgpass, never from the URL' -r
 complete -c arch -n "__fish_arch_using_subcommand init" -l store -d 'Keep blocks and maps in an S3-compatible object store, s3://BUCKET[/PREFIX]: creates the repository there, or joins it when it exists (another host ran the same command). Credentials come from AWS_* or ~/.aws, never from the URL' -r
 complete -c arch -n "__fish_arch_using_subcommand init" -l packs -d 'Store blocks many to a file (`packs/`), so that gc removes a few large files instead of one per block: auto = on for block sizes up to 64K in a local store; never with --store. Fixed at init' -r -f -a "auto\t'On when the block size is at most 64 KiB and the store is local'
-on\t''
-off\t''"
+on\t'Packs whatever the block size (a local store only): many small files become few'
+off\t'One file per block under `blocks/` (format 1, readable by older arch builds)'"
 complete -c arch -n "__fish_arch_using_subcommand init" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand init" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c arch -n "__fish_arch_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'

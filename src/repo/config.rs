@@ -52,7 +52,9 @@ fn is_false(b: &bool) -> bool {
 pub enum PacksChoice {
     /// On when the block size is at most 64 KiB and the store is local.
     Auto,
+    /// Packs whatever the block size (a local store only): many small files become few.
     On,
+    /// One file per block under `blocks/` (format 1, readable by older arch builds).
     Off,
 }
 
