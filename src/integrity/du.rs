@@ -44,7 +44,8 @@ pub struct DuTotals {
     pub stored_bytes: u64,
     /// Bytes of the volumes' private blocks (included in `stored_bytes`).
     pub private_bytes: u64,
-    /// Bytes no resource references: blocks and private-block files (gc frees them).
+    /// Bytes no resource references: blocks, private-block files and extra copies of packed
+    /// blocks (gc frees them).
     pub garbage_bytes: u64,
     /// logical / stored (referenced) bytes; zero blocks count as logical but not stored.
     pub dedup_ratio: f64,
@@ -117,10 +118,16 @@ fn du_in(
     let all_private = sum(scan.private.values().map(|p| p.bytes))?;
     let referenced = sum(refcount.keys().map(|h| sizes.get(h).copied().unwrap_or(0)))?;
     let referenced = add(referenced, all_private)?;
-    let stored_total = sum(sizes
-        .values()
-        .copied()
-        .chain([all_private, scan.garbage_bytes]))?;
+    // Extra copies of packed blocks (two puts at once) take space until gc removes them.
+    let extra_copies = match repo.backend().as_local().and_then(|l| l.packs()) {
+        Some(packs) => packs.duplicates()?.bytes,
+        None => 0,
+    };
+    let stored_total =
+        sum(sizes
+            .values()
+            .copied()
+            .chain([all_private, scan.garbage_bytes, extra_copies]))?;
     // Pass 2: one row per wanted resource.
     let usage = |resource: String,
                  logical_bytes: u64,

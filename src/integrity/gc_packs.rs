@@ -14,8 +14,9 @@
 //! sweep before step 2: nothing in `packs/` changed. A pack whose index is damaged is never
 //! touched (its blocks may be live); it is reported for `arch fsck`.
 //!
-//! Duplicates: a live block held by a pack that stays (all live) or already copied is not
-//! copied again; such a dropped copy counts as freed.
+//! Extra copies: one copy of each live block is kept; any other entry holding it (two puts
+//! at once, or a crash between steps 2 and 3) is garbage, dropped only after the copy kept in
+//! place verified (a copy gc moves is verified as it is copied), and counted as freed.
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -23,7 +24,8 @@ use crate::storage::BlockHash;
 use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_pack};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
-use std::collections::HashSet;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -89,66 +91,101 @@ fn sweep_packs_with(
 ) -> Result<PackSweep> {
     let dir = place.root.join(PACKS_DIR);
     let mut out = PackSweep::default();
-    let mut all_live = Vec::new();
-    let mut partial = Vec::new();
-    let mut dead = Vec::new();
+    let mut packs = Vec::new();
     for id in list_pack_names(&dir)? {
         crate::interrupt::check()?;
         let path = dir.join(id.to_hex());
-        let entries = match read_pack(&path, &id, place.max_entry)? {
-            None => continue, // gone since the listing
-            Some(Err(why)) => {
-                out.damaged.push((path, why));
-                continue;
+        match read_pack(&path, &id, place.max_entry)? {
+            None => {} // gone since the listing
+            Some(Err(why)) => out.damaged.push((path, why)),
+            Some(Ok(entries)) => {
+                progress.advance(entries.iter().map(|e| u64::from(e.len)).sum());
+                packs.push((path, entries));
             }
-            Some(Ok(entries)) => entries,
-        };
-        progress.advance(entries.iter().map(|e| u64::from(e.len)).sum());
-        let live = entries.iter().filter(|e| keep(&e.hash)).count();
-        if live == entries.len() && !entries.is_empty() {
-            all_live.push(entries);
-        } else if live == 0 {
+        }
+    }
+    // One copy of each live block is kept; every other entry is garbage (dead, or an extra
+    // copy of a block held elsewhere). Packs with no dead entry are looked at first, larger
+    // ones before smaller, so an extra copy is dropped from a pack that is rewritten or
+    // removed anyway where it can be, and otherwise from the smaller pack (less to copy). The
+    // sort is stable (packs are listed by name), so the choice is deterministic.
+    packs.sort_by_key(|(_, entries)| {
+        let has_dead = entries.iter().any(|e| !keep(&e.hash));
+        (has_dead, std::cmp::Reverse(entries.len()))
+    });
+    // The copy kept of each live block: (pack, entry) positions in `packs`.
+    let mut placed: HashMap<BlockHash, (usize, usize)> = HashMap::new();
+    let mut extra_copies: Vec<BlockHash> = Vec::new();
+    let copies: Vec<Vec<usize>> = packs
+        .iter()
+        .enumerate()
+        .map(|(p, (_, entries))| {
+            let mut copy = Vec::new();
+            for (i, e) in entries.iter().enumerate() {
+                if !keep(&e.hash) {
+                    continue;
+                }
+                match placed.entry(e.hash) {
+                    MapEntry::Vacant(v) => {
+                        v.insert((p, i));
+                        copy.push(i);
+                    }
+                    MapEntry::Occupied(_) => extra_copies.push(e.hash),
+                }
+            }
+            copy
+        })
+        .collect();
+    let stays = |p: usize| copies[p].len() == packs[p].1.len() && !packs[p].1.is_empty();
+    // An extra copy is removed only once the copy kept in place is known good (a kept copy
+    // that gc moves is verified as it is copied).
+    let mut check: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for h in &extra_copies {
+        let (p, i) = placed[h];
+        if stays(p) {
+            check.entry(p).or_default().push(i);
+        }
+    }
+    let check: Vec<Plan> = check
+        .into_iter()
+        .map(|(p, copy)| Plan {
+            path: packs[p].0.clone(),
+            entries: packs[p].1.clone(),
+            copy,
+        })
+        .collect();
+    let mut partial = Vec::new();
+    let mut dead = Vec::new();
+    for (p, (path, entries)) in packs.into_iter().enumerate() {
+        let copy = &copies[p];
+        let kept: u64 = copy.iter().map(|&i| u64::from(entries[i].len)).sum();
+        let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
+        out.blocks_kept += copy.len() as u64;
+        out.bytes_kept += kept;
+        out.blocks_freed += (entries.len() - copy.len()) as u64;
+        out.bytes_freed += total - kept;
+        if copy.len() == entries.len() && !entries.is_empty() {
+            continue; // stays as it is
+        }
+        if copy.is_empty() {
             dead.push((path, entries));
         } else {
+            out.bytes_rewritten += kept;
             partial.push(Plan {
                 path,
                 entries,
-                copy: Vec::new(),
+                copy: copy.clone(),
             });
-        }
-    }
-    // Blocks that stay where they are: never copied again.
-    let mut placed: HashSet<BlockHash> = HashSet::new();
-    for entries in &all_live {
-        for e in entries {
-            placed.insert(e.hash);
-            out.blocks_kept += 1;
-            out.bytes_kept += u64::from(e.len);
-        }
-    }
-    for (_, entries) in &dead {
-        for e in entries {
-            out.blocks_freed += 1;
-            out.bytes_freed += u64::from(e.len);
-        }
-    }
-    for plan in &mut partial {
-        for (i, e) in plan.entries.iter().enumerate() {
-            if keep(&e.hash) && placed.insert(e.hash) {
-                plan.copy.push(i);
-                out.blocks_kept += 1;
-                out.bytes_kept += u64::from(e.len);
-                out.bytes_rewritten += u64::from(e.len);
-            } else {
-                out.blocks_freed += 1;
-                out.bytes_freed += u64::from(e.len);
-            }
         }
     }
     out.packs_rewritten = partial.len() as u64;
     out.packs_removed = (partial.len() + dead.len()) as u64;
     if dry_run || out.packs_removed == 0 {
         return Ok(out);
+    }
+    let mut buf = Vec::new();
+    for plan in &check {
+        copy_live(plan, None, place.max_entry, &mut buf)?;
     }
     if !partial.is_empty() {
         let work = place.tmp_dir.join(format!(
@@ -191,7 +228,7 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
                     if failed.lock().unwrap().is_some() {
                         return;
                     }
-                    if let Err(e) = copy_live(plan, &writer, place.max_entry, &mut buf) {
+                    if let Err(e) = copy_live(plan, Some(&writer), place.max_entry, &mut buf) {
                         failed.lock().unwrap().get_or_insert(e);
                         return;
                     }
@@ -226,8 +263,14 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
     sync_dir(&dir)
 }
 
-/// Reads, verifies and appends the entries `plan.copy` of one pack.
-fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>) -> Result<()> {
+/// Reads and verifies the entries `plan.copy` of one pack, and appends them to `writer` when
+/// given.
+fn copy_live(
+    plan: &Plan,
+    writer: Option<&PackWriter>,
+    max_entry: u64,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
     let file = File::open(&plan.path).map_err(|e| Error::io("open", &plan.path, e))?;
     for &i in &plan.copy {
         crate::interrupt::check()?;
@@ -246,9 +289,11 @@ fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>
                 ),
             });
         }
-        writer
-            .append(&e.hash, buf)
-            .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+        if let Some(writer) = writer {
+            writer
+                .append(&e.hash, buf)
+                .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::progress::NoProgress;
 use crate::storage::pack::index::PackSet;
 use crate::storage::pack::index::tests::write_pack;
+use std::collections::HashSet;
 use std::fs;
 
 const BS: u64 = 64;
@@ -231,13 +232,66 @@ fn a_crash_after_the_new_packs_are_visible_leaves_both_and_a_second_gc_finishes(
         ]
     );
     let r = sweep_packs(&f.place(), &keep, false, &NoProgress).unwrap();
-    // The new pack stays (all live); the old one is a partial pack whose live entries are
-    // already placed: removed without copying anything.
+    // The new pack stays (all live); the old one holds only dead entries and extra copies of
+    // what the new one holds: removed without copying anything.
     assert_eq!(
         (r.packs_removed, r.packs_rewritten, r.bytes_rewritten),
-        (2, 1, 0)
+        (2, 0, 0)
     );
     assert!(!old.exists() && !all_dead.exists());
     assert_eq!(f.readable(), vec![b"keep-1".to_vec(), b"keep-2".to_vec()]);
+    assert!(f.tmp_is_empty());
+}
+
+#[test]
+fn extra_copies_of_live_blocks_are_removed_once_the_kept_copy_is_verified() {
+    let f = Fixture::new();
+    let first = f.pack(&[b"a", b"b", b"c", b"d"]);
+    // A smaller all-live pack holding copies of a and b plus a block of its own: rewritten
+    // with its own block only. A third holding nothing but copies: removed, nothing copied.
+    let second = f.pack(&[b"a", b"b", b"own"]);
+    let third = f.pack(&[b"c", b"a"]);
+    let keep = live_set(&[b"a", b"b", b"c", b"d", b"own"]);
+    let dry = sweep_packs(&f.place(), &keep, true, &NoProgress).unwrap();
+    let r = sweep_packs(&f.place(), &keep, false, &NoProgress).unwrap();
+    assert_eq!(dry, r, "a dry run reports what gc does");
+    assert!(first.exists() && !second.exists() && !third.exists());
+    assert_eq!(
+        (r.packs_removed, r.packs_rewritten, r.bytes_rewritten),
+        (2, 1, 3)
+    );
+    assert_eq!((r.blocks_freed, r.bytes_freed), (4, 4));
+    assert_eq!((r.blocks_kept, r.bytes_kept), (5, 7));
+    let want: Vec<Vec<u8>> = [&b"a"[..], b"b", b"c", b"d", b"own"]
+        .iter()
+        .map(|b| b.to_vec())
+        .collect();
+    assert_eq!(f.readable(), want, "each live block once");
+    assert_eq!(
+        PackSet::new(&f.root, BS).duplicates().unwrap(),
+        Default::default()
+    );
+    assert!(f.tmp_is_empty());
+    let again = sweep_packs(&f.place(), &keep, false, &NoProgress).unwrap();
+    assert_eq!((again.packs_removed, again.blocks_freed), (0, 0));
+}
+
+#[test]
+fn an_extra_copy_is_kept_while_the_copy_in_place_is_corrupt() {
+    let f = Fixture::new();
+    let first = f.pack(&[b"block-x", b"y"]);
+    let spare = f.pack(&[b"block-x"]);
+    // Damage the copy of block-x gc would keep (the larger pack's, at offset 0).
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[2] ^= 0x01;
+    fs::remove_file(&first).unwrap();
+    fs::write(&first, &bytes).unwrap();
+    let before = f.snapshot();
+    let keep = live_set(&[b"block-x", b"y"]);
+    let err = sweep_packs(&f.place(), &keep, false, &NoProgress).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&first.display().to_string()), "{text}");
+    assert!(text.contains("arch fsck --repair"), "{text}");
+    assert_eq!(f.snapshot(), before, "the good copy in {spare:?} stays");
     assert!(f.tmp_is_empty());
 }

@@ -47,6 +47,30 @@ fn entry_offset(pack: &[u8], block: &[u8]) -> usize {
     panic!("no entry for the block in the pack")
 }
 
+/// Writes a valid pack of `blocks` (none ending in zeros) into `packs/`, as a put running at
+/// the same time as another would have: per entry sha256 and u32 length, then the footer;
+/// named by the sha256 of index and footer.
+fn write_pack(r: &TestRepo, blocks: &[&[u8]]) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut tail = Vec::new();
+    for b in blocks {
+        assert_ne!(b.last(), Some(&0), "stored blocks end in a non-zero byte");
+        tail.extend_from_slice(&Sha256::digest(b));
+        tail.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    }
+    let data = blocks.concat();
+    tail.extend_from_slice(b"ARCHPAK1");
+    tail.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+    tail.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let path = r.root.join("packs").join(hex(&Sha256::digest(&tail)));
+    std::fs::write(&path, [data, tail].concat()).unwrap();
+    path
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A packed repository with "a" = X + Y and "b" = Y (Y shares a's pack), 64 blocks each.
 fn shared_pack_repo() -> (TestRepo, Vec<u8>, Vec<u8>) {
     let r = TestRepo::packed();
@@ -242,5 +266,38 @@ fn fsck_repair_quarantines_a_damaged_pack_after_saving_its_good_entries() {
     // Putting the data again heals both.
     r.ok(&["put", r.file("y", &y).to_str().unwrap(), "c/y"]);
     assert_eq!(r.ok(&["get", "c/a"]), a);
+    assert_eq!(fsck(&r, &["--read-data"])["problems"], json!([]));
+}
+
+#[test]
+fn extra_copies_of_packed_blocks_are_garbage_for_du_and_gc_removes_them() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let r = TestRepo::packed();
+    let x = pseudo_random(64 * BS, 7);
+    r.ok(&["put", r.file("x", &x).to_str().unwrap(), "c/x"]);
+    let [kept] = &packs(&r)[..] else {
+        panic!("one pack")
+    };
+    let du = r.json(&["du"]);
+    assert_eq!(du["garbage_bytes"], 0, "{du}");
+    let stored = du["stored_bytes"].as_u64().unwrap();
+    // A second copy of 16 of x's blocks, from a put that ran alongside.
+    let copies: Vec<&[u8]> = x.chunks(BS).take(16).filter(|b| b[BS - 1] != 0).collect();
+    let extra = write_pack(&r, &copies);
+    let copied = (copies.len() * BS) as u64;
+    let du = r.json(&["du"]);
+    assert_eq!(du["garbage_bytes"], copied, "{du}");
+    assert_eq!(du["stored_bytes"], stored + copied, "{du}");
+    let g = r.json(&["gc"]);
+    assert_eq!(g["packs_removed"], 1, "{g}");
+    assert_eq!(g["packs_rewritten"], 0, "{g}");
+    assert_eq!(g["blocks_freed"], copies.len(), "{g}");
+    assert_eq!(g["bytes_freed"], copied, "{g}");
+    assert!(!extra.exists());
+    assert_eq!(packs(&r), vec![kept.clone()], "the larger pack stays");
+    assert_eq!(r.json(&["du"])["garbage_bytes"], 0);
+    assert_eq!(r.ok(&["get", "c/x"]), x);
     assert_eq!(fsck(&r, &["--read-data"])["problems"], json!([]));
 }

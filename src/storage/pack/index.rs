@@ -15,6 +15,7 @@ use super::format::{Entry, read_index};
 use crate::error::{Error, Result};
 use crate::storage::fsutil::open_regular;
 use crate::storage::hash::BlockHash;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::ErrorKind;
@@ -55,8 +56,19 @@ struct State {
     blocks: HashMap<BlockHash, (u32, u64, u32)>,
     /// Packs whose index is damaged, with the reason (their blocks are not in `blocks`).
     damaged: BTreeMap<BlockHash, String>,
+    /// Entries holding a block an earlier loaded entry already holds (two puts at once, or
+    /// a gc stopped between publishing a copy and removing the old pack): their count and
+    /// bytes. gc removes them; du counts them as garbage.
+    duplicates: Duplicates,
     /// The directory's stamp at the last listing and whether that listing was settled.
     listed: Option<(Stamp, bool)>,
+}
+
+/// Extra copies of packed blocks: entries beyond the first holding each block.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicates {
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// What identifies a state of the directory: inode, size, mtime and ctime (seconds, nanos).
@@ -144,6 +156,13 @@ impl PackSet {
             .collect())
     }
 
+    /// The extra copies of packed blocks, from a fresh look at the directory.
+    pub fn duplicates(&self) -> Result<Duplicates> {
+        let mut st = self.state.lock().unwrap();
+        self.refresh(&mut st, true)?;
+        Ok(st.duplicates)
+    }
+
     /// Packs whose index is damaged, with the reason, from a fresh look at the directory.
     pub fn damaged(&self) -> Result<Vec<(PathBuf, String)>> {
         let mut st = self.state.lock().unwrap();
@@ -202,7 +221,15 @@ impl PackSet {
                         .map_err(|_| Error::invalid("more than 2^32 packs"))?;
                     st.packs.push(id);
                     for e in entries {
-                        st.blocks.entry(e.hash).or_insert((at, e.offset, e.len));
+                        match st.blocks.entry(e.hash) {
+                            MapEntry::Vacant(v) => {
+                                v.insert((at, e.offset, e.len));
+                            }
+                            MapEntry::Occupied(_) => {
+                                st.duplicates.entries += 1;
+                                st.duplicates.bytes += u64::from(e.len);
+                            }
+                        }
                     }
                 }
                 Some(Err(why)) => {
@@ -277,6 +304,26 @@ pub(crate) mod tests {
         fs::create_dir_all(root.join(PACKS_DIR)).unwrap();
         fs::write(root.join(PACKS_DIR).join(id.to_hex()), bytes).unwrap();
         id
+    }
+
+    #[test]
+    fn extra_copies_are_counted_once_each_and_forgotten_with_their_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = PackSet::new(dir.path(), 64);
+        write_pack(dir.path(), &[b"aa", b"bbb"]);
+        assert_eq!(set.duplicates().unwrap(), Duplicates::default());
+        let second = write_pack(dir.path(), &[b"bbb", b"c", b"aa"]);
+        let third = write_pack(dir.path(), &[b"bbb"]);
+        let want = Duplicates {
+            entries: 3,
+            bytes: 8,
+        };
+        assert_eq!(set.duplicates().unwrap(), want);
+        assert_eq!(set.blocks().unwrap().len(), 3, "each block once");
+        for id in [second, third] {
+            fs::remove_file(set.path_of(&id)).unwrap();
+        }
+        assert_eq!(set.duplicates().unwrap(), Duplicates::default());
     }
 
     #[test]
