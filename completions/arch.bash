@@ -635,12 +635,16 @@ _arch() {
             return 0
             ;;
         arch__subcmd__gc)
-            opts="-R -q -h -V --dry-run --repo --json --quiet --no-progress --help --version"
+            opts="-R -q -h -V --dry-run --max-unused --repo --json --quiet --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-unused)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -169,6 +169,7 @@ complete -c arch -n "__fish_arch_using_subcommand fsck" -s q -l quiet -d 'Print 
 complete -c arch -n "__fish_arch_using_subcommand fsck" -l no-progress -d 'Never show progress bars'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -s h -l help -d 'Print help'
 complete -c arch -n "__fish_arch_using_subcommand fsck" -s V -l version -d 'Print version'
+complete -c arch -n "__fish_arch_using_subcommand gc" -l max-unused -d 'Leave packs that are partly unused in place while the unused bytes they hold stay under PERCENT of the bytes kept in packs; packs with the largest unused share are rewritten first. Whole unused packs are always removed. Default 0: every unused byte is freed (deleted data is gone from disk)' -r
 complete -c arch -n "__fish_arch_using_subcommand gc" -s R -l repo -d 'Repository directory (default: $ARCH_REPO, else the current directory or a parent)' -r -F
 complete -c arch -n "__fish_arch_using_subcommand gc" -l dry-run -d 'Report what would be freed without removing anything'
 complete -c arch -n "__fish_arch_using_subcommand gc" -l json -d 'Print one JSON document on stdout instead of tables'

@@ -1,25 +1,36 @@
-//! `arch gc [--dry-run]`: remove blocks, maps and temporary files no resource needs.
+//! `arch gc [--dry-run] [--max-unused PERCENT]`: remove blocks, maps and temporary files no resource needs.
 
 use super::output::{emit, key_values};
 use super::{Context, Status};
-use crate::integrity::gc::gc;
+use crate::integrity::gc::{GcOptions, gc};
 use crate::units::format_size;
 
 /// Free the space of deleted objects and volumes, superseded versions and dropped blocks.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  arch gc --dry-run\n  arch gc --json | jq .bytes_freed\n\nSafe while other arch commands run: it waits for running writers and holds new ones back."
+    after_help = "Examples:\n  arch gc --dry-run\n  arch gc --json | jq .bytes_freed\n  arch gc --max-unused 10\n\nSafe while other arch commands run: it waits for running writers and holds new ones back."
 )]
 pub struct Args {
     /// Report what would be freed without removing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave packs that are partly unused in place while the unused bytes they hold stay
+    /// under PERCENT of the bytes kept in packs; packs with the largest unused share are
+    /// rewritten first. Whole unused packs are always removed. Default 0: every unused byte
+    /// is freed (deleted data is gone from disk).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_unused: u32,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
     let repo = ctx.repo()?;
     let progress = super::progress_bar::for_context(ctx, "gc", None);
-    let report = gc(&repo, args.dry_run, progress.as_ref());
+    let opts = GcOptions {
+        dry_run: args.dry_run,
+        max_unused_percent: args.max_unused,
+    };
+    let report = gc(&repo, &opts, progress.as_ref());
     progress.finish();
     let report = report?;
     for w in &report.warnings {
@@ -60,10 +71,19 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                 (
                     "packs",
                     format!(
-                        "{} removed, {} of them rewritten ({} copied)",
+                        "{} removed, {} of them rewritten ({} copied){}",
                         report.packs_removed,
                         report.packs_rewritten,
-                        format_size(report.bytes_rewritten)
+                        format_size(report.bytes_rewritten),
+                        if report.packs_kept_partial > 0 {
+                            format!(
+                                "; {} kept partly unused ({} unused, within --max-unused)",
+                                report.packs_kept_partial,
+                                format_size(report.bytes_unused_kept)
+                            )
+                        } else {
+                            String::new()
+                        }
                     )
                 ),
                 (

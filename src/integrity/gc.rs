@@ -34,6 +34,16 @@ use crate::storage::s3::{BLOCKS, MAPS};
 use crate::storage::sweep::{SWEEP_THREADS, sweep};
 use serde::Serialize;
 
+/// How gc runs.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Report what would be freed, remove nothing.
+    pub dry_run: bool,
+    /// Packs with some unused entries may stay while the unused bytes they hold are at most
+    /// this percentage of the bytes kept in packs (0: every unused entry is freed).
+    pub max_unused_percent: u32,
+}
+
 /// What gc removed (or, with `dry_run`, would remove).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
@@ -54,6 +64,9 @@ pub struct GcReport {
     pub packs_rewritten: u64,
     /// Bytes of live entries copied into new packs.
     pub bytes_rewritten: u64,
+    /// Packs left holding unused entries (`--max-unused`), and the bytes of those entries.
+    pub packs_kept_partial: u64,
+    pub bytes_unused_kept: u64,
     /// What gc left alone and why (packs whose index is damaged: `arch fsck` reports them).
     pub warnings: Vec<String>,
     /// Volumes left `creating` by a creator that is gone (never usable), removed first.
@@ -63,7 +76,8 @@ pub struct GcReport {
 /// Collects garbage. Refuses to run when a referenced map is missing or damaged (its blocks
 /// could not be marked): run `arch fsck` first. `progress` counts the bytes of the blocks
 /// looked at.
-pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
+pub fn gc(repo: &Repository, opts: &GcOptions, progress: &dyn Progress) -> Result<GcReport> {
+    let dry_run = opts.dry_run;
     // Before the exclusive data lock: removing a volume takes that lock shared.
     let unfinished_volumes_removed =
         crate::services::volumes::creating::reap_all_abandoned(repo, dry_run)?;
@@ -128,6 +142,7 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
                 tmp_dir: &repo.tmp_dir(),
                 modes: repo.modes(),
                 max_entry: u64::from(repo.block_size()),
+                max_unused_percent: opts.max_unused_percent,
             },
             &|h| live.contains(h),
             dry_run,
@@ -140,6 +155,8 @@ pub fn gc(repo: &Repository, dry_run: bool, progress: &dyn Progress) -> Result<G
         report.packs_removed = packs.packs_removed;
         report.packs_rewritten = packs.packs_rewritten;
         report.bytes_rewritten = packs.bytes_rewritten;
+        report.packs_kept_partial = packs.packs_kept_partial;
+        report.bytes_unused_kept = packs.bytes_unused_kept;
         for (path, why) in packs.damaged {
             report.warnings.push(format!(
                 "left pack {} alone: its index is damaged ({why}); its blocks may be live: \

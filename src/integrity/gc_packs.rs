@@ -46,6 +46,9 @@ pub struct PackSweep {
     pub packs_rewritten: u64,
     /// Bytes copied into new packs.
     pub bytes_rewritten: u64,
+    /// Packs left with unused entries (`--max-unused`), and the bytes of those entries.
+    pub packs_kept_partial: u64,
+    pub bytes_unused_kept: u64,
     /// Packs whose index is damaged, left alone, with the reason.
     pub damaged: Vec<(PathBuf, String)>,
 }
@@ -59,6 +62,69 @@ pub struct PackSweepPlace<'a> {
     pub modes: Modes,
     /// The block size: longer entries make a pack damaged.
     pub max_entry: u64,
+    /// Packs with some unused entries may stay while the unused bytes they hold are at most
+    /// this percentage of the bytes kept (0: every such pack is rewritten).
+    pub max_unused_percent: u32,
+}
+
+/// What the sweep does with a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Left as it is: every entry kept, or some unused ones left under the `--max-unused`
+    /// allowance.
+    Stays,
+    /// Every entry dead or an extra copy: unlinked.
+    Removed,
+    /// Its kept entries copied into a new pack, then unlinked.
+    Rewritten,
+}
+
+/// The fate of each of `packs`, given the entries of each to keep (`copies`). Packs with some
+/// unused entries are rewritten, those with the largest unused share first (the most space
+/// freed per byte copied), until the unused bytes left in packs that stay are at most
+/// `max_unused_percent` of the bytes kept; 0 rewrites every one.
+fn decide(
+    packs: &[(PathBuf, Vec<Entry>)],
+    copies: &[Vec<usize>],
+    max_unused_percent: u32,
+) -> Vec<Fate> {
+    let bytes = |p: usize, of: &mut dyn Iterator<Item = usize>| -> u64 {
+        of.map(|i| u64::from(packs[p].1[i].len)).sum()
+    };
+    let mut fate = Vec::with_capacity(packs.len());
+    let mut kept_total = 0u128;
+    // (unused bytes, total bytes, pack) of the packs with some kept and some unused entries.
+    let mut mixed: Vec<(u64, u64, usize)> = Vec::new();
+    for (p, (_, entries)) in packs.iter().enumerate() {
+        let kept = bytes(p, &mut copies[p].iter().copied());
+        let total = bytes(p, &mut (0..entries.len()));
+        kept_total += u128::from(kept);
+        fate.push(if copies[p].len() == entries.len() && !entries.is_empty() {
+            Fate::Stays
+        } else if copies[p].is_empty() {
+            Fate::Removed
+        } else {
+            mixed.push((total - kept, total, p));
+            Fate::Rewritten
+        });
+    }
+    // Largest unused share first: a/b > c/d as a*d > c*b; then more unused bytes; then order.
+    mixed.sort_by(|x, y| {
+        (u128::from(y.0) * u128::from(x.1))
+            .cmp(&(u128::from(x.0) * u128::from(y.1)))
+            .then(y.0.cmp(&x.0))
+            .then(x.2.cmp(&y.2))
+    });
+    let allowance = kept_total * u128::from(max_unused_percent) / 100;
+    let mut unused_left: u128 = mixed.iter().map(|m| u128::from(m.0)).sum();
+    for &(unused, _, p) in &mixed {
+        if unused_left <= allowance {
+            fate[p] = Fate::Stays;
+        } else {
+            unused_left -= u128::from(unused);
+        }
+    }
+    fate
 }
 
 /// A pack as classified by the sweep.
@@ -115,7 +181,8 @@ fn sweep_packs_with(
     });
     // The copy kept of each live block: (pack, entry) positions in `packs`.
     let mut placed: HashMap<BlockHash, (usize, usize)> = HashMap::new();
-    let mut extra_copies: Vec<BlockHash> = Vec::new();
+    // Extra copies: (block, pack holding the copy).
+    let mut extra_copies: Vec<(BlockHash, usize)> = Vec::new();
     let copies: Vec<Vec<usize>> = packs
         .iter()
         .enumerate()
@@ -130,19 +197,19 @@ fn sweep_packs_with(
                         v.insert((p, i));
                         copy.push(i);
                     }
-                    MapEntry::Occupied(_) => extra_copies.push(e.hash),
+                    MapEntry::Occupied(_) => extra_copies.push((e.hash, p)),
                 }
             }
             copy
         })
         .collect();
-    let stays = |p: usize| copies[p].len() == packs[p].1.len() && !packs[p].1.is_empty();
-    // An extra copy is removed only once the copy kept in place is known good (a kept copy
-    // that gc moves is verified as it is copied).
+    let fate = decide(&packs, &copies, place.max_unused_percent);
+    // An extra copy is removed (with its pack) only once the copy kept in place is known good
+    // (a kept copy that gc moves is verified as it is copied).
     let mut check: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for h in &extra_copies {
+    for (h, q) in &extra_copies {
         let (p, i) = placed[h];
-        if stays(p) {
+        if fate[*q] != Fate::Stays && fate[p] == Fate::Stays {
             check.entry(p).or_default().push(i);
         }
     }
@@ -162,10 +229,19 @@ fn sweep_packs_with(
         let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
         out.blocks_kept += copy.len() as u64;
         out.bytes_kept += kept;
-        out.blocks_freed += (entries.len() - copy.len()) as u64;
-        out.bytes_freed += total - kept;
-        if copy.len() == entries.len() && !entries.is_empty() {
-            continue; // stays as it is
+        let unused = ((entries.len() - copy.len()) as u64, total - kept);
+        match fate[p] {
+            Fate::Stays => {
+                if unused.0 > 0 {
+                    out.packs_kept_partial += 1;
+                    out.bytes_unused_kept += unused.1;
+                }
+                continue;
+            }
+            Fate::Removed | Fate::Rewritten => {
+                out.blocks_freed += unused.0;
+                out.bytes_freed += unused.1;
+            }
         }
         if copy.is_empty() {
             dead.push((path, entries));

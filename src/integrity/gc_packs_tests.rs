@@ -35,6 +35,7 @@ impl Fixture {
             tmp_dir: &self.tmp,
             modes: Modes::PRIVATE,
             max_entry: BS,
+            max_unused_percent: 0,
         }
     }
 
@@ -294,4 +295,78 @@ fn an_extra_copy_is_kept_while_the_copy_in_place_is_corrupt() {
     assert!(text.contains("arch fsck --repair"), "{text}");
     assert_eq!(f.snapshot(), before, "the good copy in {spare:?} stays");
     assert!(f.tmp_is_empty());
+}
+
+#[test]
+fn max_unused_leaves_the_partly_unused_packs_with_the_smallest_unused_share() {
+    let f = Fixture::new();
+    // Kept: 8 + 8 + 8 + 8 = 32 bytes. Unused: 8 in `mostly`, 4 in `some`, 2 in `little`.
+    let full = f.pack(&[b"kkkkkkkk"]);
+    let mostly = f.pack(&[b"live-aaa", b"dead-aaa"]);
+    let some = f.pack(&[b"live-bbb", b"dea1"]);
+    let little = f.pack(&[b"live-ccc", b"d2"]);
+    let keep = live_set(&[b"kkkkkkkk", b"live-aaa", b"live-bbb", b"live-ccc"]);
+    let sweep = |pct: u32, dry: bool| {
+        let place = PackSweepPlace {
+            max_unused_percent: pct,
+            ..f.place()
+        };
+        sweep_packs(&place, &keep, dry, &NoProgress).unwrap()
+    };
+    // 20% of 32 = 6.4 bytes: rewriting `mostly` leaves 6 unused, within the allowance.
+    let r = sweep(20, true);
+    assert_eq!(
+        (r.packs_rewritten, r.packs_kept_partial, r.bytes_unused_kept),
+        (1, 2, 6)
+    );
+    // 10% = 3.2 bytes: `some` goes too; `little` (2 unused bytes) stays.
+    let r = sweep(10, false);
+    assert_eq!(
+        (r.packs_rewritten, r.packs_kept_partial, r.bytes_unused_kept),
+        (2, 1, 2)
+    );
+    assert_eq!((r.blocks_freed, r.bytes_freed), (2, 12));
+    assert!(full.exists() && !mostly.exists() && !some.exists() && little.exists());
+    // The default frees the rest.
+    let r = sweep(0, false);
+    assert_eq!(
+        (r.packs_rewritten, r.packs_kept_partial, r.bytes_freed),
+        (1, 0, 2)
+    );
+    assert!(!little.exists());
+    let mut want: Vec<Vec<u8>> = [&b"kkkkkkkk"[..], b"live-aaa", b"live-bbb", b"live-ccc"]
+        .iter()
+        .map(|b| b.to_vec())
+        .collect();
+    want.sort();
+    assert_eq!(f.readable(), want);
+}
+
+#[test]
+fn an_extra_copy_whose_kept_copy_stays_in_a_partly_unused_pack_is_verified_first() {
+    let f = Fixture::new();
+    // `first` keeps yy; `middle` keeps block-x and q, and stays under --max-unused with its
+    // extra copy of yy; `last` holds only an extra copy of block-x: removed, but only after
+    // block-x is read back from `middle`, where it is damaged.
+    let first = f.pack(&[b"yy", b"aa", b"bb", b"cc"]);
+    let middle = f.pack(&[b"block-x", b"yy", b"q"]);
+    let last = f.pack(&[b"block-x"]);
+    let mut bytes = fs::read(&middle).unwrap();
+    bytes[1] ^= 0x01;
+    fs::remove_file(&middle).unwrap();
+    fs::write(&middle, &bytes).unwrap();
+    let keep = live_set(&[b"yy", b"aa", b"bb", b"cc", b"block-x", b"q"]);
+    let place = PackSweepPlace {
+        max_unused_percent: 100,
+        ..f.place()
+    };
+    let before = f.snapshot();
+    let err = sweep_packs(&place, &keep, false, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("arch fsck --repair"), "{err}");
+    assert!(
+        err.to_string().contains(&middle.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(f.snapshot(), before, "the good copy in {last:?} stays");
+    assert!(first.exists());
 }

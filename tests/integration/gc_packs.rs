@@ -301,3 +301,38 @@ fn extra_copies_of_packed_blocks_are_garbage_for_du_and_gc_removes_them() {
     assert_eq!(r.ok(&["get", "c/x"]), x);
     assert_eq!(fsck(&r, &["--read-data"])["problems"], json!([]));
 }
+
+#[test]
+fn max_unused_leaves_partly_unused_packs_that_fsck_and_du_count_and_plain_gc_frees() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let (r, _a, y) = shared_pack_repo();
+    r.ok(&["rm", "c/a"]);
+    // The pack is half unused (X's 64 blocks): 100% allows it, 10% does not.
+    let g = r.json(&["gc", "--max-unused", "100"]);
+    assert_eq!(
+        (g["packs_removed"].clone(), g["packs_kept_partial"].clone()),
+        (json!(0), json!(1)),
+        "{g}"
+    );
+    let unused = g["bytes_unused_kept"].as_u64().unwrap();
+    assert!(unused > 60 * BS as u64, "{g}");
+    assert_eq!(r.json(&["du"])["garbage_bytes"], unused);
+    let f = fsck(&r, &[]);
+    assert_eq!(f["garbage"]["unreferenced_blocks"], 64, "{f}");
+    let err = r.fails(2, &["gc", "--max-unused", "101"]);
+    assert!(err.contains("--max-unused"), "{err}");
+    let g = r.json(&["gc", "--max-unused", "10"]);
+    assert_eq!(
+        (
+            g["packs_rewritten"].clone(),
+            g["packs_kept_partial"].clone()
+        ),
+        (json!(1), json!(0)),
+        "{g}"
+    );
+    assert_eq!(g["bytes_freed"], unused, "{g}");
+    assert_eq!(r.json(&["du"])["garbage_bytes"], 0);
+    assert_eq!(r.ok(&["get", "c/b"]), y);
+}
