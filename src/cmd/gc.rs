@@ -51,51 +51,43 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
             let names = report.unfinished_volumes_removed.join(", ");
             writeln!(out, "{what} (left by a dead clone): {names}")?;
         }
-        writeln!(
-            out,
-            "{}",
-            key_values(&[
-                (
-                    verb,
-                    format!(
-                        "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
-                        report.blocks_freed,
-                        format_size(report.bytes_freed),
-                        report.maps_freed,
-                        report.temp_entries_removed,
-                        report.volume_entries_removed,
-                        format_size(report.volume_bytes_freed),
-                        report.stale_locks_removed
-                    )
-                ),
-                (
-                    "packs",
-                    format!(
-                        "{} removed, {} of them rewritten ({} copied){}",
-                        report.packs_removed,
-                        report.packs_rewritten,
-                        format_size(report.bytes_rewritten),
-                        if report.packs_kept_partial > 0 {
-                            format!(
-                                "; {} kept partly unused ({} unused, within --max-unused)",
-                                report.packs_kept_partial,
-                                format_size(report.bytes_unused_kept)
-                            )
-                        } else {
-                            String::new()
-                        }
-                    )
-                ),
-                (
-                    "kept",
-                    format!(
-                        "{} blocks ({})",
-                        report.blocks_kept,
-                        format_size(report.bytes_kept)
-                    )
-                ),
-            ])
-        )
+        let freed = format!(
+            "{} blocks ({}), {} maps, {} temp entries, {} volume entries ({}), {} stale locks",
+            report.blocks_freed,
+            format_size(report.bytes_freed),
+            report.maps_freed,
+            report.temp_entries_removed,
+            report.volume_entries_removed,
+            format_size(report.volume_bytes_freed),
+            report.stale_locks_removed
+        );
+        let mut rows = vec![(verb, freed)];
+        // Only a repository with packs has a line about them.
+        if repo.config().packs {
+            let partial = if report.packs_kept_partial > 0 {
+                format!(
+                    "; {} kept partly unused ({} unused, within --max-unused)",
+                    report.packs_kept_partial,
+                    format_size(report.bytes_unused_kept)
+                )
+            } else {
+                String::new()
+            };
+            let packs = format!(
+                "{} removed, {} of them rewritten ({} copied){partial}",
+                report.packs_removed,
+                report.packs_rewritten,
+                format_size(report.bytes_rewritten),
+            );
+            rows.push(("packs", packs));
+        }
+        let kept = format!(
+            "{} blocks ({})",
+            report.blocks_kept,
+            format_size(report.bytes_kept)
+        );
+        rows.push(("kept", kept));
+        writeln!(out, "{}", key_values(&rows))
     })?;
     Ok(Status::Ok)
 }
