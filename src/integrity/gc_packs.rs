@@ -14,6 +14,10 @@
 //! sweep before step 2: nothing in `packs/` changed. A pack whose index is damaged is never
 //! touched (its blocks may be live); it is reported for `arch fsck`.
 //!
+//! Out of space: when the copies fail for lack of space and some packs are all dead, those
+//! are unlinked first (they hold no live block) and the copies are tried once more; a disk
+//! still too full fails with the same error, every live block still in its old pack.
+//!
 //! Duplicates: a live block held by a pack that stays (all live) or already copied is not
 //! copied again; such a dropped copy counts as freed.
 
@@ -150,28 +154,46 @@ fn sweep_packs_with(
     if dry_run || out.packs_removed == 0 {
         return Ok(out);
     }
+    let mut dead: Vec<&Path> = dead.iter().map(|(p, _)| p.as_path()).collect();
     if !partial.is_empty() {
-        let work = place.tmp_dir.join(format!(
-            "gc-packs-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        create_dir(&work, place.modes)?;
-        let published = rewrite(place, &work, &partial).and_then(|()| after_publish());
-        // The work directory is empty after a publish; after a failure it holds the new
-        // packs, never visible: removed either way.
-        let cleaned = remove_path(&work);
-        published?;
-        cleaned?;
+        match rewrite_in_tmp(place, &partial, after_publish) {
+            // Out of space for the copies (the failed copies are removed again): the all-dead
+            // packs hold no live block, so they may go first, and the copies get one more try
+            // in their space. A disk still too full gives the same error, nothing live lost.
+            Err(Error::NoSpace { .. }) if !dead.is_empty() => {
+                unlink_all(&dead)?;
+                sync_dir(&dir)?;
+                dead.clear();
+                rewrite_in_tmp(place, &partial, after_publish)?;
+            }
+            done => done?,
+        }
     }
-    let old: Vec<&Path> = partial
-        .iter()
-        .map(|p| p.path.as_path())
-        .chain(dead.iter().map(|(p, _)| p.as_path()))
-        .collect();
-    unlink_all(&old)?;
+    let old: Vec<&Path> = partial.iter().map(|p| p.path.as_path()).collect();
+    unlink_all(&[&old[..], &dead[..]].concat())?;
     sync_dir(&dir)?;
     Ok(out)
+}
+
+/// [`rewrite`] in a new work directory under `tmp/`, then `after_publish`; the work
+/// directory is removed whatever happened.
+fn rewrite_in_tmp(
+    place: &PackSweepPlace,
+    partial: &[Plan],
+    after_publish: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    let work = place.tmp_dir.join(format!(
+        "gc-packs-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    create_dir(&work, place.modes)?;
+    let published = rewrite(place, &work, partial).and_then(|()| after_publish());
+    // The work directory is empty after a publish; after a failure it holds the new packs,
+    // never visible: removed either way.
+    let cleaned = remove_path(&work);
+    published?;
+    cleaned
 }
 
 /// Copies the live entries of `partial` (verified) into new packs in `work`, then makes them
@@ -191,7 +213,7 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
                     if failed.lock().unwrap().is_some() {
                         return;
                     }
-                    if let Err(e) = copy_live(plan, &writer, place.max_entry, &mut buf) {
+                    if let Err(e) = copy_live(plan, &writer, work, place.max_entry, &mut buf) {
                         failed.lock().unwrap().get_or_insert(e);
                         return;
                     }
@@ -226,8 +248,15 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
     sync_dir(&dir)
 }
 
-/// Reads, verifies and appends the entries `plan.copy` of one pack.
-fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>) -> Result<()> {
+/// Reads, verifies and appends the entries `plan.copy` of one pack to `writer` (writing in
+/// `work`).
+fn copy_live(
+    plan: &Plan,
+    writer: &PackWriter,
+    work: &Path,
+    max_entry: u64,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
     let file = File::open(&plan.path).map_err(|e| Error::io("open", &plan.path, e))?;
     for &i in &plan.copy {
         crate::interrupt::check()?;
@@ -248,7 +277,7 @@ fn copy_live(plan: &Plan, writer: &PackWriter, max_entry: u64, buf: &mut Vec<u8>
         }
         writer
             .append(&e.hash, buf)
-            .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+            .map_err(|err| Error::io("write pack in", work, err))?;
     }
     Ok(())
 }
