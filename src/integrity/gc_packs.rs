@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::storage::BlockHash;
 use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
-use crate::storage::pack::index::{list_pack_names, read_pack};
+use crate::storage::pack::index::{list_pack_names, read_packs};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::HashSet;
 use std::fs::File;
@@ -93,24 +93,30 @@ fn sweep_packs_with(
 ) -> Result<PackSweep> {
     let dir = place.root.join(PACKS_DIR);
     let mut out = PackSweep::default();
-    let mut all_live = Vec::new();
     let mut partial = Vec::new();
     let mut dead = Vec::new();
-    for id in list_pack_names(&dir)? {
+    // Blocks that stay where they are (in all-live packs): never copied again.
+    let mut placed: HashSet<BlockHash> = HashSet::new();
+    let names = list_pack_names(&dir)?;
+    read_packs(&dir, &names, place.max_entry, &mut |id, read| {
         crate::interrupt::check()?;
         let path = dir.join(id.to_hex());
-        let entries = match read_pack(&path, &id, place.max_entry)? {
-            None => continue, // gone since the listing
+        let entries = match read {
+            None => return Ok(()), // gone since the listing
             Some(Err(why)) => {
                 out.damaged.push((path, why));
-                continue;
+                return Ok(());
             }
             Some(Ok(entries)) => entries,
         };
         progress.advance(entries.iter().map(|e| u64::from(e.len)).sum());
         let live = entries.iter().filter(|e| keep(&e.hash)).count();
         if live == entries.len() && !entries.is_empty() {
-            all_live.push(entries);
+            for e in &entries {
+                placed.insert(e.hash);
+                out.blocks_kept += 1;
+                out.bytes_kept += u64::from(e.len);
+            }
         } else if live == 0 {
             dead.push((path, entries));
         } else {
@@ -120,16 +126,12 @@ fn sweep_packs_with(
                 copy: Vec::new(),
             });
         }
-    }
-    // Blocks that stay where they are: never copied again.
-    let mut placed: HashSet<BlockHash> = HashSet::new();
-    for entries in &all_live {
-        for e in entries {
-            placed.insert(e.hash);
-            out.blocks_kept += 1;
-            out.bytes_kept += u64::from(e.len);
-        }
-    }
+        Ok(())
+    })?;
+    // Read in no set order: sorted, so that the same packs are planned the same way.
+    out.damaged.sort();
+    dead.sort_by(|a, b| a.0.cmp(&b.0));
+    partial.sort_by(|a, b| a.path.cmp(&b.path));
     for (_, entries) in &dead {
         for e in entries {
             out.blocks_freed += 1;
