@@ -7,11 +7,12 @@ use crate::util::{bin, pseudo_random, stderr};
 use std::path::Path;
 use std::process::Command;
 
-pub(crate) struct Mount<'a>(&'a Path);
+/// A mounted tmpfs, unmounted when dropped.
+pub(crate) struct Mount(std::path::PathBuf);
 
-impl Drop for Mount<'_> {
+impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
@@ -25,7 +26,7 @@ pub(crate) fn arch(repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// A tmpfs of `size` at `mnt`, or None (with a note) when this process cannot mount one.
-pub(crate) fn small_tmpfs<'a>(mnt: &'a Path, size: &str) -> Option<Mount<'a>> {
+pub(crate) fn small_tmpfs(mnt: &Path, size: &str) -> Option<Mount> {
     std::fs::create_dir(mnt).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -39,7 +40,7 @@ pub(crate) fn small_tmpfs<'a>(mnt: &'a Path, size: &str) -> Option<Mount<'a>> {
         );
         return None;
     }
-    Some(Mount(mnt))
+    Some(Mount(mnt.to_path_buf()))
 }
 
 /// Fills the filesystem at `mnt` with `mnt/filler` until `leave` bytes are free; removing

@@ -4,7 +4,7 @@
 //! lose nothing, leave no pack half made, and succeed once space is freed. Skipped with a
 //! note where no tmpfs can be mounted (not root).
 
-use crate::faults::{arch, fill_leaving, small_tmpfs};
+use crate::faults::{Mount, arch, fill_leaving, small_tmpfs};
 use crate::util::{bin, pseudo_random, stderr, tree_snapshot};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -14,13 +14,35 @@ const BS: usize = 4096;
 /// Exit status of a command that ran out of space (`Error::NoSpace`).
 const NO_SPACE_EXIT: i32 = 2;
 
-fn init_packed(repo: &Path) {
-    let out = Command::new(bin())
-        .args(["init", "--block-size", "4K", "--packs", "on"])
-        .arg(repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+/// A packed repository `repo` on a 24 MiB tmpfs `mnt`, scratch files in `dir`; None (with a
+/// note) where no tmpfs can be mounted.
+struct Setup {
+    /// First: unmounted before `dir` is removed.
+    _mount: Mount,
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+    repo: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("small");
+        let mount = small_tmpfs(&mnt, "24m")?;
+        let repo = mnt.join("repo");
+        let out = Command::new(bin())
+            .args(["init", "--block-size", "4K", "--packs", "on"])
+            .arg(&repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(Setup {
+            _mount: mount,
+            dir,
+            mnt,
+            repo,
+        })
+    }
 }
 
 fn ok(repo: &Path, args: &[&str]) -> Vec<u8> {
@@ -67,45 +89,37 @@ fn assert_intact(repo: &Path, objects: &[(&str, &[u8])]) {
 
 #[test]
 fn a_packed_put_on_a_full_filesystem_changes_nothing_and_succeeds_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(_guard) = small_tmpfs(&mnt, "24m") else {
+    let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;
     };
-    let repo = mnt.join("repo");
-    init_packed(&repo);
     let small = pseudo_random(256 * BS, 1);
     let small_path = dir.path().join("small.bin");
     std::fs::write(&small_path, &small).unwrap();
-    ok(&repo, &["put", small_path.to_str().unwrap(), "c/small"]);
-    let before = tree_snapshot(&repo);
+    ok(repo, &["put", small_path.to_str().unwrap(), "c/small"]);
+    let before = tree_snapshot(repo);
     // 12 MiB into one pack (16 MiB target) with 4 MiB free: the disk fills mid-pack.
     let big = pseudo_random(12 << 20, 2);
     let big_path = dir.path().join("big.bin");
     std::fs::write(&big_path, &big).unwrap();
-    fill_leaving(&mnt, 4 << 20);
-    let out = arch(&repo, &["put", big_path.to_str().unwrap(), "c/big"]);
-    let err = assert_no_space(&out, &repo);
+    fill_leaving(mnt, 4 << 20);
+    let out = arch(repo, &["put", big_path.to_str().unwrap(), "c/big"]);
+    let err = assert_no_space(&out, repo);
     assert!(err.contains("nothing was committed"), "{err}");
-    assert_eq!(tree_snapshot(&repo), before, "the repository is as it was");
-    assert!(!arch(&repo, &["info", "c/big"]).status.success());
-    assert_intact(&repo, &[("c/small", &small)]);
+    assert_eq!(tree_snapshot(repo), before, "the repository is as it was");
+    assert!(!arch(repo, &["info", "c/big"]).status.success());
+    assert_intact(repo, &[("c/small", &small)]);
     // Space is back: the same put succeeds.
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    ok(&repo, &["put", big_path.to_str().unwrap(), "c/big"]);
-    assert_intact(&repo, &[("c/small", &small), ("c/big", &big)]);
-    assert_eq!(packs(&repo).len(), 2);
+    ok(repo, &["put", big_path.to_str().unwrap(), "c/big"]);
+    assert_intact(repo, &[("c/small", &small), ("c/big", &big)]);
+    assert_eq!(packs(repo).len(), 2);
 }
 
 #[test]
 fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(_guard) = small_tmpfs(&mnt, "24m") else {
+    let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;
     };
-    let repo = mnt.join("repo");
-    init_packed(&repo);
     // "a" = X + Y and "b" = Y: one pack, half dead once "a" is removed; "d" alone in a pack
     // that is all dead once "d" is removed.
     let x = pseudo_random(2 << 20, 1);
@@ -115,17 +129,17 @@ fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
     for (name, data) in [("a", &a), ("b", &y), ("d", &d)] {
         let p = dir.path().join(name);
         std::fs::write(&p, data).unwrap();
-        ok(&repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
+        ok(repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
     }
-    assert_eq!(packs(&repo).len(), 2);
-    ok(&repo, &["rm", "c/a"]);
-    ok(&repo, &["rm", "c/d"]);
+    assert_eq!(packs(repo).len(), 2);
+    ok(repo, &["rm", "c/a"]);
+    ok(repo, &["rm", "c/d"]);
     // Y's 3 MiB must be copied; 1 MiB (d's pack) plus the 512 KiB left is not enough.
-    fill_leaving(&mnt, 512 << 10);
-    let out = arch(&repo, &["gc"]);
-    assert_no_space(&out, &repo);
-    assert_intact(&repo, &[("c/b", &y)]);
-    let left = packs(&repo);
+    fill_leaving(mnt, 512 << 10);
+    let out = arch(repo, &["gc"]);
+    assert_no_space(&out, repo);
+    assert_intact(repo, &[("c/b", &y)]);
+    let left = packs(repo);
     assert_eq!(
         left.len(),
         1,
@@ -133,35 +147,31 @@ fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
     );
     // Space is back: gc rewrites the pack, and only Y is left.
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    let g = json_of(&repo, &["gc"]);
+    let g = json_of(repo, &["gc"]);
     assert_eq!(g["packs_rewritten"], 1, "{g}");
     assert_eq!(g["blocks_kept"], y.len() / BS, "{g}");
-    assert_intact(&repo, &[("c/b", &y)]);
+    assert_intact(repo, &[("c/b", &y)]);
     assert!(!left[0].exists());
-    let f = json_of(&repo, &["fsck"]);
+    let f = json_of(repo, &["fsck"]);
     assert_eq!(f["garbage"]["unreferenced_blocks"], 0, "{f}");
 }
 
 #[test]
 fn a_packed_snapshot_on_a_full_filesystem_keeps_the_volume_and_succeeds_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    let Some(_guard) = small_tmpfs(&mnt, "24m") else {
+    let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;
     };
-    let repo = mnt.join("repo");
-    init_packed(&repo);
     let img = pseudo_random(4 << 20, 1);
     let img_path = dir.path().join("img");
     std::fs::write(&img_path, &img).unwrap();
-    ok(&repo, &["put", img_path.to_str().unwrap(), "images/img"]);
-    ok(&repo, &["clone", "images/img", "v", "--no-customize"]);
+    ok(repo, &["put", img_path.to_str().unwrap(), "images/img"]);
+    ok(repo, &["clone", "images/img", "v", "--no-customize"]);
     // 3 MiB of new private blocks (written as the volume's own files, not packed).
     let new = pseudo_random(3 << 20, 2);
     let src = dir.path().join("new");
     std::fs::write(&src, &new).unwrap();
     ok(
-        &repo,
+        repo,
         &[
             "volume",
             "write",
@@ -172,20 +182,20 @@ fn a_packed_snapshot_on_a_full_filesystem_keeps_the_volume_and_succeeds_after() 
         ],
     );
     let want = [&new[..], &img[3 << 20..]].concat();
-    let packs_before = packs(&repo);
-    let volume_before = json_of(&repo, &["volume", "info", "v"]);
+    let packs_before = packs(repo);
+    let volume_before = json_of(repo, &["volume", "info", "v"]);
     // The snapshot packs those 3 MiB with 1 MiB free: the disk fills mid-pack.
-    fill_leaving(&mnt, 1 << 20);
-    let out = arch(&repo, &["snapshot", "v", "s1"]);
-    assert_no_space(&out, &repo);
-    assert!(!arch(&repo, &["info", "snapshots/s1"]).status.success());
-    assert_eq!(packs(&repo), packs_before, "no pack published");
-    assert_eq!(json_of(&repo, &["volume", "info", "v"]), volume_before);
-    assert!(ok(&repo, &["volume", "read", "v", "--offset", "0"]) == want);
-    assert_intact(&repo, &[("images/img", &img)]);
+    fill_leaving(mnt, 1 << 20);
+    let out = arch(repo, &["snapshot", "v", "s1"]);
+    assert_no_space(&out, repo);
+    assert!(!arch(repo, &["info", "snapshots/s1"]).status.success());
+    assert_eq!(packs(repo), packs_before, "no pack published");
+    assert_eq!(json_of(repo, &["volume", "info", "v"]), volume_before);
+    assert!(ok(repo, &["volume", "read", "v", "--offset", "0"]) == want);
+    assert_intact(repo, &[("images/img", &img)]);
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    ok(&repo, &["snapshot", "v", "s1"]);
-    assert!(ok(&repo, &["get", "snapshots/s1"]) == want);
-    assert!(ok(&repo, &["volume", "read", "v", "--offset", "0"]) == want);
-    assert_intact(&repo, &[("images/img", &img), ("snapshots/s1", &want)]);
+    ok(repo, &["snapshot", "v", "s1"]);
+    assert!(ok(repo, &["get", "snapshots/s1"]) == want);
+    assert!(ok(repo, &["volume", "read", "v", "--offset", "0"]) == want);
+    assert_intact(repo, &[("images/img", &img), ("snapshots/s1", &want)]);
 }
