@@ -1,11 +1,12 @@
 //! A real full filesystem under a repository with packs (`--packs on`, 4 KiB blocks, 16 MiB
 //! packs), filled so that the disk runs out in the middle of a pack: `put`, `gc` rewriting a
-//! partly dead pack and `snapshot` of a volume fail with the ENOSPC error naming the path,
+//! partly dead pack and `snapshot` of a volume (served or not) fail with the ENOSPC error naming the path,
 //! lose nothing, leave no pack half made, and succeed once space is freed. Skipped with a
 //! note where no tmpfs can be mounted (not root).
 
 use crate::faults::{Mount, arch, fill_leaving, small_tmpfs};
-use crate::util::{bin, pseudo_random, stderr, tree_snapshot};
+use crate::serve::{RawClient, Server};
+use crate::util::{TestRepo, bin, pseudo_random, stderr, tree_snapshot};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -197,5 +198,55 @@ fn a_packed_snapshot_on_a_full_filesystem_keeps_the_volume_and_succeeds_after() 
     ok(repo, &["snapshot", "v", "s1"]);
     assert!(ok(repo, &["get", "snapshots/s1"]) == want);
     assert!(ok(repo, &["volume", "read", "v", "--offset", "0"]) == want);
+    assert_intact(repo, &[("images/img", &img), ("snapshots/s1", &want)]);
+}
+
+/// `arch snapshot` of a packed volume served by `arch serve`, taken by the server, on a full
+/// filesystem: it fails with the ENOSPC error, the server goes on serving the same data, and
+/// the snapshot succeeds once space is freed.
+#[test]
+fn a_served_packed_snapshot_on_a_full_filesystem_keeps_serving_and_succeeds_after() {
+    let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
+        return;
+    };
+    let img = pseudo_random(4 << 20, 1);
+    let img_path = dir.path().join("img");
+    std::fs::write(&img_path, &img).unwrap();
+    ok(repo, &["put", img_path.to_str().unwrap(), "images/img"]);
+    ok(repo, &["clone", "images/img", "vm", "--no-customize"]);
+    let r = TestRepo {
+        dir: tempfile::tempdir().unwrap(),
+        root: repo.clone(),
+        catalog: None,
+        store: None,
+    };
+    let srv = Server::start(&r, &["vm"]);
+    let mut c = RawClient::connect(&srv.socket(), "vm");
+    let new = pseudo_random(3 << 20, 2);
+    for (i, chunk) in new.chunks(1 << 20).enumerate() {
+        let at = (i << 20) as u64;
+        assert_eq!(c.request(1, at, chunk.len() as u32, chunk).0, 0);
+    }
+    assert_eq!(c.request(3, 0, 0, &[]).0, 0, "flush");
+    let want = [&new[..], &img[3 << 20..]].concat();
+    let packs_before = packs(repo);
+    fill_leaving(mnt, 1 << 20);
+    let out = arch(repo, &["snapshot", "vm", "s1"]);
+    assert_no_space(&out, repo);
+    assert!(!arch(repo, &["info", "snapshots/s1"]).status.success());
+    assert_eq!(packs(repo), packs_before, "no pack published");
+    let read = |c: &mut RawClient| {
+        (0..4)
+            .flat_map(|i| c.request(0, (i << 20) as u64, 1 << 20, &[]).1)
+            .collect::<Vec<u8>>()
+    };
+    assert!(read(&mut c) == want, "served as before");
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    ok(repo, &["snapshot", "vm", "s1"]);
+    assert!(read(&mut c) == want);
+    drop(c);
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(ok(repo, &["get", "snapshots/s1"]) == want);
     assert_intact(repo, &[("images/img", &img), ("snapshots/s1", &want)]);
 }
