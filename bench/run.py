@@ -826,6 +826,8 @@ SUITES = {"objects": suite_objects, "integrity": suite_integrity, "volumes": sui
 SUITES["send"] = lambda work, reps: __import__("suite_send").suite_send(work, reps, sys.modules[__name__])
 # Issue 17 (blocks on S3): bench/suite_remote.py; needs ARCH_BENCH_STORE and AWS_*.
 SUITES["remote"] = lambda work, reps: __import__("suite_remote").suite_remote(work, reps, sys.modules[__name__])
+# Packs at scale (many packs, the packed put): bench/suite_packs.py.
+SUITES["packs"] = lambda work, reps: __import__("suite_packs").suite_packs(work, reps, sys.modules[__name__])
 
 
 def versions():

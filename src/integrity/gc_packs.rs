@@ -14,15 +14,21 @@
 //! sweep before step 2: nothing in `packs/` changed. A pack whose index is damaged is never
 //! touched (its blocks may be live); it is reported for `arch fsck`.
 //!
+//! Out of space: when the copies fail for lack of space and some packs are all dead, those
+//! are unlinked first (they hold no live block) and the copies are tried once more; a disk
+//! still too full fails with the same error, every live block still in its old pack.
+//!
 //! Extra copies: one copy of each live block is kept; any other entry holding it (two puts
 //! at once, or a crash between steps 2 and 3) is garbage, dropped only after the copy kept in
 //! place verified (a copy gc moves is verified as it is copied), and counted as freed.
+//! Memory: the entries of every pack (about 48 bytes each) and the kept copy of each live
+//! block (about 48 bytes) are held while the sweep plans.
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::storage::BlockHash;
 use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
-use crate::storage::pack::index::{list_pack_names, read_pack};
+use crate::storage::pack::index::{list_pack_names, read_packs};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
@@ -158,10 +164,11 @@ fn sweep_packs_with(
     let dir = place.root.join(PACKS_DIR);
     let mut out = PackSweep::default();
     let mut packs = Vec::new();
-    for id in list_pack_names(&dir)? {
+    let names = list_pack_names(&dir)?;
+    read_packs(&dir, &names, place.max_entry, &mut |id, read| {
         crate::interrupt::check()?;
         let path = dir.join(id.to_hex());
-        match read_pack(&path, &id, place.max_entry)? {
+        match read {
             None => {} // gone since the listing
             Some(Err(why)) => out.damaged.push((path, why)),
             Some(Ok(entries)) => {
@@ -169,7 +176,11 @@ fn sweep_packs_with(
                 packs.push((path, entries));
             }
         }
-    }
+        Ok(())
+    })?;
+    // Read in no set order: sorted, so that the same packs are planned the same way.
+    out.damaged.sort();
+    packs.sort_by(|a, b| a.0.cmp(&b.0));
     // One copy of each live block is kept; every other entry is garbage (dead, or an extra
     // copy of a block held elsewhere). Packs with no dead entry are looked at first, larger
     // ones before smaller, so an extra copy is dropped from a pack that is rewritten or
@@ -263,28 +274,46 @@ fn sweep_packs_with(
     for plan in &check {
         copy_live(plan, None, place.max_entry, &mut buf)?;
     }
+    let mut dead: Vec<&Path> = dead.iter().map(|(p, _)| p.as_path()).collect();
     if !partial.is_empty() {
-        let work = place.tmp_dir.join(format!(
-            "gc-packs-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        create_dir(&work, place.modes)?;
-        let published = rewrite(place, &work, &partial).and_then(|()| after_publish());
-        // The work directory is empty after a publish; after a failure it holds the new
-        // packs, never visible: removed either way.
-        let cleaned = remove_path(&work);
-        published?;
-        cleaned?;
+        match rewrite_in_tmp(place, &partial, after_publish) {
+            // Out of space for the copies (the failed copies are removed again): the all-dead
+            // packs hold no live block, so they may go first, and the copies get one more try
+            // in their space. A disk still too full gives the same error, nothing live lost.
+            Err(Error::NoSpace { .. }) if !dead.is_empty() => {
+                unlink_all(&dead)?;
+                sync_dir(&dir)?;
+                dead.clear();
+                rewrite_in_tmp(place, &partial, after_publish)?;
+            }
+            done => done?,
+        }
     }
-    let old: Vec<&Path> = partial
-        .iter()
-        .map(|p| p.path.as_path())
-        .chain(dead.iter().map(|(p, _)| p.as_path()))
-        .collect();
-    unlink_all(&old)?;
+    let old: Vec<&Path> = partial.iter().map(|p| p.path.as_path()).collect();
+    unlink_all(&[&old[..], &dead[..]].concat())?;
     sync_dir(&dir)?;
     Ok(out)
+}
+
+/// [`rewrite`] in a new work directory under `tmp/`, then `after_publish`; the work
+/// directory is removed whatever happened.
+fn rewrite_in_tmp(
+    place: &PackSweepPlace,
+    partial: &[Plan],
+    after_publish: &dyn Fn() -> Result<()>,
+) -> Result<()> {
+    let work = place.tmp_dir.join(format!(
+        "gc-packs-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    create_dir(&work, place.modes)?;
+    let published = rewrite(place, &work, partial).and_then(|()| after_publish());
+    // The work directory is empty after a publish; after a failure it holds the new packs,
+    // never visible: removed either way.
+    let cleaned = remove_path(&work);
+    published?;
+    cleaned
 }
 
 /// Copies the live entries of `partial` (verified) into new packs in `work`, then makes them
@@ -304,7 +333,8 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
                     if failed.lock().unwrap().is_some() {
                         return;
                     }
-                    if let Err(e) = copy_live(plan, Some(&writer), place.max_entry, &mut buf) {
+                    let to = Some((&writer, work));
+                    if let Err(e) = copy_live(plan, to, place.max_entry, &mut buf) {
                         failed.lock().unwrap().get_or_insert(e);
                         return;
                     }
@@ -339,11 +369,11 @@ fn rewrite(place: &PackSweepPlace, work: &Path, partial: &[Plan]) -> Result<()> 
     sync_dir(&dir)
 }
 
-/// Reads and verifies the entries `plan.copy` of one pack, and appends them to `writer` when
-/// given.
+/// Reads and verifies the entries `plan.copy` of one pack, and appends them to the writer
+/// when given (with the directory it writes in, for errors).
 fn copy_live(
     plan: &Plan,
-    writer: Option<&PackWriter>,
+    to: Option<(&PackWriter, &Path)>,
     max_entry: u64,
     buf: &mut Vec<u8>,
 ) -> Result<()> {
@@ -365,10 +395,10 @@ fn copy_live(
                 ),
             });
         }
-        if let Some(writer) = writer {
+        if let Some((writer, work)) = to {
             writer
                 .append(&e.hash, buf)
-                .map_err(|err| Error::io("write pack in", plan.path.as_path(), err))?;
+                .map_err(|err| Error::io("write pack in", work, err))?;
         }
     }
     Ok(())

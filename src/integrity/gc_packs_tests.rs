@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::progress::NoProgress;
-use crate::storage::pack::index::PackSet;
 use crate::storage::pack::index::tests::write_pack;
+use crate::storage::pack::index::{PackSet, read_pack};
 use std::collections::HashSet;
 use std::fs;
 

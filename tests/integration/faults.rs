@@ -7,15 +7,16 @@ use crate::util::{bin, pseudo_random, stderr};
 use std::path::Path;
 use std::process::Command;
 
-struct Mount<'a>(&'a Path);
+/// A mounted tmpfs, unmounted when dropped.
+pub(crate) struct Mount(std::path::PathBuf);
 
-impl Drop for Mount<'_> {
+impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
-fn arch(repo: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn arch(repo: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .arg("-R")
         .arg(repo)
@@ -25,7 +26,7 @@ fn arch(repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// A tmpfs of `size` at `mnt`, or None (with a note) when this process cannot mount one.
-fn small_tmpfs<'a>(mnt: &'a Path, size: &str) -> Option<Mount<'a>> {
+pub(crate) fn small_tmpfs(mnt: &Path, size: &str) -> Option<Mount> {
     std::fs::create_dir(mnt).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -39,7 +40,21 @@ fn small_tmpfs<'a>(mnt: &'a Path, size: &str) -> Option<Mount<'a>> {
         );
         return None;
     }
-    Some(Mount(mnt))
+    Some(Mount(mnt.to_path_buf()))
+}
+
+/// Fills the filesystem at `mnt` with `mnt/filler` until `leave` bytes are free; removing
+/// the filler gives the space back.
+pub(crate) fn fill_leaving(mnt: &Path, leave: usize) {
+    let free = {
+        // SAFETY: statvfs with a valid NUL-terminated path and an out-struct it fills.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        (st.f_bavail * st.f_frsize) as usize
+    };
+    assert!(free > leave, "{free} bytes free, {leave} to leave");
+    std::fs::write(mnt.join("filler"), vec![1u8; free - leave]).unwrap();
 }
 
 #[test]
@@ -116,17 +131,7 @@ fn volume_write_on_a_full_filesystem_lists_the_changed_blocks() {
     );
     assert!(arch(&repo, &["clone", "images/img", "v"]).status.success());
     // Leave room for about 5 of the 16 new private blocks.
-    let free = {
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let c = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
-        st.f_bavail * st.f_frsize
-    };
-    std::fs::write(
-        mnt.join("filler"),
-        vec![1u8; free as usize - 5 * BS - BS / 2],
-    )
-    .unwrap();
+    fill_leaving(&mnt, 5 * BS + BS / 2);
     let new = pseudo_random(16 * BS, 5);
     let src = dir.path().join("new");
     std::fs::write(&src, &new).unwrap();

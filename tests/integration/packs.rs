@@ -327,3 +327,35 @@ fn writes_and_a_snapshot_while_a_packed_volume_is_served() {
     assert_eq!(r.ok(&["volume", "read", "vm", "--offset", "0"]), now);
     no_damage(&r);
 }
+
+/// A loose block file in a packed repository (arch writes none; put there by hand) is read,
+/// checked and collected like any copy, and a put of the same block packs it beside it.
+#[test]
+fn a_loose_copy_beside_packs_is_read_checked_and_collected() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let r = TestRepo::packed();
+    let mut data = pseudo_random(4 * BS, 12);
+    data[BS - 1] = 1; // no trailing zero: the first block is stored whole
+    let hex = arch::storage::BlockHash::of_bytes(&data[..BS]).to_hex();
+    let loose = r.root.join("blocks").join(&hex[..2]).join(&hex);
+    std::fs::write(&loose, &data[..BS]).unwrap();
+    r.ok(&["put", r.file("d", &data).to_str().unwrap(), "c/d"]);
+    let g = r.json(&["put", r.file("d", &data).to_str().unwrap(), "c/again"]);
+    assert_eq!(g["blocks_written"], 0, "{g}");
+    let stored: u64 = packs(&r).iter().map(|p| p.metadata().unwrap().len()).sum();
+    assert!(stored > (4 * BS) as u64, "all four blocks packed: {stored}");
+    assert_eq!(r.ok(&["get", "c/d"]), data);
+    no_damage(&r);
+    // Both copies are live while a map names the block; gc keeps them, then frees both.
+    r.json(&["gc"]);
+    assert!(loose.exists());
+    assert_eq!(r.ok(&["get", "c/again"]), data);
+    r.ok(&["rm", "c/d"]);
+    r.ok(&["rm", "c/again"]);
+    let g = r.json(&["gc"]);
+    assert_eq!(g["blocks_freed"], 5, "four packed, one loose: {g}");
+    assert!(!loose.exists() && packs(&r).is_empty());
+    no_damage(&r);
+}

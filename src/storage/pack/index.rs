@@ -22,6 +22,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Name of the directory, under a repository root, that holds the packs.
@@ -210,11 +211,12 @@ impl PackSet {
             *st = State::default();
         }
         let known: std::collections::HashSet<BlockHash> = st.packs.iter().copied().collect();
-        for id in names {
-            if known.contains(&id) || st.damaged.contains_key(&id) {
-                continue;
-            }
-            match read_pack(&self.path_of(&id), &id, self.max_entry)? {
+        let new: Vec<BlockHash> = names
+            .into_iter()
+            .filter(|id| !known.contains(id) && !st.damaged.contains_key(id))
+            .collect();
+        read_packs(&self.dir, &new, self.max_entry, &mut |id, read| {
+            match read {
                 None => {} // removed since the listing
                 Some(Ok(entries)) => {
                     let at = u32::try_from(st.packs.len())
@@ -236,7 +238,8 @@ impl PackSet {
                     st.damaged.insert(id, why);
                 }
             }
-        }
+            Ok(())
+        })?;
         st.listed = Some((stamp, meta.as_ref().is_some_and(|m| settled(m, now))));
         Ok(())
     }
@@ -268,13 +271,54 @@ pub fn list_pack_names(dir: &Path) -> Result<Vec<BlockHash>> {
     Ok(names)
 }
 
+/// How many pack indexes are read at once by [`read_packs`]: each read is a few small
+/// `pread`s and a sha256 of the index, so with a cold cache the reads wait for the device
+/// and several in flight overlap those waits.
+const READ_THREADS: usize = 8;
+
+/// What [`read_pack`] found: None when the pack is gone, `Some(Err(reason))` when damaged.
+pub type PackRead = Option<std::result::Result<Vec<Entry>, String>>;
+
+/// Reads and checks the indexes of the packs `ids` in `dir` on several threads, and hands
+/// each to `each` on the calling thread as it is read (in no set order). At most about
+/// 2 x [`READ_THREADS`] indexes are read and not yet handed over, so memory does not grow
+/// with the number of packs. The first error (from a read or from `each`) stops the reads
+/// and is returned.
+pub fn read_packs(
+    dir: &Path,
+    ids: &[BlockHash],
+    max_entry: u64,
+    each: &mut dyn FnMut(BlockHash, PackRead) -> Result<()>,
+) -> Result<()> {
+    let read = |id: &BlockHash| read_pack(&dir.join(id.to_hex()), id, max_entry);
+    let threads = READ_THREADS.min(ids.len());
+    if threads <= 1 {
+        return ids.iter().try_for_each(|id| each(*id, read(id)?));
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(threads);
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, read) = (&next, &read);
+            s.spawn(move || {
+                while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    // A closed channel: the caller stopped at an error.
+                    if tx.send((*id, read(id))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Returning drops `rx`: the readers stop at their next send.
+        rx.iter().try_for_each(|(id, r)| each(id, r?))
+    })
+}
+
 /// Reads and checks the index of the pack at `path` named `id`: None when it is gone,
 /// `Some(Err(reason))` when it is damaged (or not a regular file).
-pub fn read_pack(
-    path: &Path,
-    id: &BlockHash,
-    max_entry: u64,
-) -> Result<Option<std::result::Result<Vec<Entry>, String>>> {
+pub fn read_pack(path: &Path, id: &BlockHash, max_entry: u64) -> Result<PackRead> {
     let file = match open_regular(path) {
         Ok(Some(f)) => f,
         Ok(None) => return Ok(None),
@@ -378,6 +422,57 @@ pub(crate) mod tests {
             damaged[0].1.contains("does not match its name"),
             "{damaged:?}"
         );
+    }
+
+    #[test]
+    fn many_packs_are_read_in_parallel_each_handed_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let mut ids: Vec<BlockHash> = blocks
+            .iter()
+            .map(|b| write_pack(dir.path(), &[b]))
+            .collect();
+        let packs = dir.path().join(PACKS_DIR);
+        // One damaged (not a pack's bytes under its name), one gone since the listing.
+        fs::remove_file(packs.join(ids[7].to_hex())).unwrap();
+        fs::write(
+            packs.join(ids[7].to_hex()),
+            b"not a pack at all, long enough",
+        )
+        .unwrap();
+        let gone = BlockHash::of_bytes(b"gone");
+        ids.push(gone);
+        let mut seen = Vec::new();
+        read_packs(&packs, &ids, 64, &mut |id, read| {
+            let got = match read {
+                None => None,
+                Some(Ok(entries)) => Some(Ok(entries.iter().map(|e| e.hash).collect())),
+                Some(Err(_)) => Some(Err(())),
+            };
+            seen.push((id, got));
+            Ok(())
+        })
+        .unwrap();
+        seen.sort();
+        let mut want: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i {
+                7 => (*id, Some(Err(()))),
+                50 => (*id, None),
+                _ => (*id, Some(Ok(vec![BlockHash::of_bytes(&blocks[i])]))),
+            })
+            .collect();
+        want.sort();
+        assert_eq!(seen, want);
+        // An error from the caller stops the reads and is returned.
+        let mut calls = 0;
+        let err = read_packs(&packs, &ids, 64, &mut |_, _| {
+            calls += 1;
+            Err(Error::invalid("stop here"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("stop here") && calls == 1);
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl PackWriter {
         let (file, at) = {
             let mut st = self.state.lock().unwrap();
             if let Some(e) = &st.failed {
-                return Err(io::Error::new(e.kind(), e.to_string()));
+                return Err(copy_error(e));
             }
             let full = st.current.as_ref().is_some_and(|p| {
                 let count = p.entries.len() as u64;
@@ -101,8 +101,7 @@ impl PackWriter {
         };
         file.write_all_at(stored, at).inspect_err(|e| {
             let mut st = self.state.lock().unwrap();
-            st.failed
-                .get_or_insert(io::Error::new(e.kind(), e.to_string()));
+            st.failed.get_or_insert(copy_error(e));
         })
     }
 
@@ -125,6 +124,15 @@ impl PackWriter {
             });
         }
         Ok(finished)
+    }
+}
+
+/// A copy of `e` for another caller: the OS error number is kept (the caller's
+/// [`crate::error::Error::io`] turns ENOSPC into `NoSpace`, whichever thread reports first).
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -166,6 +174,27 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, blocks);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_to_every_caller_with_its_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = PackWriter::new(dir.path(), 0o600, PACK_TARGET);
+        // As if a thread's write had run out of space: later appends and finish say so too,
+        // as ENOSPC (the typed error `NoSpace`), not as an untyped copy of its text.
+        w.state
+            .lock()
+            .unwrap()
+            .failed
+            .get_or_insert(io::Error::from_raw_os_error(libc::ENOSPC));
+        let again = w.append(&BlockHash::of_bytes(b"x"), b"x").unwrap_err();
+        let at_finish = w.finish().unwrap_err();
+        for e in [again, at_finish] {
+            assert!(matches!(
+                crate::error::Error::io("write pack in", dir.path(), e),
+                crate::error::Error::NoSpace { .. }
+            ));
+        }
     }
 
     #[test]
