@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::repo::db::{Db, ObjectFilter};
 use crate::repo::records::VolumeRecord;
-use crate::storage::{BlockHash, BlockMap, MapId};
+use crate::storage::{BlockHash, BlockHashMap, BlockMap, MapId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -97,13 +97,13 @@ fn du_in(
         });
     }
     let by_id: HashMap<MapId, &BlockMap> = loaded.iter().map(|(id, m)| (*id, m)).collect();
-    let mut sizes: HashMap<BlockHash, u64> = HashMap::new();
+    let mut sizes: BlockHashMap<u64> = BlockHashMap::default();
     repo.backend().for_each_block(&mut |h, len| {
         sizes.insert(h, len);
         Ok(())
     })?;
     let scan = super::volume_files::scan(repo, &volumes)?;
-    let mut refcount: HashMap<BlockHash, u32> = HashMap::new();
+    let mut refcount: BlockHashMap<u32> = BlockHashMap::default();
     for (id, n) in &uses {
         for h in distinct(by_id[id]) {
             *refcount.entry(h).or_default() += n;

@@ -26,12 +26,12 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::storage::BlockHash;
 use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_packs};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
+use crate::storage::{BlockHash, BlockHashMap};
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -191,7 +191,7 @@ fn sweep_packs_with(
         (has_dead, std::cmp::Reverse(entries.len()))
     });
     // The copy kept of each live block: (pack, entry) positions in `packs`.
-    let mut placed: HashMap<BlockHash, (usize, usize)> = HashMap::new();
+    let mut placed: BlockHashMap<(usize, usize)> = BlockHashMap::default();
     // Extra copies: (block, pack holding the copy).
     let mut extra_copies: Vec<(BlockHash, usize)> = Vec::new();
     let copies: Vec<Vec<usize>> = packs

@@ -13,6 +13,14 @@ pub const HASH_LEN: usize = 32;
 ///
 /// Invariant for block hashes: `BlockHash::of_block(data)` equals the sha256 of `data` with its
 /// trailing 0x00 bytes removed, so the all-zero block of any length is [`BlockHash::ZERO`].
+/// A map keyed by block hash. Hashed with ahash, keyed at random per process: the keys may
+/// come from files a hostile user wrote (a pack's index names any hashes it likes), and the
+/// table must not degrade; and it is several times faster than std's SipHash on 32 bytes.
+pub type BlockHashMap<V> = std::collections::HashMap<BlockHash, V, ahash::RandomState>;
+
+/// A set of block hashes, hashed as [`BlockHashMap`].
+pub type BlockHashSet = std::collections::HashSet<BlockHash, ahash::RandomState>;
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockHash(pub [u8; HASH_LEN]);
 

@@ -6,13 +6,12 @@ use super::fsutil::{
     Modes, create_dir, create_dir_all, is_regular_file, open_regular, sync_dir, sync_filesystem,
     sync_parent,
 };
-use super::hash::BlockHash;
+use super::hash::{BlockHash, BlockHashMap, BlockHashSet};
 use super::map::{BlockMap, MapId};
 use super::mapped::{BlockFile, BlockMapping, OpenedBlock};
 use super::pack::{PACKS_DIR, PackSet};
 use super::packed::{BatchPacks, open_packed, packed_version, publish, read_entry};
 use crate::error::{Error, Result};
-use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -297,7 +296,7 @@ impl Backend for LocalBackend {
             blocks_dir: self.root.join(BLOCKS_DIR),
             backend_root: self.root.clone(),
             dir,
-            staged: Mutex::new(HashSet::new()),
+            staged: Mutex::new(BlockHashSet::default()),
             committed: false,
         }))
     }
@@ -328,8 +327,7 @@ impl Backend for LocalBackend {
         let Some(packs) = &self.packs else {
             return for_each_hash_file(&self.root.join(BLOCKS_DIR), f);
         };
-        let mut packed: std::collections::HashMap<BlockHash, u64> =
-            packs.blocks()?.into_iter().collect();
+        let mut packed: BlockHashMap<u64> = packs.blocks()?.into_iter().collect();
         for_each_hash_file(&self.root.join(BLOCKS_DIR), &mut |hash, len| {
             packed.remove(&hash);
             f(hash, len)
@@ -424,7 +422,7 @@ struct LocalBatch {
     blocks_dir: PathBuf,
     backend_root: PathBuf,
     dir: PathBuf,
-    staged: Mutex<HashSet<BlockHash>>,
+    staged: Mutex<BlockHashSet>,
     committed: bool,
 }
 

@@ -19,5 +19,5 @@ pub mod s3;
 pub mod sweep;
 
 pub use backend::{Backend, BlockBatch};
-pub use hash::{BlockHash, top_hash};
+pub use hash::{BlockHash, BlockHashMap, BlockHashSet, top_hash};
 pub use map::{BlockMap, MapId};

@@ -14,9 +14,9 @@
 use super::format::{Entry, read_index};
 use crate::error::{Error, Result};
 use crate::storage::fsutil::open_regular;
-use crate::storage::hash::BlockHash;
+use crate::storage::hash::{BlockHash, BlockHashMap, BlockHashSet};
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
@@ -54,7 +54,7 @@ struct State {
     packs: Vec<BlockHash>,
     /// Each block once: (position in `packs`, offset, stored length) in the first loaded
     /// pack holding it. 48 bytes per block plus the table's overhead.
-    blocks: HashMap<BlockHash, (u32, u64, u32)>,
+    blocks: BlockHashMap<(u32, u64, u32)>,
     /// Packs whose index is damaged, with the reason (their blocks are not in `blocks`).
     damaged: BTreeMap<BlockHash, String>,
     /// Entries holding a block an earlier loaded entry already holds (two puts at once, or
@@ -210,7 +210,7 @@ impl PackSet {
         if !st.packs.iter().chain(st.damaged.keys()).all(listed) {
             *st = State::default();
         }
-        let known: std::collections::HashSet<BlockHash> = st.packs.iter().copied().collect();
+        let known: BlockHashSet = st.packs.iter().copied().collect();
         let new: Vec<BlockHash> = names
             .into_iter()
             .filter(|id| !known.contains(id) && !st.damaged.contains_key(id))

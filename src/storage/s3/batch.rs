@@ -15,9 +15,8 @@
 use super::Shared;
 use crate::error::{Error, Result};
 use crate::storage::backend::BlockBatch;
-use crate::storage::hash::BlockHash;
+use crate::storage::hash::{BlockHash, BlockHashSet};
 use object_store::path::Path as StorePath;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
@@ -32,7 +31,7 @@ pub(super) struct S3Batch {
     runtime: Arc<Runtime>,
     dir: StorePath,
     permits: Arc<Semaphore>,
-    staged: Mutex<HashSet<BlockHash>>,
+    staged: Mutex<BlockHashSet>,
     tasks: Mutex<Vec<JoinHandle<Result<bool>>>>,
     /// Blocks whose create-only PUT succeeded: objects this batch created.
     created: Arc<Mutex<Vec<BlockHash>>>,
@@ -47,7 +46,7 @@ impl S3Batch {
             runtime,
             dir,
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
-            staged: Mutex::new(HashSet::new()),
+            staged: Mutex::new(BlockHashSet::default()),
             tasks: Mutex::new(Vec::new()),
             created: Arc::new(Mutex::new(Vec::new())),
             failed: Mutex::new(None),
