@@ -828,6 +828,8 @@ SUITES["send"] = lambda work, reps: __import__("suite_send").suite_send(work, re
 SUITES["remote"] = lambda work, reps: __import__("suite_remote").suite_remote(work, reps, sys.modules[__name__])
 # Packs at scale (many packs, the packed put): bench/suite_packs.py.
 SUITES["packs"] = lambda work, reps: __import__("suite_packs").suite_packs(work, reps, sys.modules[__name__])
+# Garbage scattered over every pack: gc --max-unused beside restic prune (bench/suite_prune.py).
+SUITES["prune"] = lambda work, reps: __import__("suite_prune").suite_prune(work, reps, sys.modules[__name__])
 
 
 def versions():
