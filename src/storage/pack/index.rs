@@ -12,11 +12,11 @@
 //! equal stamp then means nothing changed. An unsettled listing is redone at every miss.
 
 use super::format::{Entry, read_index};
+use super::table::BlockTable;
 use crate::error::{Error, Result};
 use crate::storage::fsutil::open_regular;
-use crate::storage::hash::{BlockHash, BlockHashMap, BlockHashSet};
+use crate::storage::hash::{BlockHash, BlockHashSet};
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry as MapEntry;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
@@ -53,8 +53,8 @@ struct State {
     /// Packs loaded, in load order; `blocks` names them by their position here.
     packs: Vec<BlockHash>,
     /// Each block once: (position in `packs`, offset, stored length) in the first loaded
-    /// pack holding it. 48 bytes per block plus the table's overhead.
-    blocks: BlockHashMap<(u32, u64, u32)>,
+    /// pack holding it. About 48 bytes per block.
+    blocks: BlockTable,
     /// Packs whose index is damaged, with the reason (their blocks are not in `blocks`).
     damaged: BTreeMap<BlockHash, String>,
     /// Entries holding a block an earlier loaded entry already holds (two puts at once, or
@@ -136,7 +136,7 @@ impl PackSet {
         if st.listed.is_none() {
             self.refresh(&mut st, false)?;
         }
-        Ok(st.blocks.contains_key(hash))
+        Ok(st.blocks.contains(hash))
     }
 
     /// Looks at the directory again and loads the packs not seen yet (a writer calls it after
@@ -176,7 +176,7 @@ impl PackSet {
     }
 
     fn found(&self, st: &State, hash: &BlockHash) -> Option<Located> {
-        st.blocks.get(hash).map(|&(at, offset, len)| {
+        st.blocks.get(hash).map(|(at, offset, len)| {
             let pack = st.packs[at as usize];
             Located {
                 pack,
@@ -215,6 +215,8 @@ impl PackSet {
             .into_iter()
             .filter(|id| !known.contains(id) && !st.damaged.contains_key(id))
             .collect();
+        // The entries of all the new packs, added to the table at once.
+        let mut batch = Vec::new();
         read_packs(&self.dir, &new, self.max_entry, &mut |id, read| {
             match read {
                 None => {} // removed since the listing
@@ -222,17 +224,7 @@ impl PackSet {
                     let at = u32::try_from(st.packs.len())
                         .map_err(|_| Error::invalid("more than 2^32 packs"))?;
                     st.packs.push(id);
-                    for e in entries {
-                        match st.blocks.entry(e.hash) {
-                            MapEntry::Vacant(v) => {
-                                v.insert((at, e.offset, e.len));
-                            }
-                            MapEntry::Occupied(_) => {
-                                st.duplicates.entries += 1;
-                                st.duplicates.bytes += u64::from(e.len);
-                            }
-                        }
-                    }
+                    batch.extend(entries.into_iter().map(|e| (e.hash, (at, e.offset, e.len))));
                 }
                 Some(Err(why)) => {
                     st.damaged.insert(id, why);
@@ -240,6 +232,10 @@ impl PackSet {
             }
             Ok(())
         })?;
+        for (_, len) in st.blocks.extend(batch) {
+            st.duplicates.entries += 1;
+            st.duplicates.bytes += u64::from(len);
+        }
         st.listed = Some((stamp, meta.as_ref().is_some_and(|m| settled(m, now))));
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod format;
 pub mod index;
+pub mod table;
 pub mod writer;
 
 pub use format::Entry;
