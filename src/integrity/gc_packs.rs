@@ -255,7 +255,9 @@ fn sweep_packs_with(
             }
         }
         if copy.is_empty() {
-            dead.push((path, entries));
+            // Extra copies of live blocks go only after the kept copies verified.
+            let holds_copies = entries.iter().any(|e| keep(&e.hash));
+            dead.push((path, holds_copies));
         } else {
             out.bytes_rewritten += kept;
             partial.push(Plan {
@@ -274,21 +276,28 @@ fn sweep_packs_with(
     for plan in &check {
         copy_live(plan, None, place.max_entry, &mut buf)?;
     }
-    let mut dead: Vec<&Path> = dead.iter().map(|(p, _)| p.as_path()).collect();
     if !partial.is_empty() {
         match rewrite_in_tmp(place, &partial, after_publish) {
             // Out of space for the copies (the failed copies are removed again): the all-dead
             // packs hold no live block, so they may go first, and the copies get one more try
             // in their space. A disk still too full gives the same error, nothing live lost.
-            Err(Error::NoSpace { .. }) if !dead.is_empty() => {
-                unlink_all(&dead)?;
+            // Packs of extra copies stay until the copies succeed: a kept copy in a pack being
+            // rewritten is verified only as it is copied.
+            Err(Error::NoSpace { .. }) if dead.iter().any(|(_, copies)| !copies) => {
+                let unused: Vec<&Path> = dead
+                    .iter()
+                    .filter(|(_, copies)| !copies)
+                    .map(|(p, _)| p.as_path())
+                    .collect();
+                unlink_all(&unused)?;
                 sync_dir(&dir)?;
-                dead.clear();
+                dead.retain(|(_, copies)| *copies);
                 rewrite_in_tmp(place, &partial, after_publish)?;
             }
             done => done?,
         }
     }
+    let dead: Vec<&Path> = dead.iter().map(|(p, _)| p.as_path()).collect();
     let old: Vec<&Path> = partial.iter().map(|p| p.path.as_path()).collect();
     unlink_all(&[&old[..], &dead[..]].concat())?;
     sync_dir(&dir)?;

@@ -158,6 +158,51 @@ fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
 }
 
 #[test]
+fn gc_out_of_space_keeps_a_pack_of_extra_copies_until_the_kept_copies_are_copied() {
+    let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
+        return;
+    };
+    // "a" = X + Y and "b" = Y, as above; then a pack holding copies of 16 of Y's blocks and
+    // one of X's, as a put running beside another would leave. Once "a" is removed, the
+    // big pack keeps Y (it is rewritten) and the small one holds only extra copies and dead
+    // entries (it is removed); "d" is alone in an all-dead pack.
+    let x = pseudo_random(2 << 20, 1);
+    let y = pseudo_random(3 << 20, 2);
+    let d = pseudo_random(1 << 20, 3);
+    let a = [&x[..], &y[..]].concat();
+    for (name, data) in [("a", &a), ("b", &y), ("d", &d)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        ok(repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
+    }
+    let mut copies: Vec<&[u8]> = y.chunks(BS).take(16).collect();
+    copies.push(&x[..BS]);
+    assert!(copies.iter().all(|b| b[BS - 1] != 0), "no stripped block");
+    let extra = crate::gc_packs::write_pack(repo, &copies);
+    ok(repo, &["rm", "c/a"]);
+    ok(repo, &["rm", "c/d"]);
+    fill_leaving(mnt, 512 << 10);
+    let out = arch(repo, &["gc"]);
+    assert_no_space(&out, repo);
+    assert_intact(repo, &[("c/b", &y)]);
+    assert!(
+        extra.exists(),
+        "the extra copies stay while their kept copies are not yet copied"
+    );
+    assert_eq!(packs(repo).len(), 2, "only the all-dead pack went");
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let g = json_of(repo, &["gc"]);
+    assert_eq!(
+        (g["packs_removed"].clone(), g["packs_rewritten"].clone()),
+        (json!(2), json!(1)),
+        "{g}"
+    );
+    assert!(!extra.exists());
+    assert_intact(repo, &[("c/b", &y)]);
+    assert_eq!(json_of(repo, &["du"])["garbage_bytes"], 0);
+}
+
+#[test]
 fn a_packed_snapshot_on_a_full_filesystem_keeps_the_volume_and_succeeds_after() {
     let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;

@@ -50,7 +50,7 @@ fn entry_offset(pack: &[u8], block: &[u8]) -> usize {
 /// Writes a valid pack of `blocks` (none ending in zeros) into `packs/`, as a put running at
 /// the same time as another would have: per entry sha256 and u32 length, then the footer;
 /// named by the sha256 of index and footer.
-fn write_pack(r: &TestRepo, blocks: &[&[u8]]) -> PathBuf {
+pub fn write_pack(root: &std::path::Path, blocks: &[&[u8]]) -> PathBuf {
     use sha2::{Digest, Sha256};
     let mut tail = Vec::new();
     for b in blocks {
@@ -62,7 +62,7 @@ fn write_pack(r: &TestRepo, blocks: &[&[u8]]) -> PathBuf {
     tail.extend_from_slice(b"ARCHPAK1");
     tail.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
     tail.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    let path = r.root.join("packs").join(hex(&Sha256::digest(&tail)));
+    let path = root.join("packs").join(hex(&Sha256::digest(&tail)));
     std::fs::write(&path, [data, tail].concat()).unwrap();
     path
 }
@@ -285,7 +285,7 @@ fn extra_copies_of_packed_blocks_are_garbage_for_du_and_gc_removes_them() {
     let stored = du["stored_bytes"].as_u64().unwrap();
     // A second copy of 16 of x's blocks, from a put that ran alongside.
     let copies: Vec<&[u8]> = x.chunks(BS).take(16).filter(|b| b[BS - 1] != 0).collect();
-    let extra = write_pack(&r, &copies);
+    let extra = write_pack(&r.root, &copies);
     let copied = (copies.len() * BS) as u64;
     let du = r.json(&["du"]);
     assert_eq!(du["garbage_bytes"], copied, "{du}");
