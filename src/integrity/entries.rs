@@ -29,6 +29,7 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) if e.io_error().is_some_and(|io| io.kind() == NotFound) => continue,
+            Err(e) if dead_mount_in_tmp(repo, e.path(), e.io_error()) => continue,
             Err(e) => {
                 let path = e.path().unwrap_or(repo.root()).to_path_buf();
                 return Err(Error::io("list", &path, e.into()));
@@ -47,6 +48,7 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
         let mode = match entry.metadata() {
             Ok(m) => m.permissions().mode(),
             Err(e) if e.io_error().is_some_and(|io| io.kind() == NotFound) => continue,
+            Err(e) if dead_mount_in_tmp(repo, Some(entry.path()), e.io_error()) => continue,
             Err(e) => return Err(Error::io("stat", entry.path(), e.into())),
         };
         if mode & forbidden != 0 {
@@ -55,6 +57,14 @@ pub fn scan(repo: &Repository) -> Result<EntryScan> {
         }
     }
     Ok(out)
+}
+
+/// True when `err` is what a FUSE mount whose server died answers (ENOTCONN) and `path` is in
+/// `tmp/`: the disk of a customization killed with its fusermount3, garbage that gc unmounts
+/// and removes (and fsck counts among the temporary entries).
+fn dead_mount_in_tmp(repo: &Repository, path: Option<&Path>, err: Option<&std::io::Error>) -> bool {
+    let in_tmp = path.is_some_and(|p| p.starts_with(repo.tmp_dir()));
+    in_tmp && err.is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 /// The mode `path` (a directory when `is_dir`) should have in the repository at `root`.

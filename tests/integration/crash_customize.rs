@@ -334,3 +334,89 @@ fn sigterm_stops_a_put_and_a_volume_write_waiting_on_stdin_and_commits_nothing()
     assert_eq!(r.ok(&["volume", "read", "v", "--offset", "0"]), before);
     assert_eq!(tmp_entries(&r), Vec::<PathBuf>::new());
 }
+
+/// The FUSE mount points under `dir` (from /proc/self/mountinfo; spaces in paths are `\040`).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// Pids of the processes whose command line names `path` (fusermount3 watching a mount).
+fn processes_naming(path: &Path) -> Vec<i32> {
+    let want = path.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(want))
+        })
+        .collect()
+}
+
+#[test]
+fn a_customization_killed_with_its_fusermount3_leaves_a_dead_mount_that_fsck_counts_and_gc_removes()
+{
+    if !Path::new("/dev/fuse").exists() || crate::util::remote_store().is_some() {
+        eprintln!("skipped: no /dev/fuse, or remote mode");
+        return;
+    }
+    let r = image_repo();
+    let tmp = r.root.join("tmp").canonicalize().unwrap();
+    let mut child = r
+        .cmd()
+        .args(["clone", "GPT", "vm", "--hostname", "web1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the disk to be mounted, then kill arch and the fusermount3 that would unmount
+    // it: the mount stays, its server gone (every access: "transport endpoint is not
+    // connected").
+    let start = Instant::now();
+    let mount = loop {
+        if let Some(m) = mounts_under(&tmp).into_iter().next() {
+            break Some(m);
+        }
+        if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let Some(mount) = mount else {
+        eprintln!("skipped: the clone mounted no FUSE disk (customization without FUSE here)");
+        let _ = child.wait();
+        return;
+    };
+    for pid in processes_naming(&mount) {
+        // SAFETY: kill(2) of the fusermount3 watching our test's mount.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // SAFETY: kill(2) on our own child, which is not reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert_eq!(
+        mounts_under(&tmp),
+        vec![mount.clone()],
+        "the mount outlived arch"
+    );
+    // Every command still works; fsck counts the leftover among the temporary entries.
+    let fsck = r.json(&["fsck"]);
+    assert!(
+        fsck["garbage"]["temp_entries"].as_u64().unwrap() >= 1,
+        "{fsck}"
+    );
+    r.ok(&["du"]);
+    r.ok(&["volume", "ls"]);
+    r.ok(&["fsck", "--repair"]);
+    // gc unmounts it and removes the work files.
+    r.ok(&["gc"]);
+    assert_eq!(mounts_under(&tmp), Vec::<PathBuf>::new());
+    assert_eq!(tmp_entries(&r), Vec::<PathBuf>::new());
+    assert_eq!(r.json(&["fsck"])["problems"], serde_json::json!([]));
+}
