@@ -11,6 +11,7 @@ mod crash_volumes;
 mod customize;
 mod customize_fuse;
 mod faults;
+mod fsck_packs;
 mod gc_packs;
 mod hostile;
 mod images;
