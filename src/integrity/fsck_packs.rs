@@ -3,10 +3,11 @@
 //! every entry of every sound pack is read and hashed (every copy of a block, dead ones too).
 
 use super::fsck::Problem;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::storage::BlockHash;
 use crate::storage::fsutil::open_regular;
+use crate::storage::pack::PACKS_DIR;
 use crate::storage::pack::index::{list_pack_names, read_pack};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -138,4 +139,45 @@ pub fn bad_entry_problem(repo: &Repository, bad: &BadEntry) -> Problem {
             bad.offset
         ),
     }
+}
+
+/// What [`scan_dir`] found in `packs/` besides packs.
+#[derive(Debug, Default)]
+pub struct Strays {
+    /// Directories named like a pack (other special files under a pack's name are found by
+    /// the walk of [`super::entries::scan`]): problems `fsck --repair` moves to quarantine.
+    pub dirs: Vec<(PathBuf, &'static str)>,
+    /// Names that are not pack names (leftovers every reader ignores): one warning each.
+    pub warnings: Vec<String>,
+}
+
+/// Lists `packs/` (file types from the listing: nothing is opened, so a FIFO cannot block).
+pub fn scan_dir(repo: &Repository) -> Result<Strays> {
+    let dir = repo.root().join(PACKS_DIR);
+    let mut out = Strays::default();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("list", &dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+        let name = entry.file_name();
+        let is_pack_name = name
+            .to_str()
+            .and_then(|n| n.parse::<BlockHash>().ok())
+            .is_some_and(|h| Some(h.to_hex().as_str()) == name.to_str());
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_pack_name {
+            out.warnings.push(format!(
+                "{PACKS_DIR}/{} is not a pack (its name is not 64 lowercase hex digits): every \
+                 reader ignores it; it can be removed by hand",
+                name.to_string_lossy()
+            ));
+        } else if is_dir {
+            out.dirs.push((entry.path(), "a directory"));
+        }
+    }
+    out.warnings.sort();
+    Ok(out)
 }

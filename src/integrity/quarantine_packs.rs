@@ -9,11 +9,11 @@
 //! replacing a file) into `quarantine/packs/`, both directories fsynced. A crash in between
 //! leaves the good entries twice (harmless). Runs under the exclusive data lock.
 
-use super::quarantine::{QUARANTINE_DIR, rename_noreplace};
+use super::quarantine::move_to_quarantine;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::storage::BlockHash;
-use crate::storage::fsutil::{create_dir, create_dir_all, remove_path, sync_dir, sync_parent};
+use crate::storage::fsutil::{create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_pack};
 use crate::storage::pack::{PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::HashMap;
@@ -173,23 +173,8 @@ fn quarantine_pack(
         written?;
         cleaned?;
     }
-    let dir = repo.root().join(QUARANTINE_DIR).join(PACKS_DIR);
-    create_dir_all(&dir, repo.modes())?;
     let hex = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut n = 0u32;
-    let to = loop {
-        let to = match n {
-            0 => dir.join(&*hex),
-            n => dir.join(format!("{hex}.{n}")),
-        };
-        match rename_noreplace(path, &to) {
-            Ok(()) => break to,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(Error::io("move to quarantine", path, e)),
-        }
-    };
-    sync_dir(&dir)?;
-    sync_parent(path)?;
+    let to = move_to_quarantine(repo, PACKS_DIR, &hex, path)?;
     let rel = |p: &Path| {
         p.strip_prefix(repo.root())
             .unwrap_or(p)
