@@ -153,15 +153,18 @@ pub struct Strays {
 
 /// Lists `packs/` (file types from the listing: nothing is opened, so a FIFO cannot block).
 pub fn scan_dir(repo: &Repository) -> Result<Strays> {
-    let dir = repo.root().join(PACKS_DIR);
+    scan_dir_in(&repo.root().join(PACKS_DIR))
+}
+
+fn scan_dir_in(dir: &Path) -> Result<Strays> {
     let mut out = Strays::default();
-    let entries = match std::fs::read_dir(&dir) {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("list", &dir, e)),
+        Err(e) => return Err(Error::io("list", dir, e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let name = entry.file_name();
         let is_pack_name = name
             .to_str()
@@ -180,4 +183,53 @@ pub fn scan_dir(repo: &Repository) -> Result<Strays> {
     }
     out.warnings.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::pack::index::tests::write_pack;
+
+    #[test]
+    fn rehash_pack_names_each_bad_entry_by_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = write_pack(dir.path(), &[b"aaaa", b"bbbbbb", b"cc"]);
+        let path = dir.path().join(PACKS_DIR).join(id.to_hex());
+        let mut buf = Vec::new();
+        assert_eq!(rehash_pack(&path, &id, 64, &mut buf).unwrap(), vec![]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5] ^= 1; // inside "bbbbbb", which starts at byte 4
+        std::fs::write(&path, &bytes).unwrap();
+        let bad = rehash_pack(&path, &id, 64, &mut buf).unwrap();
+        assert_eq!(
+            bad,
+            vec![BadEntry {
+                pack: path.clone(),
+                offset: 4,
+                hash: BlockHash::of_bytes(b"bbbbbb"),
+            }]
+        );
+        // Gone: nothing to report (the listing raced a gc).
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(rehash_pack(&path, &id, 64, &mut buf).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn scan_dir_warns_of_stray_names_and_lists_directories_named_like_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_root = dir.path();
+        let packs = repo_root.join(PACKS_DIR);
+        std::fs::create_dir_all(packs.join(format!("{:064x}", 7))).unwrap();
+        std::fs::write(packs.join("x.tmp"), b"").unwrap();
+        std::fs::write(packs.join(format!("{:064X}", 0xab)), b"").unwrap();
+        let id = write_pack(repo_root, &[b"aa"]);
+        let s = scan_dir_in(&packs).unwrap();
+        assert_eq!(
+            s.dirs,
+            vec![(packs.join(format!("{:064x}", 7)), "a directory")]
+        );
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings.iter().all(|w| w.contains("removed by hand")));
+        assert!(!s.warnings.iter().any(|w| w.contains(&id.to_hex())));
+    }
 }
