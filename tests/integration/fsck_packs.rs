@@ -2,10 +2,12 @@
 //! copy bad, is found whichever copy the index picked) and `--repair` saves the bad pack's
 //! good entries and quarantines it, after which every read finds the good copy.
 
+use crate::crash::run_and_kill;
 use crate::gc_packs::{entry_offset, fsck, packs};
 use crate::privacy::{mkfifo, run_bounded};
 use crate::util::{TestRepo, local_store_only, pseudo_random};
 use serde_json::json;
+use std::time::Duration;
 
 const BS: usize = 4096;
 
@@ -139,4 +141,62 @@ fn special_files_and_stray_names_in_packs_are_reported_moved_and_never_opened() 
     assert_eq!(code, 0, "{after}");
     assert_eq!(after["problems"], json!([]), "{after}");
     assert_eq!(r.ok(&["get", "c/a"]), x);
+}
+
+#[test]
+fn fsck_repair_killed_at_any_instant_loses_no_good_block() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let x = pseudo_random(64 * BS, 31);
+    let y = pseudo_random(64 * BS, 32);
+    let a = [&x[..], &y[..]].concat();
+    let bad_hash = {
+        use sha2::{Digest, Sha256};
+        hex(&Sha256::digest(&y[..BS]))
+    };
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    for trial in 0..6 {
+        let r = TestRepo::packed();
+        r.ok(&["put", r.file("a", &a).to_str().unwrap(), "c/a"]);
+        r.ok(&["put", r.file("x", &x).to_str().unwrap(), "c/x"]);
+        let [pack] = &packs(&r)[..] else {
+            panic!("one pack")
+        };
+        // Y's first block has one copy, and it is bad.
+        let mut bytes = std::fs::read(pack).unwrap();
+        let at = entry_offset(&bytes, &y[..BS]) + 9;
+        bytes[at] ^= 0x41;
+        std::fs::remove_file(pack).unwrap();
+        std::fs::write(pack, &bytes).unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        run_and_kill(
+            &r,
+            &["fsck", "--read-data", "--repair"],
+            Duration::from_micros(rng % 60_000),
+        );
+        // Every block with a good copy still reads.
+        assert_eq!(r.ok(&["get", "c/x"]), x, "trial {trial}");
+        let again = fsck(&r, &["--read-data", "--repair"]);
+        assert!(again["problems"].is_array(), "trial {trial}: {again}");
+        let f = fsck(&r, &["--read-data"]);
+        let problems = f["problems"].as_array().unwrap();
+        assert!(!problems.is_empty(), "trial {trial}: {f}");
+        for p in problems {
+            assert_eq!(p["kind"], "missing_block", "trial {trial}: {f}");
+            assert_eq!(p["subject"], bad_hash.as_str(), "trial {trial}: {f}");
+        }
+        assert_eq!(r.ok(&["get", "c/x"]), x, "trial {trial}");
+        // Putting the data again heals the block.
+        r.ok(&["put", r.file("y", &y).to_str().unwrap(), "c/y"]);
+        let healed = fsck(&r, &["--read-data"]);
+        assert_eq!(healed["problems"], json!([]), "trial {trial}: {healed}");
+        assert_eq!(r.ok(&["get", "c/a"]), a, "trial {trial}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
