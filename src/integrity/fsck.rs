@@ -64,7 +64,8 @@ pub struct FsckReport {
     /// Stored blocks.
     pub blocks: u64,
     pub stored_bytes: u64,
-    /// Blocks rehashed (with `read_data`).
+    /// Blocks rehashed (with `read_data`): each stored block once however many copies (pack
+    /// entries) were read, plus the private blocks of volumes.
     pub blocks_read: u64,
     pub problems: Vec<Problem>,
     pub garbage: Garbage,
