@@ -36,8 +36,8 @@ pub enum PackRepair {
 pub struct Moved {
     /// Packs moved to quarantine, by their former path, with what was said.
     packs: HashMap<PathBuf, String>,
-    /// Each block already handled by [`repair_block`] (a block with two bad copies is two
-    /// problems; its packs have left `packs/` after the first).
+    /// Each block whose bad copies were handled (a block with two bad copies is two
+    /// problems, and a pack with two bad blocks serves two: it left `packs/` at the first).
     blocks: HashMap<BlockHash, String>,
 }
 
@@ -100,7 +100,7 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
     };
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut good = Vec::new();
-    let mut bad = 0usize;
+    let mut bad_hashes = Vec::new();
     let mut buf = Vec::new();
     for e in &entries {
         buf.resize(e.len as usize, 0);
@@ -109,14 +109,18 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
         if ok {
             good.push((e.hash, buf.clone()));
         } else {
-            bad += 1;
+            bad_hashes.push(e.hash);
         }
     }
-    if bad == 0 && !entries.is_empty() {
+    if bad_hashes.is_empty() && !entries.is_empty() {
         return Ok(PackRepair::Sound);
     }
-    let done = quarantine_pack(repo, path, &good, bad)?;
+    let done = quarantine_pack(repo, path, &good, bad_hashes.len())?;
     moved.packs.insert(path.to_path_buf(), done.clone());
+    // The other bad blocks of this pack are handled too (it has left `packs/`).
+    for h in bad_hashes {
+        moved.blocks.entry(h).or_insert_with(|| done.clone());
+    }
     Ok(PackRepair::Moved(done))
 }
 

@@ -200,3 +200,39 @@ fn fsck_repair_killed_at_any_instant_loses_no_good_block() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn two_bad_blocks_of_one_pack_are_both_reported_repaired() {
+    if local_store_only("packs are kept in a local store only") {
+        return;
+    }
+    let r = TestRepo::packed();
+    let x = pseudo_random(8 * BS, 41);
+    r.ok(&["put", r.file("x", &x).to_str().unwrap(), "c/x"]);
+    let [pack] = &packs(&r)[..] else {
+        panic!("one pack")
+    };
+    let mut bytes = std::fs::read(pack).unwrap();
+    for i in [2, 5] {
+        let at = entry_offset(&bytes, &x[i * BS..(i + 1) * BS]);
+        bytes[at + 1] ^= 0x08;
+    }
+    std::fs::remove_file(pack).unwrap();
+    std::fs::write(pack, &bytes).unwrap();
+    let f = fsck(&r, &["--read-data", "--repair"]);
+    let problems = f["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{f}");
+    for p in problems {
+        let msg = p["message"].as_str().unwrap();
+        assert!(msg.contains("2 corrupt entries"), "{f}");
+        assert!(msg.contains("quarantine/packs/"), "{f}");
+    }
+    let after = fsck(&r, &["--read-data"]);
+    let kinds: Vec<&str> = after["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["missing_block", "missing_block"], "{after}");
+}
