@@ -64,7 +64,8 @@ pub struct FsckReport {
     /// Stored blocks.
     pub blocks: u64,
     pub stored_bytes: u64,
-    /// Blocks rehashed (with `read_data`).
+    /// Blocks rehashed (with `read_data`): each stored block once however many copies (pack
+    /// entries) were read, plus the private blocks of volumes.
     pub blocks_read: u64,
     pub problems: Vec<Problem>,
     pub garbage: Garbage,
@@ -281,16 +282,28 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
     }
     let mut blocks_read = 0;
-    let corrupt = if opts.read_data {
+    // Loose blocks are rehashed through the backend; packed ones pack by pack, every entry
+    // (all copies, dead ones too). blocks_read counts each stored block once.
+    let (corrupt, bad_entries) = if opts.read_data {
         blocks_read = stored.len() as u64;
-        rehash_all(repo, &stored)?
+        let packed = super::fsck_packs::packed_blocks(repo)?;
+        let loose: Vec<(BlockHash, u64)> = stored
+            .iter()
+            .filter(|(h, _)| !packed.contains(h))
+            .copied()
+            .collect();
+        (
+            rehash_all(repo, &loose)?,
+            super::fsck_packs::rehash_packs(repo)?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     // The maps using each bad block, in one pass over the maps (not one pass per block).
     let mut users: std::collections::HashMap<BlockHash, Vec<MapId>> = missing
         .iter()
         .chain(&corrupt)
+        .chain(bad_entries.iter().map(|b| &b.hash))
         .map(|h| (*h, Vec::new()))
         .collect();
     if !users.is_empty() {
@@ -303,6 +316,14 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
                 }
             }
         }
+    }
+    // A block with several bad copies: each problem names its users.
+    for bad in &bad_entries {
+        problems.push(super::fsck_packs::bad_entry_problem(repo, bad));
+        needs.push((
+            problems.len() - 1,
+            users.get(&bad.hash).cloned().unwrap_or_default(),
+        ));
     }
     let mut users_of = |h: &BlockHash| users.remove(h).unwrap_or_default();
     for h in missing {

@@ -16,6 +16,7 @@ use crate::repo::Repository;
 use crate::repo::db::Db;
 use crate::storage::fsutil::{Modes, create_dir_all, open_regular, sync_dir, sync_parent};
 use crate::storage::local::{BLOCKS_DIR, MAPS_DIR};
+use crate::storage::pack::PACKS_DIR;
 use crate::storage::{BlockHash, BlockMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -58,11 +59,14 @@ pub fn check(
 ) -> Result<()> {
     let EntryScan {
         mut special,
-        exposed,
+        mut exposed,
     } = entries::scan(repo)?;
     // Whatever is in tmp/ is garbage that repair and gc remove; quarantine/ is set aside.
     let (tmp, held) = (repo.tmp_dir(), repo.root().join(QUARANTINE_DIR));
     special.retain(|(p, _)| !p.starts_with(&tmp) && !p.starts_with(&held));
+    let strays = super::fsck_packs::scan_dir(repo)?;
+    special.extend(strays.dirs);
+    warnings.extend(strays.warnings);
     for (path, kind) in &special {
         let rel = relative(repo, path);
         problems.push(Problem {
@@ -81,8 +85,10 @@ pub fn check(
     }
     if repair {
         for (path, _) in &special {
-            if let Some((kind, hex)) = store_name(repo, path) {
-                let to = move_to_quarantine(repo, kind, &hex, path)?;
+            if let Some((dir, hex)) = store_name(repo, path) {
+                let to = move_to_quarantine(repo, dir, &hex, path)?;
+                // Its modes (a directory's too) are quarantine's business now.
+                exposed.retain(|(p, _)| !p.starts_with(path));
                 repaired.push(format!(
                     "moved {} (not a regular file) to {}",
                     relative(repo, path),
@@ -192,7 +198,10 @@ fn quarantine_corrupt(
         }
         let to = match repo.backend().as_s3() {
             Some(s3) => s3.quarantine(kind.dir(), &hash)?.display().to_string(),
-            None => relative(repo, &move_to_quarantine(repo, kind, &p.subject, &path)?),
+            None => relative(
+                repo,
+                &move_to_quarantine(repo, kind.dir(), &p.subject, &path)?,
+            ),
         };
         let needed = needed_by(db, &p.resources);
         p.message.push_str(&format!("; moved to {to}"));
@@ -268,8 +277,15 @@ fn still_bad_remote(repo: &Repository, kind: Kind, hash: &BlockHash) -> Result<b
 /// Renames `from` to `quarantine/<kind>s/<hex>` (`.1`, `.2` ... when that name is taken)
 /// and makes the move durable. Returns the new path. The rename never replaces a file: a
 /// name taken between the probe and the rename (another fsck) moves on to the next one.
-fn move_to_quarantine(repo: &Repository, kind: Kind, hex: &str, from: &Path) -> Result<PathBuf> {
-    let dir = repo.root().join(QUARANTINE_DIR).join(kind.dir());
+/// Moves `from` to `quarantine/<dir>/<hex>` (`.1`, `.2`, ... when taken) with one rename that
+/// never replaces a file, both directories fsynced; never opens `from`.
+pub(super) fn move_to_quarantine(
+    repo: &Repository,
+    dir: &str,
+    hex: &str,
+    from: &Path,
+) -> Result<PathBuf> {
+    let dir = repo.root().join(QUARANTINE_DIR).join(dir);
     create_dir_all(&dir, repo.modes())?;
     let mut n = 0u32;
     let to = loop {
@@ -411,9 +427,14 @@ pub fn needed_by(db: &Db, resources: &[String]) -> Vec<String> {
 }
 
 /// The store kind and hex name of `path` when it is `blocks/XX/<hash>` or `maps/XX/<id>`.
-fn store_name(repo: &Repository, path: &Path) -> Option<(Kind, String)> {
+/// The quarantine directory and name for a store file at `path` (`blocks/`, `maps/`, or a
+/// pack's name in `packs/`); None for anything else.
+fn store_name(repo: &Repository, path: &Path) -> Option<(&'static str, String)> {
     let rel = path.strip_prefix(repo.root()).ok()?;
     let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+    if let [PACKS_DIR, name] = parts.as_slice() {
+        return Some((PACKS_DIR, name.parse::<BlockHash>().ok()?.to_hex()));
+    }
     let [top, shard, name] = parts.as_slice() else {
         return None;
     };
@@ -421,7 +442,7 @@ fn store_name(repo: &Repository, path: &Path) -> Option<(Kind, String)> {
         .into_iter()
         .find(|k| k.dir() == *top)?;
     let hash = name.parse::<BlockHash>().ok()?;
-    (hash.to_hex()[..2] == **shard).then(|| (kind, hash.to_hex()))
+    (hash.to_hex()[..2] == **shard).then(|| (kind.dir(), hash.to_hex()))
 }
 
 fn relative(repo: &Repository, path: &Path) -> String {

@@ -9,12 +9,12 @@
 //! replacing a file) into `quarantine/packs/`, both directories fsynced. A crash in between
 //! leaves the good entries twice (harmless). Runs under the exclusive data lock.
 
-use super::quarantine::{QUARANTINE_DIR, rename_noreplace};
+use super::quarantine::move_to_quarantine;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::storage::BlockHash;
-use crate::storage::fsutil::{create_dir, create_dir_all, remove_path, sync_dir, sync_parent};
-use crate::storage::pack::index::read_pack;
+use crate::storage::fsutil::{create_dir, remove_path, sync_dir};
+use crate::storage::pack::index::{list_pack_names, read_pack};
 use crate::storage::pack::{PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::HashMap;
 use std::fs::File;
@@ -31,32 +31,76 @@ pub enum PackRepair {
     Moved(String),
 }
 
-/// Packs moved to quarantine in this run, by their former path, with what was said.
-pub type Moved = HashMap<PathBuf, String>;
+/// What `fsck --repair` did to packs in this run.
+#[derive(Default)]
+pub struct Moved {
+    /// Packs moved to quarantine, by their former path, with what was said.
+    packs: HashMap<PathBuf, String>,
+    /// Each block whose bad copies were handled (a block with two bad copies is two
+    /// problems, and a pack with two bad blocks serves two: it left `packs/` at the first).
+    blocks: HashMap<BlockHash, String>,
+}
 
-/// Repairs the pack holding the corrupt block `hash` (see the module comment).
+impl Moved {
+    pub fn new() -> Moved {
+        Moved::default()
+    }
+}
+
+/// Repairs every pack holding the corrupt block `hash` whose entries do not all verify (a
+/// block may have copies in several packs, any of which a reader may pick; see the module
+/// comment). Reads the index of every pack (no data) to find them.
 pub fn repair_block(repo: &Repository, hash: &BlockHash, moved: &mut Moved) -> Result<PackRepair> {
     let Some(packs) = repo.backend().as_local().and_then(|l| l.packs()) else {
         return Ok(PackRepair::NotPacked);
     };
-    let Some(at) = packs.locate(hash, false)? else {
-        return Ok(PackRepair::NotPacked);
-    };
-    if let Some(done) = moved.get(&at.path) {
+    if let Some(done) = moved.blocks.get(hash) {
         return Ok(PackRepair::Moved(done.clone()));
     }
-    let Some(id) = pack_id(&at.path) else {
+    let max = u64::from(repo.block_size());
+    let mut done: Vec<String> = Vec::new();
+    let mut found = false;
+    for id in list_pack_names(packs.dir())? {
+        let path = packs.path_of(&id);
+        let holds = matches!(read_pack(&path, &id, max)?,
+            Some(Ok(es)) if es.iter().any(|e| e.hash == *hash));
+        if !holds {
+            continue;
+        }
+        found = true;
+        if let PackRepair::Moved(what) = repair_pack(repo, &path, moved)? {
+            done.push(what);
+        }
+    }
+    Ok(match (found, done.is_empty()) {
+        (false, _) => PackRepair::NotPacked,
+        (true, true) => PackRepair::Sound,
+        (true, false) => {
+            let done = done.join("; ");
+            moved.blocks.insert(*hash, done.clone());
+            PackRepair::Moved(done)
+        }
+    })
+}
+
+/// Verifies every entry of the pack at `path`; when one is bad, saves the good ones into a
+/// new pack and moves the pack into quarantine (see the module comment).
+fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<PackRepair> {
+    if let Some(done) = moved.packs.get(path) {
+        return Ok(PackRepair::Moved(done.clone()));
+    }
+    let Some(id) = pack_id(path) else {
         return Ok(PackRepair::NotPacked);
     };
     let max = u64::from(repo.block_size());
-    let entries = match read_pack(&at.path, &id, max)? {
+    let entries = match read_pack(path, &id, max)? {
         None => return Ok(PackRepair::NotPacked),
         Some(Err(_)) => Vec::new(), // damaged since it was indexed: nothing to salvage
         Some(Ok(entries)) => entries,
     };
-    let file = File::open(&at.path).map_err(|e| Error::io("open", &at.path, e))?;
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut good = Vec::new();
-    let mut bad = 0usize;
+    let mut bad_hashes = Vec::new();
     let mut buf = Vec::new();
     for e in &entries {
         buf.resize(e.len as usize, 0);
@@ -65,14 +109,18 @@ pub fn repair_block(repo: &Repository, hash: &BlockHash, moved: &mut Moved) -> R
         if ok {
             good.push((e.hash, buf.clone()));
         } else {
-            bad += 1;
+            bad_hashes.push(e.hash);
         }
     }
-    if bad == 0 && !entries.is_empty() {
+    if bad_hashes.is_empty() && !entries.is_empty() {
         return Ok(PackRepair::Sound);
     }
-    let done = quarantine_pack(repo, &at.path, &good, bad)?;
-    moved.insert(at.path, done.clone());
+    let done = quarantine_pack(repo, path, &good, bad_hashes.len())?;
+    moved.packs.insert(path.to_path_buf(), done.clone());
+    // The other bad blocks of this pack are handled too (it has left `packs/`).
+    for h in bad_hashes {
+        moved.blocks.entry(h).or_insert_with(|| done.clone());
+    }
     Ok(PackRepair::Moved(done))
 }
 
@@ -129,23 +177,8 @@ fn quarantine_pack(
         written?;
         cleaned?;
     }
-    let dir = repo.root().join(QUARANTINE_DIR).join(PACKS_DIR);
-    create_dir_all(&dir, repo.modes())?;
     let hex = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut n = 0u32;
-    let to = loop {
-        let to = match n {
-            0 => dir.join(&*hex),
-            n => dir.join(format!("{hex}.{n}")),
-        };
-        match rename_noreplace(path, &to) {
-            Ok(()) => break to,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(Error::io("move to quarantine", path, e)),
-        }
-    };
-    sync_dir(&dir)?;
-    sync_parent(path)?;
+    let to = move_to_quarantine(repo, PACKS_DIR, &hex, path)?;
     let rel = |p: &Path| {
         p.strip_prefix(repo.root())
             .unwrap_or(p)

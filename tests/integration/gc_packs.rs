@@ -12,7 +12,7 @@ const BS: usize = 4096;
 /// Exit status of a command stopped by damage (`Error::Corrupt`).
 const CORRUPT_EXIT: i32 = 2;
 
-fn packs(r: &TestRepo) -> Vec<PathBuf> {
+pub(crate) fn packs(r: &TestRepo) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(r.root.join("packs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -22,14 +22,14 @@ fn packs(r: &TestRepo) -> Vec<PathBuf> {
 }
 
 /// Runs `arch --json fsck ARGS` whatever its exit status; its report.
-fn fsck(r: &TestRepo, args: &[&str]) -> Value {
+pub(crate) fn fsck(r: &TestRepo, args: &[&str]) -> Value {
     let out = r.run(&[&["--json", "fsck"][..], args].concat());
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Where the entry holding `block` starts in a pack's bytes, read from the pack's own index
 /// (per entry: sha256 (32 bytes), u32 length; then magic, u64 count, u64 data length).
-fn entry_offset(pack: &[u8], block: &[u8]) -> usize {
+pub(crate) fn entry_offset(pack: &[u8], block: &[u8]) -> usize {
     use sha2::{Digest, Sha256};
     let footer = &pack[pack.len() - 24..];
     let count = u64::from_le_bytes(footer[8..16].try_into().unwrap()) as usize;

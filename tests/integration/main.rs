@@ -12,6 +12,7 @@ mod customize;
 mod customize_fuse;
 mod faults;
 mod faults_packs;
+mod fsck_packs;
 mod gc_packs;
 mod hostile;
 mod images;

@@ -52,7 +52,7 @@ pub fn run_bounded(cmd: &mut Command) -> Output {
     panic!("{cmd:?} hung (blocked on a special file?)");
 }
 
-fn mkfifo(p: &Path) {
+pub(crate) fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid NUL-terminated path.
     assert_eq!(
