@@ -71,7 +71,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Status> {
                         format_size(g.volume_bytes),
                         g.stale_locks,
                         g.unfinished_volumes
-                    )
+                    ) + &if g.extra_copies > 0 {
+                        format!(
+                            ", {} extra copies of packed blocks ({})",
+                            g.extra_copies,
+                            format_size(g.extra_copy_bytes)
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             ])
         )?;

@@ -42,6 +42,10 @@ pub struct Problem {
 pub struct Garbage {
     pub unreferenced_blocks: u64,
     pub unreferenced_bytes: u64,
+    /// Pack entries holding a block another pack holds too (two puts at once): gc keeps
+    /// one copy. Not counted in `unreferenced_blocks`.
+    pub extra_copies: u64,
+    pub extra_copy_bytes: u64,
     pub unreferenced_maps: u64,
     /// Entries of `tmp/`: left by interrupted operations (or in use by a running one).
     pub temp_entries: u64,
@@ -364,6 +368,11 @@ pub fn fsck(repo: &Repository, opts: FsckOptions) -> Result<FsckReport> {
         }
     }
     let mut garbage = Garbage::default();
+    if let Some(packs) = repo.backend().as_local().and_then(|l| l.packs()) {
+        let extra = packs.duplicates()?;
+        garbage.extra_copies = extra.entries;
+        garbage.extra_copy_bytes = extra.bytes;
+    }
     for (h, len) in &stored {
         if !live.contains(h) {
             garbage.unreferenced_blocks += 1;

@@ -289,6 +289,9 @@ fn extra_copies_of_packed_blocks_are_garbage_for_du_and_gc_removes_them() {
     let copied = (copies.len() * BS) as u64;
     let du = r.json(&["du"]);
     assert_eq!(du["garbage_bytes"], copied, "{du}");
+    let f = fsck(&r, &[]);
+    assert_eq!(f["garbage"]["extra_copies"], copies.len(), "{f}");
+    assert_eq!(f["garbage"]["extra_copy_bytes"], copied, "{f}");
     assert_eq!(du["stored_bytes"], stored + copied, "{du}");
     let g = r.json(&["gc"]);
     assert_eq!(g["packs_removed"], 1, "{g}");
@@ -298,6 +301,7 @@ fn extra_copies_of_packed_blocks_are_garbage_for_du_and_gc_removes_them() {
     assert!(!extra.exists());
     assert_eq!(packs(&r), vec![kept.clone()], "the larger pack stays");
     assert_eq!(r.json(&["du"])["garbage_bytes"], 0);
+    assert_eq!(fsck(&r, &[])["garbage"]["extra_copies"], 0);
     assert_eq!(r.ok(&["get", "c/x"]), x);
     assert_eq!(fsck(&r, &["--read-data"])["problems"], json!([]));
 }
