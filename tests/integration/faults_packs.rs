@@ -116,6 +116,20 @@ fn a_packed_put_on_a_full_filesystem_changes_nothing_and_succeeds_after() {
     assert_eq!(packs(repo).len(), 2);
 }
 
+/// Puts "a" = X + Y (2 + 3 MiB), "b" = Y and "d" (1 MiB, a pack of its own); returns X and Y.
+fn put_x_y_and_d(scratch: &Path, repo: &Path) -> (Vec<u8>, Vec<u8>) {
+    let x = pseudo_random(2 << 20, 1);
+    let y = pseudo_random(3 << 20, 2);
+    let d = pseudo_random(1 << 20, 3);
+    let a = [&x[..], &y[..]].concat();
+    for (name, data) in [("a", &a), ("b", &y), ("d", &d)] {
+        let p = scratch.join(name);
+        std::fs::write(&p, data).unwrap();
+        ok(repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
+    }
+    (x, y)
+}
+
 #[test]
 fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
     let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
@@ -123,15 +137,7 @@ fn gc_rewriting_a_pack_on_a_full_filesystem_loses_nothing_and_finishes_after() {
     };
     // "a" = X + Y and "b" = Y: one pack, half dead once "a" is removed; "d" alone in a pack
     // that is all dead once "d" is removed.
-    let x = pseudo_random(2 << 20, 1);
-    let y = pseudo_random(3 << 20, 2);
-    let d = pseudo_random(1 << 20, 3);
-    let a = [&x[..], &y[..]].concat();
-    for (name, data) in [("a", &a), ("b", &y), ("d", &d)] {
-        let p = dir.path().join(name);
-        std::fs::write(&p, data).unwrap();
-        ok(repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
-    }
+    let (_, y) = put_x_y_and_d(dir.path(), repo);
     assert_eq!(packs(repo).len(), 2);
     ok(repo, &["rm", "c/a"]);
     ok(repo, &["rm", "c/d"]);
@@ -166,15 +172,7 @@ fn gc_out_of_space_keeps_a_pack_of_extra_copies_until_the_kept_copies_are_copied
     // one of X's, as a put running beside another would leave. Once "a" is removed, the
     // big pack keeps Y (it is rewritten) and the small one holds only extra copies and dead
     // entries (it is removed); "d" is alone in an all-dead pack.
-    let x = pseudo_random(2 << 20, 1);
-    let y = pseudo_random(3 << 20, 2);
-    let d = pseudo_random(1 << 20, 3);
-    let a = [&x[..], &y[..]].concat();
-    for (name, data) in [("a", &a), ("b", &y), ("d", &d)] {
-        let p = dir.path().join(name);
-        std::fs::write(&p, data).unwrap();
-        ok(repo, &["put", p.to_str().unwrap(), &format!("c/{name}")]);
-    }
+    let (x, y) = put_x_y_and_d(dir.path(), repo);
     let mut copies: Vec<&[u8]> = y.chunks(BS).take(16).collect();
     copies.push(&x[..BS]);
     assert!(copies.iter().all(|b| b[BS - 1] != 0), "no stripped block");
@@ -202,16 +200,23 @@ fn gc_out_of_space_keeps_a_pack_of_extra_copies_until_the_kept_copies_are_copied
     assert_eq!(json_of(repo, &["du"])["garbage_bytes"], 0);
 }
 
+/// Puts a 4 MiB image as `images/img` and clones it (uncustomized) as `volume`; returns the
+/// image's bytes.
+fn put_image_and_clone(scratch: &Path, repo: &Path, volume: &str) -> Vec<u8> {
+    let img = pseudo_random(4 << 20, 1);
+    let img_path = scratch.join("img");
+    std::fs::write(&img_path, &img).unwrap();
+    ok(repo, &["put", img_path.to_str().unwrap(), "images/img"]);
+    ok(repo, &["clone", "images/img", volume, "--no-customize"]);
+    img
+}
+
 #[test]
 fn a_packed_snapshot_on_a_full_filesystem_keeps_the_volume_and_succeeds_after() {
     let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;
     };
-    let img = pseudo_random(4 << 20, 1);
-    let img_path = dir.path().join("img");
-    std::fs::write(&img_path, &img).unwrap();
-    ok(repo, &["put", img_path.to_str().unwrap(), "images/img"]);
-    ok(repo, &["clone", "images/img", "v", "--no-customize"]);
+    let img = put_image_and_clone(dir.path(), repo, "v");
     // 3 MiB of new private blocks (written as the volume's own files, not packed).
     let new = pseudo_random(3 << 20, 2);
     let src = dir.path().join("new");
@@ -254,11 +259,7 @@ fn a_served_packed_snapshot_on_a_full_filesystem_keeps_serving_and_succeeds_afte
     let Some(Setup { dir, mnt, repo, .. }) = &Setup::new() else {
         return;
     };
-    let img = pseudo_random(4 << 20, 1);
-    let img_path = dir.path().join("img");
-    std::fs::write(&img_path, &img).unwrap();
-    ok(repo, &["put", img_path.to_str().unwrap(), "images/img"]);
-    ok(repo, &["clone", "images/img", "vm", "--no-customize"]);
+    let img = put_image_and_clone(dir.path(), repo, "vm");
     let r = TestRepo {
         dir: tempfile::tempdir().unwrap(),
         root: repo.clone(),
