@@ -435,10 +435,10 @@ impl BlockBatch for LocalBatch {
         }
         // With packs, no loose file is looked for: arch writes none in such a repository, so
         // the `stat` would always miss, and it cost about a fifth of a put of new 4 KiB
-        // blocks (200 MiB: 0.64-0.88 s with it, 0.51-0.61 s without). The check only de-duplicates: a loose file that does
-        // exist (left by hand, say) stays a stored, readable copy for every read path, fsck
-        // and gc, and staging the block again only adds a packed copy beside it (any copy
-        // serves; both are live while a map names the block).
+        // blocks (200 MiB: 0.64-0.88 s with it, 0.51-0.61 s without). The check only
+        // de-duplicates: a loose file that does exist (left by hand, say) stays a stored,
+        // readable copy for every read path, fsck and gc, and staging the block again only
+        // adds a packed copy beside it (any copy serves; both are live while a map names it).
         if self.packs.is_none() && is_regular_file(&shard_path(&self.blocks_dir, hash))? {
             return Ok(false);
         }

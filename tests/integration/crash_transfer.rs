@@ -29,7 +29,7 @@ fn receive_killed_at_any_instant_is_all_or_nothing() {
     };
     // One trial: receive killed after `delay`; true when it was killed, then whether the
     // stream was applied (all of it) rather than not at all.
-    let trial = |trial: u64, delay: Duration| -> (bool, bool) {
+    let run_trial = |trial: u64, delay: Duration| -> (bool, bool) {
         let r = TestRepo::new();
         let before = r.snapshot();
         let killed = !run_and_kill(&r, &["receive", s], delay);
@@ -63,7 +63,7 @@ fn receive_killed_at_any_instant_is_all_or_nothing() {
     let (mut killed, mut applied) = (0, 0);
     for n in 0..32u64 {
         let delay = Duration::from_micros(rng.next() % (full + full / 4));
-        let (k, a) = trial(n, delay);
+        let (k, a) = run_trial(n, delay);
         killed += u32::from(k);
         applied += u32::from(a);
     }
@@ -71,7 +71,7 @@ fn receive_killed_at_any_instant_is_all_or_nothing() {
     // it. Later kills until one receive completes (each still checked the same way).
     let mut late = full * 2;
     while applied == 0 && late < full * 128 {
-        let (k, a) = trial(late, Duration::from_micros(late));
+        let (k, a) = run_trial(late, Duration::from_micros(late));
         killed += u32::from(k);
         applied += u32::from(a);
         late *= 2;

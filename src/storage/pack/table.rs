@@ -20,6 +20,8 @@ const RECENT_MIN: usize = if cfg!(test) { 64 } else { 1 << 16 };
 #[derive(Default)]
 pub struct BlockTable {
     sorted: Vec<(BlockHash, Loc)>,
+    /// How far around its guess [`Self::position`] looks for a hash, set when `sorted` is.
+    window: usize,
     recent: BlockHashMap<Loc>,
 }
 
@@ -79,6 +81,7 @@ impl BlockTable {
             }
         }
         all.truncate(kept);
+        self.window = 64usize.max(4 * (all.len() as f64).sqrt() as usize);
         self.sorted = all;
         extra
     }
@@ -118,9 +121,8 @@ impl BlockTable {
         }
         let lead = u64::from_be_bytes(hash.0[..8].try_into().unwrap());
         let guess = ((u128::from(lead) * n as u128) >> 64) as usize;
-        let window = 64usize.max(4 * (n as f64).sqrt() as usize);
-        let lo = guess.saturating_sub(window);
-        let hi = (guess + window).min(n);
+        let lo = guess.saturating_sub(self.window);
+        let hi = (guess + self.window).min(n);
         let before = |i: usize| self.sorted[i].0 < *hash;
         // Inside the window when the entry before `lo` is smaller and the one at `hi` is not.
         if (lo == 0 || before(lo - 1)) && (hi == n || !before(hi)) {
