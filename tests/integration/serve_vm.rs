@@ -8,16 +8,44 @@ use crate::serve::{Server, setup};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The virtio modules the guest loads before it sees its disk, in dependency order (a
-/// kernel with them built in has none of these files, and loads nothing).
-const MODULES: [&str; 6] = [
-    "drivers/virtio/virtio.ko",
-    "drivers/virtio/virtio_ring.ko",
-    "drivers/virtio/virtio_pci_modern_dev.ko",
-    "drivers/virtio/virtio_pci_legacy_dev.ko",
-    "drivers/virtio/virtio_pci.ko",
-    "drivers/block/virtio_blk.ko",
+/// The modules the guest needs to see its disk; their dependencies come from the kernel's
+/// modules.dep (virtio needs virtio_ring on 6.1.0-56, not on earlier 6.1 builds). A kernel
+/// with them built in has none of these files, and loads nothing.
+const MODULES: [&str; 2] = [
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
 ];
+
+/// The module files of kernel `version` to load for [`MODULES`], each after what it depends
+/// on, from /lib/modules/VERSION/modules.dep (`path: dependency...`, paths relative to it).
+fn modules_in_load_order(version: &str) -> Vec<PathBuf> {
+    let dir = Path::new("/lib/modules").join(version);
+    let deps = std::fs::read_to_string(dir.join("modules.dep")).unwrap_or_default();
+    let depends_on = |module: &str| -> Vec<String> {
+        deps.lines()
+            .find_map(|l| l.strip_prefix(module)?.strip_prefix(':'))
+            .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    fn visit(m: &str, depends_on: &dyn Fn(&str) -> Vec<String>, order: &mut Vec<String>) {
+        if order.iter().any(|o| o == m) {
+            return;
+        }
+        for d in depends_on(m) {
+            visit(&d, depends_on, order);
+        }
+        order.push(m.to_string());
+    }
+    let mut order = Vec::new();
+    for m in MODULES {
+        visit(m, &depends_on, &mut order);
+    }
+    order
+        .into_iter()
+        .map(|m| dir.join(m))
+        .filter(|p| p.exists())
+        .collect()
+}
 
 /// The newest kernel in /boot and its version.
 fn kernel() -> (PathBuf, String) {
@@ -49,16 +77,10 @@ fn initramfs(dir: &Path, version: &str) -> PathBuf {
         .expect("busybox is needed (apt-get install busybox-static)");
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
     let mut insmod = String::new();
-    for m in MODULES {
-        let src = Path::new("/lib/modules")
-            .join(version)
-            .join("kernel")
-            .join(m);
-        if src.exists() {
-            let name = src.file_name().unwrap().to_string_lossy().to_string();
-            std::fs::copy(&src, root.join(&name)).unwrap();
-            insmod += &format!("/bin/busybox insmod /{name}\n");
-        }
+    for src in modules_in_load_order(version) {
+        let name = src.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::copy(&src, root.join(&name)).unwrap();
+        insmod += &format!("/bin/busybox insmod /{name}\n");
     }
     let init = format!(
         "#!/bin/busybox sh\n\
@@ -69,6 +91,7 @@ fn initramfs(dir: &Path, version: &str) -> PathBuf {
          {insmod}\
          i=0\n\
          while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do /bin/busybox sleep 0.1; i=$((i+1)); done\n\
+         [ -b /dev/vda ] || {{ echo arch-vm-no-disk; /bin/busybox poweroff -f; }}\n\
          /bin/busybox yes ARCH-VM-BOOT-WRITE | /bin/busybox head -c 4096 > /pattern\n\
          /bin/busybox dd if=/pattern of=/dev/vda bs=4096 seek=256 conv=fsync\n\
          /bin/busybox sync\n\
