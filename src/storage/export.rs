@@ -7,16 +7,13 @@
 
 use super::backend::Backend;
 use super::hash::BlockHash;
-use super::ingest::{pipeline_depth, worker_threads};
+use super::ingest::worker_threads;
 use super::map::BlockMap;
+use super::ordered::read_in_order;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
 
 /// Where exported bytes go.
 pub enum Sink<'a> {
@@ -28,16 +25,6 @@ pub enum Sink<'a> {
     Stream(&'a mut dyn Write),
 }
 
-struct Job {
-    /// Position in the map's entries (the order of output).
-    index: usize,
-    /// Block index in the resource.
-    block: u64,
-    hash: BlockHash,
-    len: usize,
-    buf: Vec<u8>,
-}
-
 /// Writes the content described by `map` to `sink`. `resource` names it in error messages.
 ///
 /// With `verify`, each block is hashed before any of its bytes are written: a corrupt block
@@ -47,109 +34,59 @@ pub fn export(
     map: &BlockMap,
     resource: &str,
     verify: bool,
-    mut sink: Sink<'_>,
+    sink: Sink<'_>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let threads = super::s3::pipeline_threads(backend, worker_threads());
-    let window = pipeline_depth(threads);
-    let bs = map.block_size() as u64;
-    let entries = map.entries();
-    let n = entries.len();
-    let (job_tx, job_rx) = channel::<Job>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = channel::<(usize, Result<Vec<u8>>)>();
-    let mut free: Vec<Vec<u8>> = Vec::new();
-    let zeros = vec![0u8; map.block_size() as usize];
-    if let Sink::File(f) = &sink {
-        // Size the file first: a destination that cannot hold the size fails before any work.
-        f.set_len(map.size())
-            .map_err(|e| too_large_for_destination(e, map.size()))?;
-        return super::export_file::export_to_file(backend, map, resource, verify, f, progress);
-    }
-
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..threads {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || read_worker(job_rx, done_tx, backend, verify, bs, resource));
+    let out = match sink {
+        Sink::File(f) => {
+            // Size the file first: a destination that cannot hold the size fails before any
+            // work.
+            f.set_len(map.size())
+                .map_err(|e| too_large_for_destination(e, map.size()))?;
+            return super::export_file::export_to_file(backend, map, resource, verify, f, progress);
         }
-        drop(done_tx);
-        let result = (|| -> Result<()> {
-            // Only data blocks are read; `k` indexes `entries`, `written` is the byte offset
-            // up to which the output is complete.
-            let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-            let mut next_dispatch = 0usize;
-            let mut in_flight = 0usize;
-            let mut written = 0u64;
-            for (k, &(index, _)) in entries.iter().enumerate() {
-                crate::interrupt::check()?;
-                while next_dispatch < n && in_flight < window {
-                    let (i, hash) = entries[next_dispatch];
-                    job_tx
-                        .send(Job {
-                            index: next_dispatch,
-                            block: i,
-                            hash,
-                            len: map.block_len(i),
-                            buf: free.pop().unwrap_or_default(),
-                        })
-                        .expect("readers alive");
-                    in_flight += 1;
-                    next_dispatch += 1;
-                }
-                let offset = index * bs;
-                write_zeros(&mut sink, &zeros, written, offset, progress)?;
-                let len = map.block_len(index);
-                let buf = loop {
-                    if let Some(buf) = pending.remove(&k) {
-                        break buf;
-                    }
-                    let (j, res) = done_rx.recv().expect("readers alive");
-                    in_flight -= 1;
-                    pending.insert(j, res?);
-                };
-                match &mut sink {
-                    Sink::File(f) => f
-                        .write_all_at(&buf[..len], offset)
-                        .map_err(|e| Error::io("write", "output file", e))?,
-                    Sink::Stream(w) => w
-                        .write_all(&buf[..len])
-                        .map_err(|e| stream_error(e, offset))?,
-                }
-                progress.advance(len as u64);
-                written = offset + len as u64;
-                free.push(buf);
-            }
-            write_zeros(&mut sink, &zeros, written, map.size(), progress)?;
-            match &mut sink {
-                Sink::File(_) => Ok(()),
-                Sink::Stream(w) => w.flush().map_err(|e| stream_error(e, map.size())),
-            }
-        })();
-        drop(job_tx);
-        result
-    })
+        Sink::Stream(w) => w,
+    };
+    let threads = super::s3::pipeline_threads(backend, worker_threads());
+    let bs = map.block_size() as u64;
+    let zeros = vec![0u8; map.block_size() as usize];
+    // Only data blocks are read; `written` is the byte offset up to which the output is
+    // complete.
+    let mut written = 0u64;
+    let read = |&(index, hash): &(u64, BlockHash), buf: &mut Vec<u8>| {
+        read_one(backend, &hash, map.block_len(index), verify, buf)
+            .map_err(|e| e.with_location(&hash, index * bs, resource))
+    };
+    read_in_order(
+        threads,
+        map.entries().iter().copied(),
+        &read,
+        &mut |(index, _), buf| {
+            let offset = index * bs;
+            write_zeros(out, &zeros, written, offset, progress)?;
+            out.write_all(buf).map_err(|e| stream_error(e, offset))?;
+            progress.advance(buf.len() as u64);
+            written = offset + buf.len() as u64;
+            Ok(())
+        },
+    )?;
+    write_zeros(out, &zeros, written, map.size(), progress)?;
+    out.flush().map_err(|e| stream_error(e, map.size()))
 }
 
-/// Zeros for `[from, to)`: written to a stream, left as a hole in a file.
+/// Writes zeros for `[from, to)` to the stream.
 fn write_zeros(
-    sink: &mut Sink<'_>,
+    out: &mut dyn Write,
     zeros: &[u8],
     from: u64,
     to: u64,
     progress: &dyn Progress,
 ) -> Result<()> {
-    if let Sink::File(_) = sink {
-        progress.advance(to.saturating_sub(from));
-        return Ok(());
-    }
     let mut at = from;
     while at < to {
         let n = (to - at).min(zeros.len() as u64);
-        if let Sink::Stream(w) = sink {
-            w.write_all(&zeros[..n as usize])
-                .map_err(|e| stream_error(e, at))?;
-        }
+        out.write_all(&zeros[..n as usize])
+            .map_err(|e| stream_error(e, at))?;
         progress.advance(n);
         at += n;
     }
@@ -175,28 +112,6 @@ fn stream_error(e: std::io::Error, offset: u64) -> Error {
         std::path::PathBuf::from(offset.to_string()),
         e,
     )
-}
-
-fn read_worker(
-    jobs: Arc<Mutex<Receiver<Job>>>,
-    done: std::sync::mpsc::Sender<(usize, Result<Vec<u8>>)>,
-    backend: &dyn Backend,
-    verify: bool,
-    block_size: u64,
-    resource: &str,
-) {
-    loop {
-        let job = match jobs.lock().unwrap().recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let mut buf = job.buf;
-        let offset = job.block * block_size;
-        let result = read_one(backend, &job.hash, job.len, verify, &mut buf)
-            .map_err(|e| e.with_location(&job.hash, offset, resource))
-            .map(|()| buf);
-        let _ = done.send((job.index, result));
-    }
 }
 
 /// Why a block could not be read whole.

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod local;
 pub mod map;
 pub mod mapped;
+pub mod ordered;
 pub mod pack;
 pub mod packed;
 mod roundtrip;

@@ -34,6 +34,9 @@ use crate::services::images::{Among, resolve, resource_kind};
 use crate::services::names::closest;
 pub use crate::services::names::validate_volume_name;
 use crate::services::objects::{new_uuid, read_map_of};
+use crate::storage::ingest::worker_threads;
+use crate::storage::ordered::read_in_order;
+use crate::storage::s3::pipeline_threads;
 use crate::time::now_rfc3339;
 use blockio::{BlockSource, VolumeBlocks, WriteStats};
 use serde::Serialize;
@@ -578,7 +581,9 @@ pub fn info(repo: &Repository, name: &str) -> Result<VolumeInfo> {
 }
 
 /// Reads `len` bytes at `offset` of volume `name`, handing them to `sink` in pieces of at
-/// most one block, in order.
+/// most one block, in order. The blocks are read (and shared ones verified) on several
+/// threads ahead of `sink`: one per core, at least [`crate::storage::s3::CONCURRENT_REQUESTS`]
+/// on an object store, where each block is a request.
 pub fn read(
     repo: &Repository,
     name: &str,
@@ -589,16 +594,17 @@ pub fn read(
     let vol = open(repo, name, false)?;
     vol.check_range(offset, len)?;
     let bs = vol.blocks.block_size();
-    let mut buf = vec![0u8; bs as usize];
-    let mut pos = offset;
-    while pos < offset + len {
-        crate::interrupt::check()?;
-        let n = (bs - pos % bs).min(offset + len - pos) as usize;
-        vol.blocks.read_at(pos, &mut buf[..n])?;
-        sink(&buf[..n])?;
-        pos += n as u64;
-    }
-    Ok(())
+    let end = offset + len;
+    // The pieces: (position, length), each inside one block.
+    let pieces = std::iter::successors(Some(offset), |&pos| Some(pos + (bs - pos % bs)))
+        .take_while(|&pos| pos < end)
+        .map(|pos| (pos, (bs - pos % bs).min(end - pos) as usize));
+    let threads = pipeline_threads(vol.blocks.backend(), worker_threads());
+    let read = |&(pos, n): &(u64, usize), buf: &mut Vec<u8>| {
+        buf.resize(n, 0);
+        vol.blocks.read_at(pos, buf)
+    };
+    read_in_order(threads, pieces, &read, &mut |_, bytes| sink(bytes))
 }
 
 /// Counts a write's blocks once each, however many pieces of the input reached a block (an

@@ -10,7 +10,9 @@ use crate::repo::records::VolumeRecord;
 use crate::services::objects::new_uuid;
 use crate::storage::export::{Sink, export};
 use crate::storage::fsutil::{sibling_temp, write_file_atomically};
-use crate::storage::ingest::{Source, ingest};
+use crate::storage::ingest::{Source, ingest, worker_threads};
+use crate::storage::ordered::read_in_order;
+use crate::storage::s3::pipeline_threads;
 use crate::storage::{BlockHash, BlockMap};
 use crate::time::now_rfc3339;
 use serde::Serialize;
@@ -154,13 +156,14 @@ pub fn write_raw(vol: &OpenVolume<'_>, file: &File, progress: &dyn Progress) -> 
         Sink::File(file),
         progress,
     )?;
-    let mut buf = Vec::new();
-    for &i in &private {
-        vol.blocks.read_private(i, &mut buf)?;
+    // Private blocks are read ahead on several threads (each is a request on an object
+    // store) and laid down in order.
+    let threads = pipeline_threads(vol.blocks.backend(), worker_threads());
+    let read = |&i: &u64, buf: &mut Vec<u8>| vol.blocks.read_private(i, buf);
+    read_in_order(threads, private.iter().copied(), &read, &mut |i, buf| {
         let len = (size - i * bs).min(bs) as usize;
-        write_nonzero_pages(file, &buf[..len], i * bs)
-            .map_err(|e| Error::io("write", &resource, e))?;
-    }
+        write_nonzero_pages(file, &buf[..len], i * bs).map_err(|e| Error::io("write", &resource, e))
+    })?;
     Ok(private.len() as u64)
 }
 

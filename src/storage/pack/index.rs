@@ -21,7 +21,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -41,11 +41,13 @@ pub struct Located {
     pub len: u32,
 }
 
-/// The packs of one store. Shared between threads; every method takes `&self`.
+/// The packs of one store. Shared between threads; every method takes `&self`. Lookups
+/// that hit take the lock shared, so readers on many threads do not wait for each other;
+/// only a load or a fresh look at the directory takes it exclusively.
 pub struct PackSet {
     dir: PathBuf,
     max_entry: u64,
-    state: Mutex<State>,
+    state: RwLock<State>,
 }
 
 #[derive(Default)]
@@ -103,7 +105,7 @@ impl PackSet {
         PackSet {
             dir: root.join(PACKS_DIR),
             max_entry,
-            state: Mutex::new(State::default()),
+            state: RwLock::new(State::default()),
         }
     }
 
@@ -121,10 +123,10 @@ impl PackSet {
     /// directory again when it may have changed; `recheck` forces that (a pack found in the
     /// index was gone when opened).
     pub fn locate(&self, hash: &BlockHash, recheck: bool) -> Result<Option<Located>> {
-        let mut st = self.state.lock().unwrap();
-        if !recheck && let Some(found) = self.found(&st, hash) {
+        if !recheck && let Some(found) = self.found(&self.state.read().unwrap(), hash) {
             return Ok(Some(found));
         }
+        let mut st = self.state.write().unwrap();
         self.refresh(&mut st, recheck)?;
         Ok(self.found(&st, hash))
     }
@@ -132,7 +134,13 @@ impl PackSet {
     /// True when a pack known to this process holds `hash`, without looking at the directory
     /// again (after the first load): for de-duplication, where a miss only costs a copy.
     pub fn contains_known(&self, hash: &BlockHash) -> Result<bool> {
-        let mut st = self.state.lock().unwrap();
+        {
+            let st = self.state.read().unwrap();
+            if st.listed.is_some() {
+                return Ok(st.blocks.contains(hash));
+            }
+        }
+        let mut st = self.state.write().unwrap();
         if st.listed.is_none() {
             self.refresh(&mut st, false)?;
         }
@@ -142,13 +150,13 @@ impl PackSet {
     /// Looks at the directory again and loads the packs not seen yet (a writer calls it after
     /// publishing packs, so that [`Self::contains_known`] sees them).
     pub fn rescan(&self) -> Result<()> {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.write().unwrap();
         self.refresh(&mut st, true)
     }
 
     /// Every packed block once, with its stored length, from a fresh look at the directory.
     pub fn blocks(&self) -> Result<Vec<(BlockHash, u64)>> {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.write().unwrap();
         self.refresh(&mut st, true)?;
         Ok(st
             .blocks
@@ -159,14 +167,14 @@ impl PackSet {
 
     /// The extra copies of packed blocks, from a fresh look at the directory.
     pub fn duplicates(&self) -> Result<Duplicates> {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.write().unwrap();
         self.refresh(&mut st, true)?;
         Ok(st.duplicates)
     }
 
     /// Packs whose index is damaged, with the reason, from a fresh look at the directory.
     pub fn damaged(&self) -> Result<Vec<(PathBuf, String)>> {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.write().unwrap();
         self.refresh(&mut st, true)?;
         Ok(st
             .damaged
