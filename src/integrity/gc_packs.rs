@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::storage::fsutil::{Modes, create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_packs};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
-use crate::storage::{BlockHash, BlockHashMap};
+use crate::storage::{BlockHash, BlockHashMap, BlockHashSet};
 use std::collections::BTreeMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::fs::File;
@@ -182,13 +182,20 @@ fn sweep_packs_with(
     out.damaged.sort();
     packs.sort_by(|a, b| a.0.cmp(&b.0));
     // One copy of each live block is kept; every other entry is garbage (dead, or an extra
-    // copy of a block held elsewhere). Packs with no dead entry are looked at first, larger
-    // ones before smaller, so an extra copy is dropped from a pack that is rewritten or
-    // removed anyway where it can be, and otherwise from the smaller pack (less to copy). The
-    // sort is stable (packs are listed by name), so the choice is deterministic.
-    packs.sort_by_key(|(_, entries)| {
+    // copy of a block held elsewhere). Packs that can stay whole (no dead entry, no block
+    // listed twice) are looked at first, larger ones before smaller, so an extra copy is
+    // dropped from a pack that is rewritten or removed anyway where it can be, and otherwise
+    // from the smaller pack (less to copy). A pack listing a block twice never stays whole,
+    // so however many entries it has it cannot make itself the holder of the kept copy of a
+    // block another pack holds (a hostile pack of one block listed 2^16 times, its first
+    // copy bad, would otherwise stop gc although a good copy stays in place). The sort is
+    // stable (packs are listed by name), so the choice is deterministic.
+    packs.sort_by_cached_key(|(_, entries)| {
         let has_dead = entries.iter().any(|e| !keep(&e.hash));
-        (has_dead, std::cmp::Reverse(entries.len()))
+        (
+            has_dead || lists_a_block_twice(entries),
+            std::cmp::Reverse(entries.len()),
+        )
     });
     // The copy kept of each live block: (pack, entry) positions in `packs`.
     let mut placed: BlockHashMap<(usize, usize)> = BlockHashMap::default();
@@ -224,12 +231,17 @@ fn sweep_packs_with(
             check.entry(p).or_default().push(i);
         }
     }
+    // Each kept copy verified once, however many extra copies it stands for.
     let check: Vec<Plan> = check
         .into_iter()
-        .map(|(p, copy)| Plan {
-            path: packs[p].0.clone(),
-            entries: packs[p].1.clone(),
-            copy,
+        .map(|(p, mut copy)| {
+            copy.sort_unstable();
+            copy.dedup();
+            Plan {
+                path: packs[p].0.clone(),
+                entries: packs[p].1.clone(),
+                copy,
+            }
         })
         .collect();
     let mut partial = Vec::new();
@@ -302,6 +314,13 @@ fn sweep_packs_with(
     unlink_all(&[&old[..], &dead[..]].concat())?;
     sync_dir(&dir)?;
     Ok(out)
+}
+
+/// True when some block is listed by two entries of `entries` (one pack's index).
+fn lists_a_block_twice(entries: &[Entry]) -> bool {
+    let mut seen = BlockHashSet::default();
+    seen.reserve(entries.len());
+    !entries.iter().all(|e| seen.insert(e.hash))
 }
 
 /// [`rewrite`] in a new work directory under `tmp/`, then `after_publish`; the work

@@ -123,6 +123,13 @@ pub fn check(
     Ok(())
 }
 
+/// True when block `hash` is stored and its bytes match it (read through the backend, which
+/// looks again at `packs/` when the pack its index named has left).
+fn reads_back_good(repo: &Repository, hash: &BlockHash) -> Result<bool> {
+    let mut buf = Vec::new();
+    Ok(repo.backend().read_block(hash, &mut buf)? && BlockHash::of_bytes(&buf) == *hash)
+}
+
 fn access_text(modes: Modes) -> &'static str {
     if modes.shared {
         "shared with its group: directories 2770, files 0660"
@@ -139,6 +146,7 @@ fn quarantine_corrupt(
     repaired: &mut Vec<String>,
 ) -> Result<()> {
     let mut moved_packs = super::quarantine_packs::Moved::new();
+    let mut said = std::collections::HashSet::new();
     for p in problems.iter_mut() {
         if p.kind == "corrupt_pack"
             && let Some(done) =
@@ -158,15 +166,27 @@ fn quarantine_corrupt(
                 PackRepair::Moved(done) => {
                     let needed = needed_by(db, &p.resources);
                     p.message.push_str(&format!("; {done}"));
-                    repaired.push(if needed.is_empty() {
+                    let line = if needed.is_empty() {
                         format!("corrupt block {}: {done}; nothing needs it", p.subject)
+                    } else if reads_back_good(repo, &hash)? {
+                        // A good copy was saved from the pack, or another pack holds one.
+                        format!(
+                            "corrupt block {}: {done}; a good copy is still stored: {} read back whole",
+                            p.subject,
+                            needed.join(", ")
+                        )
                     } else {
                         format!(
                             "corrupt block {}: {done}; still damaged until its data is put again: {}",
                             p.subject,
                             needed.join(", ")
                         )
-                    });
+                    };
+                    // One line per block and outcome, however many bad copies (problems)
+                    // a pack listing it many times gave.
+                    if said.insert(line.clone()) {
+                        repaired.push(line);
+                    }
                     continue;
                 }
             }

@@ -99,7 +99,10 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
         Some(Ok(entries)) => entries,
     };
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    // Each good block saved once: a pack listing a block many times (hostile, or two
+    // copies) gives the new pack one copy of it, not one per entry.
     let mut good = Vec::new();
+    let mut saved = std::collections::HashSet::new();
     let mut bad_hashes = Vec::new();
     let mut buf = Vec::new();
     for e in &entries {
@@ -107,7 +110,9 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
         let ok =
             file.read_exact_at(&mut buf, e.offset).is_ok() && BlockHash::of_bytes(&buf) == e.hash;
         if ok {
-            good.push((e.hash, buf.clone()));
+            if saved.insert(e.hash) {
+                good.push((e.hash, buf.clone()));
+            }
         } else {
             bad_hashes.push(e.hash);
         }

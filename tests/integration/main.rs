@@ -1,6 +1,7 @@
 //! Integration tests: one test binary (fast to link) whose modules each drive the real `arch`
 //! binary in per-test temp directories.
 
+mod attack_packs;
 mod catalog_db;
 mod concurrency;
 mod crash;
