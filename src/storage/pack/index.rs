@@ -10,16 +10,22 @@
 //! same tick as the listing can leave them equal. A listing taken at least [`SETTLE`] after
 //! the directory's last change is *settled*: any later change gets a later timestamp, and an
 //! equal stamp then means nothing changed. An unsettled listing is redone at every miss.
+//!
+//! A block held by several entries (two puts at once packed it twice, or a hostile pack lists
+//! it many times) is looked up once through all of them: the first copy whose bytes hash to
+//! the block's name becomes the one readers get, so a bad copy is never read while a good one
+//! is stored (when none is good, readers get the first and report it corrupt). A block with
+//! one copy is not hashed here: its readers verify it.
 
 use super::format::{Entry, read_index};
-use super::table::BlockTable;
+use super::table::{BlockTable, Loc};
 use crate::error::{Error, Result};
 use crate::storage::fsutil::open_regular;
-use crate::storage::hash::{BlockHash, BlockHashSet};
+use crate::storage::hash::{BlockHash, BlockHashMap, BlockHashSet};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,6 +69,9 @@ struct State {
     /// a gc stopped between publishing a copy and removing the old pack): their count and
     /// bytes. gc removes them; du counts them as garbage.
     duplicates: Duplicates,
+    /// Where the extra copies of a block are, until a lookup of the block has chosen a good
+    /// copy among them and the kept one (see the module comment). Empty in the usual case.
+    copies: BlockHashMap<Vec<Loc>>,
     /// The directory's stamp at the last listing and whether that listing was settled.
     listed: Option<(Stamp, bool)>,
 }
@@ -123,11 +132,19 @@ impl PackSet {
     /// directory again when it may have changed; `recheck` forces that (a pack found in the
     /// index was gone when opened).
     pub fn locate(&self, hash: &BlockHash, recheck: bool) -> Result<Option<Located>> {
-        if !recheck && let Some(found) = self.found(&self.state.read().unwrap(), hash) {
-            return Ok(Some(found));
+        if !recheck {
+            let st = self.state.read().unwrap();
+            if (st.copies.is_empty() || !st.copies.contains_key(hash))
+                && let Some(found) = self.found(&st, hash)
+            {
+                return Ok(Some(found));
+            }
         }
         let mut st = self.state.write().unwrap();
-        self.refresh(&mut st, recheck)?;
+        if recheck || !st.blocks.contains(hash) {
+            self.refresh(&mut st, recheck)?;
+        }
+        self.keep_a_good_copy(&mut st, hash);
         Ok(self.found(&st, hash))
     }
 
@@ -181,6 +198,37 @@ impl PackSet {
             .iter()
             .map(|(id, why)| (self.path_of(id), why.clone()))
             .collect())
+    }
+
+    /// When `hash` has extra copies not looked at yet: makes the first good one among the
+    /// kept copy and the extra ones (in load order) the copy kept, and forgets the others.
+    /// When none is good the kept copy stays, for readers to report.
+    fn keep_a_good_copy(&self, st: &mut State, hash: &BlockHash) {
+        let Some(extra) = st.copies.remove(hash) else {
+            return;
+        };
+        let Some(kept) = st.blocks.get(hash) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        for loc in std::iter::once(kept).chain(extra) {
+            if self.is_good_copy(st, hash, loc, &mut buf) {
+                st.blocks.replace(hash, loc);
+                return;
+            }
+        }
+    }
+
+    /// True when the entry at `loc` holds bytes that hash to `hash`. A pack gone since it
+    /// was loaded (gc replaced it), shorter than its index, or unreadable holds no good copy.
+    fn is_good_copy(&self, st: &State, hash: &BlockHash, loc: Loc, buf: &mut Vec<u8>) -> bool {
+        let (at, offset, len) = loc;
+        let path = self.path_of(&st.packs[at as usize]);
+        let Ok(Some(file)) = open_regular(&path) else {
+            return false;
+        };
+        buf.resize(len as usize, 0);
+        file.read_exact_at(buf, offset).is_ok() && BlockHash::of_bytes(buf) == *hash
     }
 
     fn found(&self, st: &State, hash: &BlockHash) -> Option<Located> {
@@ -240,9 +288,10 @@ impl PackSet {
             }
             Ok(())
         })?;
-        for (_, len) in st.blocks.extend(batch) {
+        for (hash, loc) in st.blocks.extend(batch) {
             st.duplicates.entries += 1;
-            st.duplicates.bytes += u64::from(len);
+            st.duplicates.bytes += u64::from(loc.2);
+            st.copies.entry(hash).or_default().push(loc);
         }
         st.listed = Some((stamp, meta.as_ref().is_some_and(|m| settled(m, now))));
         Ok(())

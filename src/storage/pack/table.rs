@@ -48,13 +48,13 @@ impl BlockTable {
 
     /// Adds the entries of one batch (packs loaded together, in load order, at pack positions
     /// after those already in the table), each kept unless its hash is already in the table
-    /// or earlier in the batch. Returns the entries not kept: extra copies, with their stored
-    /// lengths.
-    pub fn extend(&mut self, batch: Vec<(BlockHash, Loc)>) -> Vec<(BlockHash, u32)> {
+    /// or earlier in the batch. Returns the entries not kept: extra copies, with their
+    /// locations.
+    pub fn extend(&mut self, batch: Vec<(BlockHash, Loc)>) -> Vec<(BlockHash, Loc)> {
         if self.recent.len() + batch.len() <= RECENT_MIN.max(self.sorted.len() / 4) {
             return batch
                 .into_iter()
-                .filter_map(|(h, loc)| (!self.insert(h, loc)).then_some((h, loc.2)))
+                .filter(|&(h, loc)| !self.insert(h, loc))
                 .collect();
         }
         // The batch's own buffer when the array is empty (the first load): no copy.
@@ -74,7 +74,7 @@ impl BlockTable {
         let mut kept = 0;
         for i in 0..all.len() {
             if kept > 0 && all[kept - 1].0 == all[i].0 {
-                extra.push((all[i].0, all[i].1.2));
+                extra.push(all[i]);
             } else {
                 all[kept] = all[i];
                 kept += 1;
@@ -84,6 +84,23 @@ impl BlockTable {
         self.window = 64usize.max(4 * (all.len() as f64).sqrt() as usize);
         self.sorted = all;
         extra
+    }
+
+    /// Makes `loc` the location kept for `hash`, which the table holds (false when it does
+    /// not: nothing changes).
+    pub fn replace(&mut self, hash: &BlockHash, loc: Loc) -> bool {
+        if let Some(kept) = self.recent.get_mut(hash) {
+            *kept = loc;
+            return true;
+        }
+        let i = self.position(hash);
+        match self.sorted.get_mut(i) {
+            Some((h, kept)) if h == hash => {
+                *kept = loc;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Every entry, in no set order.
@@ -163,7 +180,7 @@ mod tests {
                 for &(h, loc) in &batch {
                     match model.entry(h) {
                         std::collections::hash_map::Entry::Occupied(_) => {
-                            want_extra.push((h, loc.2));
+                            want_extra.push((h, loc));
                         }
                         std::collections::hash_map::Entry::Vacant(v) => {
                             v.insert(loc);
@@ -206,5 +223,21 @@ mod tests {
             assert_eq!(table.get(&h), Some(loc));
         }
         assert_eq!(table.get(&hash(7)), None);
+    }
+
+    #[test]
+    fn replace_changes_the_kept_location_of_a_held_hash_only() {
+        let mut table = BlockTable::default();
+        // Enough to be merged into the sorted array, then a few more in the map.
+        let sorted: Vec<_> = (0..200).map(|k| (hash(k), (0, k, 1))).collect();
+        table.extend(sorted);
+        table.extend(vec![(hash(500), (1, 0, 1))]);
+        assert!(table.replace(&hash(7), (2, 70, 7)));
+        assert!(table.replace(&hash(500), (2, 50, 5)));
+        assert!(!table.replace(&hash(9999), (2, 0, 1)));
+        assert_eq!(table.get(&hash(7)), Some((2, 70, 7)));
+        assert_eq!(table.get(&hash(500)), Some((2, 50, 5)));
+        assert_eq!(table.get(&hash(9999)), None);
+        assert_eq!(table.len(), 201);
     }
 }
