@@ -15,7 +15,7 @@ use crate::repo::Repository;
 use crate::storage::BlockHash;
 use crate::storage::fsutil::{create_dir, remove_path, sync_dir};
 use crate::storage::pack::index::{list_pack_names, read_pack};
-use crate::storage::pack::{PACK_TARGET, PACKS_DIR, PackWriter};
+use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -100,18 +100,16 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
     };
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     // Each good block saved once: a pack listing a block many times (hostile, or two
-    // copies) gives the new pack one copy of it, not one per entry.
+    // copies) gives the new pack one copy of it, not one per entry. Only where the good
+    // entries are is kept here, not their bytes: memory is one block, whatever the pack.
     let mut good = Vec::new();
     let mut saved = std::collections::HashSet::new();
     let mut bad_hashes = Vec::new();
     let mut buf = Vec::new();
     for e in &entries {
-        buf.resize(e.len as usize, 0);
-        let ok =
-            file.read_exact_at(&mut buf, e.offset).is_ok() && BlockHash::of_bytes(&buf) == e.hash;
-        if ok {
+        if is_good(&file, e, &mut buf) {
             if saved.insert(e.hash) {
-                good.push((e.hash, buf.clone()));
+                good.push(*e);
             }
         } else {
             bad_hashes.push(e.hash);
@@ -120,13 +118,20 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
     if bad_hashes.is_empty() && !entries.is_empty() {
         return Ok(PackRepair::Sound);
     }
-    let done = quarantine_pack(repo, path, &good, bad_hashes.len())?;
+    let done = quarantine_pack(repo, path, Some((&file, &good)), bad_hashes.len())?;
     moved.packs.insert(path.to_path_buf(), done.clone());
     // The other bad blocks of this pack are handled too (it has left `packs/`).
     for h in bad_hashes {
         moved.blocks.entry(h).or_insert_with(|| done.clone());
     }
     Ok(PackRepair::Moved(done))
+}
+
+/// True when entry `e` of the pack open as `file` holds bytes that hash to its name (read
+/// into `buf`).
+fn is_good(file: &File, e: &Entry, buf: &mut Vec<u8>) -> bool {
+    buf.resize(e.len as usize, 0);
+    file.read_exact_at(buf, e.offset).is_ok() && BlockHash::of_bytes(buf) == e.hash
 }
 
 /// Moves the pack at `path`, whose index is damaged, into quarantine (nothing can be
@@ -136,7 +141,7 @@ pub fn repair_damaged(repo: &Repository, path: &Path) -> Result<Option<String>> 
         return Ok(None);
     };
     match read_pack(path, &id, u64::from(repo.block_size()))? {
-        Some(Err(_)) => quarantine_pack(repo, path, &[], 0).map(Some),
+        Some(Err(_)) => quarantine_pack(repo, path, None, 0).map(Some),
         _ => Ok(None),
     }
 }
@@ -145,15 +150,21 @@ fn pack_id(path: &Path) -> Option<BlockHash> {
     path.file_name()?.to_str()?.parse().ok()
 }
 
-/// Writes `good` into a new pack (durable, visible), then moves `path` into
-/// `quarantine/packs/`; returns what was done.
+/// Writes the `good` entries of the pack open as `file` (each read and verified again, one at a
+/// time) into a new pack (durable, visible), then moves `path` into `quarantine/packs/`;
+/// returns what was done.
 fn quarantine_pack(
     repo: &Repository,
     path: &Path,
-    good: &[(BlockHash, Vec<u8>)],
+    good: Option<(&File, &[Entry])>,
     bad: usize,
 ) -> Result<String> {
+    let (file, good) = match good {
+        Some((file, good)) => (Some(file), good),
+        None => (None, &[][..]),
+    };
     let packs_dir = repo.root().join(PACKS_DIR);
+    let mut copied = 0usize;
     if !good.is_empty() {
         let work = repo.tmp_dir().join(format!(
             "repair-pack-{}-{}",
@@ -163,9 +174,14 @@ fn quarantine_pack(
         create_dir(&work, repo.modes())?;
         let written = (|| {
             let w = PackWriter::new(&work, repo.modes().sealed(), PACK_TARGET);
-            for (h, bytes) in good {
-                w.append(h, bytes)
-                    .map_err(|e| Error::io("write pack in", &work, e))?;
+            let mut buf = Vec::new();
+            for e in good {
+                // Verified again as it is copied: what is saved is what was checked.
+                if file.is_some_and(|f| is_good(f, e, &mut buf)) {
+                    w.append(&e.hash, &buf)
+                        .map_err(|e| Error::io("write pack in", &work, e))?;
+                    copied += 1;
+                }
             }
             let made = w
                 .finish()
@@ -197,7 +213,7 @@ fn quarantine_pack(
             "moved pack {} ({bad} corrupt entries) to {}, after copying its {} good entries into a new pack",
             rel(path),
             rel(&to),
-            good.len()
+            copied
         )
     })
 }
