@@ -5,11 +5,11 @@
 use super::fsck::Problem;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::storage::BlockHash;
 use crate::storage::fsutil::open_regular;
 use crate::storage::pack::PACKS_DIR;
+use crate::storage::pack::format::entry_matches;
 use crate::storage::pack::index::{list_pack_names, read_pack};
-use std::os::unix::fs::FileExt;
+use crate::storage::{BlockHash, BlockHashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -102,9 +102,7 @@ pub fn rehash_pack(
     entries.sort_by_key(|e| e.offset);
     let mut bad = Vec::new();
     for e in entries {
-        buf.resize(e.len as usize, 0);
-        let ok = file.read_exact_at(buf, e.offset).is_ok() && BlockHash::of_bytes(buf) == e.hash;
-        if !ok {
+        if !entry_matches(&file, &e, buf) {
             bad.push(BadEntry {
                 pack: path.to_path_buf(),
                 offset: e.offset,
@@ -116,7 +114,7 @@ pub fn rehash_pack(
 }
 
 /// The blocks held by some pack with a sound index (each once).
-pub fn packed_blocks(repo: &Repository) -> Result<std::collections::HashSet<BlockHash>> {
+pub fn packed_blocks(repo: &Repository) -> Result<BlockHashSet> {
     let Some(packs) = repo.backend().as_local().and_then(|l| l.packs()) else {
         return Ok(Default::default());
     };

@@ -12,13 +12,13 @@
 use super::quarantine::move_to_quarantine;
 use crate::error::{Error, Result};
 use crate::repo::Repository;
-use crate::storage::BlockHash;
 use crate::storage::fsutil::{create_dir, remove_path, sync_dir};
+use crate::storage::pack::format::entry_matches;
 use crate::storage::pack::index::{list_pack_names, read_pack};
 use crate::storage::pack::{Entry, PACK_TARGET, PACKS_DIR, PackWriter};
+use crate::storage::{BlockHash, BlockHashSet};
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// What became of a block reported corrupt, for a packed block.
@@ -103,11 +103,11 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
     // copies) gives the new pack one copy of it, not one per entry. Only where the good
     // entries are is kept here, not their bytes: memory is one block, whatever the pack.
     let mut good = Vec::new();
-    let mut saved = std::collections::HashSet::new();
+    let mut saved = BlockHashSet::default();
     let mut bad_hashes = Vec::new();
     let mut buf = Vec::new();
     for e in &entries {
-        if is_good(&file, e, &mut buf) {
+        if entry_matches(&file, e, &mut buf) {
             if saved.insert(e.hash) {
                 good.push(*e);
             }
@@ -125,13 +125,6 @@ fn repair_pack(repo: &Repository, path: &Path, moved: &mut Moved) -> Result<Pack
         moved.blocks.entry(h).or_insert_with(|| done.clone());
     }
     Ok(PackRepair::Moved(done))
-}
-
-/// True when entry `e` of the pack open as `file` holds bytes that hash to its name (read
-/// into `buf`).
-fn is_good(file: &File, e: &Entry, buf: &mut Vec<u8>) -> bool {
-    buf.resize(e.len as usize, 0);
-    file.read_exact_at(buf, e.offset).is_ok() && BlockHash::of_bytes(buf) == e.hash
 }
 
 /// Moves the pack at `path`, whose index is damaged, into quarantine (nothing can be
@@ -177,7 +170,7 @@ fn quarantine_pack(
             let mut buf = Vec::new();
             for e in good {
                 // Verified again as it is copied: what is saved is what was checked.
-                if file.is_some_and(|f| is_good(f, e, &mut buf)) {
+                if file.is_some_and(|f| entry_matches(f, e, &mut buf)) {
                     w.append(&e.hash, &buf)
                         .map_err(|e| Error::io("write pack in", &work, e))?;
                     copied += 1;

@@ -155,6 +155,13 @@ pub fn read_index(
     Ok(decode_tail(file_len, &tail, name, max_entry))
 }
 
+/// True when entry `e` of the pack open as `file` holds bytes that hash to its block (read
+/// into `buf`); a short or failed read is a bad entry.
+pub fn entry_matches(file: &File, e: &Entry, buf: &mut Vec<u8>) -> bool {
+    buf.resize(e.len as usize, 0);
+    file.read_exact_at(buf, e.offset).is_ok() && BlockHash::of_bytes(buf) == e.hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

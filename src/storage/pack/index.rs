@@ -17,7 +17,7 @@
 //! is stored (when none is good, readers get the first and report it corrupt). A block with
 //! one copy is not hashed here: its readers verify it.
 
-use super::format::{Entry, read_index};
+use super::format::{Entry, entry_matches, read_index};
 use super::table::{BlockTable, Loc};
 use crate::error::{Error, Result};
 use crate::storage::fsutil::open_regular;
@@ -25,7 +25,7 @@ use crate::storage::hash::{BlockHash, BlockHashMap, BlockHashSet};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -227,8 +227,12 @@ impl PackSet {
         let Ok(Some(file)) = open_regular(&path) else {
             return false;
         };
-        buf.resize(len as usize, 0);
-        file.read_exact_at(buf, offset).is_ok() && BlockHash::of_bytes(buf) == *hash
+        let entry = Entry {
+            hash: *hash,
+            offset,
+            len,
+        };
+        entry_matches(&file, &entry, buf)
     }
 
     fn found(&self, st: &State, hash: &BlockHash) -> Option<Located> {
