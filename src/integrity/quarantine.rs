@@ -164,8 +164,13 @@ fn quarantine_corrupt(
                 PackRepair::NotPacked => {}
                 PackRepair::Sound => continue,
                 PackRepair::Moved(done) => {
-                    let needed = needed_by(db, &p.resources);
                     p.message.push_str(&format!("; {done}"));
+                    // One line per block and outcome, however many bad copies (problems)
+                    // a pack listing it many times gave: the lookups below run once.
+                    if !said.insert((hash, done.clone())) {
+                        continue;
+                    }
+                    let needed = needed_by(db, &p.resources);
                     let line = if needed.is_empty() {
                         format!("corrupt block {}: {done}; nothing needs it", p.subject)
                     } else if reads_back_good(repo, &hash)? {
@@ -182,11 +187,7 @@ fn quarantine_corrupt(
                             needed.join(", ")
                         )
                     };
-                    // One line per block and outcome, however many bad copies (problems)
-                    // a pack listing it many times gave.
-                    if said.insert(line.clone()) {
-                        repaired.push(line);
-                    }
+                    repaired.push(line);
                     continue;
                 }
             }
@@ -294,11 +295,10 @@ fn still_bad_remote(repo: &Repository, kind: Kind, hash: &BlockHash) -> Result<b
     }
 }
 
-/// Renames `from` to `quarantine/<kind>s/<hex>` (`.1`, `.2` ... when that name is taken)
-/// and makes the move durable. Returns the new path. The rename never replaces a file: a
-/// name taken between the probe and the rename (another fsck) moves on to the next one.
-/// Moves `from` to `quarantine/<dir>/<hex>` (`.1`, `.2`, ... when taken) with one rename that
-/// never replaces a file, both directories fsynced; never opens `from`.
+/// Moves `from` to `quarantine/<dir>/<hex>` (`.1`, `.2`, ... when that name is taken) with
+/// one rename, both directories fsynced; never opens `from`. Returns the new path. The rename
+/// never replaces a file: a name taken between the probe and the rename (another fsck) moves
+/// on to the next one.
 pub(super) fn move_to_quarantine(
     repo: &Repository,
     dir: &str,
